@@ -1,0 +1,95 @@
+"""Tessera's one exception tree.
+
+Every error Tessera raises on purpose derives from :class:`TesseraError`::
+
+    TesseraError
+    ├── DecodeError          malformed bytes: wrong length, point not on the curve,
+    │                        scalar or field element out of range
+    ├── InvalidProof         a zero-knowledge proof or a share failed verification
+    ├── ProtocolError        a protocol step out of order, or a participant misbehaved
+    │   └── DkgError         distributed key generation could not qualify a key
+    ├── DlogError            a discrete logarithm outside the searched range
+    ├── PolicyViolation      a query breaks a dataset's policy
+    │   └── BudgetExceeded   a query would overspend a privacy budget
+    ├── LedgerError          the chain refused a transaction (carries the revert reason)
+    ├── TransportError       a peer could not be reached or answered badly
+    └── ConfigError          a configuration or key file is missing or malformed
+
+Third-party exceptions are converted at the boundary with ``raise X from exc``.
+The command line maps each class to a one-line message and an exit code
+(:data:`EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+
+class TesseraError(Exception):
+    """Root of every error Tessera raises on purpose."""
+
+
+class DecodeError(TesseraError, ValueError):
+    """Bytes that do not decode to a valid value of the expected type."""
+
+
+class InvalidProof(TesseraError):
+    """A proof, signature or share that does not verify."""
+
+
+class ProtocolError(TesseraError):
+    """A protocol step taken out of order, or a participant that misbehaved."""
+
+
+class DkgError(ProtocolError):
+    """Distributed key generation could not produce a qualified key."""
+
+
+class DlogError(TesseraError, ValueError):
+    """A discrete logarithm that is not in the searched range."""
+
+
+class PolicyViolation(TesseraError):
+    """A query that a dataset's policy does not allow."""
+
+
+class BudgetExceeded(PolicyViolation):
+    """A query that would spend more privacy budget than remains."""
+
+
+class LedgerError(TesseraError):
+    """A transaction or call the ledger refused; ``reason`` is the revert reason."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TransportError(TesseraError):
+    """A peer that could not be reached, or that answered badly."""
+
+
+class ConfigError(TesseraError):
+    """A configuration or key file that is missing or malformed."""
+
+
+#: Exit codes of the command line, most specific class first.
+EXIT_CODES: tuple[tuple[type[TesseraError], int], ...] = (
+    (BudgetExceeded, 11),
+    (PolicyViolation, 10),
+    (InvalidProof, 12),
+    (DecodeError, 13),
+    (DkgError, 15),
+    (ProtocolError, 14),
+    (DlogError, 16),
+    (LedgerError, 17),
+    (TransportError, 18),
+    (ConfigError, 19),
+    (TesseraError, 1),
+)
+
+
+def exit_code(exc: TesseraError) -> int:
+    """The command-line exit code for ``exc``."""
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1
