@@ -123,9 +123,7 @@ class DiscreteLog:
             i += n
         raise DlogError(f"discrete log not in (−{self.max_abs}, {self.max_abs})")
 
-    def _match(
-        self, target: Point, pts: list[Point], first: int, sign: int
-    ) -> tuple[int] | None:
+    def _match(self, target: Point, pts: list[Point], first: int, sign: int) -> tuple[int] | None:
         for k, p in enumerate(pts):
             if p.is_identity:
                 return (sign * (first + k) * self._step,)

@@ -81,9 +81,7 @@ def encrypt_many(public_key: Point, ms: Sequence[int], rng: Rng) -> list[Ciphert
     return [encrypt(public_key, m, rng) for m in ms]
 
 
-def encrypt_many_with(
-    public_key: Point, ms: Sequence[int], rs: Sequence[int]
-) -> list[Ciphertext]:
+def encrypt_many_with(public_key: Point, ms: Sequence[int], rs: Sequence[int]) -> list[Ciphertext]:
     if len(ms) != len(rs):
         raise ValueError("encrypt_many_with: one randomness per message")
     return [encrypt_with(public_key, m, r) for m, r in zip(ms, rs, strict=True)]
@@ -117,8 +115,8 @@ def encodes(public_key: Point, ct: Ciphertext, m: int, r: int) -> bool:
 
 __all__ = [
     "CIPHERTEXT_LEN",
-    "G",
     "Ciphertext",
+    "G",
     "add_all",
     "add_vectors",
     "decrypt_to_point",

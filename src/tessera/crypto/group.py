@@ -179,9 +179,7 @@ def _double_mul(u1: int, u2: int, q: Point) -> Point:
     z = (-u1 * r) % N
     sig = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([enc[0] - 2])
     try:
-        return Point(
-            PublicKey.from_signature_and_message(sig, z.to_bytes(32, "big"), hasher=None)
-        )
+        return Point(PublicKey.from_signature_and_message(sig, z.to_bytes(32, "big"), hasher=None))
     except ValueError:  # the result is the identity
         return _IDENTITY
 

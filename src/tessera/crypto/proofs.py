@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tessera.crypto.group import (
+    SCALAR_LEN,
     G,
     N,
-    SCALAR_LEN,
     Point,
     base_mul,
     decode_scalar,
@@ -65,9 +65,7 @@ class LinearStatement:
 
     def recompute(self, e: int, z: Sequence[int]) -> list[Point]:
         """Verifier's ``T_j = Σ_k z_k M[j][k] − e·Y_j`` (variable time, public inputs)."""
-        return [
-            msm([*z, -e], [*row, y]) for row, y in zip(self.bases, self.targets, strict=True)
-        ]
+        return [msm([*z, -e], [*row, y]) for row, y in zip(self.bases, self.targets, strict=True)]
 
     def holds_for(self, witness: Sequence[int]) -> bool:
         return self.commit(witness) == list(self.targets)

@@ -1,4 +1,4 @@
-"""Range proof for an ElGamal ciphertext: bit commitments with CDS OR-proofs, linked by a Sigma proof.
+"""Range proof for ElGamal ciphertexts: bit commitments with CDS OR-proofs and a Sigma link.
 
 Statement: ciphertext ``C = (r·G, m·G + r·K)`` under key ``K`` encrypts
 ``m ∈ [a, b]``. Let ``d = m − a`` and ``B = b − a < 2^L``. The prover writes
@@ -115,9 +115,7 @@ class RangeProof:
             z1.append(decode_scalar(data[pos + 2 * SCALAR_LEN : pos + 3 * SCALAR_LEN]))
             pos += 3 * SCALAR_LEN
         tail = [decode_scalar(data[p : p + SCALAR_LEN]) for p in range(pos, len(data), SCALAR_LEN)]
-        return cls(
-            tuple(cs), tuple(e0), tuple(z0), tuple(z1), tail[0], (tail[1], tail[2], tail[3])
-        )
+        return cls(tuple(cs), tuple(e0), tuple(z0), tuple(z1), tail[0], (tail[1], tail[2], tail[3]))
 
 
 def _weighted_sum(weights: Sequence[int], points: Sequence[Point]) -> Point:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tessera.crypto.elgamal import Ciphertext
-from tessera.crypto.group import G, N, POINT_LEN, Point, base_mul, point_sum
+from tessera.crypto.group import POINT_LEN, G, N, Point, base_mul, point_sum
 from tessera.crypto.proofs import (
     LinearProof,
     LinearStatement,
@@ -92,9 +92,7 @@ def verify_partial(
     verify_linear(Transcript(_PARTIAL, _context(context, part.index)), stmt, part.proof)
 
 
-def combine_partials(
-    ct: Ciphertext, parts: Sequence[PartialDecryption], threshold: int
-) -> Point:
+def combine_partials(ct: Ciphertext, parts: Sequence[PartialDecryption], threshold: int) -> Point:
     """``m·G`` from ``threshold`` already-verified partial decryptions."""
     chosen = _pick(parts, threshold)
     idx = [p.index for p in chosen]
@@ -111,7 +109,9 @@ class KeySwitchShare:
     proof: LinearProof
 
     def encode(self) -> bytes:
-        return self.index.to_bytes(4, "big") + self.u.encode() + self.w.encode() + self.proof.encode()
+        return (
+            self.index.to_bytes(4, "big") + self.u.encode() + self.w.encode() + self.proof.encode()
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> KeySwitchShare:

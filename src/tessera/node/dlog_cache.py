@@ -1,0 +1,72 @@
+"""On-disk cache of the baby-step table of :mod:`tessera.crypto.dlog`.
+
+The table is built once (about 15 s for the default bound) and kept in the
+cache directory (``$TESSERA_CACHE_DIR``, else ``$XDG_CACHE_HOME/tessera``, else
+``~/.cache/tessera``). A file that fails its checksum or size check is
+rebuilt, never trusted; writes go to a temporary file renamed into place, so a
+crash leaves either the old file or none.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from tessera.crypto.dlog import DEFAULT_BOUND, BabyStepTable, DiscreteLog
+from tessera.errors import DecodeError
+
+_loaded: dict[tuple[Path, int], BabyStepTable] = {}
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("TESSERA_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tessera"
+
+
+def table_path(bound: int, directory: Path | None = None) -> Path:
+    return (directory or cache_dir()) / f"dlog-secp256k1-{bound}.bin"
+
+
+def load_table(bound: int = DEFAULT_BOUND, directory: Path | None = None) -> BabyStepTable:
+    """The cached table for ``bound``, rebuilt and rewritten if missing or corrupt."""
+    path = table_path(bound, directory)
+    key = (path, bound)
+    if key in _loaded:
+        return _loaded[key]
+    table: BabyStepTable | None = None
+    if path.exists():
+        try:
+            table = BabyStepTable.from_bytes(path.read_bytes())
+            if table.bound != bound:
+                table = None
+        except DecodeError:
+            table = None
+    if table is None:
+        table = BabyStepTable.build(bound)
+        _atomic_write(path, table.to_bytes())
+    _loaded[key] = table
+    return table
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def discrete_log(
+    max_abs: int = 1 << 32, bound: int = DEFAULT_BOUND, directory: Path | None = None
+) -> DiscreteLog:
+    return DiscreteLog(load_table(bound, directory), max_abs)
