@@ -20,17 +20,13 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from tessera.crypto.group import G, Point, base_mul, point_sum
+from tessera.crypto.group import G, Point, base_mul, walk
 from tessera.errors import DecodeError, DlogError
 
 _MAGIC = b"TSRDLOG1"
 _HEADER = struct.Struct(">8sQQ32s")  # magic, bound, count, sha256(payload)
 DEFAULT_BOUND = 1 << 21
 _CHUNK = 64
-
-
-def _key(p: Point) -> int:
-    return int.from_bytes(p.encode()[1:9], "big")
 
 
 class BabyStepTable:
@@ -47,12 +43,8 @@ class BabyStepTable:
     def build(cls, bound: int = DEFAULT_BOUND) -> BabyStepTable:
         if not 1 <= bound < 1 << 32:
             raise ValueError("baby-step bound must be in [1, 2^32)")
-        raw = bytearray()
-        p = G
-        for _ in range(bound):
-            raw += p.encode()[1:9]
-            p = p + G
-        keys = np.frombuffer(bytes(raw), dtype=">u8").astype(np.uint64)
+        raw, _, _ = walk(G, G, bound)  # j·G for j = 1..bound: never the identity
+        keys = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
         # j = 0 (the identity) is handled separately in lookups; store 1..bound
         order = np.argsort(keys, kind="stable")
         return cls(bound, keys[order], (order + 1).astype(np.uint32))
@@ -109,28 +101,28 @@ class DiscreteLog:
         while i <= steps:
             n = min(chunk, steps + 1 - i)
             chunk = min(2 * chunk, _CHUNK)  # small |m| first, cheaply
-            pts: list[Point] = []
-            for _ in range(n):
-                pts.append(down)
-                down = point_sum((down, self._neg_step))
-            ups: list[Point] = []
-            for _ in range(n):
-                ups.append(up)
-                up = point_sum((up, self._pos_step))
-            found = self._match(target, pts, i, 1) or self._match(target, ups, i + 1, -1)
-            if found is not None:
-                return found[0]
+            for sign, first, start, step in (
+                (1, i, down, self._neg_step),
+                (-1, i + 1, up, self._pos_step),
+            ):
+                keys, nxt, hit = walk(start, step, n)
+                if hit is not None:
+                    return sign * (first + hit) * self._step
+                found = self._match(target, keys, first, sign)
+                if found is not None:
+                    return found
+                if sign == 1:
+                    down = nxt
+                else:
+                    up = nxt
             i += n
         raise DlogError(f"discrete log not in (−{self.max_abs}, {self.max_abs})")
 
-    def _match(self, target: Point, pts: list[Point], first: int, sign: int) -> tuple[int] | None:
-        for k, p in enumerate(pts):
-            if p.is_identity:
-                return (sign * (first + k) * self._step,)
-        keys = np.array([_key(p) for p in pts], dtype=np.uint64)
+    def _match(self, target: Point, raw_keys: bytes, first: int, sign: int) -> int | None:
+        keys = np.frombuffer(raw_keys, dtype=">u8").astype(np.uint64)
         for pos, j in self.table.candidates(keys):
             base = sign * (first + pos) * self._step
             for cand in (base + j, base - j):
                 if abs(cand) < self.max_abs and base_mul(cand) == target:
-                    return (cand,)
+                    return cand
         return None

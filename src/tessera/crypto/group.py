@@ -159,6 +159,29 @@ def point_sum(points: Iterable[Point]) -> Point:
         return _IDENTITY
 
 
+def walk(start: Point, step: Point, count: int) -> tuple[bytes, Point, int | None]:
+    """Visit ``start + k·step`` for ``k < count``; the hot loop of baby-step giant-step.
+
+    Returns the 8-byte x-prefixes of the visited points concatenated, the next
+    point, and the first ``k`` at which the walk hit the identity (then stops).
+    """
+    out = bytearray()
+    pk = start._pk
+    step_pk = step._pk
+    if step_pk is None:
+        raise ValueError("walk: step must not be the identity")
+    combine = PublicKey.combine_keys
+    for k in range(count):
+        if pk is None:
+            return bytes(out), _IDENTITY, k
+        out += pk.format(compressed=True)[1:9]
+        try:
+            pk = combine([pk, step_pk])
+        except ValueError:
+            pk = None
+    return bytes(out), (_IDENTITY if pk is None else Point(pk)), None
+
+
 def _double_mul(u1: int, u2: int, q: Point) -> Point:
     """Variable-time ``u1·G + u2·q`` through ECDSA public-key recovery.
 

@@ -1,0 +1,199 @@
+"""Benchmark of the cryptographic core: median µs per operation beside a raw multiplication.
+
+Run ``python benchmarks/crypto.py`` for a table, ``--json`` for one JSON object.
+``--quick`` uses fewer repetitions and a small discrete-log table (for smoke tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from coincurve import PublicKey
+
+from tessera.crypto.dkg import run_dkg
+from tessera.crypto.dlog import DEFAULT_BOUND, DiscreteLog
+from tessera.crypto.elgamal import Ciphertext, encrypt, encrypt_with, keygen
+from tessera.crypto.group import G, Point, base_mul
+from tessera.crypto.proofs import LinearStatement, prove_or, verify_or
+from tessera.crypto.rangeproof import prove_range, verify_range
+from tessera.crypto.rng import SeededRng
+from tessera.crypto.threshold import (
+    key_switch_share,
+    partial_decrypt,
+    verify_key_switch,
+    verify_partial,
+)
+from tessera.crypto.transcript import Transcript
+from tessera.node.dlog_cache import load_table
+
+
+def median_us(fn: Callable[[], object], reps: int) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) * 1e6
+
+
+def measure_range(rng: SeededRng, key: Point, bits: int, reps: int) -> tuple[float, float]:
+    hi = (1 << bits) - 1
+    r = rng.scalar()
+    value = hi // 3
+    c = encrypt_with(key, value, r)
+    pf = prove_range(b"bench", key, c, value, r, 0, hi, rng)
+    p_us = median_us(lambda: prove_range(b"bench", key, c, value, r, 0, hi, rng), reps)
+    v_us = median_us(lambda: verify_range(b"bench", key, c, 0, hi, pf), reps)
+    return p_us, v_us
+
+
+def naive_range(rng: SeededRng, key: Point, bits: int) -> tuple[float, float]:
+    """The textbook alternative: ElGamal bit ciphertexts, two-equation OR proof per bit."""
+
+    def stmts(ct: Ciphertext) -> list[LinearStatement]:
+        return [
+            LinearStatement(((G,), (key,)), (ct.c1, ct.c2)),
+            LinearStatement(((G,), (key,)), (ct.c1, ct.c2 - G)),
+        ]
+
+    def prove() -> list[tuple[Ciphertext, Any]]:
+        out = []
+        for i in range(bits):
+            b = i & 1
+            r = rng.scalar()
+            ct = encrypt_with(key, b, r)
+            out.append((ct, prove_or(Transcript(b"naive"), stmts(ct), b, [r], rng)))
+        return out
+
+    proofs = prove()
+
+    def verify() -> None:
+        for ct, pf in proofs:
+            verify_or(Transcript(b"naive"), stmts(ct), pf)
+
+    return median_us(prove, 5), median_us(verify, 5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="few repetitions, small dlog table")
+    args = ap.parse_args(argv)
+    reps = 20 if args.quick else 200
+    rng = SeededRng(b"benchmark")
+    _, key = keygen(rng)
+    k_bytes = rng.scalar().to_bytes(32, "big")
+    raw_pk = PublicKey.from_secret(rng.scalar().to_bytes(32, "big"))
+    rows: list[tuple[str, float]] = []
+
+    raw = median_us(lambda: raw_pk.multiply(k_bytes), reps * 5)
+    rows.append(("raw coincurve scalar multiplication", raw))
+    rows.append(
+        (
+            "raw coincurve base-point multiplication",
+            median_us(lambda: PublicKey.from_secret(k_bytes), reps * 5),
+        )
+    )
+
+    m = 123_456
+    ct = encrypt(key, m, rng)
+    ct2 = encrypt(key, 7, rng)
+    rows.append(("ElGamal encryption", median_us(lambda: encrypt(key, m, rng), reps)))
+    rows.append(("ElGamal addition", median_us(lambda: ct + ct2, reps * 5)))
+
+    keys, _ = run_dkg(3, 2, rng)
+    k1 = keys[1]
+    part = partial_decrypt(b"bench", 1, k1.secret_share, ct, rng)
+    rows.append(
+        (
+            "partial decryption + DLEQ proof",
+            median_us(lambda: partial_decrypt(b"bench", 1, k1.secret_share, ct, rng), reps),
+        )
+    )
+    rows.append(
+        (
+            "  its verification",
+            median_us(lambda: verify_partial(b"bench", k1.public_shares[1], ct, part), reps),
+        )
+    )
+    _, analyst = keygen(rng)
+    ks = key_switch_share(b"bench", 1, k1.secret_share, ct, analyst, rng)
+    rows.append(
+        (
+            "key-switch share + proof",
+            median_us(
+                lambda: key_switch_share(b"bench", 1, k1.secret_share, ct, analyst, rng), reps
+            ),
+        )
+    )
+    rows.append(
+        (
+            "  its verification",
+            median_us(
+                lambda: verify_key_switch(b"bench", k1.public_shares[1], ct, analyst, ks), reps
+            ),
+        )
+    )
+
+    results: dict[str, float] = {}
+    for bits in (16, 32):
+        p_us, v_us = measure_range(rng, key, bits, max(10, reps // 4))
+        rows.append((f"range proof L={bits}: prove", p_us))
+        rows.append((f"range proof L={bits}: verify", v_us))
+        results[f"range_prove_ms_{bits}"] = p_us / 1000
+        results[f"range_verify_ms_{bits}"] = v_us / 1000
+    np_us, nv_us = naive_range(rng, key, 32)
+    rows.append(("  alternative tried: ElGamal-bit OR proofs L=32, prove", np_us))
+    rows.append(("  alternative tried: ElGamal-bit OR proofs L=32, verify", nv_us))
+
+    bound = 1 << 12 if args.quick else DEFAULT_BOUND
+    t0 = time.perf_counter()
+    table = load_table(bound)
+    load_s = time.perf_counter() - t0
+    max_abs = 1 << 20 if args.quick else 1 << 32
+    dlog = DiscreteLog(table, max_abs)
+    small = base_mul(1234)
+    worst_pts = [base_mul(max_abs - 1), base_mul(-(max_abs - 1))]
+    rows.append(("discrete log, small value (1234)", median_us(lambda: dlog.decode(small), reps)))
+    worst = max(median_us(lambda p=p: dlog.decode(p), 5) for p in worst_pts)  # type: ignore[misc]
+    rows.append((f"discrete log, worst case |m| = 2^{max_abs.bit_length() - 1} - 1", worst))
+    rows.append((f"discrete-log table load or build (bound {bound})", load_s * 1e6))
+
+    dkg_us = median_us(lambda: run_dkg(6, 4, rng), 3 if args.quick else 10)
+    rows.append(("DKG n=6, t=4 (all nodes, in memory)", dkg_us))
+
+    out: dict[str, Any] = {
+        "raw_mul_us": raw,
+        "encrypt_us": dict(rows)["ElGamal encryption"],
+        **results,
+        "naive_range_prove_ms_32": np_us / 1000,
+        "naive_range_verify_ms_32": nv_us / 1000,
+        "dlog_small_ms": dict(rows)["discrete log, small value (1234)"] / 1000,
+        "dlog_worst_ms": worst / 1000,
+        "dlog_table_load_s": load_s,
+        "dkg_6_4_s": dkg_us / 1e6,
+        "rows": [
+            {"operation": n, "us": round(v, 1), "ratio_to_raw_mul": round(v / raw, 2)}
+            for n, v in rows
+        ],
+    }
+    if args.json:
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    width = max(len(n) for n, _ in rows)
+    print(f"{'operation':<{width}}  {'median µs':>12}  {'× raw mul':>9}")
+    for name, us in rows:
+        print(f"{name:<{width}}  {us:>12.1f}  {us / raw:>9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
