@@ -25,7 +25,9 @@ def test_demo_json_reports_verified_sum() -> None:
     report = json.loads(line)
     assert report["result"] == report["truth"]
     assert report["verified"] is True
-    assert report["proofs_checked"] == 4 + 3 + 1
+    # per provider: 2 limb proofs (20-bit span, 16-bit limbs) + 1 exact-bound proof;
+    # per node: 2 key-switch shares; the analyst: 2 decryption proofs
+    assert report["proofs_checked"] == 4 * 3 + 3 * 2 + 2
 
 
 def test_demo_with_cheating_node_still_correct() -> None:

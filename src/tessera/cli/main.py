@@ -46,7 +46,13 @@ def demo(
     from tessera.crypto.dkg import run_dkg
     from tessera.crypto.rng import Rng, SeededRng, SystemRng
     from tessera.node.dlog_cache import discrete_log
-    from tessera.protocol.secure_sum import run_sum, verify_record
+    from tessera.protocol.aggregation import (
+        NodeKey,
+        SlotSpec,
+        VectorSpec,
+        run_aggregation,
+        verify_record,
+    )
 
     rng: Rng = SeededRng(seed) if seed is not None else SystemRng()
     out = Console(stderr=as_json)
@@ -58,14 +64,25 @@ def demo(
         names = ["hospital-a", "hospital-b", "clinic-c", "lab-d"]
         values = {n: rng.below(1_000_001) for n in names}
         out.print(
-            "[bold]2.[/bold] 4 providers encrypt a private value in [0, 1000000] with a range proof"
+            "[bold]2.[/bold] 4 providers encrypt a private value in [0, 1000000] with range proofs"
         )
         dlog = discrete_log(max_abs=1 << 32, bound=1 << 16)
         query_id = secrets.token_bytes(16) if seed is None else rng.randbytes(16)
+        k1 = keys[1]
         t1 = time.perf_counter()
-        record, result = run_sum(
-            query_id, values, keys, 0, 1_000_000, dlog, rng, cheating_nodes=(3,) if cheat else ()
+        record, decoded = run_aggregation(
+            query_id,
+            VectorSpec((SlotSpec(0, 1_000_000),)),
+            {name: [v] for name, v in values.items()},
+            k1.public_key,
+            k1.public_shares,
+            [NodeKey(i, k.secret_share) for i, k in sorted(keys.items())],
+            k1.threshold,
+            dlog,
+            rng,
+            cheating_nodes=(3,) if cheat else (),
         )
+        result = decoded[0]
         t_query = time.perf_counter() - t1
         out.print(
             "[bold]3.[/bold] committee aggregates and key-switches to the analyst; analyst decrypts"

@@ -1,0 +1,480 @@
+"""Verifiable encrypted vector aggregation with distributed noise (Drynx, FTPH+20, §IV–V).
+
+The shared mechanism behind every Tessera statistic. A query fixes a public
+:class:`VectorSpec`: for each slot, the interval ``[lo, hi]`` that a provider's
+integer must lie in. Each provider shifts its value to ``d = v − lo``, splits
+``d`` into base-``2^k`` *limbs* (so that sums decode fast, DESIGN §4),
+encrypts every limb under the committee key and proves each limb's range. When
+``hi − lo + 1`` is not a power of two, one more proof on the homomorphically
+recombined ciphertext shows ``d ≤ hi − lo`` exactly.
+
+Each computing node then encrypts its noise term for every slot (added to limb
+0) with a range proof ``|η| ≤ bound`` and, over the noised aggregate, a
+key-switch share per ciphertext. The analyst combines ``t`` valid shares,
+decrypts, decodes each limb sum with a bounded discrete log and recombines.
+Anyone can re-check every step with :func:`verify_record`.
+
+Everything here is pure: randomness, noise values and the discrete-log solver
+come in as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tessera.crypto.dlog import DiscreteLog
+from tessera.crypto.elgamal import Ciphertext, add_all, decrypt_to_point, encrypt_with, keygen
+from tessera.crypto.group import G, N, Point, base_mul
+from tessera.crypto.proofs import LinearProof, dleq_statement, prove_linear, verify_linear
+from tessera.crypto.rangeproof import RangeProof, prove_range, verify_range
+from tessera.crypto.rng import Rng
+from tessera.crypto.threshold import (
+    KeySwitchShare,
+    combine_key_switch,
+    filter_valid_key_switch,
+    key_switch_share,
+)
+from tessera.crypto.transcript import Transcript
+from tessera.errors import InvalidProof, ProtocolError
+
+DEFAULT_LIMB_BITS = 16
+_RELEASE = b"tessera/analyst-release/v1"
+
+
+# -- public specification ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SlotSpec:
+    """A provider's integer for this slot lies in ``[lo, hi]``."""
+
+    lo: int
+    hi: int
+
+    def __post_init__(self) -> None:
+        if self.hi < self.lo:
+            raise ValueError(f"slot bounds [{self.lo}, {self.hi}] are empty")
+
+    @property
+    def span(self) -> int:
+        return self.hi - self.lo
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSpec:
+    """The public shape of a query's contributions."""
+
+    slots: tuple[SlotSpec, ...]
+    limb_bits: int = DEFAULT_LIMB_BITS
+
+    def __post_init__(self) -> None:
+        if not self.slots:
+            raise ValueError("a vector spec needs at least one slot")
+        if not 1 <= self.limb_bits <= 30:
+            raise ValueError("limb_bits must be in [1, 30]")
+
+    def limb_count(self, slot: SlotSpec) -> int:
+        bits = max(1, slot.span.bit_length())
+        return -(-bits // self.limb_bits)
+
+    def limb_ranges(self, slot: SlotSpec) -> list[int]:
+        """The maximum of each limb of ``d = v − lo`` (``2^k − 1`` except the top one)."""
+        bits = max(1, slot.span.bit_length())
+        count = self.limb_count(slot)
+        out = [(1 << self.limb_bits) - 1] * (count - 1)
+        out.append((1 << (bits - self.limb_bits * (count - 1))) - 1)
+        return out
+
+    def needs_exact_bound(self, slot: SlotSpec) -> bool:
+        return (slot.span + 1) & slot.span != 0  # span + 1 not a power of two
+
+    @property
+    def ciphertexts(self) -> int:
+        return sum(self.limb_count(s) for s in self.slots)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationQuery:
+    """What every party agrees on before a query runs."""
+
+    query_id: bytes
+    spec: VectorSpec
+    analyst_key: Point
+    noise_bound: int = 0  # per node, per slot: |η| ≤ noise_bound (0: no noise)
+
+
+# -- messages ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SlotContribution:
+    limbs: tuple[Ciphertext, ...]
+    limb_proofs: tuple[RangeProof, ...]
+    exact_proof: RangeProof | None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorContribution:
+    provider: str
+    slots: tuple[SlotContribution, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseContribution:
+    node: int
+    noise: tuple[Ciphertext, ...]
+    proofs: tuple[RangeProof, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The analyst's decoded limb sums with one DLEQ proof per ciphertext."""
+
+    limb_sums: tuple[int, ...]
+    proofs: tuple[LinearProof, ...]
+
+
+@dataclass
+class AggregationRecord:
+    """Everything public about one query: what a verifier needs."""
+
+    query: AggregationQuery
+    committee_key: Point
+    public_shares: Mapping[int, Point]
+    threshold: int
+    contributions: list[VectorContribution] = field(default_factory=list)
+    noise: list[NoiseContribution] = field(default_factory=list)
+    aggregate: list[Ciphertext] = field(default_factory=list)
+    key_switch_shares: dict[int, list[KeySwitchShare]] = field(default_factory=dict)
+    switched: list[Ciphertext] = field(default_factory=list)
+    excluded_nodes: list[int] = field(default_factory=list)
+    release: Release | None = None
+
+
+# -- contexts ------------------------------------------------------------------------
+def _ctx(query_id: bytes, *parts: str) -> bytes:
+    return b"/".join([b"query", query_id.hex().encode(), *(p.encode() for p in parts)])
+
+
+def provider_context(query_id: bytes, provider: str, slot: int, limb: int | str) -> bytes:
+    return _ctx(query_id, "provider", provider, "slot", str(slot), "limb", str(limb))
+
+
+def noise_context(query_id: bytes, node: int, slot: int) -> bytes:
+    return _ctx(query_id, "noise", str(node), "slot", str(slot))
+
+
+def keyswitch_context(query_id: bytes, position: int) -> bytes:
+    return _ctx(query_id, "key-switch", str(position))
+
+
+# -- provider ------------------------------------------------------------------------
+def _limbs(d: int, k: int, count: int) -> list[int]:
+    mask = (1 << k) - 1
+    return [(d >> (k * j)) & mask for j in range(count)]
+
+
+def recombine(limbs: Sequence[Ciphertext], k: int) -> Ciphertext:
+    """``Σ 2^{kj}·C_j``: the ciphertext of the whole value from its limbs."""
+    acc = Ciphertext.zero()
+    for c in reversed(limbs):
+        acc = acc * (1 << k) + c
+    return acc
+
+
+def contribute(
+    query: AggregationQuery, committee_key: Point, provider: str, values: Sequence[int], rng: Rng
+) -> VectorContribution:
+    """Encrypt ``values`` slot by slot, with limb and exact-bound range proofs."""
+    spec = query.spec
+    if len(values) != len(spec.slots):
+        raise ValueError(f"expected {len(spec.slots)} values, got {len(values)}")
+    out = []
+    for i, (v, slot) in enumerate(zip(values, spec.slots, strict=True)):
+        if not slot.lo <= v <= slot.hi:
+            raise ValueError(
+                f"slot {i}: value {v} outside its public bounds [{slot.lo}, {slot.hi}]"
+            )
+        d = v - slot.lo
+        ranges = spec.limb_ranges(slot)
+        limb_vals = _limbs(d, spec.limb_bits, len(ranges))
+        rs = [rng.scalar() for _ in ranges]
+        cts = [encrypt_with(committee_key, m, r) for m, r in zip(limb_vals, rs, strict=True)]
+        proofs = tuple(
+            prove_range(
+                provider_context(query.query_id, provider, i, j), committee_key, c, m, r, 0, hi, rng
+            )
+            for j, (c, m, r, hi) in enumerate(zip(cts, limb_vals, rs, ranges, strict=True))
+        )
+        exact = None
+        if spec.needs_exact_bound(slot):
+            r_all = sum(r << (spec.limb_bits * j) for j, r in enumerate(rs)) % N
+            whole = recombine(cts, spec.limb_bits)
+            ctx = provider_context(query.query_id, provider, i, "exact")
+            exact = prove_range(ctx, committee_key, whole, d, r_all, 0, slot.span, rng)
+        out.append(SlotContribution(tuple(cts), proofs, exact))
+    return VectorContribution(provider, tuple(out))
+
+
+def verify_contribution(
+    query: AggregationQuery, committee_key: Point, c: VectorContribution
+) -> None:
+    spec = query.spec
+    if len(c.slots) != len(spec.slots):
+        raise InvalidProof(
+            f"provider {c.provider}: {len(c.slots)} slots, expected {len(spec.slots)}"
+        )
+    for i, (sc, slot) in enumerate(zip(c.slots, spec.slots, strict=True)):
+        ranges = spec.limb_ranges(slot)
+        if len(sc.limbs) != len(ranges) or len(sc.limb_proofs) != len(ranges):
+            raise InvalidProof(f"provider {c.provider}, slot {i}: wrong number of limbs")
+        for j, (ct, pf, hi) in enumerate(zip(sc.limbs, sc.limb_proofs, ranges, strict=True)):
+            ctx = provider_context(query.query_id, c.provider, i, j)
+            verify_range(ctx, committee_key, ct, 0, hi, pf)
+        if spec.needs_exact_bound(slot):
+            if sc.exact_proof is None:
+                raise InvalidProof(f"provider {c.provider}, slot {i}: missing exact-bound proof")
+            ctx = provider_context(query.query_id, c.provider, i, "exact")
+            whole = recombine(sc.limbs, spec.limb_bits)
+            verify_range(ctx, committee_key, whole, 0, slot.span, sc.exact_proof)
+
+
+def flatten(c: VectorContribution) -> list[Ciphertext]:
+    return [ct for sc in c.slots for ct in sc.limbs]
+
+
+# -- computing nodes -------------------------------------------------------------------
+def add_noise(
+    query: AggregationQuery, committee_key: Point, node: int, noise: Sequence[int], rng: Rng
+) -> NoiseContribution:
+    """Encrypt this node's noise (one integer per slot) with proofs of ``|η| ≤ bound``."""
+    b = query.noise_bound
+    if len(noise) != len(query.spec.slots):
+        raise ValueError(f"expected {len(query.spec.slots)} noise values, got {len(noise)}")
+    cts, proofs = [], []
+    for i, eta in enumerate(noise):
+        if abs(eta) > b:
+            raise ValueError(f"noise {eta} exceeds the declared bound {b}")
+        r = rng.scalar()
+        ct = encrypt_with(committee_key, eta, r)
+        cts.append(ct)
+        proofs.append(
+            prove_range(
+                noise_context(query.query_id, node, i), committee_key, ct, eta, r, -b, b, rng
+            )
+        )
+    return NoiseContribution(node, tuple(cts), tuple(proofs))
+
+
+def verify_noise(query: AggregationQuery, committee_key: Point, nc: NoiseContribution) -> None:
+    b = query.noise_bound
+    if len(nc.noise) != len(query.spec.slots) or len(nc.proofs) != len(nc.noise):
+        raise InvalidProof(f"node {nc.node}: wrong number of noise ciphertexts")
+    for i, (ct, pf) in enumerate(zip(nc.noise, nc.proofs, strict=True)):
+        verify_range(noise_context(query.query_id, nc.node, i), committee_key, ct, -b, b, pf)
+
+
+def aggregate(
+    query: AggregationQuery,
+    contributions: Sequence[VectorContribution],
+    noise: Sequence[NoiseContribution],
+) -> list[Ciphertext]:
+    """Sum the contributions limb-wise and add every node's noise to limb 0 of each slot."""
+    width = query.spec.ciphertexts
+    flat = [flatten(c) for c in contributions]
+    if any(len(f) != width for f in flat):
+        raise ProtocolError("a contribution has the wrong number of ciphertexts")
+    sums = [add_all(f[p] for f in flat) for p in range(width)]
+    pos = 0
+    for i, slot in enumerate(query.spec.slots):
+        extra = [nc.noise[i] for nc in noise]
+        if extra:
+            sums[pos] = add_all([sums[pos], *extra])
+        pos += query.spec.limb_count(slot)
+    return sums
+
+
+def key_switch(
+    query: AggregationQuery, node: int, secret_share: int, agg: Sequence[Ciphertext], rng: Rng
+) -> list[KeySwitchShare]:
+    return [
+        key_switch_share(
+            keyswitch_context(query.query_id, p), node, secret_share, ct, query.analyst_key, rng
+        )
+        for p, ct in enumerate(agg)
+    ]
+
+
+def combine(
+    query: AggregationQuery,
+    public_shares: Mapping[int, Point],
+    threshold: int,
+    agg: Sequence[Ciphertext],
+    shares: Mapping[int, Sequence[KeySwitchShare]],
+) -> tuple[list[Ciphertext], list[int]]:
+    """Switched ciphertexts from valid shares; nodes with any invalid share are excluded."""
+    bad: set[int] = set()
+    for node, node_shares in shares.items():
+        if len(node_shares) != len(agg):
+            bad.add(node)
+            continue
+        for p, (ct, s) in enumerate(zip(agg, node_shares, strict=True)):
+            _, wrong = filter_valid_key_switch(
+                keyswitch_context(query.query_id, p), public_shares, ct, query.analyst_key, [s]
+            )
+            if wrong or s.index != node:
+                bad.add(node)
+                break
+    good_nodes = sorted(n for n in shares if n not in bad)
+    if len(good_nodes) < threshold:
+        raise ProtocolError(f"only {len(good_nodes)} nodes gave valid shares, need {threshold}")
+    switched = [
+        combine_key_switch(ct, [shares[n][p] for n in good_nodes], threshold)
+        for p, ct in enumerate(agg)
+    ]
+    return switched, sorted(bad)
+
+
+# -- analyst ---------------------------------------------------------------------------
+def release(
+    query: AggregationQuery,
+    analyst_secret: int,
+    switched: Sequence[Ciphertext],
+    dlog: DiscreteLog,
+    rng: Rng,
+) -> Release:
+    sums, proofs = [], []
+    for p, ct in enumerate(switched):
+        mg = decrypt_to_point(analyst_secret, ct)
+        sums.append(dlog.decode(mg))
+        stmt = dleq_statement(G, query.analyst_key, ct.c1, ct.c2 - mg)
+        t = Transcript(_RELEASE, keyswitch_context(query.query_id, p))
+        proofs.append(prove_linear(t, stmt, [analyst_secret], rng))
+    return Release(tuple(sums), tuple(proofs))
+
+
+def verify_release(query: AggregationQuery, switched: Sequence[Ciphertext], rel: Release) -> None:
+    if len(rel.limb_sums) != len(switched) or len(rel.proofs) != len(switched):
+        raise InvalidProof("release: wrong number of values")
+    for p, (ct, v, pf) in enumerate(zip(switched, rel.limb_sums, rel.proofs, strict=True)):
+        stmt = dleq_statement(G, query.analyst_key, ct.c1, ct.c2 - base_mul(v))
+        verify_linear(Transcript(_RELEASE, keyswitch_context(query.query_id, p)), stmt, pf)
+
+
+def decode(spec: VectorSpec, limb_sums: Sequence[int], providers: int) -> list[int]:
+    """Per slot: ``Σ_j 2^{kj}·limb_sum_j + providers·lo`` (noise included)."""
+    out, pos = [], 0
+    for slot in spec.slots:
+        count = spec.limb_count(slot)
+        total = sum(limb_sums[pos + j] << (spec.limb_bits * j) for j in range(count))
+        out.append(total + providers * slot.lo)
+        pos += count
+    return out
+
+
+# -- verifier --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``ok``: the released values are proven to follow from valid inputs.
+
+    ``cheaters`` lists nodes whose proofs failed (excluded by the committee; the
+    result stands on the honest quorum). ``failures`` says what broke ``ok``.
+    """
+
+    ok: bool
+    checked_proofs: int
+    failures: tuple[str, ...]
+    cheaters: tuple[int, ...] = ()
+
+
+def verify_record(record: AggregationRecord) -> Verdict:
+    """Re-check a whole query from public data only."""
+    q = record.query
+    failures: list[str] = []
+    checked = 0
+    providers: set[str] = set()
+    for c in record.contributions:
+        checked += sum(len(s.limb_proofs) + (s.exact_proof is not None) for s in c.slots)
+        if c.provider in providers:
+            failures.append(f"provider {c.provider}: duplicate contribution")
+        providers.add(c.provider)
+        try:
+            verify_contribution(q, record.committee_key, c)
+        except InvalidProof as exc:
+            failures.append(f"provider {c.provider}: {exc}")
+    for nc in record.noise:
+        checked += len(nc.proofs)
+        try:
+            verify_noise(q, record.committee_key, nc)
+        except InvalidProof as exc:
+            failures.append(f"node {nc.node} noise: {exc}")
+    try:
+        agg = aggregate(q, record.contributions, record.noise)
+    except ProtocolError as exc:
+        return Verdict(False, checked, (*failures, str(exc)))
+    if agg != record.aggregate:
+        failures.append("aggregate differs from the sum of contributions and noise")
+    checked += sum(len(v) for v in record.key_switch_shares.values())
+    try:
+        switched, bad = combine(
+            q, record.public_shares, record.threshold, agg, record.key_switch_shares
+        )
+    except ProtocolError as exc:
+        return Verdict(False, checked, (*failures, str(exc)))
+    if switched != record.switched:
+        failures.append("switched ciphertexts differ from the combination of valid shares")
+    if sorted(record.excluded_nodes) != bad:
+        failures.append("excluded nodes differ from the nodes whose proofs fail")
+    if record.release is None:
+        failures.append("no release published")
+    else:
+        checked += len(record.release.proofs)
+        try:
+            verify_release(q, switched, record.release)
+        except InvalidProof as exc:
+            failures.append(f"release: {exc}")
+    return Verdict(not failures, checked, tuple(failures), tuple(bad))
+
+
+# -- in-memory run -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NodeKey:
+    """What a computing node needs from its DKG output."""
+
+    index: int
+    secret_share: int
+
+
+def run_aggregation(
+    query_id: bytes,
+    spec: VectorSpec,
+    values: Mapping[str, Sequence[int]],
+    committee_key: Point,
+    public_shares: Mapping[int, Point],
+    node_keys: Sequence[NodeKey],
+    threshold: int,
+    dlog: DiscreteLog,
+    rng: Rng,
+    noise: Mapping[int, Sequence[int]] | None = None,
+    noise_bound: int = 0,
+    cheating_nodes: Sequence[int] = (),
+) -> tuple[AggregationRecord, list[int]]:
+    """Run one aggregation in memory: returns the public record and the decoded vector."""
+    analyst_secret, analyst_key = keygen(rng)
+    query = AggregationQuery(query_id, spec, analyst_key, noise_bound)
+    rec = AggregationRecord(query, committee_key, public_shares, threshold)
+    rec.contributions = [contribute(query, committee_key, p, v, rng) for p, v in values.items()]
+    rec.noise = [
+        add_noise(query, committee_key, k.index, noise[k.index], rng)
+        for k in node_keys
+        if noise is not None and k.index in noise
+    ]
+    rec.aggregate = aggregate(query, rec.contributions, rec.noise)
+    for k in node_keys:
+        shares = key_switch(query, k.index, k.secret_share, rec.aggregate, rng)
+        if k.index in cheating_nodes:  # test-only: corrupt the first share
+            s = shares[0]
+            shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
+        rec.key_switch_shares[k.index] = shares
+    rec.switched, rec.excluded_nodes = combine(
+        query, public_shares, threshold, rec.aggregate, rec.key_switch_shares
+    )
+    rec.release = release(query, analyst_secret, rec.switched, dlog, rng)
+    return rec, decode(spec, rec.release.limb_sums, len(rec.contributions))
