@@ -47,7 +47,7 @@ def run(
     seed: str,
     qid: bytes = b"q",
     noise: Mapping[int, Sequence[int]] | None = None,
-    noise_bound: int = 0,
+    noise_bounds: Sequence[int] = (),
     cheating_nodes: Sequence[int] = (),
 ) -> tuple[AggregationRecord, list[int]]:
     k = next(iter(keys.values()))
@@ -63,7 +63,7 @@ def run(
         dlog,
         SeededRng(seed),
         noise=noise,
-        noise_bound=noise_bound,
+        noise_bounds=noise_bounds,
         cheating_nodes=cheating_nodes,
     )
 
@@ -102,7 +102,7 @@ def test_exact_without_noise(dlog: DiscreteLog, n: int, t: int) -> None:
 def test_noise_is_added_and_verified(dlog: DiscreteLog) -> None:
     keys = committee("noise")
     noise = {1: [0, 1, -2, 3, 0], 2: [1, 0, 0, -5, 0], 3: [-1, 1, 1, 1, 0]}
-    rec, out = run(keys, SPEC, VALUES, dlog, "noise", noise=noise, noise_bound=5)
+    rec, out = run(keys, SPEC, VALUES, dlog, "noise", noise=noise, noise_bounds=[5] * 5)
     want = [a + sum(noise[i][j] for i in noise) for j, a in enumerate(truth(VALUES))]
     assert out == want
     assert verify_record(rec).ok
@@ -110,7 +110,7 @@ def test_noise_is_added_and_verified(dlog: DiscreteLog) -> None:
 
 def test_noise_out_of_bound_refused_and_forgery_caught(dlog: DiscreteLog) -> None:
     keys = committee("noise-bound")
-    rec, _ = run(keys, SPEC, VALUES, dlog, "nb", noise={1: [0] * 5}, noise_bound=3)
+    rec, _ = run(keys, SPEC, VALUES, dlog, "nb", noise={1: [0] * 5}, noise_bounds=[3] * 5)
     with pytest.raises(ValueError, match="bound"):
         add_noise(rec.query, rec.committee_key, 1, [4, 0, 0, 0, 0], SeededRng("x"))
     # a node swaps in a large noise ciphertext but keeps its valid proof

@@ -99,7 +99,13 @@ class AggregationQuery:
     query_id: bytes
     spec: VectorSpec
     analyst_key: Point
-    noise_bound: int = 0  # per node, per slot: |η| ≤ noise_bound (0: no noise)
+    noise_bounds: tuple[int, ...] = ()  # per slot, per node: |η| ≤ bound; () means no noise
+
+    def __post_init__(self) -> None:
+        if self.noise_bounds and len(self.noise_bounds) != len(self.spec.slots):
+            raise ValueError("noise_bounds needs one bound per slot (or none)")
+        if any(b < 0 for b in self.noise_bounds):
+            raise ValueError("noise bounds must be non-negative")
 
 
 # -- messages ------------------------------------------------------------------------
@@ -245,13 +251,14 @@ def add_noise(
     query: AggregationQuery, committee_key: Point, node: int, noise: Sequence[int], rng: Rng
 ) -> NoiseContribution:
     """Encrypt this node's noise (one integer per slot) with proofs of ``|η| ≤ bound``."""
-    b = query.noise_bound
+    if not query.noise_bounds:
+        raise ValueError("this query declares no noise")
     if len(noise) != len(query.spec.slots):
         raise ValueError(f"expected {len(query.spec.slots)} noise values, got {len(noise)}")
     cts, proofs = [], []
-    for i, eta in enumerate(noise):
+    for i, (eta, b) in enumerate(zip(noise, query.noise_bounds, strict=True)):
         if abs(eta) > b:
-            raise ValueError(f"noise {eta} exceeds the declared bound {b}")
+            raise ValueError(f"slot {i}: noise {eta} exceeds the declared bound {b}")
         r = rng.scalar()
         ct = encrypt_with(committee_key, eta, r)
         cts.append(ct)
@@ -264,10 +271,9 @@ def add_noise(
 
 
 def verify_noise(query: AggregationQuery, committee_key: Point, nc: NoiseContribution) -> None:
-    b = query.noise_bound
-    if len(nc.noise) != len(query.spec.slots) or len(nc.proofs) != len(nc.noise):
+    if len(nc.noise) != len(query.noise_bounds) or len(nc.proofs) != len(nc.noise):
         raise InvalidProof(f"node {nc.node}: wrong number of noise ciphertexts")
-    for i, (ct, pf) in enumerate(zip(nc.noise, nc.proofs, strict=True)):
+    for i, (ct, pf, b) in enumerate(zip(nc.noise, nc.proofs, query.noise_bounds, strict=True)):
         verify_range(noise_context(query.query_id, nc.node, i), committee_key, ct, -b, b, pf)
 
 
@@ -399,6 +405,11 @@ def verify_record(record: AggregationRecord) -> Verdict:
             verify_contribution(q, record.committee_key, c)
         except InvalidProof as exc:
             failures.append(f"provider {c.provider}: {exc}")
+    noisy_nodes = [nc.node for nc in record.noise]
+    if len(set(noisy_nodes)) != len(noisy_nodes) or not set(noisy_nodes) <= set(
+        record.public_shares
+    ):
+        failures.append("noise from a node twice, or from outside the committee")
     for nc in record.noise:
         checked += len(nc.proofs)
         try:
@@ -453,12 +464,12 @@ def run_aggregation(
     dlog: DiscreteLog,
     rng: Rng,
     noise: Mapping[int, Sequence[int]] | None = None,
-    noise_bound: int = 0,
+    noise_bounds: Sequence[int] = (),
     cheating_nodes: Sequence[int] = (),
 ) -> tuple[AggregationRecord, list[int]]:
     """Run one aggregation in memory: returns the public record and the decoded vector."""
     analyst_secret, analyst_key = keygen(rng)
-    query = AggregationQuery(query_id, spec, analyst_key, noise_bound)
+    query = AggregationQuery(query_id, spec, analyst_key, tuple(noise_bounds))
     rec = AggregationRecord(query, committee_key, public_shares, threshold)
     rec.contributions = [contribute(query, committee_key, p, v, rng) for p, v in values.items()]
     rec.noise = [
