@@ -9,6 +9,7 @@ Every error Tessera raises on purpose derives from :class:`TesseraError`::
     ├── ProtocolError        a protocol step out of order, or a participant misbehaved
     │   └── DkgError         distributed key generation could not qualify a key
     ├── DlogError            a discrete logarithm outside the searched range
+    ├── QueryError           a query that is malformed or uses unsupported SQL
     ├── PolicyViolation      a query breaks a dataset's policy
     │   └── BudgetExceeded   a query would overspend a privacy budget
     ├── LedgerError          the chain refused a transaction (carries the revert reason)
@@ -47,6 +48,10 @@ class DlogError(TesseraError, ValueError):
     """A discrete logarithm that is not in the searched range."""
 
 
+class QueryError(TesseraError, ValueError):
+    """A query that is malformed or uses a construct Tessera does not support."""
+
+
 class PolicyViolation(TesseraError):
     """A query that a dataset's policy does not allow."""
 
@@ -76,6 +81,7 @@ EXIT_CODES: tuple[tuple[type[TesseraError], int], ...] = (
     (BudgetExceeded, 11),
     (PolicyViolation, 10),
     (InvalidProof, 12),
+    (QueryError, 20),
     (DecodeError, 13),
     (DkgError, 15),
     (ProtocolError, 14),

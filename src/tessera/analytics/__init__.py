@@ -1,0 +1,1 @@
+"""Statistics as sums of bounded per-row terms: plans, local evaluation, decoding."""

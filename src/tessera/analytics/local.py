@@ -1,0 +1,155 @@
+"""A data provider's local evaluation of a plan with DuckDB: filter, clip, scale, sum.
+
+The provider's table never leaves it: only the integer term totals do (and
+those only encrypted). Columns are clipped to their public bounds and scaled
+to fixed point in one SQL view; what was clipped is counted and reported to
+the provider. The analyst's WHERE clause is parsed and re-rendered from a
+whitelisted syntax tree (:func:`tessera.analytics.filters.compile_filter`), so
+no analyst text reaches DuckDB verbatim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tessera.analytics.filters import compile_filter, quote_ident
+from tessera.analytics.terms import Plan
+from tessera.errors import ConfigError, PolicyViolation
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnBounds:
+    """Public bounds of a column and its fixed-point scale ``2^scale_bits``."""
+
+    lo: float
+    hi: float
+    scale_bits: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or self.hi < self.lo:
+            raise ValueError(f"column bounds [{self.lo}, {self.hi}] must be finite and ordered")
+        if not 0 <= self.scale_bits <= 32:
+            raise ValueError("scale_bits must be in [0, 32]")
+
+    @property
+    def scale(self) -> int:
+        return 1 << self.scale_bits
+
+    @property
+    def int_lo(self) -> int:
+        return math.ceil(self.lo * self.scale)
+
+    @property
+    def int_hi(self) -> int:
+        return math.floor(self.hi * self.scale)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResult:
+    """A provider's term totals (secret: only ever sent encrypted) and its own report."""
+
+    values: tuple[int, ...]
+    rows: int
+    clipped: Mapping[str, int] = field(default_factory=dict)
+
+
+TableSource = Any  # a pandas / polars DataFrame, a pyarrow Table, or a CSV / Parquet path
+
+
+class LocalDatabase:
+    """A provider's tables, opened in its own in-memory DuckDB."""
+
+    def __init__(self, tables: Mapping[str, TableSource]) -> None:
+        self._con = duckdb.connect(":memory:")
+        self._tables: set[str] = set()
+        for name, source in tables.items():
+            self.add(name, source)
+
+    def add(self, name: str, source: TableSource) -> None:
+        if not name.isidentifier():
+            raise ConfigError(f"table name {name!r} is not a plain identifier")
+        ident = quote_ident(name)
+        try:
+            if isinstance(source, str | Path):
+                path = Path(source)
+                if not path.exists():
+                    raise ConfigError(f"table {name}: no such file {path}")
+                reader = {
+                    ".csv": "read_csv_auto",
+                    ".parquet": "read_parquet",
+                    ".pq": "read_parquet",
+                }.get(path.suffix.lower())
+                if reader is None:
+                    raise ConfigError(f"table {name}: unsupported file type {path.suffix!r}")
+                self._con.execute(
+                    f"CREATE OR REPLACE TABLE {ident} AS SELECT * FROM {reader}(?)", [str(path)]
+                )
+            else:
+                self._con.register("_tessera_src", source)
+                self._con.execute(f"CREATE OR REPLACE TABLE {ident} AS SELECT * FROM _tessera_src")
+                self._con.unregister("_tessera_src")
+        except duckdb.Error as exc:
+            raise ConfigError(f"table {name}: cannot be loaded: {exc}") from exc
+        self._tables.add(name)
+
+    def columns(self, table: str) -> list[str]:
+        self._check_table(table)
+        rows = self._con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _check_table(self, table: str) -> None:
+        if table not in self._tables:
+            raise PolicyViolation(f"no table named {table!r} at this provider")
+
+    def evaluate(
+        self,
+        plan: Plan,
+        table: str,
+        bounds: Mapping[str, ColumnBounds],
+        where: str | None = None,
+        extra_columns: Sequence[str] = (),
+    ) -> LocalResult:
+        """Term totals over the filtered rows, with columns clipped and scaled."""
+        self._check_table(table)
+        present = set(self.columns(table))
+        missing = [c for c in [*bounds, *extra_columns] if c not in present]
+        if missing:
+            raise PolicyViolation(f"table {table} has no column(s) {', '.join(missing)}")
+        cond = compile_filter(where, present) if where else "TRUE"
+        scaled = []
+        clip_counts = []
+        for col, b in bounds.items():
+            q = quote_ident(col)
+            scaled.append(
+                f"CAST(ROUND(LEAST(GREATEST({q}::DOUBLE, {b.lo!r}), {b.hi!r}) * {b.scale}) "
+                f"AS BIGINT) AS {q}"
+            )
+            clip_counts.append(f"SUM(CASE WHEN {q} < {b.lo!r} OR {q} > {b.hi!r} THEN 1 ELSE 0 END)")
+        passthrough = [quote_ident(c) for c in extra_columns if c not in bounds]
+        view_cols = ", ".join([*scaled, *passthrough]) or "1 AS _one"
+        src = quote_ident(table)
+        sql = (
+            f"WITH base AS (SELECT * FROM {src} WHERE {cond}), "
+            f"clipped AS (SELECT {view_cols} FROM base) "
+            f"SELECT COUNT(*), {plan.select_sql()} FROM clipped"
+        )
+        try:
+            row = self._con.execute(sql).fetchone()
+            clip_row = (
+                self._con.execute(
+                    f"SELECT {', '.join(clip_counts)} FROM {src} WHERE {cond}"
+                ).fetchone()
+                if clip_counts
+                else ()
+            )
+        except duckdb.Error as exc:
+            raise PolicyViolation(f"query cannot be evaluated on table {table}: {exc}") from exc
+        assert row is not None
+        clipped = {col: int(v or 0) for col, v in zip(bounds, clip_row or (), strict=False)}
+        return LocalResult(tuple(int(v) for v in row[1:]), int(row[0]), clipped)

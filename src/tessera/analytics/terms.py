@@ -1,0 +1,94 @@
+"""Query plans as sums of bounded per-row terms (the Drynx encoding, FTPH+20 §V).
+
+Every statistic Tessera computes reduces to a vector of *terms*: per-row
+expressions over clipped, fixed-point columns, summed (or OR-ed) over a
+provider's rows. A count is ``Σ 1``, a mean needs ``Σ x`` and ``Σ 1``, a
+regression ``Σ xᵢxⱼ`` and ``Σ xᵢy``, a histogram ``Σ 1[x ∈ bin]``, a minimum
+a bit ``max 1[x = v]`` per domain value. Each term declares the public bounds
+of its per-row value, from which follow the provider-level bounds that the
+range proofs enforce and the sensitivity that calibrates the noise.
+
+A :class:`Plan` is the ordered list of terms of one query; its
+:meth:`Plan.vector_spec` is what :mod:`tessera.protocol.aggregation` needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from tessera.protocol.aggregation import SlotSpec, VectorSpec
+
+
+class Combine(Enum):
+    """How a provider folds a term over its rows."""
+
+    SUM = "sum"  # Σ value: the slot holds the sum, bounded by max_rows · row bounds
+    ANY = "any"  # max value over rows of a 0/1 indicator: the slot holds one bit
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One per-row expression with public integer bounds on each row's value.
+
+    ``sql`` is a DuckDB expression over the provider's (already clipped and
+    scaled) columns that yields an integer per row; ``row_lo``/``row_hi``
+    bound it; ``scale`` is the fixed-point scale ``2^f`` of the value.
+    """
+
+    name: str
+    sql: str
+    row_lo: int
+    row_hi: int
+    scale: int = 1
+    combine: Combine = Combine.SUM
+
+    def __post_init__(self) -> None:
+        if self.row_hi < self.row_lo:
+            raise ValueError(f"term {self.name}: empty row bounds [{self.row_lo}, {self.row_hi}]")
+        if self.combine is Combine.ANY and (self.row_lo, self.row_hi) != (0, 1):
+            raise ValueError(f"term {self.name}: an ANY term must be a 0/1 indicator")
+
+    def slot(self, max_rows: int) -> SlotSpec:
+        """Provider-level bounds of this term's aggregate over at most ``max_rows`` rows."""
+        if self.combine is Combine.ANY:
+            return SlotSpec(0, 1)
+        return SlotSpec(min(0, self.row_lo * max_rows), max(0, self.row_hi * max_rows))
+
+    @property
+    def sensitivity(self) -> int:
+        """Change of the term's total when one row is added or removed."""
+        return max(abs(self.row_lo), abs(self.row_hi))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The terms of one query, in slot order."""
+
+    terms: tuple[Term, ...]
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.terms]
+        if not names:
+            raise ValueError("a plan needs at least one term")
+        if len(set(names)) != len(names):
+            raise ValueError("term names in a plan must be unique")
+
+    def vector_spec(self, max_rows: int) -> VectorSpec:
+        if max_rows < 1:
+            raise ValueError("max_rows must be positive")
+        return VectorSpec(tuple(t.slot(max_rows) for t in self.terms))
+
+    def index(self, name: str) -> int:
+        for i, t in enumerate(self.terms):
+            if t.name == name:
+                return i
+        raise KeyError(name)
+
+    def select_sql(self) -> str:
+        """The aggregate list a provider evaluates in one DuckDB pass."""
+        parts = []
+        for t in self.terms:
+            fold = "MAX" if t.combine is Combine.ANY else "SUM"
+            parts.append(f"COALESCE({fold}(({t.sql})::HUGEINT), 0)")
+        return ", ".join(parts)
