@@ -52,6 +52,9 @@ class Xof:
             buf = self.next(need * size)
             if size == 8:
                 cand: list[int] = np.frombuffer(buf, dtype="<u8").tolist()
+            elif size == 16:
+                halves: list[int] = np.frombuffer(buf, dtype="<u8").tolist()
+                cand = [lo | (hi << 64) for lo, hi in zip(halves[0::2], halves[1::2], strict=True)]
             else:
                 cand = [
                     int.from_bytes(buf[i : i + size], "little") & mask
