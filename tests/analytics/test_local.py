@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from tessera.analytics.local import ColumnBounds, LocalDatabase
-from tessera.analytics.operations import Statistic
+from tessera.analytics.moments import Count, Variance
 from tessera.analytics.terms import Plan
 from tessera.errors import ConfigError, PolicyViolation
 
@@ -31,7 +31,7 @@ BOUNDS = {"age": ColumnBounds(0, 120), "bmi": ColumnBounds(10.0, 60.0, 8)}
 
 def plan() -> Plan:
     terms = {}
-    for s in (Statistic("count"), Statistic("var", "age"), Statistic("var", "bmi")):
+    for s in (Count(), Variance("age"), Variance("bmi")):
         for t in s.terms(BOUNDS):
             terms[t.name] = t
     return Plan(tuple(terms.values()))
@@ -58,10 +58,10 @@ def test_terms_match_pandas(source: str, tmp_path: Path) -> None:
         "n": len(sub),
         "n[age]": len(sub),
         "sum[age]": int(age.sum()),
-        "sumsq[age]": int((age * age).sum()),
+        "prod[age,age]": int((age * age).sum()),
         "n[bmi]": len(sub),
         "sum[bmi]": int(bmi.sum()),
-        "sumsq[bmi]": int((bmi * bmi).sum()),
+        "prod[bmi,bmi]": int((bmi * bmi).sum()),
     }
     got = dict(zip([t.name for t in plan().terms], res.values, strict=True))
     assert got == want

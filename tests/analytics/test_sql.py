@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import pytest
 
+from tessera.analytics.distribution import Max, Min, Quantile
 from tessera.analytics.filters import compile_filter
-from tessera.analytics.operations import Statistic
+from tessera.analytics.moments import Correlation, Count, Covariance, Mean, Std, Sum, Variance
 from tessera.analytics.sql import parse_sql
 from tessera.errors import QueryError
 
 
 def test_supported_select() -> None:
     q = parse_sql(
-        "SELECT sex, COUNT(*), AVG(age) AS a, STDDEV(age), VARIANCE(bmi), SUM(bmi), COUNT(bmi) "
+        "SELECT sex, COUNT(*), AVG(age) AS a, STDDEV(age), VARIANCE(bmi), SUM(bmi), COUNT(bmi), "
+        "MEDIAN(age), PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY age), QUANTILE_CONT(bmi, 0.9), "
+        "MIN(age), MAX(bmi), CORR(age, bmi), COVAR_SAMP(age, bmi) "
         "FROM patients WHERE smoker = 1 AND age BETWEEN 20 AND 60 GROUP BY sex"
     )
     assert q.table == "patients"
     assert q.statistics == (
-        Statistic("count"),
-        Statistic("mean", "age"),
-        Statistic("std", "age"),
-        Statistic("var", "bmi"),
-        Statistic("sum", "bmi"),
-        Statistic("count", "bmi"),
+        Count(),
+        Mean("age"),
+        Std("age"),
+        Variance("bmi"),
+        Sum("bmi"),
+        Count("bmi"),
+        Quantile("age", 0.5),
+        Quantile("age", 0.25),
+        Quantile("bmi", 0.9),
+        Min("age"),
+        Max("bmi"),
+        Correlation(("age", "bmi")),
+        Covariance(("age", "bmi")),
     )
     assert q.group_by == ("sex",)
     assert q.where is not None and "smoker = 1" in q.where

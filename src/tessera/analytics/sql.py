@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from tessera.analytics.operations import Statistic
+from tessera.analytics.distribution import Max, Min, Quantile
+from tessera.analytics.moments import Correlation, Count, Covariance, Mean, Std, Sum, Variance
+from tessera.analytics.statistic import Statistic
 from tessera.errors import QueryError
 
 
@@ -38,24 +40,74 @@ def _column_arg(fn: exp.Expr, name: str) -> str:
 def _count(fn: exp.Expr) -> Statistic:
     arg = fn.this if hasattr(fn, "this") else None
     if arg is None or isinstance(arg, exp.Star):
-        return Statistic("count")
-    return Statistic("count", _column_arg(fn, "COUNT"))
+        return Count()
+    return Count(_column_arg(fn, "COUNT"))
 
 
-def _simple(func: str, sql_name: str) -> Callable[[exp.Expr], Statistic]:
+def _one(cls: Callable[[str], Statistic], sql_name: str) -> Callable[[exp.Expr], Statistic]:
     def build(fn: exp.Expr) -> Statistic:
-        return Statistic(func, _column_arg(fn, sql_name))
+        return cls(_column_arg(fn, sql_name))
 
     return build
 
 
+def _two(
+    cls: Callable[[tuple[str, ...]], Statistic], sql_name: str
+) -> Callable[[exp.Expr], Statistic]:
+    def build(fn: exp.Expr) -> Statistic:
+        a = _column_arg(fn, sql_name)
+        other = fn.args.get("expression")
+        if not isinstance(other, exp.Column) or other.table:
+            raise QueryError(f"{sql_name} takes two plain columns")
+        return cls((a, str(other.name)))
+
+    return build
+
+
+def _median(fn: exp.Expr) -> Statistic:
+    return Quantile(_column_arg(fn, "MEDIAN"), 0.5)
+
+
+def _within_group(fn: exp.Expr) -> Statistic:
+    inner = fn.this
+    order = fn.args.get("expression")
+    if not isinstance(inner, exp.PercentileCont | exp.PercentileDisc):
+        raise QueryError(f"unsupported WITHIN GROUP aggregate: {inner.sql()}")
+    if isinstance(inner, exp.PercentileDisc):
+        raise QueryError("PERCENTILE_DISC is not supported; use PERCENTILE_CONT")
+    frac = inner.this
+    if not isinstance(frac, exp.Literal) or frac.is_string:
+        raise QueryError("PERCENTILE_CONT takes a numeric literal fraction")
+    if not isinstance(order, exp.Order) or len(order.expressions) != 1:
+        raise QueryError("WITHIN GROUP needs ORDER BY one column")
+    col = order.expressions[0].this
+    if not isinstance(col, exp.Column) or col.table:
+        raise QueryError("WITHIN GROUP (ORDER BY ...) takes one plain column")
+    return Quantile(str(col.name), float(frac.this))
+
+
+def _quantile_fn(fn: exp.Expr) -> Statistic:
+    col = _column_arg(fn, "QUANTILE_CONT")
+    frac = fn.args.get("expression")
+    if not isinstance(frac, exp.Literal) or frac.is_string:
+        raise QueryError("QUANTILE_CONT takes a numeric literal fraction")
+    return Quantile(col, float(frac.this))
+
+
 _FUNCTIONS: dict[type[exp.Expr], Callable[[exp.Expr], Statistic]] = {
     exp.Count: _count,
-    exp.Sum: _simple("sum", "SUM"),
-    exp.Avg: _simple("mean", "AVG"),
-    exp.Variance: _simple("var", "VARIANCE"),
-    exp.Stddev: _simple("std", "STDDEV"),
-    exp.StddevSamp: _simple("std", "STDDEV_SAMP"),
+    exp.Sum: _one(Sum, "SUM"),
+    exp.Avg: _one(Mean, "AVG"),
+    exp.Variance: _one(Variance, "VARIANCE"),
+    exp.Stddev: _one(Std, "STDDEV"),
+    exp.StddevSamp: _one(Std, "STDDEV_SAMP"),
+    exp.Min: _one(Min, "MIN"),
+    exp.Max: _one(Max, "MAX"),
+    exp.Median: _median,
+    exp.WithinGroup: _within_group,
+    exp.PercentileCont: _quantile_fn,
+    exp.Corr: _two(Correlation, "CORR"),
+    exp.CovarSamp: _two(Covariance, "COVAR_SAMP"),
 }
 
 
