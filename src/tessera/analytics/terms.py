@@ -50,10 +50,18 @@ class Term:
             raise ValueError(f"term {self.name}: an ANY term must be a 0/1 indicator")
 
     def slot(self, max_rows: int) -> SlotSpec:
-        """Provider-level bounds of this term's aggregate over at most ``max_rows`` rows."""
+        """Provider-level bounds of this term's aggregate over at most ``max_rows`` rows.
+
+        The upper end is rounded up so that the span is ``2^k − 1``: the limb range
+        proofs then bound the aggregate on their own, with no extra exact-bound proof
+        (it would double the proving cost). The aggregate of ``max_rows`` clipped rows
+        is what the proof must bound; a slack below 2× that bound changes no guarantee.
+        """
         if self.combine is Combine.ANY:
             return SlotSpec(0, 1)
-        return SlotSpec(min(0, self.row_lo * max_rows), max(0, self.row_hi * max_rows))
+        lo = min(0, self.row_lo * max_rows)
+        hi = max(0, self.row_hi * max_rows)
+        return SlotSpec(lo, lo + (1 << max(1, (hi - lo).bit_length())) - 1)
 
     @property
     def sensitivity(self) -> int:
