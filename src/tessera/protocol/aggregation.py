@@ -20,8 +20,10 @@ come in as arguments.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from tessera.crypto.dlog import DiscreteLog
 from tessera.crypto.elgamal import Ciphertext, add_all, decrypt_to_point, encrypt_with, keygen
@@ -453,6 +455,14 @@ class NodeKey:
     secret_share: int
 
 
+StepRunner = Callable[[str, str, Callable[[], Any]], Any]
+
+
+def run_directly(role: str, who: str, fn: Callable[[], Any]) -> Any:
+    """The default :data:`StepRunner`: just run the step."""
+    return fn()
+
+
 def run_aggregation(
     query_id: bytes,
     spec: VectorSpec,
@@ -466,26 +476,50 @@ def run_aggregation(
     noise: Mapping[int, Sequence[int]] | None = None,
     noise_bounds: Sequence[int] = (),
     cheating_nodes: Sequence[int] = (),
+    step: StepRunner = run_directly,
 ) -> tuple[AggregationRecord, list[int]]:
-    """Run one aggregation in memory: returns the public record and the decoded vector."""
+    """Run one aggregation in memory: returns the public record and the decoded vector.
+
+    Each role's work goes through ``step(role, who, fn)``, so a caller can time or
+    distribute it (roles: ``provider``, ``noise``, ``aggregate``, ``key-switch``,
+    ``combine``, ``analyst``) without this pure module reading the clock.
+    """
     analyst_secret, analyst_key = keygen(rng)
     query = AggregationQuery(query_id, spec, analyst_key, tuple(noise_bounds))
     rec = AggregationRecord(query, committee_key, public_shares, threshold)
-    rec.contributions = [contribute(query, committee_key, p, v, rng) for p, v in values.items()]
-    rec.noise = [
-        add_noise(query, committee_key, k.index, noise[k.index], rng)
-        for k in node_keys
-        if noise is not None and k.index in noise
+    rec.contributions = [
+        step("provider", p, partial(contribute, query, committee_key, p, v, rng))
+        for p, v in values.items()
     ]
-    rec.aggregate = aggregate(query, rec.contributions, rec.noise)
+    if noise is not None:
+        rec.noise = [
+            step(
+                "noise",
+                str(k.index),
+                partial(add_noise, query, committee_key, k.index, noise[k.index], rng),
+            )
+            for k in node_keys
+            if k.index in noise
+        ]
+    rec.aggregate = step(
+        "aggregate", "committee", lambda: aggregate(query, rec.contributions, rec.noise)
+    )
     for k in node_keys:
-        shares = key_switch(query, k.index, k.secret_share, rec.aggregate, rng)
+        shares: list[KeySwitchShare] = step(
+            "key-switch",
+            str(k.index),
+            partial(key_switch, query, k.index, k.secret_share, rec.aggregate, rng),
+        )
         if k.index in cheating_nodes:  # test-only: corrupt the first share
             s = shares[0]
             shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
         rec.key_switch_shares[k.index] = shares
-    rec.switched, rec.excluded_nodes = combine(
-        query, public_shares, threshold, rec.aggregate, rec.key_switch_shares
+    rec.switched, rec.excluded_nodes = step(
+        "combine",
+        "analyst",
+        lambda: combine(query, public_shares, threshold, rec.aggregate, rec.key_switch_shares),
     )
-    rec.release = release(query, analyst_secret, rec.switched, dlog, rng)
+    rec.release = step(
+        "analyst", "analyst", lambda: release(query, analyst_secret, rec.switched, dlog, rng)
+    )
     return rec, decode(spec, rec.release.limb_sums, len(rec.contributions))
