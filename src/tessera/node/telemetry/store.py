@@ -1,0 +1,238 @@
+"""SQLite store of an aggregator: claimed report ids, per-bucket aggregates, releases.
+
+Every method that writes runs in one ``BEGIN IMMEDIATE`` transaction, so a failure
+leaves nothing half-written. Aggregate shares are opaque encoded bytes; the caller
+passes the VDAF's merge function.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tessera.errors import ConfigError
+from tessera.protocol.telemetry import ZERO_CHECKSUM, xor_checksums
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS report_ids (
+    task_id BLOB NOT NULL, scope BLOB NOT NULL, report_id BLOB NOT NULL,
+    PRIMARY KEY (task_id, scope, report_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_reports (
+    task_id BLOB NOT NULL, report_id BLOB NOT NULL, time INTEGER NOT NULL,
+    report BLOB NOT NULL,
+    PRIMARY KEY (task_id, report_id)
+);
+CREATE INDEX IF NOT EXISTS pending_by_time ON pending_reports (task_id, time);
+CREATE TABLE IF NOT EXISTS batch_aggregates (
+    task_id BLOB NOT NULL, agg_param BLOB NOT NULL, bucket INTEGER NOT NULL,
+    agg_share BLOB NOT NULL, report_count INTEGER NOT NULL, checksum BLOB NOT NULL,
+    PRIMARY KEY (task_id, agg_param, bucket)
+);
+CREATE TABLE IF NOT EXISTS releases (
+    task_id BLOB NOT NULL, bucket INTEGER NOT NULL, seq INTEGER NOT NULL,
+    agg_param BLOB NOT NULL,
+    PRIMARY KEY (task_id, bucket, seq)
+);
+"""
+
+
+@dataclass(frozen=True)
+class BucketDelta:
+    """What one aggregation job adds to one time bucket."""
+
+    agg_share: bytes
+    report_count: int
+    checksum: bytes
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    """The stored aggregate of a set of buckets, before merging the shares."""
+
+    agg_shares: list[bytes]
+    report_count: int
+    checksum: bytes
+
+
+class TelemetryStore:
+    """One aggregator's durable state (``":memory:"`` for tests)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"cannot open telemetry store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- report ids -------------------------------------------------------------------
+
+    def claim_report_ids(self, task_id: bytes, scope: bytes, ids: Sequence[bytes]) -> list[bool]:
+        """Claim each id for ``scope``; ``False`` where it was claimed before (a replay)."""
+        out: list[bool] = []
+        with self._tx() as db:
+            for rid in ids:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO report_ids VALUES (?, ?, ?)", (task_id, scope, rid)
+                )
+                out.append(cur.rowcount == 1)
+        return out
+
+    def unclaim_report_ids(self, task_id: bytes, scope: bytes, ids: Sequence[bytes]) -> None:
+        """Release ids whose reports were not aggregated after all (the job failed)."""
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM report_ids WHERE task_id = ? AND scope = ? AND report_id = ?",
+                [(task_id, scope, rid) for rid in ids],
+            )
+
+    # -- pending reports (aggregated when the collector names an aggregation parameter) --
+
+    def put_pending(self, task_id: bytes, rows: Sequence[tuple[bytes, int, bytes]]) -> None:
+        """Keep ``(report_id, time, encoded report)`` rows until collection."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO pending_reports VALUES (?, ?, ?, ?)",
+                [(task_id, rid, t, blob) for rid, t, blob in rows],
+            )
+
+    def pending_reports(self, task_id: bytes, start: int, end: int) -> list[bytes]:
+        """Encoded reports with ``start <= time < end``, in report-id order."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT report FROM pending_reports WHERE task_id = ? AND time >= ? AND time < ?"
+                " ORDER BY report_id",
+                (task_id, start, end),
+            )
+            return [bytes(r[0]) for r in cur.fetchall()]
+
+    # -- aggregates ---------------------------------------------------------------------
+
+    def released(self, task_id: bytes, buckets: Sequence[int]) -> dict[int, list[bytes]]:
+        """Aggregation parameters already released, per bucket (empty list if none)."""
+        with self._lock:
+            return self._released(self._db, task_id, buckets)
+
+    @staticmethod
+    def _released(
+        db: sqlite3.Connection, task_id: bytes, buckets: Sequence[int]
+    ) -> dict[int, list[bytes]]:
+        out: dict[int, list[bytes]] = {b: [] for b in buckets}
+        for b in buckets:
+            cur = db.execute(
+                "SELECT agg_param FROM releases WHERE task_id = ? AND bucket = ? ORDER BY seq",
+                (task_id, b),
+            )
+            out[b] = [bytes(r[0]) for r in cur.fetchall()]
+        return out
+
+    def accumulate(
+        self,
+        task_id: bytes,
+        agg_param: bytes,
+        deltas: Mapping[int, BucketDelta],
+        merge: Callable[[bytes, bytes], bytes],
+        allows: Callable[[list[bytes]], bool],
+    ) -> set[int]:
+        """Add each bucket's delta unless ``allows(earlier releases)`` refuses the bucket.
+
+        Returns the refused buckets.
+        """
+        refused: set[int] = set()
+        with self._tx() as db:
+            released = self._released(db, task_id, list(deltas))
+            for bucket, delta in deltas.items():
+                if not allows(released[bucket]):
+                    refused.add(bucket)
+                    continue
+                row = db.execute(
+                    "SELECT agg_share, report_count, checksum FROM batch_aggregates"
+                    " WHERE task_id = ? AND agg_param = ? AND bucket = ?",
+                    (task_id, agg_param, bucket),
+                ).fetchone()
+                if row is None:
+                    share, count, checksum = delta.agg_share, delta.report_count, delta.checksum
+                else:
+                    share = merge(bytes(row[0]), delta.agg_share)
+                    count = int(row[1]) + delta.report_count
+                    checksum = xor_checksums(bytes(row[2]), delta.checksum)
+                db.execute(
+                    "INSERT OR REPLACE INTO batch_aggregates VALUES (?, ?, ?, ?, ?, ?)",
+                    (task_id, agg_param, bucket, share, count, checksum),
+                )
+        return refused
+
+    def totals(self, task_id: bytes, agg_param: bytes, buckets: Sequence[int]) -> BatchTotals:
+        """The stored shares, report count and checksum over ``buckets``."""
+        shares: list[bytes] = []
+        count = 0
+        checksum = ZERO_CHECKSUM
+        with self._lock:
+            for b in buckets:
+                row = self._db.execute(
+                    "SELECT agg_share, report_count, checksum FROM batch_aggregates"
+                    " WHERE task_id = ? AND agg_param = ? AND bucket = ?",
+                    (task_id, agg_param, b),
+                ).fetchone()
+                if row is not None:
+                    shares.append(bytes(row[0]))
+                    count += int(row[1])
+                    checksum = xor_checksums(checksum, bytes(row[2]))
+        return BatchTotals(shares, count, checksum)
+
+    def record_release(
+        self,
+        task_id: bytes,
+        agg_param: bytes,
+        buckets: Sequence[int],
+        check: Callable[[dict[int, list[bytes]], BatchTotals], None],
+    ) -> BatchTotals:
+        """Atomically run the batch rules (``check`` raises) and mark the buckets released."""
+        with self._tx() as db:
+            released = self._released(db, task_id, buckets)
+            # Read the totals inside the same transaction: nothing can slip in between.
+            shares: list[bytes] = []
+            count = 0
+            checksum = ZERO_CHECKSUM
+            for b in buckets:
+                row = db.execute(
+                    "SELECT agg_share, report_count, checksum FROM batch_aggregates"
+                    " WHERE task_id = ? AND agg_param = ? AND bucket = ?",
+                    (task_id, agg_param, b),
+                ).fetchone()
+                if row is not None:
+                    shares.append(bytes(row[0]))
+                    count += int(row[1])
+                    checksum = xor_checksums(checksum, bytes(row[2]))
+            totals = BatchTotals(shares, count, checksum)
+            check(released, totals)
+            for b in buckets:
+                db.execute(
+                    "INSERT INTO releases VALUES (?, ?, ?, ?)",
+                    (task_id, b, len(released[b]), agg_param),
+                )
+        return totals

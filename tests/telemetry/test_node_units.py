@@ -1,0 +1,180 @@
+"""HPKE (RFC 9180 vector), task config and the SQLite store."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hpke as chpke
+
+from tessera.errors import ConfigError, DecodeError, InvalidProof
+from tessera.node.telemetry import hpke
+from tessera.node.telemetry.config import load_task_config, write_task
+from tessera.node.telemetry.store import BucketDelta, TelemetryStore
+from tessera.protocol.telemetry import DpSpec, VdafSpec, report_checksum
+
+# RFC 9180, Appendix A.1.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, base mode.
+A1_SK_R = "4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8"
+A1_PK_R = "3948cfe0ad1ddb695d780e59077195da6c56506b027329794ab02bca80815c4d"
+A1_ENC = "37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431"
+A1_INFO = "4f6465206f6e2061204772656369616e2055726e"
+A1_AAD0 = "436f756e742d30"
+A1_PT = "4265617574792069732074727574682c20747275746820626561757479"
+A1_CT0 = (
+    "f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a96d8770ac83d07bea87e13c512a"
+)
+
+
+def test_hpke_rfc9180_a1_vector_opens() -> None:
+    sk = hpke.private_key_from_bytes(bytes.fromhex(A1_SK_R))
+    assert hpke.public_key_bytes(sk.public_key()).hex() == A1_PK_R
+    # The single-shot public API has no AAD; the RFC's first message uses one, so this
+    # test reaches for the binding's private AAD variant of the very same suite.
+    decrypt_with_aad = getattr(chpke.rust_openssl.hpke, "_decrypt_with_aad", None)
+    if decrypt_with_aad is None:
+        pytest.skip("this cryptography build exposes no AAD variant")
+    pt = decrypt_with_aad(
+        hpke._SUITE,
+        bytes.fromhex(A1_ENC + A1_CT0),
+        sk,
+        info=bytes.fromhex(A1_INFO),
+        aad=bytes.fromhex(A1_AAD0),
+    )
+    assert pt.hex() == A1_PT
+
+
+def test_hpke_round_trip_and_tamper() -> None:
+    sk = hpke.generate_private_key()
+    sealed = hpke.seal(sk.public_key(), b"info", b"secret share")
+    assert hpke.open_sealed(sk, b"info", sealed) == b"secret share"
+    with pytest.raises(InvalidProof):
+        hpke.open_sealed(sk, b"other info", sealed)
+    flipped = bytearray(sealed)
+    flipped[40] ^= 1
+    with pytest.raises(InvalidProof):
+        hpke.open_sealed(sk, b"info", bytes(flipped))
+    with pytest.raises(InvalidProof):
+        hpke.open_sealed(hpke.generate_private_key(), b"info", sealed)
+    with pytest.raises(DecodeError):
+        hpke.open_sealed(sk, b"info", sealed[:20])
+
+
+def test_write_and_load_task(tmp_path: Path) -> None:
+    spec = VdafSpec.of("Prio3Sum", max_measurement=255)
+    path = write_task(tmp_path, spec, aggregator_ports=[9100, 9101, 9102], min_batch_size=10)
+    cfg = load_task_config(path)
+    assert cfg.vdaf_spec == spec and cfg.min_batch_size == 10
+    assert cfg.aggregators[0].url == "http://127.0.0.1:9100"
+    assert len(cfg.verify_key()) == 32 and cfg.auth_token()
+    assert cfg.vdaf().SHARES == 3
+    assert oct((tmp_path / "keys" / "agg0.key").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ConfigError, match="already exists"):
+        write_task(tmp_path, spec, aggregator_ports=[1, 2], min_batch_size=1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("min_batch_size = 10", "min_batch_size = 0"), "must be >= 1"),
+        (('type = "Prio3Sum"', 'type = "Prio3Median"'), "unknown VDAF"),
+        (("max_measurement = 255", "max_measurement = -1"), "positive integer"),
+        (('mechanism = "discrete_laplace"', 'mechanism = "laplace"'), "unknown DP mechanism"),
+        (('epsilon = "1"', 'epsilon = "0"'), "must be positive"),
+        (('url = "http://127.0.0.1:9101"', 'url = "http://127.0.0.1:9100"'), "distinct"),
+        (('url = "http://127.0.0.1:9101"', 'url = "127.0.0.1"'), "url must look like"),
+        (("[collector]", "[collectr]"), "missing key 'collector'"),
+        (("id = ", "id_ = "), "missing key 'id'"),
+    ],
+)
+def test_config_errors_name_the_problem(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    path = write_task(
+        tmp_path,
+        VdafSpec.of("Prio3Sum", max_measurement=255),
+        aggregator_ports=[9100, 9101],
+        min_batch_size=10,
+        dp=DpSpec("discrete_laplace", epsilon=1),  # type: ignore[arg-type]
+    )
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigError, match=message):
+        load_task_config(path)
+
+
+def test_config_not_toml(tmp_path: Path) -> None:
+    bad = tmp_path / "t.toml"
+    bad.write_text("[task\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_task_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_task_config(tmp_path / "missing.toml")
+
+
+# -- store --------------------------------------------------------------------------------
+
+TASK = b"\x01" * 32
+
+
+def _concat(a: bytes, b: bytes) -> bytes:
+    return bytes(x + y for x, y in zip(a, b, strict=True))
+
+
+def _allow_unreleased(previous: list[bytes]) -> bool:
+    return not previous
+
+
+def test_store_claims_and_replays(tmp_path: Path) -> None:
+    store = TelemetryStore(tmp_path / "s.sqlite")
+    ids = [bytes([i]) * 16 for i in range(3)]
+    assert store.claim_report_ids(TASK, b"up", ids[:2]) == [True, True]
+    assert store.claim_report_ids(TASK, b"up", ids) == [False, False, True]
+    assert store.claim_report_ids(TASK, b"other", ids[:1]) == [True]
+    store.unclaim_report_ids(TASK, b"up", ids[:1])
+    assert store.claim_report_ids(TASK, b"up", ids[:1]) == [True]
+    store.close()
+    # Durable across reopening.
+    again = TelemetryStore(tmp_path / "s.sqlite")
+    assert again.claim_report_ids(TASK, b"up", ids) == [False, False, False]
+
+
+def test_store_accumulates_and_refuses_released_buckets() -> None:
+    store = TelemetryStore(":memory:")
+    d1 = BucketDelta(bytes([1, 2]), 2, report_checksum([b"a" * 16, b"b" * 16]))
+    d2 = BucketDelta(bytes([3, 4]), 1, report_checksum([b"c" * 16]))
+    assert store.accumulate(TASK, b"", {0: d1, 60: d2}, _concat, _allow_unreleased) == set()
+    assert store.accumulate(TASK, b"", {0: d2}, _concat, _allow_unreleased) == set()
+    totals = store.totals(TASK, b"", [0, 60])
+    assert totals.report_count == 4
+    assert sorted(totals.agg_shares) == [bytes([3, 4]), bytes([4, 6])]
+
+    def ok(prev: dict[int, list[bytes]], t: object) -> None:
+        assert prev == {0: [], 60: []}
+
+    store.record_release(TASK, b"", [0, 60], ok)
+    assert store.released(TASK, [0, 60, 120]) == {0: [b""], 60: [b""], 120: []}
+    assert store.accumulate(TASK, b"", {0: d1, 120: d2}, _concat, _allow_unreleased) == {0}
+
+
+def test_store_release_is_atomic() -> None:
+    store = TelemetryStore(":memory:")
+
+    def refuse(prev: dict[int, list[bytes]], t: object) -> None:
+        raise RuntimeError("batch rules say no")
+
+    with pytest.raises(RuntimeError):
+        store.record_release(TASK, b"", [0, 60], refuse)
+    assert store.released(TASK, [0, 60]) == {0: [], 60: []}
+
+
+def test_store_pending_reports() -> None:
+    store = TelemetryStore(":memory:")
+    store.put_pending(
+        TASK, [(b"b" * 16, 60, b"two"), (b"a" * 16, 0, b"one"), (b"c" * 16, 120, b"x")]
+    )
+    assert store.pending_reports(TASK, 0, 120) == [b"one", b"two"]
+    with pytest.raises(sqlite3.IntegrityError):  # a report id is kept once
+        store.put_pending(TASK, [(b"a" * 16, 0, b"dup")])
+    assert store.pending_reports(TASK, 0, 60) == [b"one"]
