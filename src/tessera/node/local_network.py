@@ -1,0 +1,583 @@
+"""An in-process Tessera network: committee, providers, analyst and verifier, minus the sockets.
+
+``LocalNetwork`` runs the same role code as the networked nodes
+(:mod:`tessera.protocol.aggregation`, :mod:`tessera.analytics`) in one
+process, for notebooks, tests and benchmarks::
+
+    net = LocalNetwork(computing_nodes=3, threshold=2)
+    net.add_provider("hospital-a", tables={"patients": df}, bounds={"patients": {"age": (0, 120)}})
+    res = net.sql("SELECT AVG(age) FROM patients", epsilon=1.0)
+    res.to_pandas(); res.verified; res.privacy_cost
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from tessera.analytics.distribution import Histogram, equal_edges
+from tessera.analytics.grouping import GroupBy, GroupKey
+from tessera.analytics.local import ColumnBounds, LocalDatabase, LocalResult, TableSource
+from tessera.analytics.regression import LinearRegression, LogisticRegression, ModelEvaluation
+from tessera.analytics.sql import parse_sql
+from tessera.analytics.statistic import Statistic
+from tessera.analytics.survival import KaplanMeier
+from tessera.analytics.terms import Plan, Term
+from tessera.crypto.dkg import DkgResult, run_dkg
+from tessera.crypto.dlog import DiscreteLog
+from tessera.crypto.group import Point
+from tessera.crypto.rng import Rng, SeededRng, SystemRng
+from tessera.dp import (
+    ExactSampler,
+    NoiseSampler,
+    OpenDPSampler,
+    PrivacyBudget,
+    eps_to_rho,
+    plan_noise,
+    rho_to_eps_delta,
+)
+from tessera.errors import BudgetExceeded, PolicyViolation, QueryError
+from tessera.protocol.aggregation import (
+    AggregationRecord,
+    NodeKey,
+    StepRunner,
+    Verdict,
+    run_aggregation,
+    verify_record,
+)
+
+DEFAULT_DELTA = 1e-6
+FLOAT_SCALE_BITS = 10
+BoundsSpec = ColumnBounds | tuple[float, float] | Sequence[GroupKey]
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetPolicy:
+    """A provider's rules for one table (DESIGN §2)."""
+
+    allowed: frozenset[str] | None = None  # statistic kinds; None: all
+    min_cohort: int = 10
+    budget_rho: float = 5.0
+    max_rows: int = 1_000_000
+    allow_exact: bool = False  # may a query run without noise?
+
+    def __post_init__(self) -> None:
+        if self.min_cohort < 1 or self.max_rows < 1 or self.budget_rho <= 0:
+            raise ValueError("min_cohort, max_rows and budget_rho must be positive")
+
+
+@dataclass
+class Provider:
+    name: str
+    db: LocalDatabase
+    bounds: dict[str, dict[str, ColumnBounds]]
+    categories: dict[str, dict[str, tuple[GroupKey, ...]]]
+    policies: dict[str, DatasetPolicy]
+    budgets: dict[str, PrivacyBudget]
+    reports: list[dict[str, Any]] = field(default_factory=list)  # the provider's own log
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyCost:
+    rho: float
+    epsilon: float
+    delta: float
+
+
+@dataclass
+class QueryResult:
+    """Released statistics with their uncertainty, cost and verification verdict."""
+
+    query_id: str
+    values: dict[str, Any]
+    intervals: dict[str, tuple[float, float] | None]
+    privacy_cost: PrivacyCost | None
+    noise_sd: dict[str, float]
+    verdict: Verdict
+    record: AggregationRecord = field(repr=False)
+    providers: list[str] = field(default_factory=list)
+    excluded_providers: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    role_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        return self.verdict.ok
+
+    def __getitem__(self, label: str) -> Any:
+        return self.values[label]
+
+    @property
+    def value(self) -> Any:
+        """The value of a single-statistic query."""
+        if len(self.values) != 1:
+            raise QueryError("this result holds several statistics; index it by label")
+        return next(iter(self.values.values()))
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        rows = []
+        for k, v in self.values.items():
+            ci = self.intervals.get(k)
+            rows.append(
+                {
+                    "statistic": k,
+                    "value": v,
+                    "ci95_low": ci[0] if ci else None,
+                    "ci95_high": ci[1] if ci else None,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _column_spec(spec: BoundsSpec) -> ColumnBounds | tuple[GroupKey, ...]:
+    if isinstance(spec, ColumnBounds):
+        return spec
+    if (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
+    ):
+        lo, hi = spec
+        ints = isinstance(lo, int) and isinstance(hi, int)
+        return ColumnBounds(float(lo), float(hi), 0 if ints else FLOAT_SCALE_BITS)
+    if isinstance(spec, list | tuple | set | frozenset):
+        return tuple(sorted(spec, key=repr))  # a categorical column's public key set
+    raise ValueError(f"bounds must be (lo, hi), a ColumnBounds or a list of keys, got {spec!r}")
+
+
+class LocalNetwork:
+    """A whole Tessera network in one process."""
+
+    def __init__(
+        self,
+        computing_nodes: int = 3,
+        threshold: int = 2,
+        *,
+        seed: int | bytes | str | None = None,
+        dlog: DiscreteLog | None = None,
+    ) -> None:
+        if not 1 <= threshold <= computing_nodes:
+            raise ValueError(f"threshold {threshold} must be in [1, {computing_nodes}]")
+        self.n, self.t = computing_nodes, threshold
+        self._rng: Rng = SeededRng(seed) if seed is not None else SystemRng()
+        self._sampler: NoiseSampler = (
+            ExactSampler(SeededRng(f"noise/{seed!r}")) if seed is not None else OpenDPSampler()
+        )
+        self._dlog = dlog
+        self.keys: dict[int, DkgResult] = run_dkg(computing_nodes, threshold, self._rng)[0]
+        self.providers: dict[str, Provider] = {}
+        self._counter = 0
+        self.cheating_nodes: tuple[int, ...] = ()  # test hook: nodes that corrupt key switching
+
+    @property
+    def committee_key(self) -> Point:
+        return next(iter(self.keys.values())).public_key
+
+    def _discrete_log(self) -> DiscreteLog:
+        if self._dlog is None:
+            from tessera.node.dlog_cache import discrete_log
+
+            self._dlog = discrete_log()
+        return self._dlog
+
+    # -- set-up ------------------------------------------------------------------------
+    def add_provider(
+        self,
+        name: str,
+        tables: Mapping[str, TableSource],
+        bounds: Mapping[str, Mapping[str, BoundsSpec]],
+        policies: Mapping[str, DatasetPolicy] | None = None,
+    ) -> Provider:
+        """Register a provider with its tables, the public bounds of their columns, its policies.
+
+        ``bounds[table][column]`` is ``(lo, hi)`` for a numeric column (integers: exact,
+        floats: fixed point with 2^-10 resolution), a :class:`ColumnBounds`, or a list of
+        the public keys of a categorical column (usable in GROUP BY).
+        """
+        if name in self.providers:
+            raise ValueError(f"provider {name!r} already exists")
+        db = LocalDatabase(tables)
+        numeric: dict[str, dict[str, ColumnBounds]] = {}
+        cats: dict[str, dict[str, tuple[GroupKey, ...]]] = {}
+        for tbl, cols in bounds.items():
+            if tbl not in tables:
+                raise ValueError(f"bounds given for unknown table {tbl!r}")
+            missing = set(cols) - set(db.columns(tbl))
+            if missing:
+                raise ValueError(f"table {tbl} has no column(s) {sorted(missing)}")
+            numeric[tbl], cats[tbl] = {}, {}
+            for col, spec in cols.items():
+                parsed = _column_spec(spec)
+                if isinstance(parsed, ColumnBounds):
+                    numeric[tbl][col] = parsed
+                else:
+                    cats[tbl][col] = parsed
+        pol = {tbl: (policies or {}).get(tbl, DatasetPolicy()) for tbl in tables}
+        budgets = {tbl: PrivacyBudget(f"{name}/{tbl}", p.budget_rho) for tbl, p in pol.items()}
+        prov = Provider(name, db, numeric, cats, pol, budgets)
+        self.providers[name] = prov
+        return prov
+
+    # -- the Python API ------------------------------------------------------------------
+    def sql(
+        self, query: str, epsilon: float | None = None, delta: float = DEFAULT_DELTA
+    ) -> QueryResult:
+        parsed = parse_sql(query)
+        stats: list[Statistic] = list(parsed.statistics)
+        if parsed.group_by:
+            if len(parsed.group_by) != 1:
+                raise QueryError("GROUP BY supports one column")
+            col = parsed.group_by[0]
+            keys = self._categories(parsed.table, col)
+            stats = [GroupBy(s, col, keys) for s in stats]
+        return self.run(parsed.table, stats, parsed.where, epsilon, delta)
+
+    def linear_regression(
+        self,
+        table: str,
+        y: str,
+        x: Sequence[str],
+        *,
+        ridge: float = 0.0,
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        return self.run(table, [LinearRegression(y, tuple(x), ridge)], where, epsilon, delta)
+
+    def logistic_regression(
+        self,
+        table: str,
+        y: str,
+        x: Sequence[str],
+        *,
+        ridge: float = 0.0,
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        return self.run(table, [LogisticRegression(y, tuple(x), ridge)], where, epsilon, delta)
+
+    def evaluate_model(
+        self,
+        table: str,
+        y: str,
+        coefficients: Mapping[str, float],
+        *,
+        model: str = "logistic",
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        stat = ModelEvaluation(y, tuple(coefficients.items()), model)
+        return self.run(table, [stat], where, epsilon, delta)
+
+    def histogram(
+        self,
+        table: str,
+        column: str,
+        *,
+        bins: int | Sequence[float] = 10,
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        if isinstance(bins, int):
+            b = self._bounds(table).get(column)
+            if b is None:
+                raise QueryError(f"column {column!r} has no public bounds")
+            edges = equal_edges(b.lo, b.hi, bins)
+        else:
+            edges = tuple(float(e) for e in bins)
+        return self.run(table, [Histogram(column, edges)], where, epsilon, delta)
+
+    def kaplan_meier(
+        self,
+        table: str,
+        time_column: str,
+        event_column: str,
+        *,
+        edges: Sequence[float],
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        stat = KaplanMeier(time_column, event_column, tuple(float(e) for e in edges))
+        return self.run(table, [stat], where, epsilon, delta)
+
+    # -- the engine ------------------------------------------------------------------------
+    def _holders(self, table: str) -> list[Provider]:
+        holders = [p for p in self.providers.values() if table in p.bounds]
+        if not holders:
+            raise QueryError(f"no provider holds a table named {table!r}")
+        return holders
+
+    def _bounds(self, table: str) -> dict[str, ColumnBounds]:
+        holders = self._holders(table)
+        first = holders[0].bounds[table]
+        for p in holders[1:]:
+            if p.bounds[table] != first:
+                raise PolicyViolation(f"providers disagree on the public bounds of {table!r}")
+        return dict(first)
+
+    def _categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
+        sets = {p.categories[table].get(column) for p in self._holders(table)}
+        if None in sets or len(sets) != 1:
+            raise QueryError(
+                f"GROUP BY {column}: every provider must publish the same key set for it"
+            )
+        keys = sets.pop()
+        assert keys is not None
+        return keys
+
+    def run(
+        self,
+        table: str,
+        stats: Sequence[Statistic],
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        """Run any list of statistics over ``table`` as one encrypted query."""
+        if not stats:
+            raise QueryError("a query needs at least one statistic")
+        holders = self._holders(table)
+        bounds = self._bounds(table)
+        terms: dict[str, Term] = {}
+        for s in stats:
+            s.check(bounds)
+            for term in s.terms(bounds):
+                terms.setdefault(term.name, term)
+        plan = Plan(tuple(terms.values()))
+        rho = self._check_policies(table, holders, stats, epsilon, delta)
+        return self._execute(table, holders, bounds, plan, stats, where, rho, delta)
+
+    def _check_policies(
+        self,
+        table: str,
+        holders: Sequence[Provider],
+        stats: Sequence[Statistic],
+        epsilon: float | None,
+        delta: float,
+    ) -> float | None:
+        for p in holders:
+            pol = p.policies[table]
+            if pol.allowed is not None:
+                denied = sorted({s.kind for s in stats if s.kind not in pol.allowed})
+                if denied:
+                    raise PolicyViolation(f"{p.name}/{table} does not allow {', '.join(denied)}")
+            if epsilon is None and not pol.allow_exact:
+                raise PolicyViolation(
+                    f"{p.name}/{table} requires differential privacy: pass epsilon"
+                )
+        if epsilon is None:
+            return None
+        if epsilon <= 0 or not 0 < delta < 1:
+            raise QueryError("epsilon must be positive and delta in (0, 1)")
+        rho = float(eps_to_rho(epsilon, delta))
+        for p in holders:
+            budget = p.budgets[table]
+            if not budget.can_spend(rho):
+                raise BudgetExceeded(
+                    f"{p.name}/{table}: the query needs rho={rho:.4g} but only "
+                    f"{budget.remaining:.4g} of {budget.cap:.4g} remains"
+                )
+        return rho
+
+    def _next_query_id(self, payload: Mapping[str, Any]) -> bytes:
+        self._counter += 1
+        body = json.dumps({**payload, "nonce": self._counter}, sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).digest()[:16]
+
+    def _evaluate_locally(
+        self,
+        table: str,
+        holders: Sequence[Provider],
+        bounds: Mapping[str, ColumnBounds],
+        plan: Plan,
+        stats: Sequence[Statistic],
+        where: str | None,
+        query_id: bytes,
+        timed: StepRunner,
+    ) -> tuple[dict[str, LocalResult], dict[str, str]]:
+        group_cols = sorted({s.column for s in stats if isinstance(s, GroupBy)})
+        group_terms = [i for i, t in enumerate(plan.terms) if t.name.startswith("n@")]
+        local: dict[str, LocalResult] = {}
+        excluded: dict[str, str] = {}
+        for p in holders:
+            res: LocalResult = timed(
+                "provider",
+                p.name,
+                partial(p.db.evaluate, plan, table, bounds, where, extra_columns=group_cols),
+            )
+            pol = p.policies[table]
+            small_group = any(0 < res.values[i] < pol.min_cohort for i in group_terms)
+            if res.rows < pol.min_cohort or small_group:
+                excluded[p.name] = "cohort or group below the provider's minimum"
+            elif res.rows > pol.max_rows:
+                excluded[p.name] = "more rows than the public maximum"
+            else:
+                local[p.name] = res
+            p.reports.append(
+                {"query": query_id.hex(), "rows": res.rows, "clipped": dict(res.clipped)}
+            )
+        if not local:
+            raise PolicyViolation("no provider could contribute (cohorts below their minimum)")
+        return local, excluded
+
+    def _execute(
+        self,
+        table: str,
+        holders: Sequence[Provider],
+        bounds: Mapping[str, ColumnBounds],
+        plan: Plan,
+        stats: Sequence[Statistic],
+        where: str | None,
+        rho: float | None,
+        delta: float,
+    ) -> QueryResult:
+        t0 = time.perf_counter()
+        query_id = self._next_query_id(
+            {"table": table, "stats": [s.label for s in stats], "where": where, "rho": rho}
+        )
+        roles: dict[str, dict[str, float]] = {}
+
+        def timed(role: str, who: str, fn: Callable[[], Any]) -> Any:
+            start = time.perf_counter()
+            out = fn()
+            per_role = roles.setdefault(role, {})
+            per_role[who] = per_role.get(who, 0.0) + time.perf_counter() - start
+            return out
+
+        local, excluded = self._evaluate_locally(
+            table, holders, bounds, plan, stats, where, query_id, timed
+        )
+        spec = plan.vector_spec(max(p.policies[table].max_rows for p in holders))
+        t_local = time.perf_counter() - t0
+
+        sd = [0.0] * len(plan.terms)
+        noise: dict[int, list[int]] | None = None
+        noise_bounds: list[int] = []
+        if rho is not None:
+            noise, noise_bounds, sd = self._noise(plan, rho, delta)
+            for name in local:
+                self.providers[name].budgets[table].spend(rho)
+        t1 = time.perf_counter()
+        k = next(iter(self.keys.values()))
+        record, totals = run_aggregation(
+            query_id,
+            spec,
+            {name: list(r.values) for name, r in local.items()},
+            k.public_key,
+            k.public_shares,
+            [NodeKey(i, key.secret_share) for i, key in sorted(self.keys.items())],
+            self.t,
+            self._discrete_log(),
+            self._rng,
+            noise=noise,
+            noise_bounds=noise_bounds,
+            cheating_nodes=self.cheating_nodes,
+            step=timed,
+        )
+        t_crypto = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        verdict = verify_record(record)
+        t_verify = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        scaled = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}
+        values = {s.label: s.decode(scaled, bounds) for s in stats}
+        roles["decode"] = {"analyst": time.perf_counter() - t3}
+        cost = None
+        if rho is not None:
+            eps, d = rho_to_eps_delta(rho, delta)
+            cost = PrivacyCost(rho, float(eps), float(d))
+        return QueryResult(
+            query_id=query_id.hex(),
+            values=values,
+            intervals=_intervals(stats, plan, scaled, sd, bounds),
+            privacy_cost=cost,
+            noise_sd={t.name: s for t, s in zip(plan.terms, sd, strict=True)},
+            verdict=verdict,
+            record=record,
+            providers=sorted(local),
+            excluded_providers=excluded,
+            seconds={
+                "local": t_local,
+                "crypto": t_crypto,
+                "verify": t_verify,
+                "latency": critical_path(roles),
+            },
+            role_seconds=roles,
+        )
+
+    def _noise(
+        self, plan: Plan, rho: float, delta: float
+    ) -> tuple[dict[int, list[int]], list[int], list[float]]:
+        """Noise per node and term; the budget splits evenly over the terms (zCDP composition)."""
+        per_term = rho / len(plan.terms)
+        noise: dict[int, list[int]] = {i: [] for i in self.keys}
+        bounds, sd = [], []
+        for term in plan.terms:
+            calib = plan_noise(term.sensitivity, self.n, self.t, rho=per_term, delta=delta)
+            bounds.append(int(calib.bound))
+            sd.append(float(calib.sd_all_honest) / term.scale)
+            for i in self.keys:
+                noise[i].append(self._sample_bounded(calib.sigma_node_sq, int(calib.bound)))
+        return noise, bounds, sd
+
+    def _sample_bounded(self, sigma_sq: Fraction, bound: int) -> int:
+        while True:  # truncation: a draw beyond the bound has probability < 2^-40
+            v = int(self._sampler.discrete_gaussian(sigma_sq, 1)[0])
+            if abs(v) <= bound:
+                return v
+
+
+def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
+    """Latency if every provider and node had its own core: parallel roles count their slowest."""
+    sequence = ("provider", "noise", "aggregate", "key-switch", "combine", "analyst", "decode")
+    return sum(max(roles[r].values()) for r in sequence if roles.get(r))
+
+
+def _intervals(
+    stats: Sequence[Statistic],
+    plan: Plan,
+    scaled: Mapping[str, float],
+    sd: Sequence[float],
+    bounds: Mapping[str, ColumnBounds],
+    draws: int = 1000,
+) -> dict[str, tuple[float, float] | None]:
+    """95% intervals of scalar statistics by simulating the known noise (post-processing)."""
+    out: dict[str, tuple[float, float] | None] = {}
+    names = [t.name for t in plan.terms]
+    gen = np.random.default_rng(0)
+    sims = np.array([scaled[n] for n in names]) + gen.normal(size=(draws, len(names))) * np.array(
+        sd
+    )
+    for s in stats:
+        point = s.decode(scaled, bounds)
+        if not isinstance(point, float | int) or isinstance(point, bool):
+            out[s.label] = None
+            continue
+        if not any(sd):
+            out[s.label] = (float(point), float(point))
+            continue
+        vals = np.array([s.decode(dict(zip(names, row, strict=True)), bounds) for row in sims])
+        vals = vals[np.isfinite(vals)]
+        if len(vals) == 0 or not math.isfinite(point):
+            out[s.label] = (math.nan, math.nan)
+            continue
+        lo, med, hi = np.percentile(vals, [2.5, 50, 97.5])
+        out[s.label] = (point - (float(med) - float(lo)), point + (float(hi) - float(med)))
+    return out
