@@ -1,0 +1,313 @@
+"""GJKR distributed key generation: honest runs, every fault, public checks."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tessera.crypto.dkg import (
+    Complaint,
+    DealerCommitments,
+    DkgParticipant,
+    DkgResult,
+    DkgTranscript,
+    Fault,
+    FeldmanCommitments,
+    Share,
+    commitment_at,
+    extraction_complaint_valid,
+    feldman_share_ok,
+    interpolate_coefficients,
+    pedersen_share_ok,
+    public_outputs,
+    qualified_set,
+    reconstruct_extraction,
+    run_dkg,
+)
+from tessera.crypto.elgamal import encrypt
+from tessera.crypto.group import G, N, Point, base_mul
+from tessera.crypto.rng import SeededRng
+from tessera.crypto.threshold import combine_partials, lagrange_at_zero, partial_decrypt
+from tessera.errors import DkgError, ProtocolError
+
+
+def _run(
+    n: int, t: int, seed: str, faults: dict[int, Fault] | None = None
+) -> tuple[dict[int, DkgResult], DkgTranscript]:
+    return run_dkg(n, t, SeededRng(seed), faults)
+
+
+def _secret(results: dict[int, DkgResult], t: int) -> int:
+    idx = sorted(results)[:t]
+    return sum(results[i].secret_share * lagrange_at_zero(i, idx) for i in idx) % N
+
+
+def _check_consistent(results: dict[int, DkgResult], tr: DkgTranscript, n: int, t: int) -> None:
+    """All honest nodes agree; shares match; anyone recomputes the outputs; t nodes decrypt."""
+    assert results
+    first = next(iter(results.values()))
+    pub_y, pub_shares = public_outputs(n, tr.qualified, tr.extracted)
+    assert pub_y == first.public_key
+    for r in results.values():
+        assert r.threshold == t
+        assert r.qualified == tr.qualified
+        assert r.public_key == first.public_key
+        assert dict(r.public_shares) == dict(first.public_shares) == pub_shares
+        assert base_mul(r.secret_share) == r.public_shares[r.index]
+    assert not first.public_key.is_identity
+    # every t-subset of honest shares interpolates to the same x with x·G = Y
+    for subset in itertools.combinations(sorted(results), t):
+        x = sum(results[i].secret_share * lagrange_at_zero(i, subset) for i in subset) % N
+        assert base_mul(x) == first.public_key
+    # and t honest nodes decrypt
+    if len(results) >= t:
+        rng = SeededRng(b"decrypt")
+        ct = encrypt(first.public_key, 31337, rng)
+        parts = [
+            partial_decrypt(b"q", i, results[i].secret_share, ct, rng) for i in sorted(results)[:t]
+        ]
+        assert combine_partials(ct, parts, t) == base_mul(31337)
+
+
+# -- honest runs -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("n", "t"), [(1, 1), (2, 2), (3, 1), (3, 2), (3, 3), (5, 3), (6, 4)])
+def test_honest_run(n: int, t: int) -> None:
+    results, tr = _run(n, t, f"honest-{n}-{t}")
+    assert sorted(results) == list(range(1, n + 1))
+    assert tr.qualified == tuple(range(1, n + 1))
+    assert tr.complaints == [] and tr.answers == [] and tr.reconstructed == ()
+    _check_consistent(results, tr, n, t)
+    # the key is the sum of the dealers' constant terms
+    assert results[1].public_key == sum(
+        (tr.extracted[i].commitments[0] for i in tr.qualified), Point.identity()
+    )
+
+
+def test_runs_are_deterministic_per_seed_and_differ_across_seeds() -> None:
+    a, _ = _run(3, 2, "same")
+    b, _ = _run(3, 2, "same")
+    c, _ = _run(3, 2, "other")
+    assert a[1].public_key == b[1].public_key and a[2].secret_share == b[2].secret_share
+    assert a[1].public_key != c[1].public_key
+
+
+# -- faults ------------------------------------------------------------------------------------
+# With the same seed, every participant draws the same polynomials whatever the faults, so a
+# faulty run can be compared with the clean run of that seed.
+N5, T3 = 5, 3
+
+
+def _clean(seed: str) -> tuple[dict[int, DkgResult], DkgTranscript]:
+    return _run(N5, T3, seed)
+
+
+@pytest.mark.parametrize("dealer", [1, 2, 4])
+def test_bad_share_disqualifies_the_dealer(dealer: int) -> None:
+    seed = f"bad-share-{dealer}"
+    clean, clean_tr = _clean(seed)
+    results, tr = _run(N5, T3, seed, {dealer: Fault.BAD_SHARE})
+    victim = 2 if dealer == 1 else 1
+    assert Complaint(victim, dealer) in tr.complaints
+    assert dealer not in tr.qualified
+    assert tr.qualified == tuple(i for i in range(1, N5 + 1) if i != dealer)
+    assert sorted(results) == list(tr.qualified)
+    _check_consistent(results, tr, N5, T3)
+    # the key is the clean key without the cheater's contribution
+    removed = clean_tr.extracted[dealer].commitments[0]
+    assert results[victim].public_key == clean[victim].public_key - removed
+
+
+@pytest.mark.parametrize("dealer", [1, 3])
+def test_bad_share_fixed_keeps_the_dealer(dealer: int) -> None:
+    seed = f"bad-share-fixed-{dealer}"
+    clean, _ = _clean(seed)
+    results, tr = _run(N5, T3, seed, {dealer: Fault.BAD_SHARE_FIXED})
+    victim = 2 if dealer == 1 else 1
+    assert Complaint(victim, dealer) in tr.complaints
+    assert any(a.dealer == dealer and a.recipient == victim for a in tr.answers)
+    assert dealer in tr.qualified and tr.qualified == tuple(range(1, N5 + 1))
+    assert dealer not in results  # faulty nodes get no result from the driver
+    _check_consistent(results, tr, N5, T3)
+    # the answered share replaced the corrupted one: identical to the clean run
+    for j, r in results.items():
+        assert r.secret_share == clean[j].secret_share
+        assert r.public_key == clean[j].public_key
+
+
+@pytest.mark.parametrize("dealer", [1, 5])
+def test_bad_extraction_is_reconstructed(dealer: int) -> None:
+    seed = f"bad-extraction-{dealer}"
+    clean, clean_tr = _clean(seed)
+    results, tr = _run(N5, T3, seed, {dealer: Fault.BAD_EXTRACTION})
+    assert tr.reconstructed == (dealer,)
+    assert dealer in tr.qualified
+    # the reconstructed commitments are the honest ones, so the key did not move
+    assert tr.extracted[dealer] == clean_tr.extracted[dealer]
+    _check_consistent(results, tr, N5, T3)
+    for j, r in results.items():
+        assert r.public_key == clean[j].public_key
+        assert r.secret_share == clean[j].secret_share
+        assert r.public_shares[j] == base_mul(r.secret_share)
+
+
+@pytest.mark.parametrize("dealer", [1, 3])
+def test_silent_dealer_is_excluded(dealer: int) -> None:
+    seed = f"silent-{dealer}"
+    clean, clean_tr = _clean(seed)
+    results, tr = _run(N5, T3, seed, {dealer: Fault.SILENT})
+    assert dealer not in tr.dealt and dealer not in tr.qualified and dealer not in results
+    assert {c.accuser for c in tr.complaints if c.dealer == dealer} == set(range(1, N5 + 1)) - {
+        dealer
+    }
+    _check_consistent(results, tr, N5, T3)
+    some = next(iter(results))
+    removed = clean_tr.extracted[dealer].commitments[0]
+    assert results[some].public_key == clean[some].public_key - removed
+
+
+def test_several_faults_at_once() -> None:
+    n, t = 6, 3
+    faults = {1: Fault.BAD_SHARE, 2: Fault.BAD_EXTRACTION, 4: Fault.SILENT}
+    results, tr = _run(n, t, "mixed", faults)
+    assert tr.qualified == (2, 3, 5, 6)
+    assert tr.reconstructed == (2,)
+    assert sorted(results) == [3, 5, 6]
+    _check_consistent(results, tr, n, t)
+
+
+@pytest.mark.parametrize(
+    ("n", "t", "faults"),
+    [
+        (3, 2, {1: Fault.SILENT, 2: Fault.SILENT}),
+        (3, 3, {3: Fault.SILENT}),
+        (4, 3, {1: Fault.BAD_SHARE, 3: Fault.BAD_SHARE}),
+        (5, 4, {2: Fault.SILENT, 4: Fault.BAD_SHARE}),
+    ],
+)
+def test_too_many_failed_dealers_raise(n: int, t: int, faults: dict[int, Fault]) -> None:
+    with pytest.raises(DkgError):
+        _run(n, t, "too-many", faults)
+
+
+def test_dkg_error_is_a_protocol_error() -> None:
+    assert issubclass(DkgError, ProtocolError)
+
+
+# -- participants and public checks -------------------------------------------------------------
+def test_participant_argument_checks() -> None:
+    rng = SeededRng(1)
+    for index, n, t in ((1, 3, 0), (1, 3, 4), (0, 3, 2), (4, 3, 2)):
+        with pytest.raises(ValueError):
+            DkgParticipant(index, n, t, rng)
+
+
+def test_receive_rejects_misaddressed_shares_and_complains_about_bad_ones() -> None:
+    rng = SeededRng(2)
+    p1, p2, p3 = (DkgParticipant(i, 3, 2, rng) for i in (1, 2, 3))
+    dc, shares = p1.deal()
+    with pytest.raises(ProtocolError):
+        p2.receive(dc, shares[2])  # addressed to node 3
+    _, other = p3.deal()
+    with pytest.raises(ProtocolError):
+        p2.receive(dc, other[1])  # from dealer 3, filed under dealer 1
+    assert p2.receive(dc, shares[1]) is None
+    bad = Share(1, 2, (shares[1].s + 1) % N, shares[1].s_blind)
+    assert p2.receive(dc, bad) == Complaint(2, 1)
+    assert p2.receive(dc, None) == Complaint(2, 1)
+    short = DealerCommitments(1, dc.commitments[:1])
+    assert p2.receive(short, shares[1]) == Complaint(2, 1)
+    # answering: a dealer reveals exactly the accused shares
+    ans = p1.answer([Complaint(2, 1), Complaint(3, 2), Complaint(3, 1)])
+    assert sorted(a.recipient for a in ans) == [2, 3]
+    assert all(pedersen_share_ok(dc, a) for a in ans)
+
+
+def test_pedersen_and_feldman_checks() -> None:
+    rng = SeededRng(3)
+    p = DkgParticipant(1, 4, 3, rng)
+    dc, shares = p.deal()
+    fc = p.extraction()
+    for s in shares:
+        assert pedersen_share_ok(dc, s) and feldman_share_ok(fc, s)
+        assert not pedersen_share_ok(dc, Share(1, s.recipient, s.s, (s.s_blind + 1) % N))
+        assert not pedersen_share_ok(dc, Share(1, s.recipient % 4 + 1, s.s, s.s_blind))
+        assert not feldman_share_ok(fc, Share(1, s.recipient, (s.s + 1) % N, s.s_blind))
+        assert not extraction_complaint_valid(dc, fc, s)  # honest dealer: no valid complaint
+    cheat = FeldmanCommitments(1, (fc.commitments[0] + G, *fc.commitments[1:]))
+    assert all(extraction_complaint_valid(dc, cheat, s) for s in shares)
+    truncated = FeldmanCommitments(1, fc.commitments[:2])
+    assert extraction_complaint_valid(dc, truncated, shares[0])
+    # a share that is not Pedersen-valid proves nothing against the dealer
+    forged = Share(1, 1, (shares[0].s + 1) % N, shares[0].s_blind)
+    assert not extraction_complaint_valid(dc, cheat, forged)
+    # reconstruction from t valid shares (ignoring invalid and foreign ones) gives the truth
+    junk = [forged, Share(2, 2, 5, 6)]
+    assert reconstruct_extraction(dc, [*junk, *shares[1:]], 3) == fc
+    with pytest.raises(DkgError):
+        reconstruct_extraction(dc, [*junk, *shares[:2]], 3)
+    assert commitment_at(fc.commitments, 0) == fc.commitments[0]
+
+
+def test_qualified_set_rules() -> None:
+    rng = SeededRng(4)
+    n, t = 4, 2
+    nodes = [DkgParticipant(i, n, t, rng) for i in range(1, n + 1)]
+    dealt = {}
+    shares: dict[int, list[Share]] = {}
+    for p in nodes:
+        dc, ss = p.deal()
+        dealt[p.index] = dc
+        shares[p.index] = ss
+    assert qualified_set(n, t, dealt, [], []) == (1, 2, 3, 4)
+    # one complaint against 1 answered well: kept; answered badly: dropped; unanswered: dropped
+    c = [Complaint(3, 1)]
+    good = shares[1][2]
+    bad = Share(1, 3, (good.s + 1) % N, good.s_blind)
+    assert qualified_set(n, t, dealt, c, [good]) == (1, 2, 3, 4)
+    assert qualified_set(n, t, dealt, c, [bad]) == (2, 3, 4)
+    assert qualified_set(n, t, dealt, c, []) == (2, 3, 4)
+    # t complaints: dropped even if answered; duplicate accusers count once
+    c2 = [Complaint(3, 1), Complaint(4, 1)]
+    assert qualified_set(n, t, dealt, c2, [shares[1][2], shares[1][3]]) == (2, 3, 4)
+    assert qualified_set(n, t, dealt, [Complaint(3, 1)] * 5, [good]) == (1, 2, 3, 4)
+    # out-of-range accusers are ignored
+    assert qualified_set(n, t, dealt, [Complaint(0, 1), Complaint(9, 1)], []) == (1, 2, 3, 4)
+    # malformed commitments and missing dealers are not qualified
+    odd = dict(dealt)
+    odd[2] = DealerCommitments(2, dealt[2].commitments[:1])
+    del odd[4]
+    assert qualified_set(n, t, odd, [], []) == (1, 3)
+    with pytest.raises(DkgError):
+        qualified_set(n, t, {1: dealt[1]}, [], [])
+
+
+def test_finalize_refuses_inconsistent_state() -> None:
+    rng = SeededRng(5)
+    p = DkgParticipant(1, 2, 1, rng)
+    q = DkgParticipant(2, 2, 1, rng)
+    dc_p, sh_p = p.deal()
+    dc_q, sh_q = q.deal()
+    p.receive(dc_p, sh_p[0])
+    with pytest.raises(DkgError):
+        p.finalize((1, 2), {1: p.extraction(), 2: q.extraction()})  # no share from 2
+    p.receive(dc_q, sh_q[0])
+    wrong = FeldmanCommitments(2, (q.extraction().commitments[0] + G,))
+    with pytest.raises(DkgError):
+        p.finalize((1, 2), {1: p.extraction(), 2: wrong})
+    res = p.finalize((1, 2), {1: p.extraction(), 2: q.extraction()})
+    assert base_mul(res.secret_share) == res.public_shares[1]
+
+
+@given(st.integers(1, 5), st.integers(0, 2**32), st.data())
+def test_interpolate_coefficients(t: int, seed: int, data: st.DataObject) -> None:
+    rng = SeededRng(seed)
+    coeffs = [rng.scalar() for _ in range(t)]
+    xs = data.draw(st.lists(st.integers(1, 30), min_size=t, max_size=t + 2, unique=True))
+    pts = {x: sum(c * pow(x, k, N) for k, c in enumerate(coeffs)) % N for x in xs}
+    assert interpolate_coefficients(pts, t) == coeffs
+    if t > 1:
+        with pytest.raises(DkgError):
+            interpolate_coefficients(dict(list(pts.items())[: t - 1]), t)
