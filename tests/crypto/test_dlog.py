@@ -91,14 +91,6 @@ def test_small_max_abs_uses_the_table_only() -> None:
             s.decode(base_mul(m))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE": the value is returned instead
-    reason=(
-        "BUG: DiscreteLog.decode returns an exact multiple of the giant step 2B+1 even when "
-        "|m| >= max_abs (the identity-hit path skips the range check)"
-    ),
-)
 @pytest.mark.parametrize("max_abs", [10, MAX_ABS])
 def test_out_of_range_multiple_of_giant_step_raises(max_abs: int) -> None:
     s = solver(max_abs)
@@ -165,14 +157,6 @@ def test_unsorted_keys_with_valid_checksum_are_rejected() -> None:
         BabyStepTable.from_bytes(forged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    reason=(
-        "BUG (minor): BabyStepTable.from_bytes accepts bound 0, which build() refuses; "
-        "DiscreteLog over it then raises IndexError instead of DlogError"
-    ),
-)
 def test_empty_table_with_valid_checksum_is_rejected() -> None:
     empty = BabyStepTable(0, np.zeros(0, np.uint64), np.zeros(0, np.uint32)).to_bytes()
     with pytest.raises(DecodeError):

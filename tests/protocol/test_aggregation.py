@@ -116,7 +116,8 @@ def test_noise_out_of_bound_refused_and_forgery_caught(dlog: DiscreteLog) -> Non
     # a node swaps in a large noise ciphertext but keeps its valid proof
     nc = rec.noise[0]
     big = encrypt(rec.committee_key, 10_000, SeededRng("big"))
-    rec.noise[0] = dataclasses.replace(nc, noise=(big, *nc.noise[1:]))
+    forged = dataclasses.replace(nc.slots[0], limbs=(big, *nc.slots[0].limbs[1:]))
+    rec.noise[0] = dataclasses.replace(nc, slots=(forged, *nc.slots[1:]))
     verdict = verify_record(rec)
     assert not verdict.ok
     assert any("noise" in f for f in verdict.failures)
@@ -191,6 +192,18 @@ def test_wrong_release_and_tampered_aggregate_are_caught(dlog: DiscreteLog) -> N
     agg = list(rec.aggregate)
     agg[0] = dataclasses.replace(agg[0], c2=agg[0].c2 + G)
     assert not verify_record(dataclasses.replace(rec, aggregate=agg)).ok
+
+
+def test_noise_larger_than_limbs_spreads_over_limbs(dlog: DiscreteLog) -> None:
+    keys = committee("big-noise")
+    spec = VectorSpec((SlotSpec(0, 15), SlotSpec(-8, 7)), limb_bits=4)
+    noise = {1: [-70_000, 5], 2: [123_456, -3], 3: [0, 0]}
+    rec, out = run(
+        keys, spec, {"a": [3, -8], "b": [15, 7]}, dlog, "bn", noise=noise, noise_bounds=[200_000, 5]
+    )
+    assert out == [18 + 53_456, -1 + 2]
+    assert verify_record(rec).ok
+    assert len(rec.aggregate) == 5 + 1  # the noise of slot 0 needs 5 limbs of 4 bits
 
 
 def test_recombine_matches_whole_value() -> None:

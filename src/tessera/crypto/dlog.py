@@ -61,6 +61,8 @@ class BabyStepTable:
         magic, bound, count, digest = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise DecodeError("dlog table: bad magic")
+        if not 1 <= bound < 1 << 32:
+            raise DecodeError(f"dlog table: bound {bound} outside [1, 2^32)")
         if count != bound or len(data) != _HEADER.size + 12 * count:
             raise DecodeError("dlog table: size does not match its header")
         payload = memoryview(data)[_HEADER.size :]
@@ -107,7 +109,10 @@ class DiscreteLog:
             ):
                 keys, nxt, hit = walk(start, step, n)
                 if hit is not None:
-                    return sign * (first + hit) * self._step
+                    m = sign * (first + hit) * self._step
+                    if abs(m) < self.max_abs:
+                        return m
+                    raise DlogError(f"discrete log {m} not in (−{self.max_abs}, {self.max_abs})")
                 found = self._match(target, keys, first, sign)
                 if found is not None:
                     return found

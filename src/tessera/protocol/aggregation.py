@@ -89,10 +89,6 @@ class VectorSpec:
     def needs_exact_bound(self, slot: SlotSpec) -> bool:
         return (slot.span + 1) & slot.span != 0  # span + 1 not a power of two
 
-    @property
-    def ciphertexts(self) -> int:
-        return sum(self.limb_count(s) for s in self.slots)
-
 
 @dataclass(frozen=True, slots=True)
 class AggregationQuery:
@@ -108,6 +104,19 @@ class AggregationQuery:
             raise ValueError("noise_bounds needs one bound per slot (or none)")
         if any(b < 0 for b in self.noise_bounds):
             raise ValueError("noise bounds must be non-negative")
+
+    def noise_limbs(self, i: int) -> int:
+        """Limbs of one node's noise in slot ``i`` (base ``2^k``, the top one signed)."""
+        if not self.noise_bounds:
+            return 0
+        return max(1, -(-self.noise_bounds[i].bit_length() // self.spec.limb_bits))
+
+    def widths(self) -> list[int]:
+        """Ciphertexts per slot in the aggregate: the wider of the values' and the noise's."""
+        return [
+            max(self.spec.limb_count(slot), self.noise_limbs(i))
+            for i, slot in enumerate(self.spec.slots)
+        ]
 
 
 # -- messages ------------------------------------------------------------------------
@@ -125,10 +134,17 @@ class VectorContribution:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotNoise:
+    """One node's noise for one slot: its limbs, each with a range proof."""
+
+    limbs: tuple[Ciphertext, ...]
+    limb_proofs: tuple[RangeProof, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NoiseContribution:
     node: int
-    noise: tuple[Ciphertext, ...]
-    proofs: tuple[RangeProof, ...]
+    slots: tuple[SlotNoise, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +181,8 @@ def provider_context(query_id: bytes, provider: str, slot: int, limb: int | str)
     return _ctx(query_id, "provider", provider, "slot", str(slot), "limb", str(limb))
 
 
-def noise_context(query_id: bytes, node: int, slot: int) -> bytes:
-    return _ctx(query_id, "noise", str(node), "slot", str(slot))
+def noise_context(query_id: bytes, node: int, slot: int, limb: int | str) -> bytes:
+    return _ctx(query_id, "noise", str(node), "slot", str(slot), "limb", str(limb))
 
 
 def keyswitch_context(query_id: bytes, position: int) -> bytes:
@@ -244,39 +260,74 @@ def verify_contribution(
             verify_range(ctx, committee_key, whole, 0, slot.span, sc.exact_proof)
 
 
-def flatten(c: VectorContribution) -> list[Ciphertext]:
-    return [ct for sc in c.slots for ct in sc.limbs]
-
-
 # -- computing nodes -------------------------------------------------------------------
+def _signed_limbs(eta: int, k: int, count: int) -> list[int]:
+    """``η = Σ 2^{kj}·η_j`` with ``0 ≤ η_j < 2^k`` below the top limb, which carries the sign."""
+    out = []
+    for _ in range(count - 1):
+        out.append(eta & ((1 << k) - 1))
+        eta >>= k
+    out.append(eta)
+    return out
+
+
+def noise_limb_ranges(query: AggregationQuery, i: int) -> list[tuple[int, int]]:
+    """Proven interval of each noise limb of slot ``i``: ``[0, 2^k)`` below the signed top."""
+    k = query.spec.limb_bits
+    count = query.noise_limbs(i)
+    top = query.noise_bounds[i] >> (k * (count - 1))
+    return [(0, (1 << k) - 1)] * (count - 1) + [(-top - 1, top)]
+
+
+def max_noise_bias(query: AggregationQuery, i: int) -> int:
+    """Largest |η| the limb proofs of slot ``i`` admit: what one cheating node can add."""
+    k = query.spec.limb_bits
+    count = query.noise_limbs(i)
+    top = query.noise_bounds[i] >> (k * (count - 1))
+    return (top + 1) << (k * (count - 1))
+
+
 def add_noise(
     query: AggregationQuery, committee_key: Point, node: int, noise: Sequence[int], rng: Rng
 ) -> NoiseContribution:
-    """Encrypt this node's noise (one integer per slot) with proofs of ``|η| ≤ bound``."""
+    """Encrypt this node's noise (one integer per slot) in limbs, each with a range proof.
+
+    The low limbs are proven in ``[0, 2^k)`` and the signed top limb in its interval, so
+    the noise is proven within :func:`max_noise_bias` (less than twice the declared bound)
+    at the cost of one proof over its bits, and every limb sum stays small to decode.
+    """
     if not query.noise_bounds:
         raise ValueError("this query declares no noise")
     if len(noise) != len(query.spec.slots):
         raise ValueError(f"expected {len(query.spec.slots)} noise values, got {len(noise)}")
-    cts, proofs = [], []
+    k = query.spec.limb_bits
+    slots = []
     for i, (eta, b) in enumerate(zip(noise, query.noise_bounds, strict=True)):
         if abs(eta) > b:
             raise ValueError(f"slot {i}: noise {eta} exceeds the declared bound {b}")
-        r = rng.scalar()
-        ct = encrypt_with(committee_key, eta, r)
-        cts.append(ct)
-        proofs.append(
-            prove_range(
-                noise_context(query.query_id, node, i), committee_key, ct, eta, r, -b, b, rng
-            )
-        )
-    return NoiseContribution(node, tuple(cts), tuple(proofs))
+        values = _signed_limbs(eta, k, query.noise_limbs(i))
+        cts, proofs = [], []
+        for j, (m, (lo, hi)) in enumerate(zip(values, noise_limb_ranges(query, i), strict=True)):
+            r = rng.scalar()
+            ct = encrypt_with(committee_key, m, r)
+            ctx = noise_context(query.query_id, node, i, j)
+            cts.append(ct)
+            proofs.append(prove_range(ctx, committee_key, ct, m, r, lo, hi, rng))
+        slots.append(SlotNoise(tuple(cts), tuple(proofs)))
+    return NoiseContribution(node, tuple(slots))
 
 
 def verify_noise(query: AggregationQuery, committee_key: Point, nc: NoiseContribution) -> None:
-    if len(nc.noise) != len(query.noise_bounds) or len(nc.proofs) != len(nc.noise):
-        raise InvalidProof(f"node {nc.node}: wrong number of noise ciphertexts")
-    for i, (ct, pf, b) in enumerate(zip(nc.noise, nc.proofs, query.noise_bounds, strict=True)):
-        verify_range(noise_context(query.query_id, nc.node, i), committee_key, ct, -b, b, pf)
+    if len(nc.slots) != len(query.noise_bounds):
+        raise InvalidProof(f"node {nc.node}: noise for {len(nc.slots)} slots")
+    for i, sn in enumerate(nc.slots):
+        ranges = noise_limb_ranges(query, i)
+        if len(sn.limbs) != len(ranges) or len(sn.limb_proofs) != len(ranges):
+            raise InvalidProof(f"node {nc.node}, slot {i}: wrong number of noise limbs")
+        for j, (ct, pf, (lo, hi)) in enumerate(zip(sn.limbs, sn.limb_proofs, ranges, strict=True)):
+            verify_range(
+                noise_context(query.query_id, nc.node, i, j), committee_key, ct, lo, hi, pf
+            )
 
 
 def aggregate(
@@ -284,19 +335,21 @@ def aggregate(
     contributions: Sequence[VectorContribution],
     noise: Sequence[NoiseContribution],
 ) -> list[Ciphertext]:
-    """Sum the contributions limb-wise and add every node's noise to limb 0 of each slot."""
-    width = query.spec.ciphertexts
-    flat = [flatten(c) for c in contributions]
-    if any(len(f) != width for f in flat):
-        raise ProtocolError("a contribution has the wrong number of ciphertexts")
-    sums = [add_all(f[p] for f in flat) for p in range(width)]
-    pos = 0
-    for i, slot in enumerate(query.spec.slots):
-        extra = [nc.noise[i] for nc in noise]
-        if extra:
-            sums[pos] = add_all([sums[pos], *extra])
-        pos += query.spec.limb_count(slot)
-    return sums
+    """Per slot and limb position, the sum of the providers' and the nodes' limbs."""
+    widths = query.widths()
+    out: list[Ciphertext] = []
+    for c in contributions:
+        if len(c.slots) != len(widths):
+            raise ProtocolError(f"provider {c.provider}: wrong number of slots")
+    for nc in noise:
+        if len(nc.slots) != len(widths):
+            raise ProtocolError(f"node {nc.node}: wrong number of noise slots")
+    for i, width in enumerate(widths):
+        for j in range(width):
+            parts = [c.slots[i].limbs[j] for c in contributions if j < len(c.slots[i].limbs)]
+            parts += [nc.slots[i].limbs[j] for nc in noise if j < len(nc.slots[i].limbs)]
+            out.append(add_all(parts))
+    return out
 
 
 def key_switch(
@@ -366,14 +419,14 @@ def verify_release(query: AggregationQuery, switched: Sequence[Ciphertext], rel:
         verify_linear(Transcript(_RELEASE, keyswitch_context(query.query_id, p)), stmt, pf)
 
 
-def decode(spec: VectorSpec, limb_sums: Sequence[int], providers: int) -> list[int]:
+def decode(query: AggregationQuery, limb_sums: Sequence[int], providers: int) -> list[int]:
     """Per slot: ``Σ_j 2^{kj}·limb_sum_j + providers·lo`` (noise included)."""
+    spec = query.spec
     out, pos = [], 0
-    for slot in spec.slots:
-        count = spec.limb_count(slot)
-        total = sum(limb_sums[pos + j] << (spec.limb_bits * j) for j in range(count))
+    for slot, width in zip(spec.slots, query.widths(), strict=True):
+        total = sum(limb_sums[pos + j] << (spec.limb_bits * j) for j in range(width))
         out.append(total + providers * slot.lo)
-        pos += count
+        pos += width
     return out
 
 
@@ -413,7 +466,7 @@ def verify_record(record: AggregationRecord) -> Verdict:
     ):
         failures.append("noise from a node twice, or from outside the committee")
     for nc in record.noise:
-        checked += len(nc.proofs)
+        checked += sum(len(sn.limb_proofs) for sn in nc.slots)
         try:
             verify_noise(q, record.committee_key, nc)
         except InvalidProof as exc:
@@ -522,4 +575,4 @@ def run_aggregation(
     rec.release = step(
         "analyst", "analyst", lambda: release(query, analyst_secret, rec.switched, dlog, rng)
     )
-    return rec, decode(spec, rec.release.limb_sums, len(rec.contributions))
+    return rec, decode(query, rec.release.limb_sums, len(rec.contributions))
