@@ -1,0 +1,851 @@
+"""Telemetry aggregators as a FastAPI app: the leader takes uploads and drives the helpers.
+
+Endpoints (bodies are the binary messages of :mod:`tessera.protocol.telemetry`)::
+
+    GET  /health                                          readiness
+    POST /tasks/{task}/reports                  leader    UploadRequest -> UploadResponse
+    POST /tasks/{task}/collections              leader    CollectReq -> Collection
+    POST /tasks/{task}/aggregation_jobs/{job}/init        AggregationJobInit -> PrepareSteps
+    POST /tasks/{task}/aggregation_jobs/{job}/continue    PrepareSteps -> PrepareSteps
+    POST /tasks/{task}/aggregate_shares         helper    AggregateShareReq -> AggregateShareResp
+    GET  /tasks/{task}/stats                              JSON counters
+
+Prio3 reports are verified as they arrive: uploads from concurrent requests are
+coalesced into aggregation jobs of up to ``max_job_size`` reports, and while the
+helpers verify their shares of a job the leader verifies its own in a worker thread,
+so the aggregators work in parallel. Poplar1 reports are kept until the collector
+names an aggregation parameter (a tree level and candidate prefixes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from tessera.crypto.rng import Rng, SystemRng
+from tessera.errors import (
+    ConfigError,
+    DecodeError,
+    InvalidProof,
+    PolicyViolation,
+    ProtocolError,
+    TesseraError,
+    TransportError,
+)
+from tessera.node.telemetry import hpke
+from tessera.node.telemetry.config import TaskConfig
+from tessera.node.telemetry.store import BatchTotals, BucketDelta, TelemetryStore
+from tessera.protocol.telemetry import (
+    JOB_ID_SIZE,
+    AggregateShareReq,
+    AggregateShareResp,
+    AggregationJobInit,
+    BatchCollected,
+    BatchInterval,
+    Collection,
+    CollectReq,
+    LeaderJob,
+    PrepareKind,
+    Preparer,
+    PrepareStep,
+    PrepareSteps,
+    Report,
+    ReportOutcome,
+    ReportShare,
+    ReportStatus,
+    SealedShare,
+    UploadRequest,
+    UploadResponse,
+    add_noise,
+    aggregate_share_info,
+    bucket_of,
+    check_collectable,
+    check_report_time,
+    input_share_info,
+    report_checksum,
+    vdaf_ctx,
+)
+
+OCTET = "application/octet-stream"
+#: Reports may be stamped at most this far (seconds) in the future.
+CLOCK_SKEW = 3600
+#: Scope of report ids claimed at upload (Poplar1 also claims per aggregation parameter).
+UPLOAD_SCOPE = b"upload"
+
+
+class AuthError(TesseraError):
+    """A request without the task's bearer token."""
+
+
+class NotFound(TesseraError):
+    """An unknown task or aggregation job."""
+
+
+class _Gate:
+    """Aggregation jobs run concurrently; a collection waits for them and excludes new ones."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._jobs = 0
+        self._collecting = False
+
+    @asynccontextmanager
+    async def job(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._collecting)
+            self._jobs += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._jobs -= 1
+                self._cond.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._collecting)
+            self._collecting = True
+            await self._cond.wait_for(lambda: self._jobs == 0)
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._collecting = False
+                self._cond.notify_all()
+
+
+@dataclass
+class _Waiting:
+    reports: list[Report]
+    future: asyncio.Future[dict[bytes, ReportStatus]]
+
+
+class _Batcher:
+    """Coalesces reports of concurrent uploads into aggregation jobs."""
+
+    def __init__(
+        self,
+        run: Callable[[list[Report]], Awaitable[dict[bytes, ReportStatus]]],
+        max_size: int,
+        workers: int,
+    ) -> None:
+        self._run = run
+        self._max = max_size
+        self._queue: list[_Waiting] = []
+        self._wake = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._n_workers = workers
+
+    async def submit(self, reports: list[Report]) -> dict[bytes, ReportStatus]:
+        if not reports:
+            return {}
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._work()) for _ in range(self._n_workers)]
+        fut: asyncio.Future[dict[bytes, ReportStatus]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(reports, fut))
+        self._wake.set()
+        return await fut
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._queue:
+                self._wake.clear()
+                continue
+            batch: list[_Waiting] = []
+            size = 0
+            while self._queue and (not batch or size + len(self._queue[0].reports) <= self._max):
+                item = self._queue.pop(0)
+                batch.append(item)
+                size += len(item.reports)
+            if not self._queue:
+                self._wake.clear()
+            try:
+                result = await self._run([r for w in batch for r in w.reports])
+            except Exception as exc:  # delivered to every waiting upload
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(exc)
+                continue
+            for w in batch:
+                if not w.future.done():
+                    w.future.set_result(result)
+
+    async def close(self) -> None:
+        for t in self._workers:
+            t.cancel()
+        for t in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+@dataclass
+class _HelperJob:
+    preparer: Preparer
+    buckets: dict[bytes, int]
+    created: float
+
+
+@dataclass
+class TaskRuntime:
+    """Everything one aggregator holds for one task."""
+
+    config: TaskConfig
+    agg_id: int
+    store: TelemetryStore
+    private_key: Any
+    verify_key: bytes
+    token: str | None
+    vdaf: Any = None
+    ctx: bytes = b""
+    sampler: Callable[[Rng], int] | None = None
+    gate: _Gate = field(default_factory=_Gate)
+    stats: Counter[str] = field(default_factory=Counter)
+    helper_jobs: dict[bytes, _HelperJob] = field(default_factory=dict)
+    batcher: _Batcher | None = None
+
+    def __post_init__(self) -> None:
+        self.vdaf = self.config.vdaf()
+        self.ctx = vdaf_ctx(self.config.task_id)
+        self.sampler = self.config.dp.sampler(self.config.vdaf_spec)
+
+    @property
+    def task_id(self) -> bytes:
+        return self.config.task_id
+
+    @property
+    def shares(self) -> int:
+        return len(self.config.aggregators)
+
+    def allows(self, scope: bytes, previous: list[bytes]) -> bool:
+        """Whether reports may still join a bucket with these earlier releases.
+
+        Uploads are refused once a bucket was released at all; aggregation under a
+        parameter is allowed while the VDAF's ``is_valid`` accepts it after the releases.
+        """
+        if scope == UPLOAD_SCOPE or not previous:
+            return not previous
+        vdaf = self.vdaf
+        ok: bool = vdaf.is_valid(
+            vdaf.decode_agg_param(scope), [vdaf.decode_agg_param(p) for p in previous]
+        )
+        return ok
+
+    def merge(self, agg_param: bytes, encoded: Sequence[bytes]) -> bytes:
+        """Sum of encoded aggregate shares."""
+        vdaf = self.vdaf
+        param = vdaf.decode_agg_param(agg_param)
+        out: bytes = vdaf.encode_agg_share(
+            vdaf.merge(param, [vdaf.decode_agg_share(param, e) for e in encoded])
+        )
+        return out
+
+
+class AggregatorNode:
+    """Aggregator ``agg_id`` of one or more tasks (``agg_id == 0`` is the leader)."""
+
+    def __init__(
+        self,
+        configs: Sequence[TaskConfig],
+        agg_id: int,
+        *,
+        rng: Rng | None = None,
+        clock: Callable[[], float] = time.time,
+        max_job_size: int = 256,
+        job_workers: int = 2,
+        timeout: float = 300.0,
+    ) -> None:
+        if not configs:
+            raise ConfigError("an aggregator needs at least one task")
+        self.agg_id = agg_id
+        self.rng: Rng = rng or SystemRng()
+        self.clock = clock
+        self.max_job_size = max_job_size
+        self.job_workers = job_workers
+        self.timeout = timeout
+        self.tasks: dict[bytes, TaskRuntime] = {}
+        stores: dict[str, TelemetryStore] = {}
+        urls = set()
+        for cfg in configs:
+            if not 0 <= agg_id < len(cfg.aggregators):
+                raise ConfigError(f"{cfg.path}: no aggregator #{agg_id}")
+            me = cfg.aggregators[agg_id]
+            urls.add(me.url)
+            if me.store is None:
+                raise ConfigError(f"{cfg.path}: aggregator #{agg_id} has no store path")
+            key = str(me.store)
+            if key not in stores:
+                stores[key] = TelemetryStore(me.store)
+            if cfg.task_id in self.tasks:
+                raise ConfigError(f"task {cfg.task_id_hex} configured twice")
+            self.tasks[cfg.task_id] = TaskRuntime(
+                config=cfg,
+                agg_id=agg_id,
+                store=stores[key],
+                private_key=me.private_key(),
+                verify_key=cfg.verify_key(),
+                token=cfg.auth_token(),
+            )
+        if len(urls) != 1:
+            raise ConfigError(f"aggregator #{agg_id} has different urls across tasks: {urls}")
+        self.url = urls.pop()
+        self._stores = list(stores.values())
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.agg_id == 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+        self._http = httpx.AsyncClient(timeout=self.timeout, limits=limits)
+        for rt in self.tasks.values():
+            if self.is_leader:
+                rt.batcher = _Batcher(
+                    functools.partial(self._upload_job, rt), self.max_job_size, self.job_workers
+                )
+
+    async def stop(self) -> None:
+        for rt in self.tasks.values():
+            if rt.batcher is not None:
+                await rt.batcher.close()
+        if self._http is not None:
+            await self._http.aclose()
+        for s in self._stores:
+            s.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def task(self, task_hex: str) -> TaskRuntime:
+        try:
+            tid = bytes.fromhex(task_hex)
+        except ValueError:
+            tid = b""
+        rt = self.tasks.get(tid)
+        if rt is None:
+            raise NotFound(f"unknown task {task_hex}")
+        return rt
+
+    @staticmethod
+    def authorize(rt: TaskRuntime, header: str | None) -> None:
+        if rt.token is None:
+            return
+        expected = f"Bearer {rt.token}"
+        if header is None or not hmac.compare_digest(header.encode(), expected.encode()):
+            raise AuthError("missing or wrong bearer token for this task")
+
+    def _headers(self, rt: TaskRuntime) -> dict[str, str]:
+        h = {"content-type": OCTET}
+        if rt.token is not None:
+            h["authorization"] = f"Bearer {rt.token}"
+        return h
+
+    async def _post(self, rt: TaskRuntime, helper: int, path: str, body: bytes) -> bytes:
+        assert self._http is not None
+        url = rt.config.aggregators[helper].url + f"/tasks/{rt.config.task_id_hex}" + path
+        try:
+            resp = await self._http.post(url, content=body, headers=self._headers(rt))
+        except httpx.HTTPError as exc:
+            raise TransportError(f"helper {helper} at {url} unreachable: {exc}") from exc
+        if resp.status_code != 200:
+            detail = _error_detail(resp)
+            if resp.status_code == 409:
+                raise BatchCollected(f"helper {helper} refused: {detail}")
+            if resp.status_code == 400:
+                raise PolicyViolation(f"helper {helper} refused: {detail}")
+            raise TransportError(f"helper {helper} answered {resp.status_code}: {detail}")
+        return resp.content
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def _precheck(
+        self, rt: TaskRuntime, reports: Sequence[Report], scope: bytes
+    ) -> tuple[list[Report], dict[bytes, ReportStatus]]:
+        """Shape, time, duplicate, released-batch and replay checks; the reports that pass.
+
+        ``scope`` is :data:`UPLOAD_SCOPE` for uploads, else the aggregation parameter.
+        """
+        cfg = rt.config
+        status: dict[bytes, ReportStatus] = {}
+        now = self._now()
+        candidates: list[Report] = []
+        for rep in reports:
+            rid = rep.metadata.report_id
+            if rid in status:
+                continue
+            if len(rep.sealed_shares) != rt.shares:
+                status[rid] = ReportStatus.MALFORMED
+            elif not check_report_time(rep.metadata.time, cfg.time_precision, now, CLOCK_SKEW):
+                status[rid] = ReportStatus.INVALID_TIME
+            else:
+                candidates.append(rep)
+        unique: dict[bytes, Report] = {}
+        for rep in candidates:
+            # A later copy in the same request is answered as a replay by the caller.
+            unique.setdefault(rep.metadata.report_id, rep)
+        buckets = sorted({bucket_of(r.metadata.time, cfg.time_precision) for r in unique.values()})
+        released = rt.store.released(rt.task_id, buckets)
+        fresh: list[Report] = []
+        for rid, rep in unique.items():
+            if status.get(rid) is not None:
+                continue
+            previous = released[bucket_of(rep.metadata.time, cfg.time_precision)]
+            if rt.allows(scope, previous):
+                fresh.append(rep)
+            else:
+                status[rid] = ReportStatus.BATCH_COLLECTED
+        claimed = rt.store.claim_report_ids(
+            rt.task_id, scope, [r.metadata.report_id for r in fresh]
+        )
+        passing: list[Report] = []
+        for rep, ok in zip(fresh, claimed, strict=True):
+            if ok:
+                passing.append(rep)
+            else:
+                status[rep.metadata.report_id] = ReportStatus.REPLAYED
+        return passing, status
+
+    def _open_and_start(
+        self, rt: TaskRuntime, preparer: Preparer, items: Sequence[ReportShare]
+    ) -> list[PrepareStep]:
+        """Decrypt this aggregator's input shares and run ``verify_init`` (CPU-bound)."""
+        out: list[PrepareStep] = []
+        for item in items:
+            rid = item.metadata.report_id
+            try:
+                if item.sealed_share.config_id != 0:
+                    raise DecodeError("unknown HPKE config id")
+                info = input_share_info(rt.task_id, rt.agg_id, item.metadata, item.public_share)
+                plain = hpke.open_sealed(rt.private_key, info, item.sealed_share.ciphertext)
+            except (DecodeError, InvalidProof):
+                out.append(PrepareStep(rid, PrepareKind.REJECT, reason=ReportStatus.UNDECRYPTABLE))
+                continue
+            out.append(preparer.start(rid, item.public_share, plain))
+        return out
+
+    def _accumulate(
+        self,
+        rt: TaskRuntime,
+        preparer: Preparer,
+        buckets: dict[bytes, int],
+        report_ids: Sequence[bytes],
+    ) -> set[bytes]:
+        """Add finished reports to their buckets; the report ids refused (batch released)."""
+        by_bucket: dict[int, list[bytes]] = {}
+        for rid in report_ids:
+            by_bucket.setdefault(buckets[rid], []).append(rid)
+        deltas = {
+            b: BucketDelta(preparer.aggregate(ids), len(ids), report_checksum(ids))
+            for b, ids in by_bucket.items()
+        }
+        agg_param = preparer.agg_param_bytes
+        refused = rt.store.accumulate(
+            rt.task_id,
+            agg_param,
+            deltas,
+            lambda a, b: rt.merge(agg_param, [a, b]),
+            lambda previous: rt.allows(agg_param, previous),
+        )
+        return {rid for b in refused for rid in by_bucket[b]}
+
+    # -- leader: uploads and aggregation jobs -------------------------------------------------
+
+    async def upload(self, rt: TaskRuntime, body: bytes) -> UploadResponse:
+        if not self.is_leader:
+            raise NotFound("uploads go to the leader")
+        req = UploadRequest.decode(body)
+        passing, status = self._precheck(rt, req.reports, UPLOAD_SCOPE)
+        if not rt.config.vdaf_spec.is_poplar1:
+            assert rt.batcher is not None
+            try:
+                status.update(await rt.batcher.submit(passing))
+            except Exception:
+                # Nothing was aggregated: free the ids so the client can retry.
+                rt.store.unclaim_report_ids(
+                    rt.task_id, UPLOAD_SCOPE, [r.metadata.report_id for r in passing]
+                )
+                raise
+        else:
+            status.update(await asyncio.to_thread(self._keep_pending, rt, passing))
+        outcomes = tuple(_outcomes(req.reports, status))
+        for o in outcomes:
+            rt.stats[o.status.label] += 1
+        return UploadResponse(outcomes)
+
+    def _keep_pending(
+        self, rt: TaskRuntime, reports: Sequence[Report]
+    ) -> dict[bytes, ReportStatus]:
+        """Poplar1: check the leader share opens and decodes, then keep the report."""
+        status: dict[bytes, ReportStatus] = {}
+        rows: list[tuple[bytes, int, bytes]] = []
+        for rep in reports:
+            rid = rep.metadata.report_id
+            try:
+                info = input_share_info(rt.task_id, 0, rep.metadata, rep.public_share)
+                plain = hpke.open_sealed(rt.private_key, info, rep.sealed_shares[0].ciphertext)
+            except (DecodeError, InvalidProof):
+                status[rid] = ReportStatus.UNDECRYPTABLE
+                continue
+            try:
+                rt.vdaf.decode_public_share(rep.public_share)
+                rt.vdaf.decode_input_share(0, plain)
+            except ValueError:
+                status[rid] = ReportStatus.MALFORMED
+                continue
+            rows.append((rid, rep.metadata.time, rep.encode()))
+            status[rid] = ReportStatus.ACCEPTED
+        rt.store.put_pending(rt.task_id, rows)
+        return status
+
+    async def _upload_job(
+        self, rt: TaskRuntime, reports: list[Report]
+    ) -> dict[bytes, ReportStatus]:
+        async with rt.gate.job():
+            return await self.run_job(rt, reports, b"")
+
+    async def run_job(
+        self, rt: TaskRuntime, reports: Sequence[Report], agg_param: bytes
+    ) -> dict[bytes, ReportStatus]:
+        """Verify ``reports`` with every helper and aggregate the accepted ones."""
+        job_id = secrets.token_bytes(JOB_ID_SIZE)
+        job_hex = job_id.hex()
+        preparer = Preparer(rt.vdaf, rt.verify_key, rt.ctx, 0, agg_param)
+        inits = [
+            AggregationJobInit(
+                job_id,
+                agg_param,
+                tuple(ReportShare(r.metadata, r.public_share, r.sealed_shares[h]) for r in reports),
+            ).encode()
+            for h in range(1, rt.shares)
+        ]
+        sends = [
+            asyncio.create_task(self._post(rt, h, f"/aggregation_jobs/{job_hex}/init", body))
+            for h, body in zip(range(1, rt.shares), inits, strict=True)
+        ]
+        own_items = [ReportShare(r.metadata, r.public_share, r.sealed_shares[0]) for r in reports]
+        try:
+            own = await asyncio.to_thread(self._open_and_start, rt, preparer, own_items)
+            answers = [PrepareSteps.decode(await t).steps for t in sends]
+        finally:
+            for t in sends:
+                t.cancel()
+        job = LeaderJob(preparer, own)
+        rnd = 1
+        while True:
+            steps = await asyncio.to_thread(job.step, answers)
+            if not steps:
+                break
+            body = PrepareSteps(job_id, rnd, tuple(steps)).encode()
+            replies = await asyncio.gather(
+                *(
+                    self._post(rt, h, f"/aggregation_jobs/{job_hex}/continue", body)
+                    for h in range(1, rt.shares)
+                )
+            )
+            answers = [PrepareSteps.decode(r).steps for r in replies]
+            rnd += 1
+        status = dict(job.status)
+        buckets = {
+            r.metadata.report_id: bucket_of(r.metadata.time, rt.config.time_precision)
+            for r in reports
+        }
+        for rid in self._accumulate(rt, preparer, buckets, job.accepted):
+            status[rid] = ReportStatus.BATCH_COLLECTED
+        return status
+
+    # -- leader: collection ---------------------------------------------------------------
+
+    async def collect(self, rt: TaskRuntime, body: bytes) -> Collection:
+        if not self.is_leader:
+            raise NotFound("collections go to the leader")
+        req = CollectReq.decode(body)
+        cfg = rt.config
+        buckets = req.interval.buckets(cfg.time_precision)
+        try:
+            rt.vdaf.decode_agg_param(req.agg_param)
+        except ValueError as exc:
+            raise DecodeError(f"invalid aggregation parameter: {exc}") from exc
+        async with rt.gate.exclusive():
+            released = rt.store.released(rt.task_id, buckets)
+            # Refuse early (before any work) if the parameter is not allowed any more.
+            check_collectable(rt.vdaf, req.agg_param, list(released.values()), 1 << 62, 1)
+            if cfg.vdaf_spec.is_poplar1:
+                await self._aggregate_pending(rt, req.interval, req.agg_param)
+            totals = rt.store.totals(rt.task_id, req.agg_param, buckets)
+            check_collectable(
+                rt.vdaf,
+                req.agg_param,
+                list(released.values()),
+                totals.report_count,
+                cfg.min_batch_size,
+            )
+            share_req = AggregateShareReq(
+                req.interval, req.agg_param, totals.report_count, totals.checksum
+            ).encode()
+            replies = await asyncio.gather(
+                *(self._post(rt, h, "/aggregate_shares", share_req) for h in range(1, rt.shares))
+            )
+            helper_shares = [AggregateShareResp.decode(r).sealed_share for r in replies]
+
+            def check(prev: dict[int, list[bytes]], now: BatchTotals) -> None:
+                check_collectable(
+                    rt.vdaf,
+                    req.agg_param,
+                    list(prev.values()),
+                    now.report_count,
+                    cfg.min_batch_size,
+                )
+                if (now.report_count, now.checksum) != (totals.report_count, totals.checksum):
+                    raise ProtocolError("leader aggregate changed during collection")
+
+            final = rt.store.record_release(rt.task_id, req.agg_param, buckets, check)
+            own = self._seal_aggregate(rt, req.interval, req.agg_param, final)
+            rt.stats["collections"] += 1
+            return Collection(
+                req.interval, req.agg_param, final.report_count, (own, *helper_shares)
+            )
+
+    async def _aggregate_pending(
+        self, rt: TaskRuntime, interval: BatchInterval, agg_param: bytes
+    ) -> None:
+        """Poplar1: aggregate the kept reports of ``interval`` under ``agg_param``."""
+        blobs = rt.store.pending_reports(
+            rt.task_id, interval.start, interval.start + interval.duration
+        )
+        reports = [Report.decode(b) for b in blobs]
+        claimed = rt.store.claim_report_ids(
+            rt.task_id, agg_param, [r.metadata.report_id for r in reports]
+        )
+        todo = [r for r, ok in zip(reports, claimed, strict=True) if ok]
+        for i in range(0, len(todo), self.max_job_size):
+            status = await self.run_job(rt, todo[i : i + self.max_job_size], agg_param)
+            for st in status.values():
+                rt.stats[f"level_{st.label}"] += 1
+
+    def _seal_aggregate(
+        self, rt: TaskRuntime, interval: BatchInterval, agg_param: bytes, totals: BatchTotals
+    ) -> SealedShare:
+        merged = rt.merge(agg_param, totals.agg_shares)
+        param = rt.vdaf.decode_agg_param(agg_param)
+        noised = add_noise(rt.vdaf, param, merged, rt.sampler, self.rng)
+        info = aggregate_share_info(rt.task_id, rt.agg_id, interval, agg_param)
+        return SealedShare(0, hpke.seal(rt.config.collector_public_key(), info, noised))
+
+    # -- helper ------------------------------------------------------------------------------
+
+    async def helper_init(self, rt: TaskRuntime, job_hex: str, body: bytes) -> PrepareSteps:
+        if self.is_leader:
+            raise NotFound("aggregation jobs go to helpers")
+        req = AggregationJobInit.decode(body)
+        if req.job_id.hex() != job_hex:
+            raise DecodeError("job id in the path and the body differ")
+        if req.job_id in rt.helper_jobs:
+            raise ProtocolError("aggregation job already exists")
+        try:
+            preparer = Preparer(rt.vdaf, rt.verify_key, rt.ctx, rt.agg_id, req.agg_param)
+        except ValueError as exc:
+            raise DecodeError(f"invalid aggregation parameter: {exc}") from exc
+        as_reports = [
+            Report(s.metadata, s.public_share, (s.sealed_share,) * rt.shares)
+            for s in req.report_shares
+        ]
+        passing, status = self._precheck(rt, as_reports, req.agg_param)
+        ok = {r.metadata.report_id for r in passing}
+        items = [s for s in req.report_shares if s.metadata.report_id in ok]
+        started = await asyncio.to_thread(self._open_and_start, rt, preparer, items)
+        by_id = {s.report_id: s for s in started}
+        steps: list[PrepareStep] = []
+        for o in _outcomes(as_reports, status):
+            rid = o.report_id
+            step = by_id.pop(rid, None)
+            steps.append(step or PrepareStep(rid, PrepareKind.REJECT, reason=o.status))
+        for st in steps:
+            if st.kind is PrepareKind.REJECT:
+                rt.stats[st.reason.label] += 1
+        buckets = {
+            s.metadata.report_id: bucket_of(s.metadata.time, rt.config.time_precision)
+            for s in req.report_shares
+        }
+        rt.helper_jobs[req.job_id] = _HelperJob(preparer, buckets, time.monotonic())
+        return PrepareSteps(req.job_id, 0, tuple(steps))
+
+    async def helper_continue(self, rt: TaskRuntime, job_hex: str, body: bytes) -> PrepareSteps:
+        req = PrepareSteps.decode(body)
+        if req.job_id.hex() != job_hex:
+            raise DecodeError("job id in the path and the body differ")
+        job = rt.helper_jobs.get(req.job_id)
+        if job is None:
+            raise NotFound(f"unknown aggregation job {job_hex}")
+        answers = await asyncio.to_thread(job.preparer.respond, req.steps)
+        finished = [a.report_id for a in answers if a.kind is PrepareKind.FINISHED]
+        refused = self._accumulate(rt, job.preparer, job.buckets, finished)
+        out: list[PrepareStep] = []
+        for a in answers:
+            if a.report_id in refused:
+                a = PrepareStep(
+                    a.report_id, PrepareKind.REJECT, reason=ReportStatus.BATCH_COLLECTED
+                )
+            if a.kind is PrepareKind.FINISHED:
+                rt.stats["accepted"] += 1
+            elif a.kind is PrepareKind.REJECT:
+                rt.stats[a.reason.label] += 1
+            out.append(a)
+        if not any(a.kind is PrepareKind.CONTINUE for a in out):
+            del rt.helper_jobs[req.job_id]
+        return PrepareSteps(req.job_id, req.round, tuple(out))
+
+    async def helper_aggregate_share(self, rt: TaskRuntime, body: bytes) -> AggregateShareResp:
+        if self.is_leader:
+            raise NotFound("aggregate share requests go to helpers")
+        req = AggregateShareReq.decode(body)
+        cfg = rt.config
+        buckets = req.interval.buckets(cfg.time_precision)
+        try:
+            rt.vdaf.decode_agg_param(req.agg_param)
+        except ValueError as exc:
+            raise DecodeError(f"invalid aggregation parameter: {exc}") from exc
+
+        def check(prev: dict[int, list[bytes]], totals: BatchTotals) -> None:
+            check_collectable(
+                rt.vdaf, req.agg_param, list(prev.values()), totals.report_count, cfg.min_batch_size
+            )
+            if (totals.report_count, totals.checksum) != (req.report_count, req.checksum):
+                raise ProtocolError(
+                    f"aggregators disagree on the batch: leader has {req.report_count} reports, "
+                    f"this helper {totals.report_count} (or the report sets differ)"
+                )
+
+        totals = rt.store.record_release(rt.task_id, req.agg_param, buckets, check)
+        rt.stats["collections"] += 1
+        return AggregateShareResp(self._seal_aggregate(rt, req.interval, req.agg_param, totals))
+
+
+def _outcomes(reports: Sequence[Report], status: dict[bytes, ReportStatus]) -> list[ReportOutcome]:
+    """One outcome per report in order; a repeated report id is a replay."""
+    out: list[ReportOutcome] = []
+    seen: set[bytes] = set()
+    for rep in reports:
+        rid = rep.metadata.report_id
+        if rid in seen:
+            out.append(ReportOutcome(rid, ReportStatus.REPLAYED))
+        else:
+            seen.add(rid)
+            out.append(ReportOutcome(rid, status.get(rid, ReportStatus.MALFORMED)))
+    return out
+
+
+def _error_detail(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:200]
+    if isinstance(data, dict) and "error" in data:
+        return str(data["error"])
+    return str(data)[:200]
+
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (AuthError, 401),
+    (NotFound, 404),
+    (BatchCollected, 409),
+    (ProtocolError, 409),
+    (DecodeError, 400),
+    (InvalidProof, 400),
+    (PolicyViolation, 400),
+    (TransportError, 502),
+    (ConfigError, 500),
+)
+
+
+def http_status(exc: TesseraError) -> int:
+    """HTTP status of an error raised while serving a request."""
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+def create_app(node: AggregatorNode) -> FastAPI:
+    """The FastAPI application of one aggregator."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    app = FastAPI(title="tessera telemetry aggregator", lifespan=lifespan)
+
+    @app.exception_handler(TesseraError)
+    async def _tessera_error(request: Request, exc: TesseraError) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc), "kind": type(exc).__name__}, status_code=http_status(exc)
+        )
+
+    def octet(msg: Any) -> Response:
+        return Response(content=msg.encode(), media_type=OCTET)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "aggregator": node.agg_id,
+            "role": "leader" if node.is_leader else "helper",
+            "tasks": [t.hex() for t in node.tasks],
+        }
+
+    @app.post("/tasks/{task_hex}/reports")
+    async def upload(task_hex: str, request: Request) -> Response:
+        rt = node.task(task_hex)
+        return octet(await node.upload(rt, await request.body()))
+
+    @app.post("/tasks/{task_hex}/collections")
+    async def collect(task_hex: str, request: Request) -> Response:
+        rt = node.task(task_hex)
+        node.authorize(rt, request.headers.get("authorization"))
+        return octet(await node.collect(rt, await request.body()))
+
+    @app.post("/tasks/{task_hex}/aggregation_jobs/{job_hex}/init")
+    async def job_init(task_hex: str, job_hex: str, request: Request) -> Response:
+        rt = node.task(task_hex)
+        node.authorize(rt, request.headers.get("authorization"))
+        return octet(await node.helper_init(rt, job_hex, await request.body()))
+
+    @app.post("/tasks/{task_hex}/aggregation_jobs/{job_hex}/continue")
+    async def job_continue(task_hex: str, job_hex: str, request: Request) -> Response:
+        rt = node.task(task_hex)
+        node.authorize(rt, request.headers.get("authorization"))
+        return octet(await node.helper_continue(rt, job_hex, await request.body()))
+
+    @app.post("/tasks/{task_hex}/aggregate_shares")
+    async def aggregate_share(task_hex: str, request: Request) -> Response:
+        rt = node.task(task_hex)
+        node.authorize(rt, request.headers.get("authorization"))
+        return octet(await node.helper_aggregate_share(rt, await request.body()))
+
+    @app.get("/tasks/{task_hex}/stats")
+    async def stats(task_hex: str, request: Request) -> dict[str, Any]:
+        rt = node.task(task_hex)
+        node.authorize(rt, request.headers.get("authorization"))
+        return {"aggregator": node.agg_id, "counts": dict(rt.stats)}
+
+    return app

@@ -1,0 +1,164 @@
+"""Telemetry collector: ask the leader for a batch, open the aggregate shares, unshard.
+
+For Poplar1 it finds the heavy hitters by walking the prefix tree one level per
+collection: the children of every prefix counted at least ``threshold`` times become
+the next level's candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tessera.crypto.poplar1 import Poplar1
+from tessera.errors import (
+    DecodeError,
+    PolicyViolation,
+    ProtocolError,
+    TesseraError,
+    TransportError,
+)
+from tessera.node.telemetry import hpke
+from tessera.node.telemetry.config import TaskConfig
+from tessera.protocol.telemetry import (
+    BatchCollected,
+    BatchInterval,
+    BatchTooSmall,
+    Collection,
+    CollectReq,
+    aggregate_share_info,
+    next_candidates,
+    poplar1_agg_param,
+    unshard_signed,
+)
+
+OCTET = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    """A released aggregate: the number of reports and the (noised) result."""
+
+    interval: BatchInterval
+    report_count: int
+    result: Any
+
+
+@dataclass(frozen=True)
+class HeavyHitters:
+    """Strings counted at least ``threshold`` times, with their (noised) counts."""
+
+    threshold: int
+    report_count: int
+    hitters: dict[str, int]
+    levels: list[dict[str, int]]
+
+
+class TelemetryCollector:
+    """The collector of one task (holds the collector's HPKE private key)."""
+
+    def __init__(self, config: TaskConfig, *, timeout: float = 600.0) -> None:
+        self.config = config
+        self.vdaf: Any = config.vdaf()
+        self._key = config.collector_private_key()
+        self._token = config.auth_token()
+        self._http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> TelemetryCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def collect(self, interval: BatchInterval, agg_param: bytes = b"") -> CollectResult:
+        """Release and decrypt the aggregate of ``interval``."""
+        cfg = self.config
+        url = f"{cfg.aggregators[0].url}/tasks/{cfg.task_id_hex}/collections"
+        headers = {"content-type": OCTET}
+        if self._token is not None:
+            headers["authorization"] = f"Bearer {self._token}"
+        body = CollectReq(interval, agg_param).encode()
+        try:
+            resp = self._http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"leader at {cfg.aggregators[0].url}: {exc}") from exc
+        if resp.status_code != 200:
+            raise _error(resp)
+        try:
+            coll = Collection.decode(resp.content)
+        except DecodeError as exc:
+            raise TransportError(f"leader sent a malformed collection: {exc}") from exc
+        if coll.interval != interval or coll.agg_param != agg_param:
+            raise ProtocolError("the collection is for a different batch than requested")
+        if len(coll.sealed_shares) != len(cfg.aggregators):
+            raise ProtocolError("the collection lacks an aggregator's share")
+        shares = [
+            hpke.open_sealed(
+                self._key,
+                aggregate_share_info(cfg.task_id, i, interval, agg_param),
+                sealed.ciphertext,
+            )
+            for i, sealed in enumerate(coll.sealed_shares)
+        ]
+        param = self.vdaf.decode_agg_param(agg_param)
+        result = unshard_signed(self.vdaf, param, shares, coll.report_count)
+        return CollectResult(interval, coll.report_count, result)
+
+    def count_prefixes(self, interval: BatchInterval, prefixes: list[str]) -> dict[str, int]:
+        """Poplar1: the (noised) count of each prefix (all of one length)."""
+        vdaf = self._poplar1()
+        param = poplar1_agg_param(vdaf, prefixes)
+        res = self.collect(interval, param)
+        return dict(zip(sorted(set(prefixes)), res.result, strict=True))
+
+    def heavy_hitters(self, interval: BatchInterval, threshold: int) -> HeavyHitters:
+        """Poplar1: every string counted at least ``threshold`` times in ``interval``."""
+        if threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        vdaf = self._poplar1()
+        candidates = ["0", "1"]
+        levels: list[dict[str, int]] = []
+        count = 0
+        survivors: dict[str, int] = {}
+        for level in range(vdaf.BITS):
+            param = poplar1_agg_param(vdaf, candidates)
+            res = self.collect(interval, param)
+            count = res.report_count
+            counts = dict(zip(candidates, res.result, strict=True))
+            levels.append(counts)
+            survivors = {p: c for p, c in counts.items() if c >= threshold}
+            if not survivors:
+                break
+            if level < vdaf.BITS - 1:
+                candidates = next_candidates(sorted(survivors))
+        return HeavyHitters(threshold, count, survivors if levels else {}, levels)
+
+    def _poplar1(self) -> Poplar1:
+        if not isinstance(self.vdaf, Poplar1):
+            raise ValueError(f"task runs {self.config.vdaf_spec.kind}, not Poplar1")
+        return self.vdaf
+
+
+_KINDS: dict[str, type[TesseraError]] = {
+    cls.__name__: cls
+    for cls in (BatchTooSmall, BatchCollected, PolicyViolation, DecodeError, ProtocolError)
+}
+
+
+def _error(resp: httpx.Response) -> TesseraError:
+    """The error the leader reported, as the same class where it is a batch-rule error."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        cls = _KINDS.get(str(data.get("kind")))
+        if cls is not None and 400 <= resp.status_code < 500:
+            return cls(str(data["error"]))
+        return TransportError(f"leader answered {resp.status_code}: {data['error']}")
+    return TransportError(f"leader answered {resp.status_code}: {resp.text[:300]}")

@@ -1,0 +1,120 @@
+"""Real aggregator processes for the end-to-end telemetry tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
+from tessera.protocol.telemetry import DpSpec, VdafSpec
+
+#: A fixed, aligned report time (tests must not depend on the clock).
+T0 = 1_700_000_040
+PRECISION = 60
+
+TASKS: dict[str, tuple[VdafSpec, DpSpec, int]] = {
+    "count": (VdafSpec.of("Prio3Count"), DpSpec("none"), 100),
+    "sum": (
+        VdafSpec.of("Prio3Sum", max_measurement=255),
+        DpSpec("discrete_laplace", epsilon=Fraction(1)),
+        100,
+    ),
+    "sumvec": (
+        VdafSpec.of("Prio3SumVec", length=8, max_measurement=3, chunk_length=4),
+        DpSpec("none"),
+        100,
+    ),
+    "histogram": (
+        VdafSpec.of("Prio3Histogram", length=20, chunk_length=5),
+        DpSpec("discrete_gaussian", rho=Fraction(1, 2)),
+        100,
+    ),
+    "multihot": (
+        VdafSpec.of("Prio3MultihotCountVec", length=10, max_weight=3, chunk_length=4),
+        DpSpec("none"),
+        100,
+    ),
+    "poplar1": (VdafSpec.of("Poplar1", bits=8), DpSpec("none"), 100),
+    "adversarial": (
+        VdafSpec.of("Prio3Histogram", length=4, chunk_length=2),
+        DpSpec("none"),
+        5,
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Deployment:
+    configs: dict[str, TaskConfig]
+    processes: list[subprocess.Popen[bytes]]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"aggregator exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"aggregator at {url} not ready:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("telemetry")
+    ports = [free_port(), free_port()]
+    paths = {
+        name: write_task(
+            root / name,
+            spec,
+            aggregator_ports=ports,
+            min_batch_size=min_batch,
+            time_precision=PRECISION,
+            dp=dp,
+        )
+        for name, (spec, dp, min_batch) in TASKS.items()
+    }
+    configs = {name: load_task_config(p) for name, p in paths.items()}
+    procs: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        for agg in (1, 0):
+            log = root / f"agg{agg}.log"
+            args = [sys.executable, "-m", "tessera.cli.telemetry", "serve", "--json"]
+            for p in paths.values():
+                args += ["--config", str(p)]
+            args += ["--aggregator", str(agg)]
+            with log.open("wb") as fh:
+                procs.append(subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env))
+            _wait_ready(f"http://127.0.0.1:{ports[agg]}", procs[-1], log)
+        yield Deployment(configs, procs)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
