@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tessera.analytics.local import ColumnBounds
 from tessera.node.dlog_cache import discrete_log
 from tessera.node.local_network import DatasetPolicy, LocalNetwork, QueryResult
 
@@ -59,8 +60,14 @@ def make_data(rows: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+#: fixed-point fraction bits per column: the precision a clinical record carries
+PRECISION = {"hba1c": 6, "creatinine": 7}
+
+
 def bounds() -> dict[str, Any]:
-    b: dict[str, Any] = {f: (lo, hi) for f, (lo, hi, _, _) in FEATURES.items()}
+    b: dict[str, Any] = {
+        f: ColumnBounds(lo, hi, PRECISION.get(f, 4)) for f, (lo, hi, _, _) in FEATURES.items()
+    }
     b["smoker"] = (0, 1)
     b["diabetic"] = (0, 1)
     return {"records": b}

@@ -39,7 +39,7 @@ def demo(
         int | None, typer.Option(help="Seed for reproducible randomness (default: OS randomness).")
     ] = None,
     cheat: Annotated[
-        bool, typer.Option(help="Make computing node 3 corrupt its key-switch share.")
+        bool, typer.Option(help="Make computing node 1 corrupt its key-switch share.")
     ] = False,
 ) -> None:
     """Run a committee of 3 nodes (threshold 2) and 4 providers: an encrypted, verified sum."""
@@ -80,7 +80,7 @@ def demo(
             k1.threshold,
             dlog,
             rng,
-            cheating_nodes=(3,) if cheat else (),
+            cheating_nodes=(1,) if cheat else (),
         )
         result = decoded[0]
         t_query = time.perf_counter() - t1

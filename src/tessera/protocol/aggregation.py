@@ -40,7 +40,7 @@ from tessera.crypto.threshold import (
 from tessera.crypto.transcript import Transcript
 from tessera.errors import InvalidProof, ProtocolError
 
-DEFAULT_LIMB_BITS = 16
+DEFAULT_LIMB_BITS = 18
 _RELEASE = b"tessera/analyst-release/v1"
 
 
@@ -169,6 +169,7 @@ class AggregationRecord:
     key_switch_shares: dict[int, list[KeySwitchShare]] = field(default_factory=dict)
     switched: list[Ciphertext] = field(default_factory=list)
     excluded_nodes: list[int] = field(default_factory=list)
+    used_nodes: list[int] = field(default_factory=list)
     release: Release | None = None
 
 
@@ -363,34 +364,54 @@ def key_switch(
     ]
 
 
+def _node_shares_valid(
+    query: AggregationQuery,
+    public_shares: Mapping[int, Point],
+    agg: Sequence[Ciphertext],
+    node: int,
+    node_shares: Sequence[KeySwitchShare],
+) -> bool:
+    if len(node_shares) != len(agg):
+        return False
+    for p, (ct, s) in enumerate(zip(agg, node_shares, strict=True)):
+        _, wrong = filter_valid_key_switch(
+            keyswitch_context(query.query_id, p), public_shares, ct, query.analyst_key, [s]
+        )
+        if wrong or s.index != node:
+            return False
+    return True
+
+
 def combine(
     query: AggregationQuery,
     public_shares: Mapping[int, Point],
     threshold: int,
     agg: Sequence[Ciphertext],
     shares: Mapping[int, Sequence[KeySwitchShare]],
-) -> tuple[list[Ciphertext], list[int]]:
-    """Switched ciphertexts from valid shares; nodes with any invalid share are excluded."""
-    bad: set[int] = set()
-    for node, node_shares in shares.items():
-        if len(node_shares) != len(agg):
-            bad.add(node)
-            continue
-        for p, (ct, s) in enumerate(zip(agg, node_shares, strict=True)):
-            _, wrong = filter_valid_key_switch(
-                keyswitch_context(query.query_id, p), public_shares, ct, query.analyst_key, [s]
-            )
-            if wrong or s.index != node:
-                bad.add(node)
-                break
-    good_nodes = sorted(n for n in shares if n not in bad)
-    if len(good_nodes) < threshold:
-        raise ProtocolError(f"only {len(good_nodes)} nodes gave valid shares, need {threshold}")
+    check_all: bool = False,
+) -> tuple[list[Ciphertext], list[int], list[int]]:
+    """Switched ciphertexts from the first ``threshold`` nodes whose shares all verify.
+
+    Returns ``(switched, excluded, used)``: ``excluded`` are nodes proven to have sent a
+    bad share (all nodes are checked if ``check_all``, else only until a quorum is
+    found), ``used`` the quorum whose shares were combined.
+    """
+    bad: list[int] = []
+    used: list[int] = []
+    for node in sorted(shares):
+        if len(used) == threshold and not check_all:
+            break
+        if _node_shares_valid(query, public_shares, agg, node, shares[node]):
+            if len(used) < threshold:
+                used.append(node)
+        else:
+            bad.append(node)
+    if len(used) < threshold:
+        raise ProtocolError(f"only {len(used)} nodes gave valid shares, need {threshold}")
     switched = [
-        combine_key_switch(ct, [shares[n][p] for n in good_nodes], threshold)
-        for p, ct in enumerate(agg)
+        combine_key_switch(ct, [shares[n][p] for n in used], threshold) for p, ct in enumerate(agg)
     ]
-    return switched, sorted(bad)
+    return switched, bad, used
 
 
 # -- analyst ---------------------------------------------------------------------------
@@ -478,16 +499,27 @@ def verify_record(record: AggregationRecord) -> Verdict:
     if agg != record.aggregate:
         failures.append("aggregate differs from the sum of contributions and noise")
     checked += sum(len(v) for v in record.key_switch_shares.values())
-    try:
-        switched, bad = combine(
-            q, record.public_shares, record.threshold, agg, record.key_switch_shares
+    valid = {
+        node: _node_shares_valid(q, record.public_shares, agg, node, node_shares)
+        for node, node_shares in sorted(record.key_switch_shares.items())
+    }
+    bad = [node for node, ok in valid.items() if not ok]
+    used = record.used_nodes
+    if len(set(used)) != record.threshold or not all(valid.get(n, False) for n in used):
+        return Verdict(
+            False,
+            checked,
+            (*failures, f"the combined quorum {used} is not {record.threshold} valid nodes"),
+            tuple(bad),
         )
-    except ProtocolError as exc:
-        return Verdict(False, checked, (*failures, str(exc)))
+    switched = [
+        combine_key_switch(ct, [record.key_switch_shares[n][p] for n in used], record.threshold)
+        for p, ct in enumerate(agg)
+    ]
     if switched != record.switched:
-        failures.append("switched ciphertexts differ from the combination of valid shares")
-    if sorted(record.excluded_nodes) != bad:
-        failures.append("excluded nodes differ from the nodes whose proofs fail")
+        failures.append("switched ciphertexts differ from the combination of the quorum's shares")
+    if not set(record.excluded_nodes) <= set(bad):
+        failures.append("a node was excluded although its shares verify")
     if record.release is None:
         failures.append("no release published")
     else:
@@ -567,7 +599,7 @@ def run_aggregation(
             s = shares[0]
             shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
         rec.key_switch_shares[k.index] = shares
-    rec.switched, rec.excluded_nodes = step(
+    rec.switched, rec.excluded_nodes, rec.used_nodes = step(
         "combine",
         "analyst",
         lambda: combine(query, public_shares, threshold, rec.aggregate, rec.key_switch_shares),
