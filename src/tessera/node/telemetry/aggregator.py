@@ -84,6 +84,8 @@ OCTET = "application/octet-stream"
 CLOCK_SKEW = 3600
 #: Scope of report ids claimed at upload (Poplar1 also claims per aggregation parameter).
 UPLOAD_SCOPE = b"upload"
+#: Seconds a helper keeps the state of an unfinished aggregation job.
+HELPER_JOB_TTL = 900.0
 
 
 class AuthError(TesseraError):
@@ -635,7 +637,14 @@ class AggregatorNode:
         )
         todo = [r for r, ok in zip(reports, claimed, strict=True) if ok]
         for i in range(0, len(todo), self.max_job_size):
-            status = await self.run_job(rt, todo[i : i + self.max_job_size], agg_param)
+            try:
+                status = await self.run_job(rt, todo[i : i + self.max_job_size], agg_param)
+            except Exception:
+                # The rest was not aggregated: a retried collection picks it up again.
+                rt.store.unclaim_report_ids(
+                    rt.task_id, agg_param, [r.metadata.report_id for r in todo[i:]]
+                )
+                raise
             for st in status.values():
                 rt.stats[f"level_{st.label}"] += 1
 
@@ -658,6 +667,10 @@ class AggregatorNode:
             raise DecodeError("job id in the path and the body differ")
         if req.job_id in rt.helper_jobs:
             raise ProtocolError("aggregation job already exists")
+        # Forget jobs the leader abandoned (their reports stay claimed: fail closed).
+        stale = time.monotonic() - HELPER_JOB_TTL
+        for jid in [j for j, job in rt.helper_jobs.items() if job.created < stale]:
+            del rt.helper_jobs[jid]
         try:
             preparer = Preparer(rt.vdaf, rt.verify_key, rt.ctx, rt.agg_id, req.agg_param)
         except ValueError as exc:
