@@ -220,3 +220,48 @@ def test_cheating_node_is_excluded_and_result_correct(dlog: DiscreteLog) -> None
     assert res.value == pooled.age.sum()
     assert res.verified
     assert res.verdict.cheaters == (2,)
+
+
+def test_contingency_and_two_column_group_by(dlog: DiscreteLog) -> None:
+    net, pooled = network(dlog, [150, 250])
+    with pytest.raises(QueryError, match="key set"):
+        net.contingency("patients", "sex", "smoker")  # smoker is numeric, not categorical
+    res = net.sql("SELECT sex, COUNT(*), AVG(age) FROM patients GROUP BY sex")
+    want = pooled.groupby("sex").size()
+    assert res["count(*) BY sex"] == {k: float(v) for k, v in want.items()}
+    both = pooled.assign(band=np.where(pooled.age < 50, "young", "old"))
+    net2 = LocalNetwork(3, 2, seed=2, dlog=dlog)
+    half = len(both) // 2
+    for i, part in enumerate([both.iloc[:half], both.iloc[half:]]):
+        net2.add_provider(
+            f"q{i}",
+            tables={"patients": part},
+            bounds={"patients": {"age": (0, 100), "sex": ["F", "M"], "band": ["old", "young"]}},
+            policies={"patients": EXACT},
+        )
+    table = net2.contingency("patients", "sex", "band").value
+    for (sex, band), n in both.groupby(["sex", "band"]).size().items():
+        assert table[sex][band] == n
+    nested = net2.sql("SELECT sex, band, COUNT(*) FROM patients GROUP BY sex, band")
+    assert nested["count(*) BY band BY sex"] == table
+
+
+def test_sets_and_booleans(dlog: DiscreteLog) -> None:
+    net = LocalNetwork(3, 2, seed=8, dlog=dlog)
+    held = [[1, 2, 3, 5], [2, 3, 7], [3, 2, 9, 9]]
+    for i, vals in enumerate(held):
+        net.add_provider(
+            f"s{i}",
+            tables={"t": pd.DataFrame({"code": vals, "flag": [1] * len(vals)})},
+            bounds={"t": {"code": (0, 10), "flag": (0, 1)}},
+            policies={"t": EXACT},
+        )
+    domain = list(range(11))
+    union = net.set_union("t", "code", domain).value
+    inter = net.set_intersection("t", "code", domain).value
+    assert union == sorted({v for h in held for v in h})
+    assert inter == sorted(set(held[0]) & set(held[1]) & set(held[2]))
+    assert net.any("t", "code > 8", ["code"]).value is True
+    assert net.any("t", "code > 9", ["code"]).value is False
+    assert net.all("t", "flag = 1", ["flag"]).value is True
+    assert net.all("t", "code < 9", ["code"]).value is False

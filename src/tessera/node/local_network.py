@@ -27,7 +27,9 @@ import numpy as np
 from tessera.analytics.distribution import Histogram, equal_edges
 from tessera.analytics.grouping import GroupBy, GroupKey
 from tessera.analytics.local import ColumnBounds, LocalDatabase, LocalResult, TableSource
+from tessera.analytics.moments import Count
 from tessera.analytics.regression import LinearRegression, LogisticRegression, ModelEvaluation
+from tessera.analytics.sets import BooleanAnd, BooleanOr, SetIntersection, SetUnion
 from tessera.analytics.sql import parse_sql
 from tessera.analytics.statistic import Statistic
 from tessera.analytics.survival import KaplanMeier
@@ -235,13 +237,77 @@ class LocalNetwork:
     ) -> QueryResult:
         parsed = parse_sql(query)
         stats: list[Statistic] = list(parsed.statistics)
-        if parsed.group_by:
-            if len(parsed.group_by) != 1:
-                raise QueryError("GROUP BY supports one column")
-            col = parsed.group_by[0]
+        for col in reversed(parsed.group_by):  # GROUP BY a, b: per a, then per b
             keys = self._categories(parsed.table, col)
             stats = [GroupBy(s, col, keys) for s in stats]
         return self.run(parsed.table, stats, parsed.where, epsilon, delta)
+
+    def contingency(
+        self,
+        table: str,
+        rows: str,
+        columns: str,
+        *,
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        """Counts per pair of public keys of two categorical columns (nested dict)."""
+        inner = GroupBy(Count(), columns, self._categories(table, columns))
+        stat = GroupBy(inner, rows, self._categories(table, rows))
+        return self.run(table, [stat], where, epsilon, delta)
+
+    def set_union(
+        self,
+        table: str,
+        column: str,
+        domain: Sequence[float],
+        *,
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        """Values of ``domain`` present at any provider."""
+        stat = SetUnion(column, tuple(float(v) for v in domain))
+        return self.run(table, [stat], where, epsilon, delta)
+
+    def set_intersection(
+        self,
+        table: str,
+        column: str,
+        domain: Sequence[float],
+        *,
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        """Values of ``domain`` present at every contributing provider."""
+        stat = SetIntersection(column, tuple(float(v) for v in domain))
+        return self.run(table, [stat], where, epsilon, delta)
+
+    def any(
+        self,
+        table: str,
+        condition: str,
+        columns: Sequence[str],
+        *,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        """Boolean OR: does any row anywhere satisfy ``condition``?"""
+        return self.run(table, [BooleanOr(condition, tuple(columns))], None, epsilon, delta)
+
+    def all(
+        self,
+        table: str,
+        condition: str,
+        columns: Sequence[str],
+        *,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        """Boolean AND: does every row everywhere satisfy ``condition``?"""
+        return self.run(table, [BooleanAnd(condition, tuple(columns))], None, epsilon, delta)
 
     def linear_regression(
         self,
@@ -411,7 +477,7 @@ class LocalNetwork:
         query_id: bytes,
         timed: StepRunner,
     ) -> tuple[dict[str, LocalResult], dict[str, str]]:
-        group_cols = sorted({s.column for s in stats if isinstance(s, GroupBy)})
+        group_cols = sorted({c for s in stats for c in _group_columns(s)})
         group_terms = [i for i, t in enumerate(plan.terms) if t.name.startswith("n@")]
         local: dict[str, LocalResult] = {}
         excluded: dict[str, str] = {}
@@ -542,6 +608,12 @@ class LocalNetwork:
             v = int(self._sampler.discrete_gaussian(sigma_sq, 1)[0])
             if abs(v) <= bound:
                 return v
+
+
+def _group_columns(stat: Statistic) -> list[str]:
+    if isinstance(stat, GroupBy):
+        return [stat.column, *_group_columns(stat.inner)]
+    return []
 
 
 def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
