@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tessera.cli.telemetry import app as telemetry_app
 from tessera.errors import TesseraError, exit_code
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(telemetry_app, name="telemetry", help="Telemetry mode: Prio3 / Poplar1 service.")
 _err = Console(stderr=True)
 
 
