@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from tessera.crypto.prio3 import (
     Prio3SumVec,
 )
 from tessera.crypto.rng import Rng
+from tessera.dp.samplers import sample_discrete_gaussian, sample_discrete_laplace
 from tessera.errors import DecodeError, InvalidProof, PolicyViolation, ProtocolError
 
 TASK_ID_SIZE = 32
@@ -712,54 +712,17 @@ class VdafSpec:
                 return Fraction(1), Fraction(1)
 
 
-# -- differential privacy: exact discrete samplers (Canonne, Kamath, Steinke 2020) --------
-
-
-def _bernoulli(p: Fraction, rng: Rng) -> bool:
-    return rng.below(p.denominator) < p.numerator
-
-
-def _bernoulli_exp(gamma: Fraction, rng: Rng) -> bool:
-    """A coin with bias ``exp(-gamma)``, ``gamma >= 0`` (CKS20, Algorithm 1)."""
-    while gamma > 1:
-        if not _bernoulli_exp(Fraction(1), rng):
-            return False
-        gamma -= 1
-    k = 1
-    while _bernoulli(gamma / k, rng):
-        k += 1
-    return k % 2 == 1
+# -- differential privacy: exact discrete samplers (CKS20), from tessera.dp -----------------
 
 
 def discrete_laplace(scale: Fraction, rng: Rng) -> int:
     """A sample with ``P(x) ∝ exp(-|x| / scale)`` (CKS20, Algorithm 2)."""
-    if scale <= 0:
-        raise ValueError("scale must be positive")
-    t, s = scale.numerator, scale.denominator
-    while True:
-        u = rng.below(t)
-        if not _bernoulli_exp(Fraction(u, t), rng):
-            continue
-        v = 0
-        while _bernoulli_exp(Fraction(1), rng):
-            v += 1
-        y = (u + t * v) // s
-        negative = rng.below(2) == 1
-        if negative and y == 0:
-            continue
-        return -y if negative else y
+    return sample_discrete_laplace(scale, rng)
 
 
 def discrete_gaussian(sigma2: Fraction, rng: Rng) -> int:
     """A sample with ``P(x) ∝ exp(-x^2 / (2 sigma2))`` (CKS20, Algorithm 3)."""
-    if sigma2 <= 0:
-        raise ValueError("variance must be positive")
-    t = math.isqrt(math.floor(sigma2)) + 1
-    while True:
-        y = discrete_laplace(Fraction(t), rng)
-        gamma = (abs(y) - sigma2 / t) ** 2 / (2 * sigma2)
-        if _bernoulli_exp(gamma, rng):
-            return y
+    return sample_discrete_gaussian(sigma2, rng)
 
 
 @dataclass(frozen=True, slots=True)
