@@ -77,7 +77,7 @@ def build(
     providers: int, rows_each: int, nodes: int, threshold: int, quick: bool
 ) -> tuple[LocalNetwork, pd.DataFrame]:
     dlog = discrete_log(bound=1 << 14) if quick else discrete_log()
-    net = LocalNetwork(nodes, threshold, seed=2020, dlog=dlog)
+    net = LocalNetwork(nodes, threshold, dlog=dlog)  # production randomness and OpenDP noise
     policy = DatasetPolicy(min_cohort=10, budget_rho=1e6, max_rows=rows_each)
     frames = []
     for i in range(providers):

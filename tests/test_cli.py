@@ -25,9 +25,9 @@ def test_demo_json_reports_verified_sum() -> None:
     report = json.loads(line)
     assert report["result"] == report["truth"]
     assert report["verified"] is True
-    # per provider: 2 limb proofs (20-bit span, 16-bit limbs) + 1 exact-bound proof;
-    # per node: 2 key-switch shares; the analyst: 2 decryption proofs
-    assert report["proofs_checked"] == 4 * 3 + 3 * 2 + 2
+    # per provider: 1 limb proof (20-bit span, 21-bit limbs) + 1 exact-bound proof;
+    # per node: 1 key-switch share; the analyst: 1 decryption proof
+    assert report["proofs_checked"] == 4 * 2 + 3 * 1 + 1
 
 
 def test_demo_with_cheating_node_still_correct() -> None:

@@ -45,19 +45,32 @@ class SystemRng(_RngBase):
 
 
 class SeededRng(_RngBase):
-    """Deterministic stream ``SHAKE-256(seed ‖ counter)``, for tests and vectors only."""
+    """Deterministic stream for tests and vectors only: SHAKE-256 blocks of the seed.
+
+    Block ``i`` is ``SHAKE-256(seed ‖ i)`` (4096 bytes); the stream is the blocks
+    concatenated, read in order.
+    """
+
+    _BLOCK = 4096
 
     def __init__(self, seed: bytes | str | int) -> None:
         if isinstance(seed, int):
             seed = seed.to_bytes(32, "big", signed=False)
         elif isinstance(seed, str):
             seed = seed.encode()
-        self._seed = b"tessera/seeded-rng/v1" + len(seed).to_bytes(4, "big") + seed
+        self._seed = b"tessera/seeded-rng/v2" + len(seed).to_bytes(4, "big") + seed
         self._counter = 0
+        self._buf = b""
+        self._pos = 0
 
     def randbytes(self, n: int) -> bytes:
-        out = hashlib.shake_256(self._seed + self._counter.to_bytes(8, "big")).digest(n)
-        self._counter += 1
+        while len(self._buf) - self._pos < n:
+            block = hashlib.shake_256(self._seed + self._counter.to_bytes(8, "big"))
+            self._buf = self._buf[self._pos :] + block.digest(self._BLOCK)
+            self._pos = 0
+            self._counter += 1
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += n
         return out
 
 

@@ -40,7 +40,7 @@ from tessera.crypto.threshold import (
 from tessera.crypto.transcript import Transcript
 from tessera.errors import InvalidProof, ProtocolError
 
-DEFAULT_LIMB_BITS = 18
+DEFAULT_LIMB_BITS = 21
 _RELEASE = b"tessera/analyst-release/v1"
 
 
