@@ -121,6 +121,7 @@ def test_noise_out_of_bound_refused_and_forgery_caught(dlog: DiscreteLog) -> Non
     verdict = verify_record(rec)
     assert not verdict.ok
     assert any("noise" in f for f in verdict.failures)
+    assert verdict.cheaters == (nc.node,)
 
 
 def test_cheating_node_excluded_result_still_correct(dlog: DiscreteLog) -> None:

@@ -486,18 +486,23 @@ def verify_record(record: AggregationRecord) -> Verdict:
         record.public_shares
     ):
         failures.append("noise from a node twice, or from outside the committee")
+    noise_cheaters: list[int] = []
     for nc in record.noise:
         checked += sum(len(sn.limb_proofs) for sn in nc.slots)
         try:
             verify_noise(q, record.committee_key, nc)
         except InvalidProof as exc:
             failures.append(f"node {nc.node} noise: {exc}")
+            noise_cheaters.append(nc.node)
     try:
         agg = aggregate(q, record.contributions, record.noise)
     except ProtocolError as exc:
         return Verdict(False, checked, (*failures, str(exc)))
     if agg != record.aggregate:
         failures.append("aggregate differs from the sum of contributions and noise")
+        if len(record.aggregate) == len(agg):
+            # judge each node on what it was given to switch, so blame lands right
+            agg = list(record.aggregate)
     checked += sum(len(v) for v in record.key_switch_shares.values())
     valid = {
         node: _node_shares_valid(q, record.public_shares, agg, node, node_shares)
@@ -528,7 +533,7 @@ def verify_record(record: AggregationRecord) -> Verdict:
             verify_release(q, switched, record.release)
         except InvalidProof as exc:
             failures.append(f"release: {exc}")
-    return Verdict(not failures, checked, tuple(failures), tuple(bad))
+    return Verdict(not failures, checked, tuple(failures), tuple(sorted({*bad, *noise_cheaters})))
 
 
 # -- in-memory run -----------------------------------------------------------------------
