@@ -265,3 +265,26 @@ def test_sets_and_booleans(dlog: DiscreteLog) -> None:
     assert net.any("t", "code > 9", ["code"]).value is False
     assert net.all("t", "flag = 1", ["flag"]).value is True
     assert net.all("t", "code < 9", ["code"]).value is False
+
+
+def test_linear_model_evaluation_r2(dlog: DiscreteLog) -> None:
+    net, _pooled = network(dlog, [200, 300])
+    fit = net.linear_regression("patients", y="sbp", x=["age", "smoker"]).value
+    ev = net.evaluate_model("patients", "sbp", fit["coefficients"], model="linear").value
+    assert ev["r2"] == pytest.approx(fit["r2"], abs=1e-3)  # same data: in-sample R²
+
+
+def test_structured_results_carry_intervals(dlog: DiscreteLog) -> None:
+    policy = DatasetPolicy(min_cohort=5, budget_rho=50.0)
+    net, _pooled = network(dlog, [400, 400], seed=21, policy=policy)
+    res = net.linear_regression("patients", y="sbp", x=["age"], epsilon=4.0)
+    ci = res.intervals[next(iter(res.values))]
+    coef = res.value["coefficients"]["age"]
+    lo, hi = ci["coefficients"]["age"]
+    assert lo < coef < hi
+    hist = net.histogram("patients", "age", bins=4, epsilon=4.0)
+    cis = hist.intervals[next(iter(hist.values))]
+    assert len(cis) == 4 and all(a < v < b for (a, b), v in zip(cis, hist.value, strict=True))
+    assert net.set_union("patients", "smoker", [0, 1], epsilon=4.0).intervals == {
+        "union(smoker)": None
+    }

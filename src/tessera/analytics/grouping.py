@@ -62,6 +62,10 @@ class GroupBy(Statistic):
         return self.inner.kind
 
     @property
+    def quantitative(self) -> bool:  # type: ignore[override]
+        return self.inner.quantitative
+
+    @property
     def label(self) -> str:
         return f"{self.inner.label} BY {self.column}"
 

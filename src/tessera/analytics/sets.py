@@ -29,6 +29,7 @@ def _any(name: str, condition: str) -> Term:
 class _SetOp(Statistic):
     column: str
     domain: tuple[float, ...]
+    quantitative = False
 
     def __post_init__(self) -> None:
         if not self.domain or len(set(self.domain)) != len(self.domain):
@@ -79,6 +80,7 @@ class SetIntersection(_SetOp):
 class _Boolean(Statistic):
     condition: str
     cols: tuple[str, ...]
+    quantitative = False
 
     def columns(self) -> tuple[str, ...]:
         return self.cols

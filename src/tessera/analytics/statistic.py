@@ -25,6 +25,8 @@ class Statistic(ABC):
 
     #: name used in policies' allowed-operation lists
     kind: str = ""
+    #: whether the result is a quantity (with a 95% interval), not a set or a truth value
+    quantitative: bool = True
 
     @property
     @abstractmethod

@@ -25,8 +25,21 @@ from tessera.errors import DecodeError, DlogError
 
 _MAGIC = b"TSRDLOG1"
 _HEADER = struct.Struct(">8sQQ32s")  # magic, bound, count, sha256(payload)
-DEFAULT_BOUND = 1 << 21
+DEFAULT_BOUND = 1 << 22
 _CHUNK = 64
+
+
+def _check_bound(bound: int) -> None:
+    if not 1 <= bound < 1 << 32:
+        raise ValueError("baby-step bound must be in [1, 2^32)")
+
+
+def segment(first: int, count: int) -> bytes:
+    """The 8-byte x-prefixes of ``j·G`` for ``j = first .. first + count − 1`` (``first ≥ 1``)."""
+    if first < 1 or count < 0:
+        raise ValueError("a segment starts at j ≥ 1")
+    raw, _, _ = walk(base_mul(first), G, count)
+    return raw
 
 
 class BabyStepTable:
@@ -41,11 +54,21 @@ class BabyStepTable:
 
     @classmethod
     def build(cls, bound: int = DEFAULT_BOUND) -> BabyStepTable:
-        if not 1 <= bound < 1 << 32:
-            raise ValueError("baby-step bound must be in [1, 2^32)")
-        raw, _, _ = walk(G, G, bound)  # j·G for j = 1..bound: never the identity
+        _check_bound(bound)
+        return cls.from_segments(bound, [segment(1, bound)])
+
+    @classmethod
+    def from_segments(cls, bound: int, segments: list[bytes]) -> BabyStepTable:
+        """The table from the x-prefixes of ``j·G``, ``j = 1..bound``, in consecutive segments.
+
+        Segments may be computed in parallel (:func:`segment`); the identity (``j = 0``)
+        is handled by the lookups, not stored.
+        """
+        _check_bound(bound)
+        raw = b"".join(segments)
+        if len(raw) != 8 * bound:
+            raise ValueError("segments do not cover 1..bound")
         keys = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
-        # j = 0 (the identity) is handled separately in lookups; store 1..bound
         order = np.argsort(keys, kind="stable")
         return cls(bound, keys[order], (order + 1).astype(np.uint32))
 

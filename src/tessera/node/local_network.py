@@ -101,7 +101,7 @@ class QueryResult:
 
     query_id: str
     values: dict[str, Any]
-    intervals: dict[str, tuple[float, float] | None]
+    intervals: dict[str, Any]  # per statistic: (lo, hi), or that shape per numeric leaf
     privacy_cost: PrivacyCost | None
     noise_sd: dict[str, float]
     verdict: Verdict
@@ -131,6 +131,8 @@ class QueryResult:
         rows = []
         for k, v in self.values.items():
             ci = self.intervals.get(k)
+            if not (isinstance(ci, tuple) and len(ci) == 2):
+                ci = None
             rows.append(
                 {
                     "statistic": k,
@@ -631,34 +633,76 @@ def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
     return max(slowest("provider"), slowest("noise")) + sum(slowest(r) for r in after)
 
 
+def _leaves(value: Any) -> list[float] | None:
+    """The numeric leaves of a result (dicts and lists walked in order), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict | list | tuple):
+        out: list[float] = []
+        for v in value.values() if isinstance(value, dict) else value:
+            sub = _leaves(v)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    return None
+
+
+def _rebuild(value: Any, pairs: list[tuple[float, float]]) -> Any:
+    """``value``'s shape with each numeric leaf replaced by its interval (consumes pairs)."""
+    if isinstance(value, dict):
+        return {k: _rebuild(v, pairs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rebuild(v, pairs) for v in value]
+    return pairs.pop(0)
+
+
 def _intervals(
     stats: Sequence[Statistic],
     plan: Plan,
     scaled: Mapping[str, float],
     sd: Sequence[float],
     bounds: Mapping[str, ColumnBounds],
-    draws: int = 1000,
-) -> dict[str, tuple[float, float] | None]:
-    """95% intervals of scalar statistics by simulating the known noise (post-processing)."""
-    out: dict[str, tuple[float, float] | None] = {}
+    draws: int = 400,
+) -> dict[str, Any]:
+    """95% intervals of every numeric result, by simulating the known noise.
+
+    Pure post-processing of released values. Each leaf of a structured result (a
+    histogram, regression coefficients, a survival curve) gets its interval; results
+    that are not numbers (sets, booleans) get ``None``.
+    """
+    out: dict[str, Any] = {}
     names = [t.name for t in plan.terms]
     gen = np.random.default_rng(0)
-    sims = np.array([scaled[n] for n in names]) + gen.normal(size=(draws, len(names))) * np.array(
-        sd
-    )
+    noise = gen.normal(size=(draws, len(names))) * np.array(sd)
+    sims = np.array([scaled[n] for n in names]) + noise
     for s in stats:
         point = s.decode(scaled, bounds)
-        if not isinstance(point, float | int) or isinstance(point, bool):
+        leaves = _leaves(point) if s.quantitative else None
+        if leaves is None:
             out[s.label] = None
             continue
         if not any(sd):
-            out[s.label] = (float(point), float(point))
+            out[s.label] = _rebuild(point, [(v, v) for v in leaves])
             continue
-        vals = np.array([s.decode(dict(zip(names, row, strict=True)), bounds) for row in sims])
-        vals = vals[np.isfinite(vals)]
-        if len(vals) == 0 or not math.isfinite(point):
-            out[s.label] = (math.nan, math.nan)
+        rows = []
+        for row in sims:
+            sim = _leaves(s.decode(dict(zip(names, row, strict=True)), bounds))
+            if sim is not None and len(sim) == len(leaves):
+                rows.append(sim)
+        if not rows:
+            out[s.label] = None
             continue
-        lo, med, hi = np.percentile(vals, [2.5, 50, 97.5])
-        out[s.label] = (point - (float(med) - float(lo)), point + (float(hi) - float(med)))
+        arr = np.array(rows)
+        pairs = []
+        for i, p in enumerate(leaves):
+            col = arr[:, i][np.isfinite(arr[:, i])]
+            if len(col) == 0 or not math.isfinite(p):
+                pairs.append((math.nan, math.nan))
+                continue
+            lo, med, hi = np.percentile(col, [2.5, 50, 97.5])
+            pairs.append((p - (float(med) - float(lo)), p + (float(hi) - float(med))))
+        out[s.label] = _rebuild(point, pairs)
     return out
