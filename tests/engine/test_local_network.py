@@ -288,3 +288,14 @@ def test_structured_results_carry_intervals(dlog: DiscreteLog) -> None:
     assert net.set_union("patients", "smoker", [0, 1], epsilon=4.0).intervals == {
         "union(smoker)": None
     }
+
+
+def test_node_with_bad_noise_is_set_aside_and_result_stands(dlog: DiscreteLog) -> None:
+    policy = DatasetPolicy(min_cohort=5, budget_rho=50.0)
+    net, pooled = network(dlog, [200, 200], seed=13, policy=policy)
+    net.noise_cheating_nodes = (3,)
+    res = net.sql("SELECT COUNT(*) FROM patients", epsilon=4.0)
+    assert res.verified, res.verdict.failures
+    assert 3 in res.verdict.cheaters and 3 in res.record.excluded_nodes
+    assert [nc.node for nc in res.record.rejected_noise] == [3]
+    assert abs(res.value - len(pooled)) < 50  # the corrupted noise (2^20) is gone

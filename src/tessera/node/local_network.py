@@ -36,6 +36,7 @@ from tessera.analytics.survival import KaplanMeier
 from tessera.analytics.terms import Plan, Term
 from tessera.crypto.dkg import DkgResult, run_dkg
 from tessera.crypto.dlog import DiscreteLog
+from tessera.crypto.elgamal import keygen
 from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SeededRng, SystemRng
 from tessera.dp import (
@@ -54,6 +55,7 @@ from tessera.protocol.aggregation import (
     StepRunner,
     Verdict,
     run_aggregation,
+    set_aside_noise,
     verify_record,
 )
 
@@ -183,6 +185,7 @@ class LocalNetwork:
         self.providers: dict[str, Provider] = {}
         self._counter = 0
         self.cheating_nodes: tuple[int, ...] = ()  # test hook: nodes that corrupt key switching
+        self.noise_cheating_nodes: tuple[int, ...] = ()  # test hook: nodes that corrupt noise
 
     @property
     def committee_key(self) -> Point:
@@ -543,13 +546,15 @@ class LocalNetwork:
                 self.providers[name].budgets[table].spend(rho)
         t1 = time.perf_counter()
         k = next(iter(self.keys.values()))
+        analyst = keygen(self._rng)
+        node_keys = [NodeKey(i, key.secret_share) for i, key in sorted(self.keys.items())]
         record, totals = run_aggregation(
             query_id,
             spec,
             {name: list(r.values) for name, r in local.items()},
             k.public_key,
             k.public_shares,
-            [NodeKey(i, key.secret_share) for i, key in sorted(self.keys.items())],
+            node_keys,
             self.t,
             self._discrete_log(),
             self._rng,
@@ -557,11 +562,25 @@ class LocalNetwork:
             noise_bounds=noise_bounds,
             cheating_nodes=self.cheating_nodes,
             step=timed,
+            analyst=analyst,
+            noise_cheating_nodes=self.noise_cheating_nodes,
         )
         t_crypto = time.perf_counter() - t1
         t2 = time.perf_counter()
         verdict = verify_record(record)
         t_verify = time.perf_counter() - t2
+        if verdict.noise_cheaters:
+            # a node's noise proof failed: set its noise aside, switch again from the
+            # honest nodes' (unchanged) noise, and have the record verified again
+            totals = set_aside_noise(
+                record,
+                verdict.noise_cheaters,
+                node_keys,
+                analyst[0],
+                self._discrete_log(),
+                self._rng,
+            )
+            verdict = verify_record(record)
 
         t3 = time.perf_counter()
         scaled = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}

@@ -165,6 +165,7 @@ class AggregationRecord:
     threshold: int
     contributions: list[VectorContribution] = field(default_factory=list)
     noise: list[NoiseContribution] = field(default_factory=list)
+    rejected_noise: list[NoiseContribution] = field(default_factory=list)
     aggregate: list[Ciphertext] = field(default_factory=list)
     key_switch_shares: dict[int, list[KeySwitchShare]] = field(default_factory=dict)
     switched: list[Ciphertext] = field(default_factory=list)
@@ -464,6 +465,7 @@ class Verdict:
     checked_proofs: int
     failures: tuple[str, ...]
     cheaters: tuple[int, ...] = ()
+    noise_cheaters: tuple[int, ...] = ()
 
 
 def verify_record(record: AggregationRecord) -> Verdict:
@@ -523,8 +525,6 @@ def verify_record(record: AggregationRecord) -> Verdict:
     ]
     if switched != record.switched:
         failures.append("switched ciphertexts differ from the combination of the quorum's shares")
-    if not set(record.excluded_nodes) <= set(bad):
-        failures.append("a node was excluded although its shares verify")
     if record.release is None:
         failures.append("no release published")
     else:
@@ -533,7 +533,19 @@ def verify_record(record: AggregationRecord) -> Verdict:
             verify_release(q, switched, record.release)
         except InvalidProof as exc:
             failures.append(f"release: {exc}")
-    return Verdict(not failures, checked, tuple(failures), tuple(sorted({*bad, *noise_cheaters})))
+    # noise set aside by the committee must be provably bad
+    rejected: list[int] = []
+    for nc in record.rejected_noise:
+        try:
+            verify_noise(q, record.committee_key, nc)
+        except InvalidProof:
+            rejected.append(nc.node)
+        else:
+            failures.append(f"node {nc.node}: its noise was set aside although it verifies")
+    if not set(record.excluded_nodes) <= set(bad) | set(rejected):
+        failures.append("a node was excluded without a failing proof")
+    cheaters = tuple(sorted({*bad, *noise_cheaters, *rejected}))
+    return Verdict(not failures, checked, tuple(failures), cheaters, tuple(noise_cheaters))
 
 
 # -- in-memory run -----------------------------------------------------------------------
@@ -567,14 +579,19 @@ def run_aggregation(
     noise_bounds: Sequence[int] = (),
     cheating_nodes: Sequence[int] = (),
     step: StepRunner = run_directly,
+    analyst: tuple[int, Point] | None = None,
+    noise_cheating_nodes: Sequence[int] = (),
 ) -> tuple[AggregationRecord, list[int]]:
     """Run one aggregation in memory: returns the public record and the decoded vector.
 
     Each role's work goes through ``step(role, who, fn)``, so a caller can time or
     distribute it (roles: ``provider``, ``noise``, ``aggregate``, ``key-switch``,
-    ``combine``, ``analyst``) without this pure module reading the clock.
+    ``combine``, ``analyst``) without this pure module reading the clock. ``analyst``
+    is the analyst's key pair (fresh if omitted). ``cheating_nodes`` and
+    ``noise_cheating_nodes`` are test hooks: those nodes corrupt a key-switch share or
+    their noise (keeping their proofs, which then fail).
     """
-    analyst_secret, analyst_key = keygen(rng)
+    analyst_secret, analyst_key = analyst if analyst is not None else keygen(rng)
     query = AggregationQuery(query_id, spec, analyst_key, tuple(noise_bounds))
     rec = AggregationRecord(query, committee_key, public_shares, threshold)
     rec.contributions = [
@@ -591,9 +608,38 @@ def run_aggregation(
             for k in node_keys
             if k.index in noise
         ]
+        rec.noise = [
+            _corrupt_noise(nc, committee_key, rng) if nc.node in noise_cheating_nodes else nc
+            for nc in rec.noise
+        ]
+    return rec, switch_and_release(
+        rec, node_keys, analyst_secret, dlog, rng, cheating_nodes=cheating_nodes, step=step
+    )
+
+
+def _corrupt_noise(nc: NoiseContribution, committee_key: Point, rng: Rng) -> NoiseContribution:
+    first = nc.slots[0]
+    big = first.limbs[0] + encrypt_with(committee_key, 1 << 20, rng.scalar())
+    return NoiseContribution(
+        nc.node, (SlotNoise((big, *first.limbs[1:]), first.limb_proofs), *nc.slots[1:])
+    )
+
+
+def switch_and_release(
+    rec: AggregationRecord,
+    node_keys: Sequence[NodeKey],
+    analyst_secret: int,
+    dlog: DiscreteLog,
+    rng: Rng,
+    cheating_nodes: Sequence[int] = (),
+    step: StepRunner = run_directly,
+) -> list[int]:
+    """Aggregate, key-switch, combine and release ``rec`` (filled in place); the decoded vector."""
+    query = rec.query
     rec.aggregate = step(
         "aggregate", "committee", lambda: aggregate(query, rec.contributions, rec.noise)
     )
+    rec.key_switch_shares = {}
     for k in node_keys:
         shares: list[KeySwitchShare] = step(
             "key-switch",
@@ -604,12 +650,38 @@ def run_aggregation(
             s = shares[0]
             shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
         rec.key_switch_shares[k.index] = shares
-    rec.switched, rec.excluded_nodes, rec.used_nodes = step(
+    excluded_before = [n for n in rec.excluded_nodes if n in {nc.node for nc in rec.rejected_noise}]
+    rec.switched, bad, rec.used_nodes = step(
         "combine",
         "analyst",
-        lambda: combine(query, public_shares, threshold, rec.aggregate, rec.key_switch_shares),
+        lambda: combine(
+            query, rec.public_shares, rec.threshold, rec.aggregate, rec.key_switch_shares
+        ),
     )
+    rec.excluded_nodes = sorted({*excluded_before, *bad})
     rec.release = step(
         "analyst", "analyst", lambda: release(query, analyst_secret, rec.switched, dlog, rng)
     )
-    return rec, decode(query, rec.release.limb_sums, len(rec.contributions))
+    return decode(query, rec.release.limb_sums, len(rec.contributions))
+
+
+def set_aside_noise(
+    rec: AggregationRecord,
+    nodes: Sequence[int],
+    node_keys: Sequence[NodeKey],
+    analyst_secret: int,
+    dlog: DiscreteLog,
+    rng: Rng,
+    step: StepRunner = run_directly,
+) -> list[int]:
+    """Recover from nodes whose noise proofs fail: drop their noise, redo the switch.
+
+    The honest nodes' noise is kept as it was (no fresh draw, so no extra privacy
+    cost); the dropped contributions stay in the record as ``rejected_noise`` so that
+    anyone can check the exclusion was deserved.
+    """
+    drop = set(nodes)
+    rec.rejected_noise += [nc for nc in rec.noise if nc.node in drop]
+    rec.noise = [nc for nc in rec.noise if nc.node not in drop]
+    rec.excluded_nodes = sorted({*rec.excluded_nodes, *drop})
+    return switch_and_release(rec, node_keys, analyst_secret, dlog, rng, step=step)
