@@ -1,0 +1,116 @@
+"""The chain the contracts run on, behind one small interface.
+
+:class:`EmbeddedChain` is an in-process py-evm chain (eth-tester), the default;
+:class:`RpcChain` talks to any Ethereum JSON-RPC endpoint with unlocked
+accounts (Hardhat, Anvil, a dev Geth). Everything above this module only uses
+:class:`Chain`: a web3 handle, the accounts, snapshots and mining.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, cast
+
+from eth_tester import EthereumTester, PyEVMBackend
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+from web3.providers.rpc import HTTPProvider
+from web3.types import RPCEndpoint, Wei
+
+from tessera.errors import LedgerError
+
+DEFAULT_ACCOUNTS = 20
+#: Ether given to each pre-funded account of the embedded chain (gas money only).
+DEFAULT_BALANCE_WEI = 10**24
+
+
+class Chain(Protocol):
+    """What the deployer and the client need from a chain."""
+
+    @property
+    def w3(self) -> Web3: ...
+
+    @property
+    def accounts(self) -> list[str]: ...
+
+    def snapshot(self) -> int: ...
+
+    def revert(self, snapshot: int) -> None: ...
+
+    def mine(self, blocks: int = 1) -> None: ...
+
+
+class EmbeddedChain:
+    """An in-process py-evm chain with ``accounts`` funded, unlocked accounts."""
+
+    def __init__(self, accounts: int = DEFAULT_ACCOUNTS) -> None:
+        if accounts < 1:
+            raise ValueError("an embedded chain needs at least one account")
+        state = PyEVMBackend.generate_genesis_state(
+            overrides={"balance": DEFAULT_BALANCE_WEI}, num_accounts=accounts
+        )
+        self.tester = EthereumTester(PyEVMBackend(genesis_state=state))
+        self._w3 = Web3(EthereumTesterProvider(self.tester))
+        self._accounts = [Web3.to_checksum_address(a) for a in self.tester.get_accounts()]
+
+    @property
+    def w3(self) -> Web3:
+        return self._w3
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self._accounts)
+
+    def snapshot(self) -> int:
+        return int(self.tester.take_snapshot())
+
+    def revert(self, snapshot: int) -> None:
+        self.tester.revert_to_snapshot(snapshot)
+
+    def mine(self, blocks: int = 1) -> None:
+        self.tester.mine_blocks(blocks)
+
+    def add_account(self, private_key: bytes, balance_wei: int = 10**21) -> str:
+        """Unlock the account of a secp256k1 ``private_key`` and fund it from account 0."""
+        if len(private_key) != 32:
+            raise ValueError("private key must be 32 bytes")
+        address = Web3.to_checksum_address(self.tester.add_account("0x" + private_key.hex()))
+        self._w3.eth.send_transaction(
+            {"from": self._accounts[0], "to": address, "value": Wei(balance_wei)}
+        )
+        self._accounts.append(address)
+        return address
+
+
+class RpcChain:
+    """A JSON-RPC endpoint whose accounts the node unlocks (Hardhat, Anvil, dev Geth)."""
+
+    def __init__(self, url: str) -> None:
+        self._w3 = Web3(HTTPProvider(url))
+        try:
+            self._accounts = [Web3.to_checksum_address(a) for a in self._w3.eth.accounts]
+        except Exception as exc:  # connection refused, bad URL, not JSON-RPC
+            raise LedgerError(f"cannot reach the chain at {url}: {exc}") from exc
+
+    @property
+    def w3(self) -> Web3:
+        return self._w3
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self._accounts)
+
+    def _rpc(self, method: str, *params: object) -> object:
+        response = self._w3.provider.make_request(RPCEndpoint(method), list(params))
+        if "error" in response:
+            raise LedgerError(f"{method}: {response['error']}")
+        return cast(object, response.get("result"))
+
+    def snapshot(self) -> int:
+        return int(str(self._rpc("evm_snapshot")), 16)
+
+    def revert(self, snapshot: int) -> None:
+        self._rpc("evm_revert", hex(snapshot))
+
+    def mine(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            self._rpc("evm_mine")

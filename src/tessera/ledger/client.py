@@ -1,0 +1,699 @@
+"""Typed client of the Tessera contracts: one method per contract action.
+
+A :class:`LedgerClient` acts as one account. Transactions return a :class:`Tx`
+(or a small dataclass carrying the value the action produced and its
+``Tx``); views return dataclasses. Every revert, RPC or web3 error becomes a
+:class:`~tessera.errors.LedgerError` whose ``reason`` is the contract's revert
+reason (``"privacy budget exceeded"``, ``"not a verifier"``, ...).
+
+Privacy budgets and costs are integers in micro-units of zCDP ρ
+(:func:`rho_to_micro`); prices are integer credit-token units.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeVar
+
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.logs import DISCARD
+
+from tessera.errors import LedgerError
+from tessera.ledger.chain import Chain
+from tessera.ledger.compile import load_artifact
+from tessera.ledger.deploy import Deployment
+
+#: Participant roles, as the registry names them.
+Role = Literal["provider", "node", "analyst", "verifier"]
+ROLES: Final[tuple[Role, ...]] = ("provider", "node", "analyst", "verifier")
+_ROLE_IDS: Final[dict[str, bytes]] = {
+    role: Web3.keccak(text=f"tessera.{name}")
+    for role, name in zip(ROLES, ("PROVIDER", "NODE", "ANALYST", "VERIFIER"), strict=True)
+}
+
+#: Operations a policy may allow; bit ``i`` of the on-chain mask is ``OPERATIONS[i]``.
+#: Names are :attr:`tessera.analytics.statistic.Statistic.kind`; append only.
+OPERATIONS: Final[tuple[str, ...]] = (
+    "count",
+    "sum",
+    "mean",
+    "variance",
+    "std",
+    "histogram",
+    "quantile",
+    "min",
+    "max",
+    "covariance",
+    "correlation",
+    "linear_regression",
+    "logistic_regression",
+    "model_evaluation",
+    "kaplan_meier",
+    "set_union",
+    "set_intersection",
+    "boolean_or",
+    "boolean_and",
+    "federated_training",
+)
+
+#: Kinds of audit-trail commitments (the contract's numbering).
+CommitmentKind = Literal[
+    "contribution", "aggregate", "noise", "key_switch", "proof_bundle", "result"
+]
+COMMITMENT_KINDS: Final[tuple[CommitmentKind, ...]] = (
+    "contribution",
+    "aggregate",
+    "noise",
+    "key_switch",
+    "proof_bundle",
+    "result",
+)
+QueryKind = Literal["query", "training"]
+QueryStatus = Literal["open", "passed", "failed", "expired"]
+_STATUS: Final[dict[int, QueryStatus]] = {1: "open", 2: "passed", 3: "failed", 4: "expired"}
+
+MICRO: Final = 1_000_000
+MAX_BOUNDS_BYTES: Final = 512
+QueryId = bytes | str
+
+
+def rho_to_micro(rho: float) -> int:
+    """A zCDP ρ as the contract's integer micro-units, rounded up (never under-charged)."""
+    if not math.isfinite(rho) or rho < 0:
+        raise ValueError("rho must be finite and non-negative")
+    return math.ceil(round(rho * MICRO, 6))
+
+
+def operations_mask(operations: Iterable[str]) -> int:
+    mask = 0
+    for op in operations:
+        try:
+            mask |= 1 << OPERATIONS.index(op)
+        except ValueError:
+            raise ValueError(f"unknown operation {op!r}; known: {', '.join(OPERATIONS)}") from None
+    return mask
+
+
+def operations_of(mask: int) -> frozenset[str]:
+    return frozenset(op for i, op in enumerate(OPERATIONS) if mask >> i & 1)
+
+
+def encode_tag(tag: str) -> bytes:
+    raw = tag.encode("utf-8")
+    if not raw or len(raw) > 32:
+        raise ValueError(f"tag {tag!r} must be 1 to 32 bytes of UTF-8")
+    return raw.ljust(32, b"\0")
+
+
+def decode_tag(raw: bytes) -> str:
+    return raw.rstrip(b"\0").decode("utf-8", errors="replace")
+
+
+def encode_bounds(bounds: Mapping[str, tuple[float, float]]) -> bytes:
+    """Public column bounds as canonical JSON (sorted keys, no spaces)."""
+    data = {name: [lo, hi] for name, (lo, hi) in sorted(bounds.items())}
+    for name, (lo, hi) in data.items():
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise ValueError(f"bounds of {name!r} must be finite with lo <= hi")
+    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    if len(raw) > MAX_BOUNDS_BYTES:
+        raise ValueError(f"bounds take {len(raw)} bytes, at most {MAX_BOUNDS_BYTES} fit on-chain")
+    return raw
+
+
+def decode_bounds(raw: bytes) -> dict[str, tuple[float, float]]:
+    if not raw:
+        return {}
+    return {name: (lo, hi) for name, (lo, hi) in json.loads(raw).items()}
+
+
+def query_id_bytes(query_id: QueryId) -> bytes:
+    if isinstance(query_id, str):
+        text = query_id.removeprefix("0x")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+            raise ValueError("a query id is 32 bytes (64 hex digits)")
+        return bytes.fromhex(text)
+    if len(query_id) != 32:
+        raise ValueError("a query id is 32 bytes")
+    return bytes(query_id)
+
+
+def _digest(value: bytes) -> bytes:
+    if len(value) != 32:
+        raise ValueError("a commitment is a 32-byte hash")
+    return bytes(value)
+
+
+# -- dataclasses ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A mined transaction: which action, its hash, the gas it used and its block."""
+
+    action: str
+    tx_hash: str
+    gas_used: int
+    block: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetListed:
+    dataset_id: int
+    tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeCreated:
+    committee_id: int
+    tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictPosted:
+    settled: bool
+    tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a provider publishes for a dataset (its policy, in on-chain units)."""
+
+    bounds: Mapping[str, tuple[float, float]]
+    tags: Sequence[str] = ()
+    operations: frozenset[str] = frozenset(OPERATIONS)
+    min_cohort: int = 10
+    budget_cap: int = 5 * MICRO  # micro-ρ
+    price_per_query: int = 0
+    price_per_training: int = 0
+    node_share_bps: int = 2_000  # the computing nodes' share of the price, in basis points
+
+    def __post_init__(self) -> None:
+        if len(self.tags) > 8:
+            raise ValueError("at most 8 tags")
+        if not 0 <= self.node_share_bps <= 10_000:
+            raise ValueError("node_share_bps must be in [0, 10000]")
+        if self.min_cohort < 1 or self.budget_cap < 0:
+            raise ValueError("min_cohort must be positive and budget_cap non-negative")
+        if self.price_per_query < 0 or self.price_per_training < 0:
+            raise ValueError("prices must be non-negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    dataset_id: int
+    provider: str
+    schema_hash: bytes
+    bounds: dict[str, tuple[float, float]]
+    tags: tuple[str, ...]
+    operations: frozenset[str]
+    min_cohort: int
+    budget_cap: int
+    budget_spent: int
+    price_per_query: int
+    price_per_training: int
+    node_share_bps: int
+    active: bool
+    queries: int
+    revenue: int
+    rating_sum: int
+    rating_count: int
+
+    @property
+    def budget_remaining(self) -> int:
+        return self.budget_cap - self.budget_spent
+
+    @property
+    def rating(self) -> float | None:
+        return self.rating_sum / self.rating_count if self.rating_count else None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    query_id: bytes
+    analyst: str
+    dataset_ids: tuple[int, ...]
+    provider_cuts: tuple[int, ...]
+    node_pool: int
+    committee: int
+    privacy_cost: int
+    operations: frozenset[str]
+    kind: QueryKind
+    price: int
+    status: QueryStatus
+    submitted_block: int
+    cheaters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Committee:
+    committee_id: int
+    members: tuple[str, ...]
+    threshold: int
+    public_key: bytes
+    key_shares: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    address: str
+    roles: frozenset[Role]
+    public_key: bytes
+    stake: int
+    locks: int
+    reputation: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTrail:
+    """Every hash committed for a query, by kind, then by author."""
+
+    query_id: bytes
+    commitments: dict[CommitmentKind, dict[str, bytes]]
+    verdicts: int
+
+    def of(self, kind: CommitmentKind) -> dict[str, bytes]:
+        return self.commitments.get(kind, {})
+
+
+@dataclass(frozen=True, slots=True)
+class MarketStats:
+    volume: int  # credits paid out to providers and nodes by settlements
+    settled_queries: int
+    submitted_queries: int
+    escrowed: int
+    datasets: int
+    top_datasets: tuple[int, ...]
+
+
+# -- errors ---------------------------------------------------------------------
+
+_T = TypeVar("_T")
+_REVERT_PREFIX = re.compile(r"^(?:execution reverted:?\s*)", re.IGNORECASE)
+
+
+def revert_reason(exc: BaseException) -> str | None:
+    """The contract's revert reason carried by a web3 or eth-tester error, if any."""
+    message = getattr(exc, "message", None)
+    if not isinstance(message, str):
+        message = str(exc.args[0]) if exc.args else str(exc)
+    message = _REVERT_PREFIX.sub("", message.strip()).strip()
+    return message or None
+
+
+def _call(action: str, fn: Callable[[], _T]) -> _T:
+    try:
+        return fn()
+    except LedgerError:
+        raise
+    except Exception as exc:  # web3, eth-tester and py-evm errors have no common base
+        reason = revert_reason(exc)
+        raise LedgerError(f"{action}: {reason or type(exc).__name__}", reason=reason) from exc
+
+
+# -- the client -----------------------------------------------------------------
+
+
+class LedgerClient:
+    """The contracts of one :class:`Deployment`, as seen by ``account``."""
+
+    def __init__(self, chain: Chain, deployment: Deployment, account: str) -> None:
+        self.chain = chain
+        self.deployment = deployment
+        self.account = Web3.to_checksum_address(account)
+        self.gas_log: list[Tx] = []
+        w3 = chain.w3
+        self.token: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.token),
+            abi=load_artifact("credit_token").abi,
+        )
+        self.registry: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.registry),
+            abi=load_artifact("registry").abi,
+        )
+        self.market: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.market),
+            abi=load_artifact("market").abi,
+        )
+
+    def as_(self, account: str) -> LedgerClient:
+        """The same deployment seen by another account (shares the gas log)."""
+        other = LedgerClient.__new__(LedgerClient)
+        other.chain, other.deployment = self.chain, self.deployment
+        other.account = Web3.to_checksum_address(account)
+        other.gas_log = self.gas_log
+        other.token, other.registry, other.market = self.token, self.registry, self.market
+        return other
+
+    # -- plumbing -----------------------------------------------------------
+    def _transact(self, action: str, fn: ContractFunction) -> tuple[Tx, Any]:
+        def send() -> Any:
+            tx_hash = fn.transact({"from": self.account})
+            return self.chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+
+        receipt = _call(action, send)
+        if receipt["status"] != 1:
+            raise LedgerError(f"{action}: transaction reverted", reason=None)
+        tx = Tx(
+            action=action,
+            tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+            gas_used=int(receipt["gasUsed"]),
+            block=int(receipt["blockNumber"]),
+        )
+        self.gas_log.append(tx)
+        return tx, receipt
+
+    def _tx(self, action: str, fn: ContractFunction) -> Tx:
+        return self._transact(action, fn)[0]
+
+    def _view(self, action: str, fn: ContractFunction) -> Any:
+        return _call(action, lambda: fn.call({"from": self.account}))
+
+    # -- credit token ---------------------------------------------------------
+    def mint(self, to: str, amount: int) -> Tx:
+        """Token owner: create ``amount`` credits for ``to``."""
+        return self._tx("mint", self.token.functions.mint(Web3.to_checksum_address(to), amount))
+
+    def transfer(self, to: str, amount: int) -> Tx:
+        fn = self.token.functions.transfer(Web3.to_checksum_address(to), amount)
+        return self._tx("transfer", fn)
+
+    def approve(self, spender: str, amount: int) -> Tx:
+        fn = self.token.functions.approve(Web3.to_checksum_address(spender), amount)
+        return self._tx("approve", fn)
+
+    def balance(self, account: str | None = None) -> int:
+        who = Web3.to_checksum_address(account or self.account)
+        return int(self._view("balanceOf", self.token.functions.balanceOf(who)))
+
+    def allowance(self, spender: str, owner: str | None = None) -> int:
+        fn = self.token.functions.allowance(
+            Web3.to_checksum_address(owner or self.account), Web3.to_checksum_address(spender)
+        )
+        return int(self._view("allowance", fn))
+
+    def total_supply(self) -> int:
+        return int(self._view("totalSupply", self.token.functions.totalSupply()))
+
+    def _ensure_allowance(self, spender: str, amount: int) -> None:
+        if amount > 0 and self.allowance(spender) < amount:
+            self.approve(spender, amount)
+
+    # -- registry -------------------------------------------------------------
+    def register(self, account: str, role: Role, public_key: bytes = b"") -> Tx:
+        """Admin: give ``account`` a role and record its 33-byte public key."""
+        if role not in _ROLE_IDS:
+            raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+        fn = self.registry.functions.register(
+            Web3.to_checksum_address(account), _ROLE_IDS[role], public_key
+        )
+        return self._tx("register", fn)
+
+    def deregister(self, account: str, role: Role) -> Tx:
+        fn = self.registry.functions.revokeRole(_ROLE_IDS[role], Web3.to_checksum_address(account))
+        return self._tx("deregister", fn)
+
+    def has_role(self, role: Role, account: str | None = None) -> bool:
+        who = Web3.to_checksum_address(account or self.account)
+        return bool(self._view("hasRole", self.registry.functions.hasRole(_ROLE_IDS[role], who)))
+
+    def stake(self, amount: int) -> Tx:
+        """Computing node: lock ``amount`` credits as stake (approves the registry if needed)."""
+        self._ensure_allowance(self.deployment.registry, amount)
+        return self._tx("stake", self.registry.functions.stake(amount))
+
+    def unstake(self, amount: int) -> Tx:
+        return self._tx("unstake", self.registry.functions.unstake(amount))
+
+    def participant(self, account: str | None = None) -> Participant:
+        who = Web3.to_checksum_address(account or self.account)
+        f = self.registry.functions
+        return Participant(
+            address=who,
+            roles=frozenset(r for r in ROLES if self.has_role(r, who)),
+            public_key=bytes(self._view("public_key", f.public_key(who))),
+            stake=int(self._view("stakes", f.stakes(who))),
+            locks=int(self._view("locks", f.locks(who))),
+            reputation=int(self._view("reputation", f.reputation(who))),
+        )
+
+    def total_staked(self) -> int:
+        return int(self._view("total_staked", self.registry.functions.total_staked()))
+
+    def create_committee(
+        self,
+        members: Sequence[str],
+        threshold: int,
+        public_key: bytes,
+        key_shares: Sequence[bytes],
+    ) -> CommitteeCreated:
+        """Record a committee and its DKG public key and shares (members in any order)."""
+        if len(members) != len(key_shares):
+            raise ValueError("one key share per member")
+        pairs = sorted(
+            zip((Web3.to_checksum_address(m) for m in members), key_shares, strict=True),
+            key=lambda p: int(p[0], 16),
+        )
+        fn = self.registry.functions.create_committee(
+            [m for m, _ in pairs], threshold, public_key, [bytes(k) for _, k in pairs]
+        )
+        tx, receipt = self._transact("create_committee", fn)
+        event = self.registry.events.CommitteeCreated().process_receipt(receipt, errors=DISCARD)
+        return CommitteeCreated(committee_id=int(event[0]["args"]["committee_id"]), tx=tx)
+
+    def committee(self, committee_id: int) -> Committee:
+        raw = self._view("committee", self.registry.functions.committee(committee_id))
+        members, threshold, public_key, shares = raw
+        return Committee(
+            committee_id=committee_id,
+            members=tuple(Web3.to_checksum_address(m) for m in members),
+            threshold=int(threshold),
+            public_key=bytes(public_key),
+            key_shares=tuple(bytes(s) for s in shares),
+        )
+
+    # -- catalog and market ---------------------------------------------------------
+    @staticmethod
+    def _listing_args(listing: Listing) -> list[Any]:
+        return [
+            encode_bounds(listing.bounds),
+            [encode_tag(t) for t in listing.tags],
+            operations_mask(listing.operations),
+            listing.min_cohort,
+            listing.budget_cap,
+            listing.price_per_query,
+            listing.price_per_training,
+            listing.node_share_bps,
+        ]
+
+    def list_dataset(self, schema_hash: bytes, listing: Listing) -> DatasetListed:
+        fn = self.market.functions.list_dataset(_digest(schema_hash), *self._listing_args(listing))
+        tx, receipt = self._transact("list_dataset", fn)
+        event = self.market.events.DatasetListed().process_receipt(receipt, errors=DISCARD)
+        return DatasetListed(dataset_id=int(event[0]["args"]["dataset_id"]), tx=tx)
+
+    def update_dataset(self, dataset_id: int, listing: Listing) -> Tx:
+        fn = self.market.functions.update_dataset(dataset_id, *self._listing_args(listing))
+        return self._tx("update_dataset", fn)
+
+    def delist_dataset(self, dataset_id: int) -> Tx:
+        return self._tx("delist_dataset", self.market.functions.delist_dataset(dataset_id))
+
+    def dataset(self, dataset_id: int) -> Dataset:
+        raw = self._view("dataset", self.market.functions.dataset(dataset_id))
+        (provider, schema, bounds, tags, ops, cohort, cap, spent) = raw[:8]
+        (pq, pt, share, active, queries, revenue, rsum, rcount) = raw[8:]
+        return Dataset(
+            dataset_id=dataset_id,
+            provider=Web3.to_checksum_address(provider),
+            schema_hash=bytes(schema),
+            bounds=decode_bounds(bytes(bounds)),
+            tags=tuple(decode_tag(bytes(t)) for t in tags),
+            operations=operations_of(int(ops)),
+            min_cohort=int(cohort),
+            budget_cap=int(cap),
+            budget_spent=int(spent),
+            price_per_query=int(pq),
+            price_per_training=int(pt),
+            node_share_bps=int(share),
+            active=bool(active),
+            queries=int(queries),
+            revenue=int(revenue),
+            rating_sum=int(rsum),
+            rating_count=int(rcount),
+        )
+
+    def dataset_count(self) -> int:
+        return int(self._view("dataset_count", self.market.functions.dataset_count()))
+
+    def search(self, tag: str) -> list[int]:
+        """Ids of the listed datasets carrying ``tag``."""
+        found = self._view("search_by_tag", self.market.functions.search_by_tag(encode_tag(tag)))
+        return sorted(int(i) for i in found)
+
+    def top_datasets(self, k: int = 10) -> list[int]:
+        """Up to ``k`` (≤ 16) dataset ids by revenue, highest first."""
+        return [int(i) for i in self._view("top_datasets", self.market.functions.top_datasets(k))]
+
+    def rate(self, query_id: QueryId, dataset_id: int, stars: int) -> Tx:
+        fn = self.market.functions.rate(query_id_bytes(query_id), dataset_id, stars)
+        return self._tx("rate", fn)
+
+    def provider_revenue(self, account: str | None = None) -> int:
+        who = Web3.to_checksum_address(account or self.account)
+        return int(self._view("provider_revenue", self.market.functions.provider_revenue(who)))
+
+    def node_revenue(self, account: str | None = None) -> int:
+        who = Web3.to_checksum_address(account or self.account)
+        return int(self._view("node_revenue", self.market.functions.node_revenue(who)))
+
+    def stats(self, top: int = 5) -> MarketStats:
+        f = self.market.functions
+        return MarketStats(
+            volume=int(self._view("total_volume", f.total_volume())),
+            settled_queries=int(self._view("settled_queries", f.settled_queries())),
+            submitted_queries=int(self._view("query_count", f.query_count())),
+            escrowed=int(self._view("escrowed", f.escrowed())),
+            datasets=self.dataset_count(),
+            top_datasets=tuple(self.top_datasets(top)),
+        )
+
+    # -- queries --------------------------------------------------------------
+    def quote(self, dataset_ids: Iterable[int], kind: QueryKind = "query") -> int:
+        """The price a query over ``dataset_ids`` would escrow now."""
+        total = 0
+        for d in set(dataset_ids):
+            ds = self.dataset(d)
+            total += ds.price_per_training if kind == "training" else ds.price_per_query
+        return total
+
+    def submit_query(
+        self,
+        query_id: QueryId,
+        dataset_ids: Iterable[int],
+        committee: int,
+        privacy_cost: int,
+        operations: Iterable[str],
+        kind: QueryKind = "query",
+    ) -> Tx:
+        """Analyst: submit a query and escrow its price (approves the market if needed).
+
+        ``privacy_cost`` is in micro-ρ and is charged to every dataset's budget.
+        """
+        ids = sorted(set(dataset_ids))
+        self._ensure_allowance(self.deployment.market, self.quote(ids, kind))
+        fn = self.market.functions.submit_query(
+            query_id_bytes(query_id),
+            ids,
+            committee,
+            privacy_cost,
+            operations_mask(operations),
+            1 if kind == "training" else 0,
+        )
+        return self._tx("submit_query", fn)
+
+    def query(self, query_id: QueryId) -> Query:
+        qid = query_id_bytes(query_id)
+        raw = self._view("query", self.market.functions.query(qid))
+        (analyst, datasets, cuts, pool, committee, cost, ops, kind) = raw[:8]
+        (price, status, block, cheaters) = raw[8:]
+        return Query(
+            query_id=qid,
+            analyst=Web3.to_checksum_address(analyst),
+            dataset_ids=tuple(int(d) for d in datasets),
+            provider_cuts=tuple(int(c) for c in cuts),
+            node_pool=int(pool),
+            committee=int(committee),
+            privacy_cost=int(cost),
+            operations=operations_of(int(ops)),
+            kind="training" if int(kind) == 1 else "query",
+            price=int(price),
+            status=_STATUS[int(status)],
+            submitted_block=int(block),
+            cheaters=tuple(Web3.to_checksum_address(c) for c in cheaters),
+        )
+
+    # -- audit trail ----------------------------------------------------------------
+    def commit(self, query_id: QueryId, kind: CommitmentKind, digest: bytes) -> Tx:
+        fn = self.market.functions.commit(
+            query_id_bytes(query_id), COMMITMENT_KINDS.index(kind), _digest(digest)
+        )
+        return self._tx(f"commit_{kind}", fn)
+
+    def post_contribution(self, query_id: QueryId, digest: bytes) -> Tx:
+        """Provider: the hash of its (encrypted, proven) contribution."""
+        return self.commit(query_id, "contribution", digest)
+
+    def post_aggregate(self, query_id: QueryId, digest: bytes) -> Tx:
+        return self.commit(query_id, "aggregate", digest)
+
+    def post_noise(self, query_id: QueryId, digest: bytes) -> Tx:
+        """Computing node: the hash of its encrypted noise term and its proof."""
+        return self.commit(query_id, "noise", digest)
+
+    def post_key_switch(self, query_id: QueryId, digest: bytes) -> Tx:
+        return self.commit(query_id, "key_switch", digest)
+
+    def post_proof_bundle(self, query_id: QueryId, digest: bytes) -> Tx:
+        return self.commit(query_id, "proof_bundle", digest)
+
+    def post_result(self, query_id: QueryId, digest: bytes) -> Tx:
+        """Analyst: the hash of the released result (with its decryption proof)."""
+        return self.commit(query_id, "result", digest)
+
+    def audit_trail(self, query_id: QueryId) -> AuditTrail:
+        qid = query_id_bytes(query_id)
+        f = self.market.functions
+        trail: dict[CommitmentKind, dict[str, bytes]] = {}
+        for i, kind in enumerate(COMMITMENT_KINDS):
+            authors = self._view("committers_of", f.committers_of(qid, i))
+            if authors:
+                trail[kind] = {
+                    Web3.to_checksum_address(a): bytes(
+                        self._view("commitment", f.commitment(qid, i, a))
+                    )
+                    for a in authors
+                }
+        verdicts = int(self._view("verdict_count", f.verdict_count(qid)))
+        return AuditTrail(query_id=qid, commitments=trail, verdicts=verdicts)
+
+    # -- verdicts and settlement -------------------------------------------------------
+    def post_verdict(
+        self, query_id: QueryId, passed: bool, cheaters: Iterable[str] = ()
+    ) -> VerdictPosted:
+        """Verifier: vote a verdict; the query settles when a quorum agrees."""
+        ordered = sorted({Web3.to_checksum_address(c) for c in cheaters}, key=lambda a: int(a, 16))
+        fn = self.market.functions.post_verdict(query_id_bytes(query_id), passed, ordered)
+        tx, receipt = self._transact("post_verdict", fn)
+        settled = bool(self.market.events.QuerySettled().process_receipt(receipt, errors=DISCARD))
+        return VerdictPosted(settled=settled, tx=tx)
+
+    def expire(self, query_id: QueryId) -> Tx:
+        """Anyone: refund a query that got no verdict in time."""
+        return self._tx("expire", self.market.functions.expire(query_id_bytes(query_id)))
+
+    def escrowed(self) -> int:
+        return int(self._view("escrowed", self.market.functions.escrowed()))
+
+
+@dataclass
+class GasReport:
+    """Gas per action over a client's log (mean over repeated actions)."""
+
+    per_action: dict[str, list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, txs: Iterable[Tx]) -> GasReport:
+        report = cls()
+        for tx in txs:
+            report.per_action.setdefault(tx.action, []).append(tx.gas_used)
+        return report
+
+    def mean(self) -> dict[str, int]:
+        return {a: round(sum(v) / len(v)) for a, v in self.per_action.items()}
