@@ -247,3 +247,19 @@ def test_committee_record(world: World) -> None:
     assert len(c.key_shares) == 3 and len(c.public_key) == 33
     with pytest.raises(LedgerError, match="unknown committee"):
         w.admin.committee(99)
+
+
+def test_commit_many_records_each_kind_once(world: World) -> None:
+    w = world
+    qid = h("cm")
+    w.analyst.submit_query(qid, [w.datasets[0]], w.committee, 1, {"count"})
+    node = w.nodes[1]
+    node.commit_many(qid, {"noise": h("cm/n"), "key_switch": h("cm/k")})
+    trail = w.admin.audit_trail(qid)
+    assert trail.of("noise") == {node.account: h("cm/n")}
+    assert trail.of("key_switch") == {node.account: h("cm/k")}
+    with pytest.raises(LedgerError, match="already committed"):
+        node.commit_many(qid, {"aggregate": h("cm/a"), "noise": h("cm/n2")})
+    assert "aggregate" not in w.admin.audit_trail(qid).commitments  # the revert undid it
+    with pytest.raises(LedgerError, match="not a provider of this query"):
+        w.providers[1].commit_many(qid, {"contribution": h("cm/c")})

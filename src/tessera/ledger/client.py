@@ -80,6 +80,8 @@ _STATUS: Final[dict[int, QueryStatus]] = {1: "open", 2: "passed", 3: "failed", 4
 
 MICRO: Final = 1_000_000
 MAX_BOUNDS_BYTES: Final = 512
+#: Gas allowance of every transaction (the costliest, a 16-dataset query, needs < 3M).
+TX_GAS: Final = 8_000_000
 QueryId = bytes | str
 
 
@@ -353,12 +355,17 @@ class LedgerClient:
 
     # -- plumbing -----------------------------------------------------------
     def _transact(self, action: str, fn: ContractFunction) -> tuple[Tx, Any]:
+        # A fixed gas allowance skips gas estimation (a dozen EVM runs per transaction
+        # on py-evm); a revert then shows as status 0, and replaying the call on the
+        # state before the transaction recovers the contract's reason.
         def send() -> Any:
-            tx_hash = fn.transact({"from": self.account})
+            tx_hash = fn.transact({"from": self.account, "gas": TX_GAS})
             return self.chain.w3.eth.wait_for_transaction_receipt(tx_hash)
 
         receipt = _call(action, send)
         if receipt["status"] != 1:
+            before = int(receipt["blockNumber"]) - 1
+            _call(action, lambda: fn.call({"from": self.account}, block_identifier=before))
             raise LedgerError(f"{action}: transaction reverted", reason=None)
         tx = Tx(
             action=action,
@@ -625,6 +632,18 @@ class LedgerClient:
             query_id_bytes(query_id), COMMITMENT_KINDS.index(kind), _digest(digest)
         )
         return self._tx(f"commit_{kind}", fn)
+
+    def commit_many(self, query_id: QueryId, digests: Mapping[CommitmentKind, bytes]) -> Tx:
+        """Several commitments of this account in one transaction."""
+        if not digests:
+            raise ValueError("nothing to commit")
+        kinds = list(digests)
+        fn = self.market.functions.commit_many(
+            query_id_bytes(query_id),
+            [COMMITMENT_KINDS.index(k) for k in kinds],
+            [_digest(digests[k]) for k in kinds],
+        )
+        return self._tx("commit_" + "+".join(kinds), fn)
 
     def post_contribution(self, query_id: QueryId, digest: bytes) -> Tx:
         """Provider: the hash of its (encrypted, proven) contribution."""

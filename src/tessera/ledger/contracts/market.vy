@@ -447,15 +447,8 @@ def _is_query_provider(query_id: bytes32, account: address) -> bool:
 # -- audit trail -------------------------------------------------------------
 
 
-@external
-def commit(query_id: bytes32, kind: uint8, digest: bytes32):
-    """
-    @notice Record the hash of one artefact of an open query: a provider's
-            contribution, the committee's aggregate, a node's noise term,
-            key-switch share or proof bundle, or the analyst's result. Each
-            author commits each kind once.
-    """
-    assert self.queries[query_id].status == OPEN, "query not open"
+@internal
+def _commit(query_id: bytes32, kind: uint8, digest: bytes32):
     assert digest != empty(bytes32), "empty digest"
     if kind == CONTRIBUTION:
         assert staticcall registry.hasRole(PROVIDER_ROLE, msg.sender), "not a provider"
@@ -474,6 +467,27 @@ def commit(query_id: bytes32, kind: uint8, digest: bytes32):
     self.commitments[query_id][kind][msg.sender] = digest
     self.committers[query_id][kind].append(msg.sender)
     log Committed(query_id=query_id, kind=kind, author=msg.sender, digest=digest)
+
+
+@external
+def commit(query_id: bytes32, kind: uint8, digest: bytes32):
+    """
+    @notice Record the hash of one artefact of an open query: a provider's
+            contribution, the committee's aggregate, a node's noise term,
+            key-switch share or proof bundle, or the analyst's result. Each
+            author commits each kind once.
+    """
+    assert self.queries[query_id].status == OPEN, "query not open"
+    self._commit(query_id, kind, digest)
+
+
+@external
+def commit_many(query_id: bytes32, kinds: DynArray[uint8, 6], digests: DynArray[bytes32, 6]):
+    """@notice Several commitments of one author in one transaction (same rules as `commit`)."""
+    assert self.queries[query_id].status == OPEN, "query not open"
+    assert len(kinds) == len(digests), "one digest per kind"
+    for i: uint256 in range(len(kinds), bound=6):
+        self._commit(query_id, kinds[i], digests[i])
 
 
 @external
