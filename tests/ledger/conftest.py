@@ -1,15 +1,23 @@
-"""A deployed ledger with registered participants, shared by the tests through chain snapshots."""
+"""A deployed ledger with registered participants, shared by the tests through chain snapshots.
+
+The chain is the embedded py-evm one, or, when ``TESSERA_LEDGER_RPC`` names a
+JSON-RPC endpoint with unlocked accounts (CI starts a Hardhat node), that chain.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from tessera.crypto.group import G
-from tessera.ledger import EmbeddedChain, LedgerClient, Listing, deploy
+from tessera.ledger import Chain, EmbeddedChain, LedgerClient, Listing, RpcChain, deploy
+
+#: JSON-RPC endpoint to test against instead of the embedded chain.
+RPC_URL = os.environ.get("TESSERA_LEDGER_RPC", "")
 
 CREDITS = 1_000_000
 STAKE = 5_000
@@ -25,7 +33,7 @@ def point(i: int) -> bytes:
 
 @dataclass
 class World:
-    chain: EmbeddedChain
+    chain: Chain
     admin: LedgerClient
     providers: list[LedgerClient]
     nodes: list[LedgerClient]
@@ -45,8 +53,20 @@ class World:
         return sum(c.balance(a) for a in holders)
 
 
+def make_chain(accounts: int = 12) -> Chain:
+    """The chain under test: ``TESSERA_LEDGER_RPC``'s, else a fresh embedded one."""
+    if RPC_URL:
+        chain: Chain = RpcChain(RPC_URL)
+        if len(chain.accounts) < accounts:
+            pytest.fail(
+                f"{RPC_URL} unlocks {len(chain.accounts)} accounts, the tests need {accounts}"
+            )
+        return chain
+    return EmbeddedChain(accounts=accounts)
+
+
 def _build() -> World:
-    chain = EmbeddedChain(accounts=12)
+    chain = make_chain(12)
     deployment = deploy(chain, quorum=2, min_stake=STAKE, slash_amount=STAKE, timeout_blocks=50)
     accts = chain.accounts
     admin = LedgerClient(chain, deployment, accts[0])
@@ -104,15 +124,24 @@ def _build() -> World:
     return World(chain, admin, providers, nodes, analyst, verifiers, outsider, committee, datasets)
 
 
+@dataclass
+class _Saved:
+    world: World
+    snapshot: int
+
+
 @pytest.fixture(scope="session")
-def _world_and_snapshot() -> tuple[World, int]:
+def _world_and_snapshot() -> _Saved:
     world = _build()
-    return world, world.chain.snapshot()
+    return _Saved(world, world.chain.snapshot())
 
 
 @pytest.fixture
-def world(_world_and_snapshot: tuple[World, int]) -> Iterator[World]:
-    w, snap = _world_and_snapshot
-    w.chain.revert(snap)
+def world(_world_and_snapshot: _Saved) -> Iterator[World]:
+    saved = _world_and_snapshot
+    w = saved.world
+    w.chain.revert(saved.snapshot)
+    # Hardhat consumes a snapshot when it reverts to it: take a fresh one each time.
+    saved.snapshot = w.chain.snapshot()
     w.admin.gas_log.clear()
     yield w

@@ -8,13 +8,14 @@ accounts (Hardhat, Anvil, a dev Geth). Everything above this module only uses
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
+from eth_abi.abi import decode as abi_decode
 from eth_tester import EthereumTester, PyEVMBackend
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.rpc import HTTPProvider
-from web3.types import RPCEndpoint, Wei
+from web3.types import RPCEndpoint, RPCResponse, Wei
 
 from tessera.errors import LedgerError
 
@@ -81,11 +82,60 @@ class EmbeddedChain:
         return address
 
 
+#: Selector of Solidity's and Vyper's ``Error(string)`` revert payload.
+ERROR_SELECTOR = bytes.fromhex("08c379a0")
+
+
+def decode_revert_data(data: bytes) -> str | None:
+    """The reason string of an ``Error(string)`` revert payload, else ``None``."""
+    if data[:4] != ERROR_SELECTOR:
+        return None
+    try:
+        return str(abi_decode(["string"], data[4:])[0])
+    except Exception:  # truncated or non-UTF-8 payload: no reason to report
+        return None
+
+
+def normalize_revert(response: RPCResponse) -> RPCResponse:
+    """Rewrite a node's revert error into the geth form web3 understands.
+
+    Hardhat answers a reverted call with ``{"message": "Error: VM Exception ...
+    reverted with reason string 'x'", "data": {"data": "0x08c379a0..."}}``,
+    which web3 would surface with Hardhat's prose as the reason. Geth's form,
+    ``{"code": 3, "message": "execution reverted: x", "data": "0x08c379a0..."}``,
+    gives the contract's own reason on every node.
+    """
+    error = response.get("error")
+    if not isinstance(error, dict):
+        return response
+    data: Any = error.get("data")
+    if isinstance(data, dict):
+        data = data.get("data")
+    if not (isinstance(data, str) and data.startswith("0x")):
+        return response
+    try:
+        raw = bytes.fromhex(data[2:])
+    except ValueError:
+        return response
+    message = str(error.get("message", ""))
+    if not raw and "revert" not in message.lower():
+        return response  # an error that merely carries empty data is no revert
+    reason = decode_revert_data(raw)
+    text = f"execution reverted: {reason}" if reason is not None else "execution reverted"
+    return cast(RPCResponse, {**response, "error": {"code": 3, "message": text, "data": data}})
+
+
+class _RevertNormalizingProvider(HTTPProvider):
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        return normalize_revert(super().make_request(method, params))
+
+
 class RpcChain:
     """A JSON-RPC endpoint whose accounts the node unlocks (Hardhat, Anvil, dev Geth)."""
 
-    def __init__(self, url: str) -> None:
-        self._w3 = Web3(HTTPProvider(url))
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url
+        self._w3 = Web3(_RevertNormalizingProvider(url, request_kwargs={"timeout": timeout}))
         try:
             self._accounts = [Web3.to_checksum_address(a) for a in self._w3.eth.accounts]
         except Exception as exc:  # connection refused, bad URL, not JSON-RPC
@@ -109,7 +159,9 @@ class RpcChain:
         return int(str(self._rpc("evm_snapshot")), 16)
 
     def revert(self, snapshot: int) -> None:
-        self._rpc("evm_revert", hex(snapshot))
+        """Return to ``snapshot``; on Hardhat this consumes it (take a fresh one after)."""
+        if self._rpc("evm_revert", hex(snapshot)) is not True:
+            raise LedgerError(f"evm_revert: no snapshot {snapshot} on {self.url}")
 
     def mine(self, blocks: int = 1) -> None:
         for _ in range(blocks):

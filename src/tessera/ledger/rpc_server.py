@@ -1,0 +1,394 @@
+"""The embedded chain served over Ethereum JSON-RPC 2.0 (HTTP POST, loopback only).
+
+Several processes (nodes, the market CLI, a notebook) share one in-process
+py-evm chain through this server; to them it looks like any other node, so
+they use :class:`~tessera.ledger.chain.RpcChain`. Requests are dispatched one
+at a time (a lock) to web3's ``EthereumTesterProvider``; results are rewritten
+into standard JSON-RPC form (hex quantities, camelCase keys). Errors::
+
+    -32700  parse error            the body is not JSON
+    -32600  invalid request        not a JSON-RPC 2.0 request object (or an empty batch)
+    -32601  method not found
+    -32602  invalid params
+    -32603  internal error
+    -32000  execution reverted: <reason>   (``data`` carries the ABI-encoded Error(string))
+
+A body over :data:`MAX_BODY_BYTES` gets HTTP 413, a request from a browser page
+(an ``Origin`` header) or for a non-loopback ``Host`` gets HTTP 403: the
+accounts are unlocked, so nothing but local processes may talk to the chain.
+``evm_snapshot``, ``evm_revert`` (returns ``false`` for an unknown id) and
+``evm_mine`` work as on Hardhat, except that a snapshot survives a revert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import re
+import socket
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, Final
+
+import uvicorn
+from eth_abi.abi import encode as abi_encode
+from eth_tester.exceptions import SnapshotNotFound, TransactionFailed
+from eth_tester.exceptions import ValidationError as TesterValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import RPCEndpoint
+
+from tessera.ledger.chain import ERROR_SELECTOR, EmbeddedChain, decode_revert_data
+
+#: Largest request body accepted (1 MiB: a contract deployment is ~30 kB of hex).
+MAX_BODY_BYTES: Final = 1 << 20
+#: Largest batch accepted.
+MAX_BATCH: Final = 1_000
+
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+EXECUTION_REVERTED: Final = -32000
+
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+class JsonRpcError(Exception):
+    """A JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str, data: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def as_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address literal) is a loopback interface."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_loopback(host: str) -> None:
+    if not is_loopback(host):
+        raise ValueError(
+            f"refusing to serve on {host!r}: the chain's accounts are unlocked, so it is "
+            "served on loopback only (127.0.0.1, ::1 or localhost)"
+        )
+
+
+# -- results as standard JSON-RPC values ------------------------------------------
+
+_CAMEL = re.compile(r"_([a-z])")
+_DROPPED_KEYS: Final = frozenset({"state_root"})  # pre-Byzantium receipt field, always b"\x01"
+
+
+def _camel(key: str) -> str:
+    return _CAMEL.sub(lambda m: m.group(1).upper(), key)
+
+
+def to_json_rpc(value: Any, key: str = "") -> Any:
+    """eth-tester's Python values as JSON-RPC ones: ints as hex quantities, bytes as hex data."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if key == "logsBloom":
+            return "0x" + value.to_bytes(256, "big").hex()
+        return hex(value)
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return [to_json_rpc(v) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k in _DROPPED_KEYS:
+                continue
+            name = _camel(str(k))
+            out[name] = to_json_rpc(v, name)
+        if "data" in out and "gas" in out and "input" not in out:
+            out["input"] = out.pop("data")  # a full transaction object, as in blocks
+        return out
+    raise TypeError(f"cannot express {type(value).__name__} in JSON-RPC")
+
+
+def _revert_error(exc: TransactionFailed) -> JsonRpcError:
+    # web3's provider re-raises eth-tester's error as text; the original (the raw
+    # revert payload) is its context.
+    original: BaseException = exc.__context__ or exc
+    raw: Any = original.args[0] if original.args else b""
+    if isinstance(raw, BaseException):
+        raw = raw.args[0] if raw.args else b""
+    if isinstance(raw, bytes | bytearray):
+        payload = bytes(raw)
+        reason = decode_revert_data(payload)
+    else:
+        reason = re.sub(r"^execution reverted:?\s*", "", str(raw)) or None
+        payload = ERROR_SELECTOR + abi_encode(["string"], [reason]) if reason else b""
+    message = f"execution reverted: {reason}" if reason else "execution reverted"
+    return JsonRpcError(EXECUTION_REVERTED, message, "0x" + payload.hex())
+
+
+def _quantity(value: Any, name: str) -> int:
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise JsonRpcError(INVALID_PARAMS, f"{name} must be a quantity") from None
+
+
+# -- dispatch ---------------------------------------------------------------------------
+
+
+class EmbeddedRpc:
+    """JSON-RPC 2.0 over an :class:`EmbeddedChain`, one call at a time."""
+
+    def __init__(self, chain: EmbeddedChain) -> None:
+        self.chain = chain
+        self._lock = threading.Lock()
+        # A bare Web3 (no web3-level middleware) over the chain's tester: the provider's
+        # own middleware turns standard JSON-RPC params into eth-tester's, and nothing
+        # formats results for a Python caller.
+        self._provider = EthereumTesterProvider(chain.tester)
+        w3 = Web3(self._provider, middleware=[])
+        self._request = self._provider.request_func(w3, w3.middleware_onion)
+        self._native: dict[str, Callable[[list[Any]], Any]] = {
+            "evm_snapshot": self._snapshot,
+            "evm_revert": self._revert,
+            "evm_mine": self._mine,
+        }
+
+    # -- the chain's own methods ---------------------------------------------
+    def _snapshot(self, params: list[Any]) -> Any:
+        return hex(self.chain.snapshot())
+
+    def _revert(self, params: list[Any]) -> Any:
+        if len(params) != 1:
+            raise JsonRpcError(INVALID_PARAMS, "evm_revert takes one snapshot id")
+        try:
+            self.chain.revert(_quantity(params[0], "snapshot id"))
+        except SnapshotNotFound:
+            return False
+        return True
+
+    def _mine(self, params: list[Any]) -> Any:
+        self.chain.mine(1)
+        return "0x0"
+
+    def _known(self, method: str) -> bool:
+        namespace, _, endpoint = method.partition("_")
+        endpoints = self._provider.api_endpoints or {}
+        return endpoint in endpoints.get(namespace, {})
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        """The JSON-RPC result of ``method``; raises :class:`JsonRpcError`."""
+        if method in self._native:
+            with self._lock:
+                return self._native[method](params)
+        if not self._known(method):
+            raise JsonRpcError(METHOD_NOT_FOUND, f"the method {method} does not exist")
+        try:
+            with self._lock:
+                response = self._request(RPCEndpoint(method), params)
+        except TransactionFailed as exc:
+            raise _revert_error(exc) from exc
+        except (TesterValidationError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise JsonRpcError(INVALID_PARAMS, f"invalid params for {method}: {exc}") from exc
+        except Exception as exc:  # py-evm and eth-tester errors share no base class
+            raise JsonRpcError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}") from exc
+        error = response.get("error")
+        if error is not None:
+            message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            code = METHOD_NOT_FOUND if "RPC Endpoint" in message else INTERNAL_ERROR
+            raise JsonRpcError(code, message)
+        return to_json_rpc(response.get("result"))
+
+    # -- JSON-RPC 2.0 framing ----------------------------------------------------
+    def handle_one(self, request: Any) -> dict[str, Any] | None:
+        """The response object for one request (``None`` for a notification)."""
+        if not isinstance(request, dict):
+            return _error_response(None, JsonRpcError(INVALID_REQUEST, "invalid request"))
+        request_id = request.get("id")
+        if not isinstance(request_id, str | int | type(None)) or isinstance(request_id, bool):
+            request_id = None
+        method, params = request.get("method"), request.get("params", [])
+        if request.get("jsonrpc") != "2.0" or not isinstance(method, str):
+            problem = "invalid request: needs jsonrpc '2.0' and a method name"
+            return _error_response(request_id, JsonRpcError(INVALID_REQUEST, problem))
+        if not isinstance(params, list):
+            problem = "invalid params: by-position (an array) only"
+            return _error_response(request_id, JsonRpcError(INVALID_PARAMS, problem))
+        try:
+            result = self.call(method, params)
+        except JsonRpcError as exc:
+            reply: dict[str, Any] = _error_response(request_id, exc)
+        else:
+            reply = {"jsonrpc": "2.0", "id": request_id, "result": result}
+        return reply if "id" in request else None
+
+    def handle_body(self, body: bytes) -> Any:
+        """The response to an HTTP body: an object, a list (batch) or ``None``."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _error_response(None, JsonRpcError(PARSE_ERROR, "parse error"))
+        if isinstance(payload, list):
+            if not payload or len(payload) > MAX_BATCH:
+                problem = f"invalid request: a batch holds 1 to {MAX_BATCH} requests"
+                return _error_response(None, JsonRpcError(INVALID_REQUEST, problem))
+            replies = [r for r in map(self.handle_one, payload) if r is not None]
+            return replies or None
+        return self.handle_one(payload)
+
+
+def _error_response(request_id: Any, error: JsonRpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.as_json()}
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+def _refused(status: int, message: str) -> JSONResponse:
+    body = _error_response(None, JsonRpcError(INVALID_REQUEST, message))
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(rpc: EmbeddedRpc, max_body: int = MAX_BODY_BYTES) -> Starlette:
+    """The ASGI app: ``POST /`` with a JSON-RPC request or batch."""
+
+    async def endpoint(request: Request) -> Response:
+        if "origin" in request.headers:
+            return _refused(403, "cross-origin requests are refused")
+        host = request.headers.get("host", "")
+        if not is_loopback(re.sub(r":\d+$", "", host)):
+            return _refused(403, f"Host {host!r} is not a loopback address")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body:
+            return _refused(413, f"request body exceeds {max_body} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                return _refused(413, f"request body exceeds {max_body} bytes")
+        reply = await run_in_threadpool(rpc.handle_body, bytes(body))
+        if reply is None:
+            return Response(status_code=204)
+        return JSONResponse(reply)
+
+    return Starlette(routes=[Route("/", endpoint, methods=["POST"])])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, announcing readiness, and exiting normally on SIGINT/SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self._on_ready()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn re-raises a caught signal after shutting down (a KeyboardInterrupt,
+        # or death by SIGTERM); a served chain that stopped as asked exits with 0.
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+class RpcServer:
+    """An :class:`EmbeddedRpc` bound to a loopback port (``port=0``: any free one)."""
+
+    def __init__(
+        self,
+        chain: EmbeddedChain,
+        host: str = "127.0.0.1",
+        port: int = 8545,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
+        check_loopback(host)
+        self.chain = chain
+        address = "127.0.0.1" if host.lower() == "localhost" else host.strip("[]")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Accepted connections inherit this; without it a response written in two
+            # parts waits out the client's delayed ACK (40 ms a request).
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._socket.bind((address, port))
+            self._socket.listen(128)
+        except OSError:
+            self._socket.close()
+            raise
+        self.port = int(self._socket.getsockname()[1])
+        self.url = f"http://{f'[{address}]' if family == socket.AF_INET6 else address}:{self.port}"
+        config = uvicorn.Config(
+            create_app(EmbeddedRpc(chain), max_body),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self._ready = threading.Event()
+        self._announce: Callable[[str], None] | None = None
+        self._server = _Server(config, self._started)
+        self._thread: threading.Thread | None = None
+
+    def _started(self) -> None:
+        self._ready.set()
+        if self._announce is not None:
+            self._announce(self.url)
+
+    def run(self, on_ready: Callable[[str], None] | None = None) -> None:
+        """Serve until SIGINT/SIGTERM (in the main thread) or :meth:`stop`.
+
+        ``on_ready`` gets the URL once the server accepts requests.
+        """
+        self._announce = on_ready
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._socket.close()
+
+    def start(self, timeout: float = 10.0) -> RpcServer:
+        """Serve from a background thread; returns once the server answers."""
+        self._thread = threading.Thread(target=self.run, name="tessera-rpc", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("the JSON-RPC server did not start")
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        with contextlib.suppress(OSError):
+            self._socket.close()
+
+    def __enter__(self) -> RpcServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
