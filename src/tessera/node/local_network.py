@@ -49,6 +49,8 @@ from tessera.dp import (
     rho_to_eps_delta,
 )
 from tessera.errors import BudgetExceeded, PolicyViolation, QueryError
+from tessera.ledger.client import MAX_BOUNDS_BYTES, encode_bounds
+from tessera.node.ledger_session import LedgerReceipt, LedgerSession, schema_hash
 from tessera.protocol.aggregation import (
     AggregationRecord,
     NodeKey,
@@ -73,10 +75,18 @@ class DatasetPolicy:
     budget_rho: float = 5.0
     max_rows: int = 1_000_000
     allow_exact: bool = False  # may a query run without noise?
+    price_per_query: int = 0  # credits escrowed per query / per training run
+    price_per_training: int = 0
+    node_share_bps: int = 2_000  # the computing nodes' share of the price (basis points)
+    tags: tuple[str, ...] = ()  # catalog tags
 
     def __post_init__(self) -> None:
         if self.min_cohort < 1 or self.max_rows < 1 or self.budget_rho <= 0:
             raise ValueError("min_cohort, max_rows and budget_rho must be positive")
+        if self.price_per_query < 0 or self.price_per_training < 0:
+            raise ValueError("prices must be non-negative")
+        if not 0 <= self.node_share_bps <= 10_000:
+            raise ValueError("node_share_bps must be in [0, 10000]")
 
 
 @dataclass
@@ -88,6 +98,7 @@ class Provider:
     policies: dict[str, DatasetPolicy]
     budgets: dict[str, PrivacyBudget]
     reports: list[dict[str, Any]] = field(default_factory=list)  # the provider's own log
+    datasets: dict[str, int] = field(default_factory=dict)  # table -> catalog id on the ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,7 @@ class QueryResult:
     excluded_providers: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     role_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    ledger: LedgerReceipt | None = None  # transactions, gas and settlement on the ledger
 
     @property
     def verified(self) -> bool:
@@ -172,6 +184,7 @@ class LocalNetwork:
         *,
         seed: int | bytes | str | None = None,
         dlog: DiscreteLog | None = None,
+        ledger: LedgerSession | None = None,
     ) -> None:
         if not 1 <= threshold <= computing_nodes:
             raise ValueError(f"threshold {threshold} must be in [1, {computing_nodes}]")
@@ -182,6 +195,13 @@ class LocalNetwork:
         )
         self._dlog = dlog
         self.keys: dict[int, DkgResult] = run_dkg(computing_nodes, threshold, self._rng)[0]
+        if ledger is not None and ledger.committee is not None:
+            raise ValueError("this ledger session already serves another committee")
+        self.ledger = ledger or LedgerSession(
+            rng=SeededRng(f"ledger/{seed!r}") if seed is not None else SystemRng()
+        )
+        k = next(iter(self.keys.values()))
+        self.ledger.register_committee(threshold, k.public_key, k.public_shares)
         self.providers: dict[str, Provider] = {}
         self._counter = 0
         self.cheating_nodes: tuple[int, ...] = ()  # test hook: nodes that corrupt key switching
@@ -233,8 +253,36 @@ class LocalNetwork:
         pol = {tbl: (policies or {}).get(tbl, DatasetPolicy()) for tbl in tables}
         budgets = {tbl: PrivacyBudget(f"{name}/{tbl}", p.budget_rho) for tbl, p in pol.items()}
         prov = Provider(name, db, numeric, cats, pol, budgets)
+        self.ledger.add_provider(name)
+        for tbl, p in pol.items():
+            prov.datasets[tbl] = self._list(name, tbl, numeric.get(tbl, {}), cats.get(tbl, {}), p)
         self.providers[name] = prov
         return prov
+
+    def _list(
+        self,
+        provider: str,
+        table: str,
+        numeric: Mapping[str, ColumnBounds],
+        categorical: Mapping[str, tuple[GroupKey, ...]],
+        policy: DatasetPolicy,
+    ) -> int:
+        """List one table in the ledger's catalog with its policy."""
+        bounds = {col: (b.lo, b.hi) for col, b in numeric.items()}
+        if len(encode_bounds(bounds)) > MAX_BOUNDS_BYTES:  # pragma: no cover - very wide tables
+            bounds = {}  # the schema hash still commits to every bound
+        listing = self.ledger.listing(
+            bounds,
+            operations=policy.allowed,
+            min_cohort=policy.min_cohort,
+            budget_rho=policy.budget_rho,
+            price_per_query=policy.price_per_query,
+            price_per_training=policy.price_per_training,
+            node_share_bps=policy.node_share_bps,
+            tags=policy.tags,
+        )
+        schema = schema_hash(table, {**numeric, **categorical})
+        return self.ledger.list_dataset(provider, schema, listing)
 
     # -- the Python API ------------------------------------------------------------------
     def sql(
@@ -467,9 +515,13 @@ class LocalNetwork:
         return rho
 
     def _next_query_id(self, payload: Mapping[str, Any]) -> bytes:
+        """32 bytes: the hash of the query's canonical JSON, a counter and fresh randomness."""
         self._counter += 1
-        body = json.dumps({**payload, "nonce": self._counter}, sort_keys=True, default=str)
-        return hashlib.sha256(body.encode()).digest()[:16]
+        nonce = self._rng.randbytes(16).hex()
+        body = json.dumps(
+            {**payload, "counter": self._counter, "nonce": nonce}, sort_keys=True, default=str
+        )
+        return hashlib.sha256(body.encode()).digest()
 
     def _evaluate_locally(
         self,
@@ -531,6 +583,24 @@ class LocalNetwork:
             per_role[who] = per_role.get(who, 0.0) + time.perf_counter() - start
             return out
 
+        # the ledger first: a query it refuses (policy, budget, escrow) reaches no provider
+        receipt = self.ledger.new_receipt(query_id)
+        timed(
+            "ledger",
+            "analyst",
+            partial(
+                self.ledger.submit,
+                query_id,
+                {f"{p.name}/{table}": p.datasets[table] for p in holders},
+                rho,
+                {s.kind for s in stats},
+                receipt,
+            ),
+        )
+        if rho is not None:
+            for p in holders:  # the providers' own accountants mirror the on-chain budgets
+                p.budgets[table].spend(rho)
+        t0 = time.perf_counter()
         local, excluded = self._evaluate_locally(
             table, holders, bounds, plan, stats, where, query_id, timed
         )
@@ -542,8 +612,6 @@ class LocalNetwork:
         noise_bounds: list[int] = []
         if rho is not None:
             noise, noise_bounds, sd = self._noise(plan, rho, delta)
-            for name in local:
-                self.providers[name].budgets[table].spend(rho)
         t1 = time.perf_counter()
         k = next(iter(self.keys.values()))
         analyst = keygen(self._rng)
@@ -581,6 +649,7 @@ class LocalNetwork:
                 self._rng,
             )
             verdict = verify_record(record)
+        self.ledger.settle(record, verdict, receipt, step=timed)
 
         t3 = time.perf_counter()
         scaled = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}
@@ -604,9 +673,11 @@ class LocalNetwork:
                 "local": t_local,
                 "crypto": t_crypto,
                 "verify": t_verify,
+                "ledger": receipt.seconds,
                 "latency": critical_path(roles),
             },
             role_seconds=roles,
+            ledger=receipt,
         )
 
     def _noise(
@@ -648,7 +719,7 @@ def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
     def slowest(role: str) -> float:
         return max(roles[role].values()) if roles.get(role) else 0.0
 
-    after = ("aggregate", "key-switch", "combine", "analyst", "decode")
+    after = ("aggregate", "key-switch", "combine", "analyst", "decode", "ledger")
     return max(slowest("provider"), slowest("noise")) + sum(slowest(r) for r in after)
 
 

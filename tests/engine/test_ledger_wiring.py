@@ -1,0 +1,143 @@
+"""Every query of the in-process network goes through the contracts: admission, escrow,
+the audit trail, the verifiers' verdict and settlement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tessera.crypto.dlog import BabyStepTable, DiscreteLog
+from tessera.errors import BudgetExceeded, PolicyViolation
+from tessera.ledger import Listing
+from tessera.node.ledger_session import NODE_STAKE, check_trail
+from tessera.node.local_network import DatasetPolicy, LocalNetwork
+
+PRICE = 1_000
+POLICY = DatasetPolicy(
+    min_cohort=5, budget_rho=2.0, price_per_query=PRICE, node_share_bps=3_000, tags=("clinic",)
+)
+
+
+@pytest.fixture(scope="module")
+def dlog() -> DiscreteLog:
+    return DiscreteLog(BabyStepTable.build(1 << 12), max_abs=1 << 32)
+
+
+def network(dlog: DiscreteLog, seed: int) -> tuple[LocalNetwork, pd.DataFrame]:
+    g = np.random.default_rng(seed)
+    net = LocalNetwork(3, 2, seed=seed, dlog=dlog)
+    frames = []
+    for i in range(2):
+        df = pd.DataFrame({"age": g.integers(18, 90, 80), "smoker": g.integers(0, 2, 80)})
+        frames.append(df)
+        net.add_provider(
+            f"p{i}",
+            tables={"patients": df},
+            bounds={"patients": {"age": (0, 100), "smoker": (0, 1)}},
+            policies={"patients": POLICY},
+        )
+    return net, pd.concat(frames, ignore_index=True)
+
+
+def balances(net: LocalNetwork) -> dict[str, int]:
+    led = net.ledger
+    who = {"analyst": led.analyst.address, "market": led.deployment.market}
+    who |= {f"node-{i}": n.address for i, n in led.nodes.items()}
+    who |= {name: p.address for name, p in led.providers.items()}
+    return {k: led.admin.balance(a) for k, a in who.items()}
+
+
+def test_honest_query_is_admitted_audited_and_settled(dlog: DiscreteLog) -> None:
+    net, pooled = network(dlog, seed=21)
+    led = net.ledger
+    before = balances(net)
+    res = net.sql("SELECT COUNT(*), SUM(age) FROM patients", epsilon=1.0)
+    assert res.verified and res.ledger is not None
+    receipt = res.ledger
+    assert receipt.status == "passed" and receipt.price == 2 * PRICE
+    assert receipt.query_id == "0x" + res.query_id and len(res.query_id) == 64
+    for label in ("submit_query", "contribution/p0", "contribution/p1", "result"):
+        assert receipt.transactions[label].startswith("0x")
+    assert {f"commit/node-{i}" for i in led.nodes} <= set(receipt.transactions)
+    assert any(k.startswith("verdict/") for k in receipt.transactions)
+    assert receipt.total_gas > 0 and receipt.trail_failures == ()
+    after = balances(net)
+    assert before["analyst"] - after["analyst"] == receipt.price - (600 - 3 * 200)
+    assert after["p0"] - before["p0"] == 700 and after["p1"] - before["p1"] == 700
+    assert all(after[f"node-{i}"] - before[f"node-{i}"] == 200 for i in led.nodes)
+    assert after["market"] == 0
+    # the audit trail on-chain matches the record the analyst got
+    trail = led.admin.audit_trail(bytes.fromhex(res.query_id))
+    providers = {name: p.address for name, p in led.providers.items()}
+    nodes = {i: n.address for i, n in led.nodes.items()}
+    assert check_trail(trail, res.record, providers, nodes, led.analyst.address) == []
+    # on-chain budget spent by the query's cost on both datasets
+    for p in net.providers.values():
+        ds = led.admin.dataset(p.datasets["patients"])
+        assert ds.budget_spent >= res.privacy_cost.rho * 1e6 > 0  # type: ignore[union-attr]
+        assert ds.tags == ("clinic",) and ds.price_per_query == PRICE
+    assert abs(res["count(*)"] - len(pooled)) < 60
+
+
+def test_a_query_the_contract_refuses_reaches_no_provider(dlog: DiscreteLog) -> None:
+    net, _ = network(dlog, seed=22)
+    led = net.ledger
+    p1 = led.providers["p1"].client
+    d1 = net.providers["p1"].datasets["patients"]
+    # the provider lowers its cap on-chain; its local accountant still has budget left
+    p1.update_dataset(d1, Listing(bounds={}, budget_cap=1_000, min_cohort=5))
+    before = balances(net)
+    with pytest.raises(BudgetExceeded, match=r"ledger refused.*p1/patients"):
+        net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    assert all(not p.reports for p in net.providers.values())  # never evaluated
+    assert balances(net) == before  # nothing escrowed
+    assert led.admin.dataset(net.providers["p0"].datasets["patients"]).budget_spent == 0
+    p1.update_dataset(d1, Listing(bounds={}, operations=frozenset({"count"}), budget_cap=2 * 10**6))
+    with pytest.raises(PolicyViolation, match=r"ledger refused.*operation not allowed"):
+        net.sql("SELECT AVG(age) FROM patients", epsilon=1.0)
+    assert all(not p.reports for p in net.providers.values())
+    assert net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0).ledger.status == "passed"  # type: ignore[union-attr]
+
+
+def test_cheating_node_is_slashed_and_the_honest_ones_paid(dlog: DiscreteLog) -> None:
+    net, pooled = network(dlog, seed=23)
+    led = net.ledger
+    net.cheating_nodes = (2,)
+    before = balances(net)
+    res = net.sql("SELECT SUM(age) FROM patients", epsilon=1.0)
+    assert res.verified and res.verdict.cheaters == (2,)
+    assert res.ledger is not None and res.ledger.status == "passed"
+    assert res.ledger.slashed == (led.nodes[2].address,)
+    cheater = led.admin.participant(led.nodes[2].address)
+    assert cheater.stake == 0 and cheater.reputation < 0
+    after = balances(net)
+    assert after["node-2"] == before["node-2"]
+    honest_pay = 2 * PRICE * 3_000 // 10_000 // 2
+    assert after["node-1"] - before["node-1"] == honest_pay
+    assert after["node-3"] - before["node-3"] == honest_pay
+    # the analyst paid the price and received the slashed stake
+    assert after["analyst"] - before["analyst"] == NODE_STAKE - 2 * PRICE
+    assert abs(res.value - pooled.age.sum()) < 2_000
+
+
+def test_node_with_a_bad_noise_proof_is_slashed_and_the_trail_still_matches(
+    dlog: DiscreteLog,
+) -> None:
+    net, _ = network(dlog, seed=24)
+    led = net.ledger
+    net.noise_cheating_nodes = (1,)
+    res = net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    assert res.verified and res.verdict.cheaters == (1,)  # its noise set aside, named
+    assert res.ledger is not None and res.ledger.trail_failures == ()
+    assert res.ledger.slashed == (led.nodes[1].address,)
+    assert led.admin.participant(led.nodes[1].address).stake == 0
+    # a record altered after the fact no longer matches what its authors committed
+    trail = led.admin.audit_trail(bytes.fromhex(res.query_id))
+    providers = {name: p.address for name, p in led.providers.items()}
+    nodes = {i: n.address for i, n in led.nodes.items()}
+    res.record.contributions.reverse()
+    res.record.contributions[0] = res.record.contributions[1]
+    failures = check_trail(trail, res.record, providers, nodes, led.analyst.address)
+    assert any("contribution of" in f for f in failures)
+    assert any("proof bundle" in f for f in failures)
