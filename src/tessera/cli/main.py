@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tessera.cli.ledger import app as ledger_app
+from tessera.cli.market import app as market_app
 from tessera.cli.telemetry import app as telemetry_app
 from tessera.errors import TesseraError, exit_code
 
@@ -21,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(telemetry_app, name="telemetry", help="Telemetry mode: Prio3 / Poplar1 service.")
+app.add_typer(ledger_app, name="ledger", help="The ledger: serve the embedded chain, deploy.")
+app.add_typer(market_app, name="market", help="The data market: catalog, purchases, ratings.")
 _err = Console(stderr=True)
 
 

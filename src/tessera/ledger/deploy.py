@@ -9,7 +9,7 @@ from typing import Any
 
 from tessera.errors import LedgerError
 from tessera.ledger.chain import Chain
-from tessera.ledger.compile import Artifact, load_all
+from tessera.ledger.compile import Artifact, _atomic_write, load_all
 
 #: Defaults for a local network: 1 verifier decides, a node stakes 1000 credits.
 DEFAULT_QUORUM = 1
@@ -41,7 +41,8 @@ class Deployment:
             raise LedgerError(f"malformed deployment record: {exc}") from exc
 
     def save(self, path: Path) -> None:
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        """Write the record atomically (a reader never sees half a file)."""
+        _atomic_write(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Deployment:
