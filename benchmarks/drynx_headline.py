@@ -78,7 +78,14 @@ def build(
 ) -> tuple[LocalNetwork, pd.DataFrame]:
     dlog = discrete_log(bound=1 << 14) if quick else discrete_log()
     net = LocalNetwork(nodes, threshold, dlog=dlog)  # production randomness and OpenDP noise
-    policy = DatasetPolicy(min_cohort=10, budget_rho=1e6, max_rows=rows_each)
+    policy = DatasetPolicy(
+        min_cohort=10,
+        budget_rho=1e6,
+        max_rows=rows_each,
+        price_per_query=10,
+        price_per_training=100,
+        tags=("clinical",),
+    )
     frames = []
     for i in range(providers):
         df = make_data(rows_each, 1000 + i)
@@ -122,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     providers, rows, nodes, t = (3, 2000, 3, 2) if args.quick else (12, 50_000, 6, 4)
     eps = args.epsilon
     net, _pooled = build(providers, rows, nodes, t, args.quick)
+    setup_gas = ledger_gas(tx.action for tx in net.ledger.admin.gas_log)
+    setup_gas_used = {a: g for a, g in _mean_gas(net.ledger.admin.gas_log).items()}
     feats = list(FEATURES)
 
     res, wall = timed(lambda: net.logistic_regression("records", "diabetic", feats, epsilon=eps))
@@ -166,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "slowest_stage": stages,
         "reference_drynx": {"latency_s": 1.96, "verify_s": 22.4},
         "role_seconds_max": {k: max(v.values()) for k, v in res.role_seconds.items()},
+        "ledger": ledger_figures(res, wall, setup_gas, setup_gas_used),
     }
     if args.json:
         json.dump(out, sys.stdout)
@@ -181,10 +191,68 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'wall_s':<12} {wall:>10.3f}")
     print(f"accuracy on held-out data: {acc:.4f} (scikit-learn on plaintext: {acc_sklearn:.4f})")
     print(f"verified: {res.verified}")
+    led = out["ledger"]
+    print(
+        f"\nledger (embedded py-evm chain): {led['transactions']} transactions, "
+        f"{led['gas_total']:,} gas, {led['seconds']:.3f} s = {led['share_of_wall']:.1%} of the "
+        f"query's wall time; on the critical path {led['critical_seconds']:.3f} s = "
+        f"{led['share_of_latency']:.1%} of latency_s + that; status {led['status']}"
+    )
+    for step, gas in led["gas_per_step"].items():
+        print(f"  {step:<26} {gas:>10,} gas")
     print("\nper-operation latency_s (12 providers × 50,000 rows):" if not args.quick else "")
     for name, sec in ops.items():
         print(f"  {name:<22} {sec:>8.3f}  slowest stage: {stages[name]}")
     return 0
+
+
+def _step(label: str) -> str:
+    """A transaction label without who sent it: ``contribution/provider-03`` -> ``contribution``."""
+    return label.split("/")[0]
+
+
+def _mean_gas(txs: Any) -> dict[str, int]:
+    per: dict[str, list[int]] = {}
+    for tx in txs:
+        per.setdefault(tx.action, []).append(tx.gas_used)
+    return {a: round(sum(v) / len(v)) for a, v in per.items()}
+
+
+def ledger_gas(actions: Any) -> int:
+    return sum(1 for _ in actions)
+
+
+def ledger_figures(
+    res: QueryResult, wall: float, setup_txs: int, setup_gas: dict[str, int]
+) -> dict[str, Any]:
+    """The ledger's share of one query: gas per step (mean over senders) and wall time."""
+    receipt = res.ledger
+    assert receipt is not None
+    per: dict[str, list[int]] = {}
+    for label, gas in receipt.gas.items():
+        name = _step(label)
+        if name == "commit":  # the leader also commits the aggregate and the proof bundle
+            name = (
+                "commit (leader)"
+                if gas == max(receipt.gas[k] for k in receipt.gas if _step(k) == "commit")
+                else "commit (node)"
+            )
+        per.setdefault(name, []).append(gas)
+    return {
+        "status": receipt.status,
+        "price": receipt.price,
+        "transactions": len(receipt.transactions),
+        "gas_total": receipt.total_gas,
+        "gas_per_step": {k: round(sum(v) / len(v)) for k, v in per.items()},
+        "seconds": receipt.seconds,
+        "share_of_wall": receipt.seconds / wall,
+        "critical_seconds": res.seconds["ledger_critical"],
+        "share_of_latency": res.seconds["ledger_critical"]
+        / (res.seconds["latency"] + res.seconds["ledger_critical"]),
+        "setup_transactions": setup_txs,
+        "setup_gas_per_action": setup_gas,
+        "target_share": 0.20,
+    }
 
 
 def _correlation(feats: list[str]) -> Any:

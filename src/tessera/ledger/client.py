@@ -588,13 +588,19 @@ class LedgerClient:
         privacy_cost: int,
         operations: Iterable[str],
         kind: QueryKind = "query",
+        *,
+        approve: bool = True,
     ) -> Tx:
-        """Analyst: submit a query and escrow its price (approves the market if needed).
+        """Analyst: submit a query and escrow its price.
 
-        ``privacy_cost`` is in micro-ρ and is charged to every dataset's budget.
+        ``privacy_cost`` is in micro-ρ and is charged to every dataset's budget. With
+        ``approve`` the client first reads the price and approves the market for it if
+        the allowance falls short; an analyst who approved the market once for a large
+        amount passes ``approve=False`` and saves those calls.
         """
         ids = sorted(set(dataset_ids))
-        self._ensure_allowance(self.deployment.market, self.quote(ids, kind))
+        if approve:
+            self._ensure_allowance(self.deployment.market, self.quote(ids, kind))
         fn = self.market.functions.submit_query(
             query_id_bytes(query_id),
             ids,
@@ -670,15 +676,10 @@ class LedgerClient:
         qid = query_id_bytes(query_id)
         f = self.market.functions
         trail: dict[CommitmentKind, dict[str, bytes]] = {}
-        for i, kind in enumerate(COMMITMENT_KINDS):
-            authors = self._view("committers_of", f.committers_of(qid, i))
-            if authors:
-                trail[kind] = {
-                    Web3.to_checksum_address(a): bytes(
-                        self._view("commitment", f.commitment(qid, i, a))
-                    )
-                    for a in authors
-                }
+        for kind, author, digest in self._view("trail", f.trail(qid)):
+            trail.setdefault(COMMITMENT_KINDS[int(kind)], {})[Web3.to_checksum_address(author)] = (
+                bytes(digest)
+            )
         verdicts = int(self._view("verdict_count", f.verdict_count(qid)))
         return AuditTrail(query_id=qid, commitments=trail, verdicts=verdicts)
 

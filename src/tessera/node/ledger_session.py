@@ -132,9 +132,8 @@ def check_trail(
         )
     names = {a: n for n, a in providers.items()}
     for author in trail.of("contribution").keys() - seen:
-        failures.append(
-            f"contribution of {names.get(author, author)}: committed on-chain, missing from the record"
-        )
+        who = names.get(author, author)
+        failures.append(f"contribution of {who}: committed on-chain, missing from the record")
     for nc in [*record.noise, *record.rejected_noise]:
         expect("noise", nodes[nc.node], f"noise of node {nc.node}", codec.noise_digest(qid, nc))
     for i, shares in record.key_switch_shares.items():
@@ -178,6 +177,7 @@ class LedgerSession:
         self.setup_log: list[Tx] = self.admin.gas_log
         self.analyst = self._participant("analyst", "analyst")
         self.admin.mint(self.analyst.address, analyst_credits)
+        self.analyst.client.approve(self.deployment.market, 2**256 - 1)  # once, not per query
         self.verifiers = [self._participant(f"verifier-{i}", "verifier") for i in range(verifiers)]
         self.nodes: dict[int, Participant] = {}
         self.providers: dict[str, Participant] = {}
@@ -241,7 +241,7 @@ class LedgerSession:
         try:
             txs_before = len(self.analyst.client.gas_log)
             self.analyst.client.submit_query(
-                query_id, datasets.values(), self.committee, cost, ops, kind
+                query_id, datasets.values(), self.committee, cost, ops, kind, approve=False
             )
         except LedgerError as exc:
             raise self._refusal(exc, datasets, cost) from exc
@@ -249,7 +249,6 @@ class LedgerSession:
             receipt.seconds += time.perf_counter() - start
         for tx in self.analyst.client.gas_log[txs_before:]:
             receipt.record(tx.action, tx)
-        receipt.price = self.admin.query(query_id).price
 
     def _refusal(self, exc: LedgerError, datasets: Mapping[str, int], cost: int) -> Exception:
         if exc.reason == "privacy budget exceeded":
@@ -310,7 +309,10 @@ class LedgerSession:
             digest = codec.release_digest(qid, record.release)
             timed("analyst", "result", partial(self.analyst.client.post_result, qid, digest))
         # the verifiers: the record against the trail, then the proofs' verdict
-        trail = self.admin.audit_trail(qid)
+        first = self.verifiers[0]
+        start = time.perf_counter()
+        trail = run("ledger", first.label, partial(first.client.audit_trail, qid))
+        receipt.seconds += time.perf_counter() - start
         failures = check_trail(
             trail,
             record,
@@ -334,8 +336,24 @@ class LedgerSession:
             if posted and posted[0]:
                 break
         q = self.admin.query(qid)
-        receipt.status = q.status
-        receipt.slashed = q.cheaters
+        receipt.status, receipt.price, receipt.slashed = q.status, q.price, q.cheaters
+
+    def critical_seconds(self, seconds: Mapping[str, float]) -> float:
+        """The ledger's share of a query's latency if every party had its own machine.
+
+        ``seconds`` is per party (as ``settle``'s step reports them): the analyst's
+        submission and result, then the slowest provider, node and verifier in turn.
+        """
+        nodes = {n.label for n in self.nodes.values()}
+        verifiers = {v.label for v in self.verifiers}
+        providers = set(self.providers)
+
+        def slowest(group: set[str]) -> float:
+            return max((t for who, t in seconds.items() if who in group), default=0.0)
+
+        return (
+            seconds.get("analyst", 0.0) + slowest(providers) + slowest(nodes) + slowest(verifiers)
+        )
 
     def new_receipt(self, query_id: bytes) -> LedgerReceipt:
         return LedgerReceipt(query_id="0x" + query_id.hex(), status="new", price=0)

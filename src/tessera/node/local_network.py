@@ -674,6 +674,7 @@ class LocalNetwork:
                 "crypto": t_crypto,
                 "verify": t_verify,
                 "ledger": receipt.seconds,
+                "ledger_critical": self.ledger.critical_seconds(roles.get("ledger", {})),
                 "latency": critical_path(roles),
             },
             role_seconds=roles,
@@ -713,13 +714,15 @@ def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
 
     Roles that run side by side count their slowest member. Computing nodes draw and
     prove their noise as soon as the query is registered (it depends on the query
-    only), so that stage overlaps the providers' work.
+    only), so that stage overlaps the providers' work. The ledger's transactions are not
+    counted here (their time depends on the chain, not on the computation): see
+    ``QueryResult.seconds["ledger"]``.
     """
 
     def slowest(role: str) -> float:
         return max(roles[role].values()) if roles.get(role) else 0.0
 
-    after = ("aggregate", "key-switch", "combine", "analyst", "decode", "ledger")
+    after = ("aggregate", "key-switch", "combine", "analyst", "decode")
     return max(slowest("provider"), slowest("noise")) + sum(slowest(r) for r in after)
 
 
