@@ -43,6 +43,7 @@ MAX_TAGGED: constant(uint256) = 256
 MAX_DATASETS: constant(uint256) = 1024
 MAX_TOP: constant(uint256) = 16
 MAX_COMMITTERS: constant(uint256) = 32
+MAX_TRAIL: constant(uint256) = 192  # 6 kinds x MAX_COMMITTERS
 BPS: constant(uint256) = 10000
 REPUTATION_REWARD: constant(int256) = 1
 REPUTATION_PENALTY: constant(int256) = -10
@@ -392,9 +393,11 @@ def submit_query(
         assert self.datasets[dataset_id].active, "dataset not listed"
         allowed: uint256 = self.datasets[dataset_id].allowed_operations
         assert operations & ~allowed == 0, "operation not allowed"
-        spent: uint256 = self.datasets[dataset_id].budget_spent + privacy_cost
-        assert spent <= self.datasets[dataset_id].budget_cap, "privacy budget exceeded"
-        self.datasets[dataset_id].budget_spent = spent
+        spent: uint256 = self.datasets[dataset_id].budget_spent
+        # compared with what remains (spent <= cap always holds): `spent + privacy_cost`
+        # would overflow for a huge cost and revert without a reason
+        assert privacy_cost <= self.datasets[dataset_id].budget_cap - spent, "privacy budget exceeded"
+        self.datasets[dataset_id].budget_spent = spent + privacy_cost
         self.datasets[dataset_id].queries += 1
         dataset_price: uint256 = self.datasets[dataset_id].price_per_query
         if kind == KIND_TRAINING:
@@ -500,6 +503,25 @@ def commitment(query_id: bytes32, kind: uint8, author: address) -> bytes32:
 @view
 def committers_of(query_id: bytes32, kind: uint8) -> DynArray[address, MAX_COMMITTERS]:
     return self.committers[query_id][kind]
+
+
+struct Commitment:
+    kind: uint8
+    author: address
+    digest: bytes32
+
+
+@external
+@view
+def trail(query_id: bytes32) -> DynArray[Commitment, MAX_TRAIL]:
+    """@notice The whole audit trail of a query in one call: every commitment, by kind."""
+    out: DynArray[Commitment, MAX_TRAIL] = []
+    for kind: uint8 in range(RESULT + 1):
+        for author: address in self.committers[query_id][kind]:
+            out.append(
+                Commitment(kind=kind, author=author, digest=self.commitments[query_id][kind][author])
+            )
+    return out
 
 
 # -- verdicts and settlement --------------------------------------------------
