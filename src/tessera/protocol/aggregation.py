@@ -38,7 +38,7 @@ from tessera.crypto.threshold import (
     key_switch_share,
 )
 from tessera.crypto.transcript import Transcript
-from tessera.errors import InvalidProof, ProtocolError
+from tessera.errors import InvalidProof, ProtocolError, TransportError
 
 DEFAULT_LIMB_BITS = 21
 _RELEASE = b"tessera/analyst-release/v1"
@@ -558,6 +558,33 @@ class NodeKey:
 
 
 StepRunner = Callable[[str, str, Callable[[], Any]], Any]
+#: A computing node's key switching of an aggregate (its shares with their proofs).
+KeySwitcher = Callable[[Sequence[Ciphertext]], list[KeySwitchShare]]
+
+
+def key_switchers(
+    query: AggregationQuery,
+    node_keys: Sequence[NodeKey],
+    rng: Rng,
+    cheating_nodes: Sequence[int] = (),
+) -> dict[int, KeySwitcher]:
+    """In-memory key switchers from the nodes' secret shares.
+
+    ``cheating_nodes`` is a test hook: those nodes corrupt their first share (keeping
+    its proof, which then fails).
+    """
+
+    def switcher(k: NodeKey) -> KeySwitcher:
+        def run(agg: Sequence[Ciphertext]) -> list[KeySwitchShare]:
+            shares = key_switch(query, k.index, k.secret_share, agg, rng)
+            if k.index in cheating_nodes:
+                s = shares[0]
+                shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
+            return shares
+
+        return run
+
+    return {k.index: switcher(k) for k in node_keys}
 
 
 def run_directly(role: str, who: str, fn: Callable[[], Any]) -> Any:
@@ -633,23 +660,29 @@ def switch_and_release(
     rng: Rng,
     cheating_nodes: Sequence[int] = (),
     step: StepRunner = run_directly,
+    switchers: Mapping[int, KeySwitcher] | None = None,
 ) -> list[int]:
-    """Aggregate, key-switch, combine and release ``rec`` (filled in place); the decoded vector."""
+    """Aggregate, key-switch, combine and release ``rec`` (filled in place); the decoded vector.
+
+    The nodes switch through ``switchers`` (node index -> its key switcher; by default
+    built from ``node_keys``). A node whose switcher raises is left out: the analyst
+    combines any ``threshold`` valid nodes.
+    """
     query = rec.query
+    if switchers is None:
+        switchers = key_switchers(query, node_keys, rng, cheating_nodes)
     rec.aggregate = step(
         "aggregate", "committee", lambda: aggregate(query, rec.contributions, rec.noise)
     )
     rec.key_switch_shares = {}
-    for k in node_keys:
-        shares: list[KeySwitchShare] = step(
-            "key-switch",
-            str(k.index),
-            partial(key_switch, query, k.index, k.secret_share, rec.aggregate, rng),
-        )
-        if k.index in cheating_nodes:  # test-only: corrupt the first share
-            s = shares[0]
-            shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
-        rec.key_switch_shares[k.index] = shares
+    for index, switch in sorted(switchers.items()):
+        try:
+            shares: list[KeySwitchShare] = step(
+                "key-switch", str(index), partial(switch, rec.aggregate)
+            )
+        except TransportError:
+            continue  # a node that is down: the others may still make a quorum
+        rec.key_switch_shares[index] = shares
     excluded_before = [n for n in rec.excluded_nodes if n in {nc.node for nc in rec.rejected_noise}]
     rec.switched, bad, rec.used_nodes = step(
         "combine",
@@ -673,6 +706,7 @@ def set_aside_noise(
     dlog: DiscreteLog,
     rng: Rng,
     step: StepRunner = run_directly,
+    switchers: Mapping[int, KeySwitcher] | None = None,
 ) -> list[int]:
     """Recover from nodes whose noise proofs fail: drop their noise, redo the switch.
 
@@ -684,4 +718,6 @@ def set_aside_noise(
     rec.rejected_noise += [nc for nc in rec.noise if nc.node in drop]
     rec.noise = [nc for nc in rec.noise if nc.node not in drop]
     rec.excluded_nodes = sorted({*rec.excluded_nodes, *drop})
-    return switch_and_release(rec, node_keys, analyst_secret, dlog, rng, step=step)
+    return switch_and_release(
+        rec, node_keys, analyst_secret, dlog, rng, step=step, switchers=switchers
+    )
