@@ -14,7 +14,11 @@ Every error Tessera raises on purpose derives from :class:`TesseraError`::
     │   └── BudgetExceeded   a query would overspend a privacy budget
     ├── LedgerError          the chain refused a transaction (carries the revert reason)
     ├── TransportError       a peer could not be reached or answered badly
-    └── ConfigError          a configuration or key file is missing or malformed
+    │   └── RemoteError      a peer refused with an error this tree does not name
+    ├── ConfigError          a configuration or key file is missing or malformed
+    ├── Unauthorized         a request without a valid signature by a registered key
+    │   └── Replay           a request seen before, or stamped outside the time window
+    └── NotFound             a request for an endpoint or object the peer does not have
 
 Third-party exceptions are converted at the boundary with ``raise X from exc``.
 The command line maps each class to a one-line message and an exit code
@@ -72,8 +76,28 @@ class TransportError(TesseraError):
     """A peer that could not be reached, or that answered badly."""
 
 
+class RemoteError(TransportError):
+    """A peer that refused a request with an error not in this tree; ``status`` is HTTP's."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ConfigError(TesseraError):
     """A configuration or key file that is missing or malformed."""
+
+
+class Unauthorized(TesseraError):
+    """A request whose signature is missing, invalid, or not by the sender's registered key."""
+
+
+class Replay(Unauthorized):
+    """A request whose nonce was seen before, or whose timestamp is outside the window."""
+
+
+class NotFound(TesseraError):
+    """An endpoint or object that the peer does not have."""
 
 
 #: Exit codes of the command line, most specific class first.
@@ -89,6 +113,8 @@ EXIT_CODES: tuple[tuple[type[TesseraError], int], ...] = (
     (LedgerError, 17),
     (TransportError, 18),
     (ConfigError, 19),
+    (Unauthorized, 21),
+    (NotFound, 22),
     (TesseraError, 1),
 )
 
