@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -325,11 +328,21 @@ def _call(action: str, fn: Callable[[], _T]) -> _T:
 class LedgerClient:
     """The contracts of one :class:`Deployment`, as seen by ``account``."""
 
-    def __init__(self, chain: Chain, deployment: Deployment, account: str) -> None:
+    def __init__(
+        self, chain: Chain, deployment: Deployment, account: str, signer: bytes | None = None
+    ) -> None:
+        """``signer``: the account's private key, to sign transactions here (a chain that
+        does not hold the key, such as a served one); else the chain's unlocked account."""
         self.chain = chain
         self.deployment = deployment
         self.account = Web3.to_checksum_address(account)
         self.gas_log: list[Tx] = []
+        self._signer: LocalAccount | None = None
+        self._send_lock = threading.Lock()
+        if signer is not None:
+            self._signer = Account.from_key(signer)
+            if self._signer.address != self.account:
+                raise ValueError(f"the signing key is not account {self.account}'s")
         w3 = chain.w3
         self.token: Contract = w3.eth.contract(
             address=Web3.to_checksum_address(deployment.token),
@@ -350,6 +363,7 @@ class LedgerClient:
         other.chain, other.deployment = self.chain, self.deployment
         other.account = Web3.to_checksum_address(account)
         other.gas_log = self.gas_log
+        other._signer, other._send_lock = None, threading.Lock()
         other.token, other.registry, other.market = self.token, self.registry, self.market
         return other
 
@@ -359,8 +373,22 @@ class LedgerClient:
         # on py-evm); a revert then shows as status 0, and replaying the call on the
         # state before the transaction recovers the contract's reason.
         def send() -> Any:
-            tx_hash = fn.transact({"from": self.account, "gas": TX_GAS})
-            return self.chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+            w3 = self.chain.w3
+            if self._signer is None:
+                tx_hash = fn.transact({"from": self.account, "gas": TX_GAS})
+            else:
+                with self._send_lock:
+                    tx = fn.build_transaction(
+                        {
+                            "from": self.account,
+                            "gas": TX_GAS,
+                            "gasPrice": w3.eth.gas_price,
+                            "nonce": w3.eth.get_transaction_count(self.account, "pending"),
+                        }
+                    )
+                    signed = self._signer.sign_transaction(tx)  # type: ignore[arg-type]
+                    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            return w3.eth.wait_for_transaction_receipt(tx_hash)
 
         receipt = _call(action, send)
         if receipt["status"] != 1:

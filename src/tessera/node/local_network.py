@@ -33,7 +33,7 @@ from tessera.analytics.sets import BooleanAnd, BooleanOr, SetIntersection, SetUn
 from tessera.analytics.sql import parse_sql
 from tessera.analytics.statistic import Statistic
 from tessera.analytics.survival import KaplanMeier
-from tessera.analytics.terms import Plan, Term
+from tessera.analytics.terms import Plan
 from tessera.crypto.dkg import DkgResult, run_dkg
 from tessera.crypto.dlog import DiscreteLog
 from tessera.crypto.elgamal import keygen
@@ -45,12 +45,12 @@ from tessera.dp import (
     OpenDPSampler,
     PrivacyBudget,
     eps_to_rho,
-    plan_noise,
     rho_to_eps_delta,
 )
 from tessera.errors import BudgetExceeded, PolicyViolation, QueryError
 from tessera.ledger.client import MAX_BOUNDS_BYTES, encode_bounds
 from tessera.node.ledger_session import LedgerReceipt, LedgerSession, schema_hash
+from tessera.node.ticket import group_columns, noise_plans, plan_of
 from tessera.protocol.aggregation import (
     AggregationRecord,
     NodeKey,
@@ -473,12 +473,7 @@ class LocalNetwork:
             raise QueryError("a query needs at least one statistic")
         holders = self._holders(table)
         bounds = self._bounds(table)
-        terms: dict[str, Term] = {}
-        for s in stats:
-            s.check(bounds)
-            for term in s.terms(bounds):
-                terms.setdefault(term.name, term)
-        plan = Plan(tuple(terms.values()))
+        plan = plan_of(stats, bounds)
         rho = self._check_policies(table, holders, stats, epsilon, delta)
         return self._execute(table, holders, bounds, plan, stats, where, rho, delta)
 
@@ -534,7 +529,7 @@ class LocalNetwork:
         query_id: bytes,
         timed: StepRunner,
     ) -> tuple[dict[str, LocalResult], dict[str, str]]:
-        group_cols = sorted({c for s in stats for c in _group_columns(s)})
+        group_cols = sorted({c for s in stats for c in group_columns(s)})
         group_terms = [i for i, t in enumerate(plan.terms) if t.name.startswith("n@")]
         local: dict[str, LocalResult] = {}
         excluded: dict[str, str] = {}
@@ -685,11 +680,11 @@ class LocalNetwork:
         self, plan: Plan, rho: float, delta: float
     ) -> tuple[dict[int, list[int]], list[int], list[float]]:
         """Noise per node and term; the budget splits evenly over the terms (zCDP composition)."""
-        per_term = rho / len(plan.terms)
         noise: dict[int, list[int]] = {i: [] for i in self.keys}
         bounds, sd = [], []
-        for term in plan.terms:
-            calib = plan_noise(term.sensitivity, self.n, self.t, rho=per_term, delta=delta)
+        for term, calib in zip(
+            plan.terms, noise_plans(plan, self.n, self.t, rho, delta), strict=True
+        ):
             bounds.append(int(calib.bound))
             sd.append(float(calib.sd_all_honest) / term.scale)
             for i in self.keys:
@@ -701,12 +696,6 @@ class LocalNetwork:
             v = int(self._sampler.discrete_gaussian(sigma_sq, 1)[0])
             if abs(v) <= bound:
                 return v
-
-
-def _group_columns(stat: Statistic) -> list[str]:
-    if isinstance(stat, GroupBy):
-        return [stat.column, *_group_columns(stat.inner)]
-    return []
 
 
 def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
