@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tessera.cli.keys import app as keys_app
 from tessera.cli.ledger import app as ledger_app
 from tessera.cli.market import app as market_app
 from tessera.cli.telemetry import app as telemetry_app
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(telemetry_app, name="telemetry", help="Telemetry mode: Prio3 / Poplar1 service.")
 app.add_typer(ledger_app, name="ledger", help="The ledger: serve the embedded chain, deploy.")
 app.add_typer(market_app, name="market", help="The data market: catalog, purchases, ratings.")
+app.add_typer(keys_app, name="keys", help="Node key files: create one, show its address.")
 _err = Console(stderr=True)
 
 

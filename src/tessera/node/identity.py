@@ -222,7 +222,9 @@ def load_keystore(path: Path, password: str) -> Identity:
         key = bytes(Account.decrypt(data, password))
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
-            raise ConfigError(f"{path}: wrong password for this key file") from exc
+            raise ConfigError(
+                f"{path}: wrong password for this key file (or the file is corrupted: MAC mismatch)"
+            ) from exc
         raise ConfigError(f"{path}: malformed keystore ({exc})") from exc
     except Exception as exc:
         raise ConfigError(f"{path}: malformed keystore ({type(exc).__name__}: {exc})") from exc
