@@ -15,6 +15,9 @@ from rich.table import Table
 from tessera.cli.keys import app as keys_app
 from tessera.cli.ledger import app as ledger_app
 from tessera.cli.market import app as market_app
+from tessera.cli.network import model_app, network_app, node_app
+from tessera.cli.network import query as query_command
+from tessera.cli.network import verify as verify_command
 from tessera.cli.telemetry import app as telemetry_app
 from tessera.errors import TesseraError, exit_code
 
@@ -27,6 +30,11 @@ app.add_typer(telemetry_app, name="telemetry", help="Telemetry mode: Prio3 / Pop
 app.add_typer(ledger_app, name="ledger", help="The ledger: serve the embedded chain, deploy.")
 app.add_typer(market_app, name="market", help="The data market: catalog, purchases, ratings.")
 app.add_typer(keys_app, name="keys", help="Node key files: create one, show its address.")
+app.add_typer(node_app, name="node", help="Run one role process (provider, node, verifier).")
+app.add_typer(network_app, name="network", help="A local network as processes: up, down, status.")
+app.add_typer(model_app, name="model", help="Models over the network: regressions, survival.")
+app.command("query")(query_command)
+app.command("verify")(verify_command)
 _err = Console(stderr=True)
 
 
@@ -143,3 +151,7 @@ def demo(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m tessera.cli.main
+    main()

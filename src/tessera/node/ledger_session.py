@@ -370,14 +370,37 @@ class LedgerSession:
         node_share_bps: int,
         tags: Sequence[str],
     ) -> Listing:
-        """A listing from a provider's policy (budget cap rounded down to micro-ρ)."""
-        return Listing(
-            bounds=bounds,
-            tags=tuple(tags),
-            operations=frozenset(OPERATIONS) if operations is None else operations,
+        return make_listing(
+            bounds,
+            operations=operations,
             min_cohort=min_cohort,
-            budget_cap=int(budget_rho * MICRO),
+            budget_rho=budget_rho,
             price_per_query=price_per_query,
             price_per_training=price_per_training,
             node_share_bps=node_share_bps,
+            tags=tags,
         )
+
+
+def make_listing(
+    bounds: Mapping[str, tuple[float, float]],
+    *,
+    operations: frozenset[str] | None,
+    min_cohort: int,
+    budget_rho: float,
+    price_per_query: int,
+    price_per_training: int,
+    node_share_bps: int,
+    tags: Sequence[str],
+) -> Listing:
+    """A listing from a provider's policy (budget cap rounded down to micro-ρ)."""
+    return Listing(
+        bounds=bounds,
+        tags=tuple(tags),
+        operations=frozenset(OPERATIONS) if operations is None else operations,
+        min_cohort=min_cohort,
+        budget_cap=int(budget_rho * MICRO),
+        price_per_query=price_per_query,
+        price_per_training=price_per_training,
+        node_share_bps=node_share_bps,
+    )

@@ -24,15 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from tessera.analytics.distribution import Histogram, equal_edges
-from tessera.analytics.grouping import GroupBy, GroupKey
+from tessera.analytics.grouping import GroupKey
 from tessera.analytics.local import ColumnBounds, LocalDatabase, LocalResult, TableSource
-from tessera.analytics.moments import Count
-from tessera.analytics.regression import LinearRegression, LogisticRegression, ModelEvaluation
-from tessera.analytics.sets import BooleanAnd, BooleanOr, SetIntersection, SetUnion
-from tessera.analytics.sql import parse_sql
 from tessera.analytics.statistic import Statistic
-from tessera.analytics.survival import KaplanMeier
 from tessera.analytics.terms import Plan
 from tessera.crypto.dkg import DkgResult, run_dkg
 from tessera.crypto.dlog import DiscreteLog
@@ -49,6 +43,7 @@ from tessera.dp import (
 )
 from tessera.errors import BudgetExceeded, PolicyViolation, QueryError
 from tessera.ledger.client import MAX_BOUNDS_BYTES, encode_bounds
+from tessera.node.api import DEFAULT_DELTA, StatisticsApi
 from tessera.node.ledger_session import LedgerReceipt, LedgerSession, schema_hash
 from tessera.node.ticket import group_columns, noise_plans, plan_of
 from tessera.protocol.aggregation import (
@@ -61,7 +56,6 @@ from tessera.protocol.aggregation import (
     verify_record,
 )
 
-DEFAULT_DELTA = 1e-6
 FLOAT_SCALE_BITS = 10
 BoundsSpec = ColumnBounds | tuple[float, float] | Sequence[GroupKey]
 
@@ -174,7 +168,7 @@ def _column_spec(spec: BoundsSpec) -> ColumnBounds | tuple[GroupKey, ...]:
     raise ValueError(f"bounds must be (lo, hi), a ColumnBounds or a list of keys, got {spec!r}")
 
 
-class LocalNetwork:
+class LocalNetwork(StatisticsApi):
     """A whole Tessera network in one process."""
 
     def __init__(
@@ -284,158 +278,6 @@ class LocalNetwork:
         schema = schema_hash(table, {**numeric, **categorical})
         return self.ledger.list_dataset(provider, schema, listing)
 
-    # -- the Python API ------------------------------------------------------------------
-    def sql(
-        self, query: str, epsilon: float | None = None, delta: float = DEFAULT_DELTA
-    ) -> QueryResult:
-        parsed = parse_sql(query)
-        stats: list[Statistic] = list(parsed.statistics)
-        for col in reversed(parsed.group_by):  # GROUP BY a, b: per a, then per b
-            keys = self._categories(parsed.table, col)
-            stats = [GroupBy(s, col, keys) for s in stats]
-        return self.run(parsed.table, stats, parsed.where, epsilon, delta)
-
-    def contingency(
-        self,
-        table: str,
-        rows: str,
-        columns: str,
-        *,
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        """Counts per pair of public keys of two categorical columns (nested dict)."""
-        inner = GroupBy(Count(), columns, self._categories(table, columns))
-        stat = GroupBy(inner, rows, self._categories(table, rows))
-        return self.run(table, [stat], where, epsilon, delta)
-
-    def set_union(
-        self,
-        table: str,
-        column: str,
-        domain: Sequence[float],
-        *,
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        """Values of ``domain`` present at any provider."""
-        stat = SetUnion(column, tuple(float(v) for v in domain))
-        return self.run(table, [stat], where, epsilon, delta)
-
-    def set_intersection(
-        self,
-        table: str,
-        column: str,
-        domain: Sequence[float],
-        *,
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        """Values of ``domain`` present at every contributing provider."""
-        stat = SetIntersection(column, tuple(float(v) for v in domain))
-        return self.run(table, [stat], where, epsilon, delta)
-
-    def any(
-        self,
-        table: str,
-        condition: str,
-        columns: Sequence[str],
-        *,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        """Boolean OR: does any row anywhere satisfy ``condition``?"""
-        return self.run(table, [BooleanOr(condition, tuple(columns))], None, epsilon, delta)
-
-    def all(
-        self,
-        table: str,
-        condition: str,
-        columns: Sequence[str],
-        *,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        """Boolean AND: does every row everywhere satisfy ``condition``?"""
-        return self.run(table, [BooleanAnd(condition, tuple(columns))], None, epsilon, delta)
-
-    def linear_regression(
-        self,
-        table: str,
-        y: str,
-        x: Sequence[str],
-        *,
-        ridge: float = 0.0,
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        return self.run(table, [LinearRegression(y, tuple(x), ridge)], where, epsilon, delta)
-
-    def logistic_regression(
-        self,
-        table: str,
-        y: str,
-        x: Sequence[str],
-        *,
-        ridge: float = 0.0,
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        return self.run(table, [LogisticRegression(y, tuple(x), ridge)], where, epsilon, delta)
-
-    def evaluate_model(
-        self,
-        table: str,
-        y: str,
-        coefficients: Mapping[str, float],
-        *,
-        model: str = "logistic",
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        stat = ModelEvaluation(y, tuple(coefficients.items()), model)
-        return self.run(table, [stat], where, epsilon, delta)
-
-    def histogram(
-        self,
-        table: str,
-        column: str,
-        *,
-        bins: int | Sequence[float] = 10,
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        if isinstance(bins, int):
-            b = self._bounds(table).get(column)
-            if b is None:
-                raise QueryError(f"column {column!r} has no public bounds")
-            edges = equal_edges(b.lo, b.hi, bins)
-        else:
-            edges = tuple(float(e) for e in bins)
-        return self.run(table, [Histogram(column, edges)], where, epsilon, delta)
-
-    def kaplan_meier(
-        self,
-        table: str,
-        time_column: str,
-        event_column: str,
-        *,
-        edges: Sequence[float],
-        where: str | None = None,
-        epsilon: float | None = None,
-        delta: float = DEFAULT_DELTA,
-    ) -> QueryResult:
-        stat = KaplanMeier(time_column, event_column, tuple(float(e) for e in edges))
-        return self.run(table, [stat], where, epsilon, delta)
-
-    # -- the engine ------------------------------------------------------------------------
     def _holders(self, table: str) -> list[Provider]:
         holders = [p for p in self.providers.values() if table in p.bounds]
         if not holders:

@@ -1,0 +1,427 @@
+"""The analyst's side of a networked query: a client of the providers, nodes and verifiers.
+
+:class:`NetworkAnalyst` offers the same Python API as
+:class:`~tessera.node.local_network.LocalNetwork` (``sql``, ``run``,
+``histogram``, ``linear_regression``, ``kaplan_meier``, ...) but each role is a
+separate process reached through a :class:`~tessera.node.transport.Transport`.
+One query:
+
+1. the analyst submits it on the ledger (policy, budget, escrow: a refusal stops here);
+2. the providers contribute and the nodes add noise, concurrently;
+3. the analyst checks the noise proofs, asks every node to key-switch the
+   aggregate of what was committed on-chain, and combines any ``t`` valid answers
+   (:func:`~tessera.protocol.aggregation.switch_and_release`: a node that is down
+   or sends a bad share is left out);
+4. a node commits the aggregate and proof bundle, the analyst its result, and the
+   verifiers check everything and vote: a quorum settles payment or slashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tessera.analytics.grouping import GroupKey
+from tessera.analytics.local import ColumnBounds
+from tessera.analytics.statistic import Statistic
+from tessera.crypto.dlog import DiscreteLog
+from tessera.crypto.elgamal import keygen
+from tessera.crypto.group import Point
+from tessera.crypto.rng import Rng, SystemRng
+from tessera.dp import eps_to_rho, rho_to_eps_delta
+from tessera.errors import (
+    BudgetExceeded,
+    InvalidProof,
+    LedgerError,
+    PolicyViolation,
+    ProtocolError,
+    QueryError,
+    TesseraError,
+    TransportError,
+)
+from tessera.ledger import LedgerClient, rho_to_micro
+from tessera.ledger.client import MICRO, QueryKind
+from tessera.node.api import DEFAULT_DELTA, StatisticsApi
+from tessera.node.ledger_session import TRAINING_KINDS, LedgerReceipt
+from tessera.node.local_network import (
+    PrivacyCost,
+    QueryResult,
+    _intervals,
+    critical_path,
+)
+from tessera.node.ticket import QueryTicket, bounds_from_json, plan_of
+from tessera.protocol import codec
+from tessera.protocol.aggregation import (
+    AggregationRecord,
+    KeySwitcher,
+    NoiseContribution,
+    VectorContribution,
+    Verdict,
+    switch_and_release,
+    verify_noise,
+)
+from tessera.protocol.wire import record_to_json
+
+
+class Caller:
+    """What the analyst needs of a transport: a signed request to a peer by address."""
+
+    def call(
+        self, peer: str, path: str, body: Mapping[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:  # pragma: no cover - a protocol
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    role: str  # provider | node | verifier
+    address: str
+    url: str = ""
+    index: int | None = None  # a computing node's index in the committee
+
+
+class NetworkAnalyst(StatisticsApi):
+    def __init__(
+        self,
+        ledger: LedgerClient,
+        transport: Any,
+        peers: Sequence[Peer],
+        committee: int,
+        dlog: Callable[[], DiscreteLog],
+        rng: Rng | None = None,
+    ) -> None:
+        self.ledger, self.transport = ledger, transport
+        self.peers = list(peers)
+        self.committee = committee
+        self._dlog = dlog
+        self._rng = rng or SystemRng()
+        c = ledger.committee(committee)
+        self.t = c.threshold
+        self.n = len(c.members)
+        self.committee_key = Point.decode(c.public_key)
+        self.public_shares = {i + 1: Point.decode(k) for i, k in enumerate(c.key_shares)}
+        self.node_address = {i + 1: a for i, a in enumerate(c.members)}
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="analyst")
+        self._info: dict[str, dict[str, Any]] = {}
+        self.on_progress: Callable[[str], None] = lambda _msg: None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _of(self, role: str) -> list[Peer]:
+        return [p for p in self.peers if p.role == role]
+
+    # -- what the providers publish -------------------------------------------------------
+    def providers_info(self, refresh: bool = False) -> dict[str, dict[str, Any]]:
+        if refresh or not self._info:
+            futures = {
+                p.name: self._pool.submit(self.transport.call, p.address, "info", {})
+                for p in self._of("provider")
+            }
+            info = {}
+            for name, f in futures.items():
+                try:
+                    info[name] = f.result()
+                except TransportError:
+                    continue  # down now: not a holder for this query
+            self._info = info
+        return self._info
+
+    def _holders(self, table: str) -> dict[str, dict[str, Any]]:
+        holders = {
+            name: i["tables"][table]
+            for name, i in self.providers_info().items()
+            if table in i["tables"]
+        }
+        if not holders:
+            raise QueryError(f"no provider holds a table named {table!r}")
+        return holders
+
+    def _bounds(self, table: str) -> dict[str, ColumnBounds]:
+        return self._agreed_bounds(self._holders(table), table)
+
+    def _agreed_bounds(
+        self, holders: Mapping[str, Mapping[str, Any]], table: str
+    ) -> dict[str, ColumnBounds]:
+        first = next(iter(holders.values()))
+        for h in holders.values():
+            if h["bounds"] != first["bounds"]:
+                raise PolicyViolation(f"providers disagree on the public bounds of {table!r}")
+        return bounds_from_json(first["bounds"], f"{table} bounds")
+
+    def _categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
+        sets = {tuple(h["categories"].get(column) or ()) for h in self._holders(table).values()}
+        if len(sets) != 1 or not next(iter(sets)):
+            raise QueryError(
+                f"GROUP BY {column}: every provider must publish the same key set for it"
+            )
+        return sets.pop()
+
+    # -- one query ------------------------------------------------------------------------
+    def run(
+        self,
+        table: str,
+        stats: Sequence[Statistic],
+        where: str | None = None,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryResult:
+        if not stats:
+            raise QueryError("a query needs at least one statistic")
+        holders = self._holders(table)
+        bounds = self._agreed_bounds(holders, table)
+        plan_of(stats, bounds)  # refuses a statistic the bounds cannot support, before the ledger
+        rho: float | None = None
+        if epsilon is not None:
+            if epsilon <= 0 or not 0 < delta < 1:
+                raise QueryError("epsilon must be positive and delta in (0, 1)")
+            rho = float(eps_to_rho(epsilon, delta))
+        secret, analyst_key = keygen(self._rng)
+        query_id = hashlib.sha256(b"tessera/query" + self._rng.randbytes(32)).digest()
+        ticket = QueryTicket(
+            query_id=query_id,
+            table=table,
+            statistics=tuple(stats),
+            where=where,
+            rho=rho,
+            delta=delta,
+            analyst_key=analyst_key,
+            bounds=bounds,
+            max_rows=max(int(h["max_rows"]) for h in holders.values()),
+            n=self.n,
+            t=self.t,
+            providers=tuple(sorted(holders)),
+        )
+        return self._execute(ticket, holders, secret)
+
+    def _submit(
+        self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], receipt: LedgerReceipt
+    ) -> None:
+        datasets = {name: int(h["dataset_id"]) for name, h in holders.items()}
+        kind: QueryKind = "training" if ticket.operations & TRAINING_KINDS else "query"
+        cost = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
+        start = time.perf_counter()
+        try:
+            tx = self.ledger.submit_query(
+                ticket.query_id,
+                datasets.values(),
+                self.committee,
+                cost,
+                ticket.operations,
+                kind,
+                approve=True,
+            )
+        except LedgerError as exc:
+            if exc.reason == "privacy budget exceeded":
+                short = [
+                    f"{name}/{ticket.table} has rho="
+                    f"{self.ledger.dataset(d).budget_remaining / MICRO:.6g} left"
+                    for name, d in datasets.items()
+                    if self.ledger.dataset(d).budget_remaining < cost
+                ]
+                raise BudgetExceeded(
+                    f"the ledger refused the query: it needs rho={cost / MICRO:.6g} per "
+                    "dataset but " + "; ".join(short)
+                ) from exc
+            if exc.reason in ("operation not allowed", "dataset not listed"):
+                raise PolicyViolation(f"the ledger refused the query: {exc.reason}") from exc
+            raise
+        finally:
+            receipt.seconds += time.perf_counter() - start
+        receipt.record("submit_query", tx)
+
+    def _execute(
+        self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], secret: int
+    ) -> QueryResult:
+        t_start = time.perf_counter()
+        qid = ticket.query_id
+        roles: dict[str, dict[str, float]] = {}
+        receipt = LedgerReceipt(query_id="0x" + qid.hex(), status="new", price=0)
+        self.on_progress("submitting the query to the ledger")
+        self._submit(ticket, holders, receipt)
+        prepared = ticket.prepare()
+        body = {"ticket": ticket.to_json()}
+        providers = {p.name: p for p in self._of("provider") if p.name in holders}
+        nodes = {p.index: p for p in self._of("node") if p.index is not None}
+
+        def ask(peer: Peer, path: str, payload: Mapping[str, Any]) -> Callable[[], dict[str, Any]]:
+            def call() -> dict[str, Any]:
+                answer: dict[str, Any] = self.transport.call(peer.address, path, payload)
+                return answer
+
+            return call
+
+        def timed(role: str, who: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+            def run() -> Any:
+                start = time.perf_counter()
+                try:
+                    return fn()
+                finally:
+                    roles.setdefault(role, {})[who] = time.perf_counter() - start
+
+            return run
+
+        self.on_progress(f"asking {len(providers)} providers and {len(nodes)} nodes")
+        contrib_f = {
+            name: self._pool.submit(timed("provider", name, ask(p, "contribute", body)))
+            for name, p in providers.items()
+        }
+        noise_f: dict[int, Future[dict[str, Any]]] = {}
+        if ticket.rho is not None:
+            noise_f = {
+                i: self._pool.submit(timed("noise", str(i), ask(p, "noise", body)))
+                for i, p in nodes.items()
+            }
+        contributions: list[VectorContribution] = []
+        excluded: dict[str, str] = {}
+        for name, f in contrib_f.items():
+            try:
+                answer = f.result()
+            except TransportError as exc:
+                excluded[name] = f"unreachable: {exc}"
+                continue
+            if "excluded" in answer:
+                excluded[name] = str(answer["excluded"])
+                continue
+            vc = codec.decode_contribution(bytes.fromhex(answer["contribution"]))
+            if vc.provider != name:
+                excluded[name] = "sent a contribution under another name"
+                continue
+            contributions.append(vc)
+        if not contributions:
+            raise PolicyViolation(
+                "no provider could contribute: "
+                + "; ".join(f"{k}: {v}" for k, v in excluded.items())
+            )
+        noise: list[NoiseContribution] = []
+        rejected: list[NoiseContribution] = []
+        for f in noise_f.values():
+            try:
+                nc = codec.decode_noise(bytes.fromhex(f.result()["noise"]))
+            except TransportError:
+                continue
+            try:
+                verify_noise(prepared.query, self.committee_key, nc)
+            except InvalidProof:
+                rejected.append(nc)
+                continue
+            noise.append(nc)
+        if ticket.rho is not None and len(noise) < self.n - self.t + 1:
+            raise ProtocolError(
+                f"only {len(noise)} nodes gave valid noise; privacy needs {self.n - self.t + 1}"
+            )
+        self.on_progress("key switching")
+        switch_body = {
+            **body,
+            "contributions": [codec.encode_contribution(c).hex() for c in contributions],
+            "noise": [codec.encode_noise(nc).hex() for nc in noise],
+        }
+        switch_f = {
+            i: self._pool.submit(
+                timed(
+                    "key-switch",
+                    str(i),
+                    ask(p, "key_switch", switch_body),
+                )
+            )
+            for i, p in nodes.items()
+        }
+
+        def switcher(f: Future[dict[str, Any]]) -> KeySwitcher:
+            def shares(_agg: Sequence[Any]) -> list[Any]:
+                try:
+                    return codec.decode_key_switch(bytes.fromhex(f.result()["shares"]))
+                except TesseraError as exc:  # down, or refused: the others may make a quorum
+                    raise TransportError(str(exc)) from exc
+
+            return shares
+
+        record = AggregationRecord(prepared.query, self.committee_key, self.public_shares, self.t)
+        record.contributions, record.noise, record.rejected_noise = contributions, noise, rejected
+        record.excluded_nodes = sorted(nc.node for nc in rejected)
+        dlog = self._dlog()
+        t_crypto = time.perf_counter()
+        totals = switch_and_release(
+            record,
+            [],
+            secret,
+            dlog,
+            self._rng,
+            switchers={i: switcher(f) for i, f in switch_f.items()},
+            step=lambda role, who, fn: timed(role, who, fn)() if role != "key-switch" else fn(),
+        )
+        t_crypto = time.perf_counter() - t_crypto
+        assert record.release is not None
+        # the audit trail: the combining quorum's first node commits the aggregate and the
+        # proof bundle, the analyst its result; then the verifiers check and vote
+        self.on_progress("committing the result, verifying")
+        record_json = record_to_json(record)
+        bundle_node = nodes[record.used_nodes[0]]
+        start = time.perf_counter()
+        self.transport.call(bundle_node.address, "bundle", {"record": record_json})
+        tx = self.ledger.post_result(qid, codec.release_digest(qid, record.release))
+        receipt.record("result", tx)
+        receipt.seconds += time.perf_counter() - start
+        t_verify = time.perf_counter()
+        verdicts = []
+        for v in self._of("verifier"):
+            try:
+                out = self.transport.call(v.address, "verify", {"record": record_json})
+            except TransportError:
+                continue
+            verdicts.append(out)
+            if out.get("settled"):
+                break
+        t_verify = time.perf_counter() - t_verify
+        q = self.ledger.query(qid)
+        receipt.status, receipt.price, receipt.slashed = q.status, q.price, q.cheaters
+        passed = bool(verdicts) and all(v["passed"] for v in verdicts)
+        failures = tuple(f for v in verdicts for f in v["failures"])
+        if not verdicts:
+            failures = ("no verifier answered",)
+        cheaters = tuple(sorted({c for v in verdicts for c in v["cheaters"]}))
+        verdict = Verdict(
+            passed,
+            max((int(v["proofs_checked"]) for v in verdicts), default=0),
+            failures,
+            cheaters,
+        )
+        t3 = time.perf_counter()
+        scaled = {t.name: v / t.scale for t, v in zip(prepared.plan.terms, totals, strict=True)}
+        values = {s.label: s.decode(scaled, ticket.bounds) for s in ticket.statistics}
+        sd = [0.0] * len(prepared.plan.terms)
+        if prepared.noise:
+            sd = [
+                float(p.sd_all_honest) / t.scale
+                for t, p in zip(prepared.plan.terms, prepared.noise, strict=True)
+            ]
+        roles["decode"] = {"analyst": time.perf_counter() - t3}
+        cost = None
+        if ticket.rho is not None:
+            eps, d = rho_to_eps_delta(ticket.rho, ticket.delta)
+            cost = PrivacyCost(ticket.rho, float(eps), float(d))
+        return QueryResult(
+            query_id=qid.hex(),
+            values=values,
+            intervals=_intervals(ticket.statistics, prepared.plan, scaled, sd, ticket.bounds),
+            privacy_cost=cost,
+            noise_sd={t.name: s for t, s in zip(prepared.plan.terms, sd, strict=True)},
+            verdict=verdict,
+            record=record,
+            providers=sorted(c.provider for c in contributions),
+            excluded_providers=excluded,
+            seconds={
+                "crypto": t_crypto,
+                "verify": t_verify,
+                "ledger": receipt.seconds,
+                "latency": critical_path(roles),
+                "wall": time.perf_counter() - t_start,
+            },
+            role_seconds=roles,
+            ledger=receipt,
+        )
