@@ -142,7 +142,7 @@ def test_progress_is_served(net: Net) -> None:
 
 
 def test_remote_error_class_is_reraised(net: Net) -> None:
-    with pytest.raises(BudgetExceeded, match="0.1 of its zCDP budget left") as info:
+    with pytest.raises(BudgetExceeded, match=r"0\.1 of its zCDP budget left") as info:
         net.call("budget", {})
     assert type(info.value) is BudgetExceeded
     assert isinstance(info.value, PolicyViolation)
@@ -325,6 +325,7 @@ def test_body_at_the_limit_is_accepted(net: Net) -> None:
         (b'{"a":NaN}', "NaN is not JSON"),
         (b'{"a":-Infinity}', "-Infinity is not JSON"),
         (b'{"a":"\xff"}', "not UTF-8"),
+        pytest.param(b'{"a":' + b"[" * 500 + b"]" * 500 + b"}", "nested deeper than 64", id="deep"),
     ],
 )
 def test_malformed_body_is_a_decode_error_naming_the_problem(
