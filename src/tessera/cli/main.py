@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import secrets
-import sys
-import time
-from typing import Annotated, Any
+import signal
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tessera.cli.keys import app as keys_app
 from tessera.cli.ledger import app as ledger_app
@@ -51,102 +48,24 @@ def _fail(exc: TesseraError) -> None:
 @app.command()
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed for reproducible randomness (default: OS randomness).")
-    ] = None,
     cheat: Annotated[
-        bool, typer.Option(help="Make computing node 1 corrupt its key-switch share.")
+        bool, typer.Option(help="Make computing node 1 corrupt its key-switch shares.")
     ] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Keep the network's files here (default: a temporary dir)."),
+    ] = None,
 ) -> None:
-    """Run a committee of 3 nodes (threshold 2) and 4 providers: an encrypted, verified sum."""
-    from tessera.crypto.dkg import run_dkg
-    from tessera.crypto.rng import Rng, SeededRng, SystemRng
-    from tessera.node.dlog_cache import discrete_log
-    from tessera.protocol.aggregation import (
-        NodeKey,
-        SlotSpec,
-        VectorSpec,
-        run_aggregation,
-        verify_record,
-    )
+    """Start a network as real processes (chain, 3 nodes after a live DKG, 4 providers, a
+    verifier), run statistics, a regression, a survival curve and a market purchase, and
+    stop it."""
+    from tessera.cli.demo import main as demo_main
 
-    rng: Rng = SeededRng(seed) if seed is not None else SystemRng()
-    out = Console(stderr=as_json)
-    try:
-        t0 = time.perf_counter()
-        out.print("[bold]1.[/bold] distributed key generation: 3 computing nodes, threshold 2")
-        keys, transcript = run_dkg(3, 2, rng)
-        t_dkg = time.perf_counter() - t0
-        names = ["hospital-a", "hospital-b", "clinic-c", "lab-d"]
-        values = {n: rng.below(1_000_001) for n in names}
-        out.print(
-            "[bold]2.[/bold] 4 providers encrypt a private value in [0, 1000000] with range proofs"
-        )
-        dlog = discrete_log(max_abs=1 << 32, bound=1 << 16)
-        query_id = secrets.token_bytes(16) if seed is None else rng.randbytes(16)
-        k1 = keys[1]
-        t1 = time.perf_counter()
-        record, decoded = run_aggregation(
-            query_id,
-            VectorSpec((SlotSpec(0, 1_000_000),)),
-            {name: [v] for name, v in values.items()},
-            k1.public_key,
-            k1.public_shares,
-            [NodeKey(i, k.secret_share) for i, k in sorted(keys.items())],
-            k1.threshold,
-            dlog,
-            rng,
-            cheating_nodes=(1,) if cheat else (),
-        )
-        result = decoded[0]
-        t_query = time.perf_counter() - t1
-        out.print(
-            "[bold]3.[/bold] committee aggregates and key-switches to the analyst; analyst decrypts"
-        )
-        t2 = time.perf_counter()
-        verdict = verify_record(record)
-        t_verify = time.perf_counter() - t2
-    except TesseraError as exc:
-        _fail(exc)
-        return
-    truth = sum(values.values())
-    report: dict[str, Any] = {
-        "result": result,
-        "truth": truth,
-        "verified": verdict.ok,
-        "proofs_checked": verdict.checked_proofs,
-        "failures": list(verdict.failures),
-        "excluded_nodes": record.excluded_nodes,
-        "cheaters_proven": list(verdict.cheaters),
-        "committee": {"n": 3, "t": 2, "qualified": list(transcript.qualified)},
-        "query_id": query_id.hex(),
-        "seconds": {
-            "dkg": round(t_dkg, 4),
-            "query": round(t_query, 4),
-            "verify": round(t_verify, 4),
-        },
-    }
-    if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
-    else:
-        table = Table(title="Encrypted sum over 4 providers")
-        table.add_column("result")
-        table.add_column("plaintext truth")
-        table.add_column("verified")
-        table.add_column("proofs checked")
-        table.add_column("excluded nodes")
-        table.add_row(
-            str(result),
-            str(truth),
-            "[green]yes[/green]" if verdict.ok else "[red]NO[/red]",
-            str(verdict.checked_proofs),
-            ", ".join(map(str, record.excluded_nodes)) or "none",
-        )
-        out.print(table)
-        for f in verdict.failures:
-            out.print(f"[red]verifier:[/red] {f}")
-    if not verdict.ok or result != truth:
-        raise typer.Exit(1)
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    raise typer.Exit(demo_main(as_json, cheat, state_dir))
 
 
 def main() -> None:  # pragma: no cover - console entry point
