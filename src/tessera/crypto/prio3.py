@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
-from tessera.crypto.field import Field64, Field128, NttField
+import numpy as np
+
+from tessera.crypto.field import Field64, Field128, NttField, next_power_of_2
 from tessera.crypto.flp import (
     Count,
     FlpBBCGGI19,
     Histogram,
     MultihotCountVec,
+    ParallelSum,
     PolyEvalTest,
     Sum,
     SumVec,
@@ -224,6 +228,74 @@ class Prio3(
             joint_rand = joint_rands[i * flp.JOINT_RAND_LEN : (i + 1) * flp.JOINT_RAND_LEN]
             verifiers += flp.query(meas_share, proof, query_rand, joint_rand, self.SHARES)
         return (out_share, k_corrected), (verifiers, k_part)
+
+    def verify_init_batch(
+        self,
+        verify_key: bytes,
+        ctx: bytes,
+        agg_id: int,
+        nonces: Sequence[bytes],
+        public_shares: Sequence[bytes],
+        input_shares: Sequence[bytes],
+    ) -> list[tuple[Prio3VerifyState, bytes] | Exception]:
+        """:meth:`verify_init` for many reports from their *encoded* shares.
+
+        Returns, per report, the verification state and the encoded verifier share, or
+        the exception :meth:`verify_init` would raise (``DecodeError``, ``InvalidProof``
+        or ``ValueError``). The results are exactly those of :meth:`verify_init`; the
+        Field128 range-check circuits (SumVec, Histogram, MultihotCountVec with one
+        proof) run batched in compiled code (:mod:`tessera.crypto.flp_batch`).
+        """
+        if not len(nonces) == len(public_shares) == len(input_shares):
+            raise ValueError("mismatched batch sizes")
+        if len(verify_key) != self.VERIFY_KEY_SIZE:
+            raise ValueError("incorrect verify key size")
+        if not 0 <= agg_id < self.SHARES:
+            raise ValueError("aggregator id out of range")
+        batch = self._range_check_batch
+        if batch is None:
+            return [
+                self._verify_init_encoded(verify_key, ctx, agg_id, n, p, i)
+                for n, p, i in zip(nonces, public_shares, input_shares, strict=True)
+            ]
+        return batch.run(verify_key, ctx, agg_id, nonces, public_shares, input_shares)
+
+    def warm_up_batch(self) -> None:
+        """Load the compiled kernels of :meth:`verify_init_batch` now rather than on first use.
+
+        Numba compiles them once per machine (cached next to the module); loading still
+        takes about a second, which a server should spend before taking traffic.
+        """
+        batch = self._range_check_batch
+        if batch is not None:
+            batch.warm_up()
+
+    @functools.cached_property
+    def _range_check_batch(self) -> _RangeCheckBatch | None:
+        return _RangeCheckBatch.of(self)
+
+    def _verify_init_encoded(
+        self,
+        verify_key: bytes,
+        ctx: bytes,
+        agg_id: int,
+        nonce: bytes,
+        public_share: bytes,
+        input_share: bytes,
+    ) -> tuple[Prio3VerifyState, bytes] | Exception:
+        try:
+            state, verifier_share = self.verify_init(
+                verify_key,
+                ctx,
+                agg_id,
+                None,
+                nonce,
+                self.decode_public_share(public_share),
+                self.decode_input_share(agg_id, input_share),
+            )
+        except (ValueError, InvalidProof) as exc:
+            return exc
+        return state, self.encode_verifier_share(verifier_share)
 
     def verifier_shares_to_message(
         self, ctx: bytes, agg_param: None, verifier_shares: Sequence[Prio3VerifierShare]
@@ -548,3 +620,191 @@ class Prio3HigherDegree(Prio3[int, int]):
 
     def __init__(self, shares: int = 2) -> None:
         super().__init__(shares, PolyEvalTest(self.FIELD), self.ID)
+
+
+# -- batched verification ------------------------------------------------------------------
+
+#: High limb of the Field128 modulus: an element whose high limb is below it is canonical.
+_F128_HI = Field128.MODULUS >> 64
+
+
+class _RangeCheckBatch:
+    """:meth:`Prio3.verify_init_batch` for one-proof Field128 range-check circuits.
+
+    The XOF work stays per report (it is C code); shares are kept as the bytes they
+    arrive in and viewed as ``uint64`` limbs, and the FLP query runs over the whole
+    batch in :func:`tessera.crypto.flp_batch.query_range_checked`. A report with any
+    value that might be out of range, or a test point at a root of unity, is redone by
+    the generic :meth:`Prio3.verify_init`, so results are always identical.
+    """
+
+    def __init__(self, vdaf: Prio3[Any, Any], kind: int, length: int, bits: int, lw: int) -> None:
+        from tessera.crypto import flp_batch
+
+        self.vdaf = vdaf
+        self.kind = kind
+        self.length = length
+        self.bits = bits
+        valid = vdaf.flp.valid
+        gadget = valid.GADGETS[0]
+        assert isinstance(gadget, ParallelSum)
+        self.chunk = gadget.count
+        self.calls = valid.GADGET_CALLS[0]
+        big_p = next_power_of_2(1 + self.calls)
+        p = Field128.MODULUS
+        w = Field128.root(2 * big_p)
+        self.roots = flp_batch.limbs([pow(w, c, p) for c in range(2 * big_p)])
+        self.consts = flp_batch.limbs(
+            [
+                pow(vdaf.SHARES, -1, p),
+                pow(big_p, -1, p),
+                pow(2 * big_p, -1, p),
+                lw % p,
+                p - 2,
+            ]
+        )
+
+    @staticmethod
+    def of(vdaf: Prio3[Any, Any]) -> _RangeCheckBatch | None:
+        """The batch verifier for ``vdaf``, or ``None`` if its circuit has no fast path."""
+        from tessera.crypto import flp_batch
+
+        valid = vdaf.flp.valid
+        if vdaf.field is not Field128 or vdaf.PROOFS != 1 or vdaf.xof is not XofTurboShake128:
+            return None
+        if isinstance(valid, Histogram):
+            return _RangeCheckBatch(vdaf, flp_batch.KIND_HISTOGRAM, valid.length, 0, 0)
+        if isinstance(valid, SumVec):
+            return _RangeCheckBatch(vdaf, flp_batch.KIND_SUMVEC, 0, 0, 0)
+        if isinstance(valid, MultihotCountVec):
+            return _RangeCheckBatch(
+                vdaf,
+                flp_batch.KIND_MULTIHOT,
+                valid.length,
+                valid.bits_for_weight,
+                valid.last_weight,
+            )
+        return None
+
+    def warm_up(self) -> None:
+        """Run the kernel once on an all-zero report (loads or compiles it)."""
+        from tessera.crypto import flp_batch
+
+        flp = self.vdaf.flp
+        self._query(
+            np.zeros(
+                (1, flp.MEAS_LEN + flp.PROOF_LEN + flp.JOINT_RAND_LEN + flp.QUERY_RAND_LEN, 2),
+                dtype=np.uint64,
+            ),
+            flp_batch,
+        )
+
+    def run(
+        self,
+        verify_key: bytes,
+        ctx: bytes,
+        agg_id: int,
+        nonces: Sequence[bytes],
+        public_shares: Sequence[bytes],
+        input_shares: Sequence[bytes],
+    ) -> list[tuple[Prio3VerifyState, bytes] | Exception]:
+        from tessera.crypto import flp_batch
+
+        vdaf = self.vdaf
+        flp = vdaf.flp
+        xof = vdaf.xof
+        seed_size = xof.SEED_SIZE
+        n = len(nonces)
+        meas_bytes = flp.MEAS_LEN * 16
+        proof_bytes = flp.PROOF_LEN * 16
+        jr_bytes = flp.JOINT_RAND_LEN * 16
+        qr_bytes = flp.QUERY_RAND_LEN * 16
+        dst_meas = vdaf.domain_separation_tag(USAGE_MEAS_SHARE, ctx)
+        dst_proof = vdaf.domain_separation_tag(USAGE_PROOF_SHARE, ctx)
+        dst_part = vdaf.domain_separation_tag(USAGE_JOINT_RAND_PART, ctx)
+        dst_seed = vdaf.domain_separation_tag(USAGE_JOINT_RAND_SEED, ctx)
+        dst_jr = vdaf.domain_separation_tag(USAGE_JOINT_RANDOMNESS, ctx)
+        dst_qr = vdaf.domain_separation_tag(USAGE_QUERY_RANDOMNESS, ctx)
+        zero_seed = bytes(seed_size)
+        one_proof = bytes([vdaf.PROOFS])
+        results: list[tuple[Prio3VerifyState, bytes] | Exception | None] = [None] * n
+        fast: list[int] = []
+        bufs: list[bytes] = []
+        parts: list[bytes] = []
+        seeds: list[bytes] = []
+        for b in range(n):
+            nonce, public, share = nonces[b], public_shares[b], input_shares[b]
+            if len(nonce) != vdaf.NONCE_SIZE or len(public) != seed_size * vdaf.SHARES:
+                results[b] = vdaf._verify_init_encoded(
+                    verify_key, ctx, agg_id, nonce, public, share
+                )
+                continue
+            if agg_id == 0:
+                if len(share) != meas_bytes + proof_bytes + seed_size:
+                    results[b] = DecodeError("incorrect leader input share length")
+                    continue
+                meas = share[:meas_bytes]
+                proof = share[meas_bytes : meas_bytes + proof_bytes]
+            else:
+                if len(share) != 2 * seed_size:
+                    results[b] = DecodeError("incorrect helper input share length")
+                    continue
+                k_share = share[:seed_size]
+                meas = xof(k_share, dst_meas, bytes([agg_id])).next(meas_bytes)
+                proof = xof(k_share, dst_proof, bytes([vdaf.PROOFS, agg_id])).next(proof_bytes)
+            k_blind = share[-seed_size:]
+            k_part = xof(k_blind, dst_part, bytes([agg_id]) + nonce + meas).next(seed_size)
+            k_corrected = xof(
+                zero_seed,
+                dst_seed,
+                public[: agg_id * seed_size] + k_part + public[(agg_id + 1) * seed_size :],
+            ).next(seed_size)
+            jr = xof(k_corrected, dst_jr, one_proof).next(jr_bytes)
+            qr = xof(verify_key, dst_qr, one_proof + nonce).next(qr_bytes)
+            fast.append(b)
+            bufs.append(meas + proof + jr + qr)
+            parts.append(k_part)
+            seeds.append(k_corrected)
+        if fast:
+            rows = np.frombuffer(b"".join(bufs), dtype="<u8").reshape(len(fast), -1, 2)
+            # Any limb pair that might be >= p (XOF rejection, or a malformed leader share):
+            # the generic code decides. Probability about 2^-59 per element otherwise.
+            suspicious = cast("list[bool]", (rows[:, :, 1] >= _F128_HI).any(axis=1).tolist())
+            verifiers, status = self._query(rows, flp_batch)
+            m = flp.MEAS_LEN
+            meas_ints = _limbs_to_ints(rows[:, :m])
+            encoded = verifiers.astype("<u8", copy=False)
+            for k, b in enumerate(fast):
+                if suspicious[k] or status[k] != flp_batch.STATUS_OK:
+                    results[b] = vdaf._verify_init_encoded(
+                        verify_key, ctx, agg_id, nonces[b], public_shares[b], input_shares[b]
+                    )
+                    continue
+                out_share = flp.truncate(meas_ints[k * m : (k + 1) * m])
+                results[b] = ((out_share, seeds[k]), encoded[k].tobytes() + parts[k])
+        return cast("list[tuple[Prio3VerifyState, bytes] | Exception]", results)
+
+    def _query(self, rows: Any, flp_batch: Any) -> tuple[Any, Any]:
+        """The kernel on ``(reports, meas | proof | joint rand | query rand, 2)`` limbs."""
+        flp = self.vdaf.flp
+        m, pl, jl = flp.MEAS_LEN, flp.PROOF_LEN, flp.JOINT_RAND_LEN
+        out: tuple[Any, Any] = flp_batch.query_range_checked(
+            np.ascontiguousarray(rows[:, :m]),
+            np.ascontiguousarray(rows[:, m : m + pl]),
+            np.ascontiguousarray(rows[:, m + pl : m + pl + jl]),
+            np.ascontiguousarray(rows[:, m + pl + jl :]),
+            roots=self.roots,
+            consts=self.consts,
+            kind=self.kind,
+            chunk=self.chunk,
+            calls=self.calls,
+            length=self.length,
+            bits=self.bits,
+        )
+        return out
+
+
+def _limbs_to_ints(arr: Any) -> list[int]:
+    """Field128 values from ``(..., 2)`` limbs, flattened."""
+    flat: list[int] = np.ascontiguousarray(arr).reshape(-1).tolist()
+    return [lo | (hi << 64) for lo, hi in zip(flat[0::2], flat[1::2], strict=True)]

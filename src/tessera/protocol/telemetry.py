@@ -854,6 +854,35 @@ class Preparer:
         self._rounds[report_id] = 0
         return PrepareStep(report_id, PrepareKind.CONTINUE, payload)
 
+    def start_batch(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> list[PrepareStep]:
+        """:meth:`start` for many ``(report_id, public_share, input_share)`` at once.
+
+        Prio3 verifies the whole batch with :meth:`Prio3.verify_init_batch` (same results
+        as one :meth:`start` per report, much less interpreter work); other VDAFs go
+        report by report.
+        """
+        vdaf = self.vdaf
+        if not isinstance(vdaf, Prio3) or not items:
+            return [self.start(rid, pub, share) for rid, pub, share in items]
+        results = vdaf.verify_init_batch(
+            self.verify_key,
+            self.ctx,
+            self.agg_id,
+            [rid for rid, _, _ in items],
+            [pub for _, pub, _ in items],
+            [share for _, _, share in items],
+        )
+        out: list[PrepareStep] = []
+        for (rid, _, _), res in zip(items, results, strict=True):
+            if isinstance(res, Exception):
+                out.append(PrepareStep(rid, PrepareKind.REJECT, reason=_reason_of(res)))
+                continue
+            state, payload = res
+            self._states[rid] = state
+            self._rounds[rid] = 0
+            out.append(PrepareStep(rid, PrepareKind.CONTINUE, payload))
+        return out
+
     def in_flight(self, report_id: bytes) -> bool:
         """Whether ``report_id`` awaits a verifier message."""
         return report_id in self._states

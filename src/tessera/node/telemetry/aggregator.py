@@ -318,6 +318,10 @@ class AggregatorNode:
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
         self._http = httpx.AsyncClient(timeout=self.timeout, limits=limits)
         for rt in self.tasks.values():
+            warm_up = getattr(rt.vdaf, "warm_up_batch", None)
+            if warm_up is not None:
+                # Load the compiled verification kernels before the first job needs them.
+                await asyncio.to_thread(warm_up)
             if self.is_leader:
                 rt.batcher = _Batcher(
                     functools.partial(self._upload_job, rt), self.max_job_size, self.job_workers
@@ -427,8 +431,12 @@ class AggregatorNode:
     def _open_and_start(
         self, rt: TaskRuntime, preparer: Preparer, items: Sequence[ReportShare]
     ) -> list[PrepareStep]:
-        """Decrypt this aggregator's input shares and run ``verify_init`` (CPU-bound)."""
-        out: list[PrepareStep] = []
+        """Decrypt this aggregator's input shares and run ``verify_init`` (CPU-bound).
+
+        The shares that open are verified together (:meth:`Preparer.start_batch`).
+        """
+        out: list[PrepareStep | None] = []
+        opened: list[tuple[bytes, bytes, bytes]] = []
         for item in items:
             rid = item.metadata.report_id
             try:
@@ -439,8 +447,10 @@ class AggregatorNode:
             except (DecodeError, InvalidProof):
                 out.append(PrepareStep(rid, PrepareKind.REJECT, reason=ReportStatus.UNDECRYPTABLE))
                 continue
-            out.append(preparer.start(rid, item.public_share, plain))
-        return out
+            out.append(None)
+            opened.append((rid, item.public_share, plain))
+        started = iter(preparer.start_batch(opened))
+        return [step if step is not None else next(started) for step in out]
 
     def _accumulate(
         self,
