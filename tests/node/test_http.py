@@ -192,6 +192,23 @@ def test_streamed_body_over_the_limit_is_cut_off(node: tuple[str, Handler]) -> N
     assert len(handler.calls) == before
 
 
+def test_stream_is_cut_off_without_waiting_for_its_end(node: tuple[str, Handler]) -> None:
+    url, handler = node
+    before = len(handler.calls)
+    host, port = url.removeprefix("http://").split(":")
+    chunk = b"x" * (LIMIT + 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(
+            b"POST /v1/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(chunk):x}\r\n".encode()
+            + chunk
+            + b"\r\n"
+        )  # ... and the stream never ends: only counting the bytes as they come answers
+        reply = _read_response(s)
+    assert reply.startswith("HTTP/1.1 413")
+    assert len(handler.calls) == before
+
+
 def test_streamed_body_under_the_limit_is_accepted(node: tuple[str, Handler]) -> None:
     url, _ = node
     body = json.dumps({"x": "y" * 1000}).encode()
