@@ -178,6 +178,13 @@ class NttField(Field):
         odd ``2n``-th roots ``root(2n) * root(n) ** i``."""
         n = len(rows[0])
         p = cls.MODULUS
+        if n <= _SMALL_COSET:
+            # A direct n x n product beats two NTTs for the few-call circuits (Count).
+            matrix = _coset_matrix(p, cls.root(n), cls.root(2 * n), n)
+            return [
+                [sum(x * m for x, m in zip(row, col, strict=True)) % p for col in matrix]
+                for row in rows
+            ]
         coeffs = cls.ntt_batch(rows, inverse=True)
         # Fold the 1/n of the inverse NTT into the twist by root(2n) ** i.
         twist = _scaled_powers(p, cls.root(2 * n), pow(n, -1, p), n)
@@ -338,6 +345,31 @@ def _scaled_powers_cached(p: int, w: int, scale: int, n: int) -> tuple[int, ...]
 
 def _scaled_powers(p: int, w: int, scale: int, n: int) -> tuple[int, ...]:
     return _scaled_powers_cached(p, w, scale, n)
+
+
+#: Largest size for which :meth:`NttField.coset_evaluations` multiplies by a matrix.
+_SMALL_COSET = 4
+
+
+@lru_cache(maxsize=64)
+def _coset_matrix(p: int, w: int, w2: int, n: int) -> tuple[tuple[int, ...], ...]:
+    """Column ``i`` maps values at the ``n``-th roots ``w^j`` to the value at ``w2 w^i``.
+
+    Entry ``j`` of column ``i`` is ``(1/n) sum_k w^(-jk) (w2 w^i)^k``.
+    """
+    n_inv = pow(n, -1, p)
+    w_inv = pow(w, -1, p)
+    cols = []
+    for i in range(n):
+        x = w2 * pow(w, i, p) % p
+        col = []
+        for j in range(n):
+            acc = 0
+            for k in range(n):
+                acc += pow(w_inv, j * k, p) * pow(x, k, p)
+            col.append(acc * n_inv % p)
+        cols.append(tuple(col))
+    return tuple(cols)
 
 
 @lru_cache(maxsize=1024)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from Crypto.Cipher import AES
-from Crypto.Hash import TurboSHAKE128
+
+# TurboSHAKE128 is pycryptodome's C Keccak with 12 rounds; its Python wrapper object
+# costs more than the hashing for the short inputs Prio3 uses, so one-shot calls go to
+# the C functions directly (tests replay the official XOF vectors through this path).
+from Crypto.Hash import keccak as _keccak_module
+from Crypto.Util import _raw_api as _raw_api_module
 
 from tessera.crypto.field import Field, next_power_of_2
+
+_keccak: Any = _keccak_module._raw_keccak_lib  # type: ignore[attr-defined]
+_raw: Any = _raw_api_module
 
 #: Document version, the first byte of every domain-separation tag.
 VERSION = 18
@@ -71,6 +79,25 @@ class Xof:
         return cls(seed, dst, binder).next_vec(field, length)
 
 
+def turboshake128(data: bytes, domain: int, length: int) -> bytes:
+    """The first ``length`` bytes of TurboSHAKE128(``data``, ``domain``) (RFC 9861)."""
+    state = _raw.VoidPointer()
+    # Capacity 32 bytes (256 bits), 12 rounds.
+    if _keccak.keccak_init(state.address_of(), _raw.c_size_t(32), _raw.c_ubyte(12)):
+        raise ValueError("cannot instantiate TurboSHAKE128")
+    ptr = state.get()
+    try:
+        out = _raw.create_string_buffer(length)
+        if _keccak.keccak_absorb(ptr, data, _raw.c_size_t(len(data))) or _keccak.keccak_squeeze(
+            ptr, out, _raw.c_size_t(length), _raw.c_ubyte(domain)
+        ):
+            raise ValueError("TurboSHAKE128 failed")
+    finally:
+        _keccak.keccak_destroy(ptr)
+    result: bytes = _raw.get_raw_buffer(out)
+    return result
+
+
 class XofTurboShake128(Xof):
     """TurboSHAKE128 with domain byte 1 over ``len(dst) || dst || len(seed) || seed || binder``."""
 
@@ -79,14 +106,18 @@ class XofTurboShake128(Xof):
     def __init__(self, seed: bytes, dst: bytes, binder: bytes) -> None:
         if len(dst) >= 1 << 16 or len(seed) >= 1 << 8:
             raise ValueError("dst or seed too long")
-        self._h = TurboSHAKE128.new(domain=1)
-        self._h.update(
+        self._input = (
             len(dst).to_bytes(2, "little") + dst + len(seed).to_bytes(1, "little") + seed + binder
         )
+        self._consumed = 0
 
     def next(self, length: int) -> bytes:
-        out: bytes = self._h.read(length)
-        return out
+        # Squeezing is deterministic: later calls recompute the prefix (rare: only
+        # rejection sampling asks twice).
+        start = self._consumed
+        self._consumed = start + length
+        stream = turboshake128(self._input, 1, start + length)
+        return stream[start:] if start else stream
 
 
 _FIXED_KEY_CACHE: dict[bytes, object] = {}
@@ -97,9 +128,7 @@ def _fixed_key_cipher(dst: bytes, binder: bytes) -> object:
     tag = len(dst).to_bytes(2, "little") + dst + binder
     cipher = _FIXED_KEY_CACHE.get(tag)
     if cipher is None:
-        h = TurboSHAKE128.new(domain=2)
-        h.update(tag)
-        cipher = AES.new(h.read(16), AES.MODE_ECB)
+        cipher = AES.new(turboshake128(tag, 2, 16), AES.MODE_ECB)
         if len(_FIXED_KEY_CACHE) > 64:
             _FIXED_KEY_CACHE.clear()
         _FIXED_KEY_CACHE[tag] = cipher
