@@ -134,7 +134,9 @@ def assemble(cfg: RoleConfig) -> Assembled:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(cfg.data_dir / "state.sqlite")
     guard = ReplayGuard(cfg.data_dir / "replay.sqlite")
-    directory = LedgerDirectory(ledger)
+    # the key directory reads the registry through its own connection: lookups then never
+    # interleave with the role's transactions on one client
+    directory = LedgerDirectory(connect_ledger(cfg.rpc, cfg.deployment, identity))
     peers = cfg.peers()
     transport = HttpTransport(identity, {p.address: p.url for p in peers if p.url})
     role: Role

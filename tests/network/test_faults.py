@@ -1,0 +1,176 @@
+"""Faults a network of real processes must survive (one network for the module, in order).
+
+The chain, 3 computing nodes (threshold 2, after a live DKG), 4 providers and a
+verifier run as processes on loopback; the analyst is this test process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tessera.analytics.moments import Count
+from tessera.crypto.group import G
+from tessera.node.analyst import NetworkAnalyst
+from tessera.node.envelope import encode_body, sign_request
+from tessera.node.identity import Identity
+from tessera.node.launcher import Network, open_session
+from tessera.node.ticket import QueryTicket, bounds_from_json
+from tessera.node.transport import HttpTransport
+
+TRUE_ROWS = 4020  # the bundled sample tables
+
+
+@pytest.fixture
+def session(network: Network) -> Iterator[tuple[NetworkAnalyst, HttpTransport]]:
+    analyst, transport = open_session(network.dir)
+    try:
+        yield analyst, transport
+    finally:
+        analyst.close()
+        transport.close()
+
+
+def kill(network: Network, name: str) -> None:
+    pid = network.pid_of(name)
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not die")
+
+
+def peer(analyst: NetworkAnalyst, name: str) -> Any:
+    return next(p for p in analyst.peers if p.name == name)
+
+
+def test_query_over_processes_is_verified_and_settled(
+    session: tuple[NetworkAnalyst, HttpTransport],
+) -> None:
+    analyst, _ = session
+    res = analyst.sql("SELECT COUNT(*), AVG(age) FROM patients", epsilon=1.0)
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+    assert abs(res["count(*)"] - TRUE_ROWS) < 60
+    assert 55 < res["mean(age)"] < 64
+    assert sorted(res.providers) == sorted(p.name for p in analyst.peers if p.role == "provider")
+    assert set(res.ledger.transactions) >= {"submit_query", "result"}
+
+
+def test_bad_requests_are_refused_and_nothing_is_stored(
+    session: tuple[NetworkAnalyst, HttpTransport],
+) -> None:
+    analyst, transport = session
+    target = peer(analyst, "lab-d")
+    before = analyst.providers_info(refresh=True)["lab-d"]["tables"]["patients"]
+    ident = transport.identity
+
+    def send(headers: dict[str, str], body: bytes, path: str = "info") -> tuple[int, Any]:
+        status, reply = transport.send(target.address, path, headers, body)
+        return status, json.loads(reply)
+
+    body = encode_body({})
+    # unsigned
+    status, reply = send({}, body)
+    assert status == 401 and reply["error"] == "Unauthorized"
+    # signed by a key the registry does not know
+    stranger = Identity.generate()
+    status, reply = send(sign_request(stranger, target.address, "info", body), body)
+    assert status == 401
+    # tampered after signing
+    headers = sign_request(ident, target.address, "info", body)
+    status, _ = send(headers, encode_body({"x": 1}))
+    assert status == 401
+    # replayed: the same signed request twice
+    headers = sign_request(ident, target.address, "info", body)
+    assert send(headers, body)[0] == 200
+    status, reply = send(headers, body)
+    assert status == 409 and reply["error"] == "Replay"
+    # malformed: not JSON, not an object, duplicate keys
+    for bad in (b"{not json", b"[1, 2]", b'{"a": 1, "a": 2}'):
+        status, reply = send(
+            sign_request(ident, target.address, "contribute", bad), bad, "contribute"
+        )
+        assert status == 400, (bad, reply)
+    # an incomplete ticket, then a complete one for a query the ledger does not have
+    raw = encode_body({"ticket": {"query_id": "00" * 32}})
+    status, reply = send(sign_request(ident, target.address, "contribute", raw), raw, "contribute")
+    assert status == 400 and "ticket" in reply["message"]
+    ticket = QueryTicket(
+        query_id=os.urandom(32),
+        table="patients",
+        statistics=(Count(),),
+        where=None,
+        rho=0.01,
+        delta=1e-6,
+        analyst_key=G,
+        bounds=bounds_from_json(before["bounds"], "bounds"),
+        max_rows=before["max_rows"],
+        n=3,
+        t=2,
+        providers=("lab-d",),
+    )
+    raw = encode_body({"ticket": ticket.to_json()})
+    status, reply = send(sign_request(ident, target.address, "contribute", raw), raw, "contribute")
+    assert status == 403 and "not on the ledger" in reply["message"]
+    # oversized: refused before it is read
+    huge = b'{"pad": "' + b"x" * (65 * 2**20) + b'"}'
+    status, _ = send(sign_request(ident, target.address, "contribute", huge), huge, "contribute")
+    assert status == 413
+    after = analyst.providers_info(refresh=True)["lab-d"]["tables"]["patients"]
+    assert after == before  # no budget spent, nothing listed
+
+
+def test_provider_killed_mid_query_then_restarted(
+    network: Network, session: tuple[NetworkAnalyst, HttpTransport]
+) -> None:
+    analyst, _ = session
+    dataset_before = analyst.providers_info(refresh=True)["lab-d"]["tables"]["patients"]
+    listed_before = analyst.ledger.dataset_count()
+
+    def on_progress(message: str) -> None:
+        if message.startswith("asking"):
+            kill(network, "lab-d")
+
+    analyst.on_progress = on_progress
+    res = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    analyst.on_progress = lambda _m: None
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+    assert "lab-d" in res.excluded_providers and "unreachable" in res.excluded_providers["lab-d"]
+    assert "lab-d" not in res.providers and len(res.providers) == 3
+    # restarted from its own state: same key, same listing, its budget as it was
+    network.restart("lab-d")
+    info = analyst.providers_info(refresh=True)["lab-d"]["tables"]["patients"]
+    assert info["dataset_id"] == dataset_before["dataset_id"]
+    assert info["budget_spent"] == pytest.approx(dataset_before["budget_spent"])
+    assert analyst.ledger.dataset_count() == listed_before
+    again = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    assert again.verified and "lab-d" in again.providers
+    assert abs(again.value - TRUE_ROWS) < 60
+
+
+def test_computing_node_killed_mid_query(
+    network: Network, session: tuple[NetworkAnalyst, HttpTransport]
+) -> None:
+    analyst, _ = session
+
+    def on_progress(message: str) -> None:
+        if message == "key switching":  # node 3 has sent its noise, now it dies
+            kill(network, "node-3")
+
+    analyst.on_progress = on_progress
+    res = analyst.sql("SELECT AVG(age) FROM patients", epsilon=1.0)
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+    assert res.record.used_nodes == [1, 2]
+    assert 3 not in res.record.key_switch_shares
+    assert 55 < res.value < 64
