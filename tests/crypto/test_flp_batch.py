@@ -210,3 +210,39 @@ def test_kernel_multiplication(pairs: list[tuple[int, int]]) -> None:
     b = flp_batch.limbs([y for _, y in pairs])
     got = flp_batch.mul_vec(a, b).tolist()
     assert [lo | hi << 64 for lo, hi in got] == [x * y % P for x, y in pairs]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_messages_same_as_verifier_shares_to_message(case: int) -> None:
+    vdaf, measurement = CASES[case]
+    rng = random.Random(100 + case)
+    nonces, publics, shares = _reports(vdaf, [measurement(i) for i in range(10)], rng)
+    verify_key = _bytes(rng, vdaf.VERIFY_KEY_SIZE)
+    per_agg = [
+        vdaf.verify_init_batch(verify_key, CTX, a, nonces, publics, [s[a] for s in shares])
+        for a in range(vdaf.SHARES)
+    ]
+    vshares: list[list[bytes]] = []
+    for results in zip(*per_agg, strict=True):
+        encoded = []
+        for res in results:
+            assert not isinstance(res, Exception)
+            encoded.append(res[1])
+        vshares.append(encoded)
+    vshares[1][0] = vshares[1][0][:-1]  # short share
+    vshares[2] = vshares[2][:-1]  # missing share
+    flip = bytearray(vshares[3][-1])
+    flip[0] ^= 1  # v != 0
+    vshares[3][-1] = bytes(flip)
+    flip = bytearray(vshares[4][0])
+    flip[20] ^= 1  # a wire check
+    vshares[4][0] = bytes(flip)
+    vshares[5][0] = (P + 3).to_bytes(16, "little") + vshares[5][0][16:]  # not canonical
+    got = vdaf.verifier_messages_batch(CTX, vshares)
+    for shares_of_report, res in zip(vshares, got, strict=True):
+        want = vdaf._message_encoded(CTX, shares_of_report)
+        if isinstance(want, Exception):
+            assert type(res) is type(want)
+        else:
+            assert res == want
+    assert [isinstance(r, Exception) for r in got] == [i in (1, 2, 3, 4, 5) for i in range(10)]

@@ -384,3 +384,38 @@ def query_range_checked(
             status,
         )
     return out, status
+
+
+@njit(cache=True)
+def _decide(verifier_shares: U64, out: Any) -> None:
+    n_rep, n_shares, length = (
+        verifier_shares.shape[0],
+        verifier_shares.shape[1],
+        verifier_shares.shape[2],
+    )
+    total = np.empty((length, 2), dtype=np.uint64)
+    for b in range(n_rep):
+        for k in range(length):
+            s0, s1 = _ZERO, _ZERO
+            for a in range(n_shares):
+                s0, s1 = _add(s0, s1, verifier_shares[b, a, k, 0], verifier_shares[b, a, k, 1])
+            total[k, 0], total[k, 1] = s0, s1
+        # [v, wire checks (2 chunk), gadget check]: v = 0 and sum_j w_2j w_2j+1 = check.
+        g0, g1 = _ZERO, _ZERO
+        for j in range(1, length - 1, 2):
+            a0, a1 = _mul(total[j, 0], total[j, 1], total[j + 1, 0], total[j + 1, 1])
+            g0, g1 = _add(g0, g1, a0, a1)
+        ok = total[0, 0] == _ZERO and total[0, 1] == _ZERO
+        out[b] = ok and g0 == total[length - 1, 0] and g1 == total[length - 1, 1]
+
+
+def decide_range_checked(verifier_shares: U64) -> npt.NDArray[np.bool_]:
+    """FLP decision on the sum of the aggregators' verifier shares, per report.
+
+    ``verifier_shares`` is ``(reports, aggregators, 2 chunk + 2, 2)`` limbs of canonical
+    elements; the circuit's one gadget is ``ParallelSum(Mul(), chunk)``.
+    """
+    out = np.zeros(verifier_shares.shape[0], dtype=np.bool_)
+    if out.size:
+        _decide(verifier_shares, out)
+    return out

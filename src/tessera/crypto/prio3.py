@@ -319,6 +319,28 @@ class Prio3(
             return self.joint_rand_seed(ctx, parts)
         return None
 
+    def verifier_messages_batch(
+        self, ctx: bytes, verifier_shares: Sequence[Sequence[bytes]]
+    ) -> list[bytes | Exception]:
+        """:meth:`verifier_shares_to_message` for many reports from their *encoded* shares.
+
+        Returns, per report, the encoded verifier message or the exception the per-report
+        path raises; the FLP decisions of the Field128 range-check circuits run batched.
+        """
+        batch = self._range_check_batch
+        if batch is None:
+            return [self._message_encoded(ctx, shares) for shares in verifier_shares]
+        return batch.messages(ctx, verifier_shares)
+
+    def _message_encoded(self, ctx: bytes, verifier_shares: Sequence[bytes]) -> bytes | Exception:
+        try:
+            # Prio3 decodes verifier shares without looking at the state.
+            decoded = [self.decode_verifier_share(([], None), s) for s in verifier_shares]
+            message = self.verifier_shares_to_message(ctx, None, decoded)
+        except (ValueError, InvalidProof) as exc:
+            return exc
+        return self.encode_verifier_message(message)
+
     def verify_next(
         self, ctx: bytes, state: Prio3VerifyState, verifier_message: Prio3VerifierMessage
     ) -> tuple[Prio3VerifyState, Prio3VerifierShare] | list[int]:
@@ -334,6 +356,16 @@ class Prio3(
 
     def agg_update(self, agg_param: None, agg_share: list[int], out_share: list[int]) -> list[int]:
         return self.field.vec_add(agg_share, out_share)
+
+    def aggregate(self, agg_param: None, out_shares: Sequence[list[int]]) -> list[int]:
+        """Sum of the output shares, reduced once per column instead of once per report."""
+        if not out_shares:
+            return self.agg_init(agg_param)
+        p = self.field.MODULUS
+        length = self.flp.OUTPUT_LEN
+        if any(len(s) != length for s in out_shares):
+            raise ValueError("mismatched vector sizes")
+        return [sum(col) % p for col in zip(*out_shares, strict=True)]
 
     def merge(self, agg_param: None, agg_shares: Sequence[list[int]]) -> list[int]:
         agg = self.agg_init(agg_param)
@@ -698,6 +730,9 @@ class _RangeCheckBatch:
             ),
             flp_batch,
         )
+        flp_batch.decide_range_checked(
+            np.zeros((1, self.vdaf.SHARES, flp.VERIFIER_LEN, 2), dtype=np.uint64)
+        )
 
     def run(
         self,
@@ -783,6 +818,44 @@ class _RangeCheckBatch:
                 out_share = flp.truncate(meas_ints[k * m : (k + 1) * m])
                 results[b] = ((out_share, seeds[k]), encoded[k].tobytes() + parts[k])
         return cast("list[tuple[Prio3VerifyState, bytes] | Exception]", results)
+
+    def messages(
+        self, ctx: bytes, verifier_shares: Sequence[Sequence[bytes]]
+    ) -> list[bytes | Exception]:
+        """:meth:`Prio3.verifier_messages_batch` with the decisions in one kernel call."""
+        from tessera.crypto import flp_batch
+
+        vdaf = self.vdaf
+        length = vdaf.flp.VERIFIER_LEN
+        size = length * 16
+        seed_size = vdaf.xof.SEED_SIZE
+        results: list[bytes | Exception | None] = [None] * len(verifier_shares)
+        fast: list[int] = []
+        bufs: list[bytes] = []
+        parts: list[bytes] = []
+        for b, shares in enumerate(verifier_shares):
+            if len(shares) != vdaf.SHARES or any(len(s) != size + seed_size for s in shares):
+                results[b] = vdaf._message_encoded(ctx, shares)
+                continue
+            fast.append(b)
+            bufs += [s[:size] for s in shares]
+            parts.append(b"".join(s[size:] for s in shares))
+        if fast:
+            arr = np.frombuffer(b"".join(bufs), dtype="<u8").reshape(
+                len(fast), vdaf.SHARES, length, 2
+            )
+            suspicious = cast("list[bool]", (arr[..., 1] >= _F128_HI).any(axis=(1, 2)).tolist())
+            accepted = cast("list[bool]", flp_batch.decide_range_checked(arr).tolist())
+            dst = vdaf.domain_separation_tag(USAGE_JOINT_RAND_SEED, ctx)
+            zero_seed = bytes(seed_size)
+            for k, b in enumerate(fast):
+                if suspicious[k]:
+                    results[b] = vdaf._message_encoded(ctx, verifier_shares[b])
+                elif not accepted[k]:
+                    results[b] = InvalidProof("proof verifier check failed")
+                else:
+                    results[b] = vdaf.xof.derive_seed(zero_seed, dst, parts[k])
+        return cast("list[bytes | Exception]", results)
 
     def _query(self, rows: Any, flp_batch: Any) -> tuple[Any, Any]:
         """The kernel on ``(reports, meas | proof | joint rand | query rand, 2)`` limbs."""

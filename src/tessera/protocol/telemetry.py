@@ -899,6 +899,20 @@ class Preparer:
             return PrepareStep(report_id, PrepareKind.REJECT, reason=_reason_of(exc))
         return PrepareStep(report_id, PrepareKind.CONTINUE, payload)
 
+    def combine_batch(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[PrepareStep]:
+        """:meth:`combine` for many ``(report_id, verifier_shares)``; Prio3 decides in a batch."""
+        vdaf = self.vdaf
+        if not isinstance(vdaf, Prio3) or vdaf.ROUNDS != 1:
+            return [self.combine(rid, shares) for rid, shares in items]
+        messages = vdaf.verifier_messages_batch(self.ctx, [shares for _, shares in items])
+        out: list[PrepareStep] = []
+        for (rid, _), msg in zip(items, messages, strict=True):
+            if isinstance(msg, Exception):
+                out.append(PrepareStep(rid, PrepareKind.REJECT, reason=_reason_of(msg)))
+            else:
+                out.append(PrepareStep(rid, PrepareKind.CONTINUE, msg))
+        return out
+
     def advance(self, report_id: bytes, message: bytes) -> PrepareStep:
         """``verify_next`` with the round's verifier message: the next share, or FINISHED."""
         vdaf = self.vdaf
@@ -928,9 +942,7 @@ class Preparer:
     def aggregate(self, report_ids: Iterable[bytes]) -> bytes:
         """Encoded aggregate share of the given finished reports."""
         vdaf = self.vdaf
-        agg: Any = vdaf.agg_init(self.agg_param)
-        for rid in report_ids:
-            agg = vdaf.agg_update(self.agg_param, agg, self.out_shares[rid])
+        agg: Any = vdaf.aggregate(self.agg_param, [self.out_shares[rid] for rid in report_ids])
         encoded: bytes = vdaf.encode_agg_share(agg)
         return encoded
 
@@ -990,7 +1002,8 @@ class LeaderJob:
                     raise ProtocolError("helper answered a report twice")
                 index[a.report_id] = a
             by_helper.append(index)
-        out: list[PrepareStep] = []
+        out: list[PrepareStep | None] = []
+        to_combine: list[tuple[bytes, Sequence[bytes]]] = []
         for rid in list(self._own):
             own = self._own[rid]
             theirs = [h.get(rid) for h in by_helper]
@@ -1011,18 +1024,21 @@ class LeaderJob:
             if kinds != {PrepareKind.CONTINUE}:
                 out.append(self._reject(rid, ReportStatus.PEER_REJECTED))
                 continue
-            shares = [own.payload, *(t.payload for t in theirs if t is not None)]
-            message = self.preparer.combine(rid, shares)
-            if message.kind is PrepareKind.REJECT:
-                out.append(self._reject(rid, message.reason))
-                continue
-            nxt = self.preparer.advance(rid, message.payload)
-            if nxt.kind is PrepareKind.REJECT:
-                out.append(self._reject(rid, nxt.reason))
-                continue
-            self._own[rid] = nxt
-            out.append(message)
-        return out
+            to_combine.append((rid, [own.payload, *(t.payload for t in theirs if t is not None)]))
+            out.append(None)
+        messages = iter(self.preparer.combine_batch(to_combine))
+        return [step if step is not None else self._advance(next(messages)) for step in out]
+
+    def _advance(self, message: PrepareStep) -> PrepareStep:
+        """This aggregator's own ``verify_next`` on a combined message; the step to send."""
+        rid = message.report_id
+        if message.kind is PrepareKind.REJECT:
+            return self._reject(rid, message.reason)
+        nxt = self.preparer.advance(rid, message.payload)
+        if nxt.kind is PrepareKind.REJECT:
+            return self._reject(rid, nxt.reason)
+        self._own[rid] = nxt
+        return message
 
 
 # -- batch rules ------------------------------------------------------------------------
