@@ -125,9 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="3 providers × 2,000 rows, 3 nodes")
     ap.add_argument("--epsilon", type=float, default=1.0)
+    ap.add_argument(
+        "--processes",
+        action="store_true",
+        help="run the query over real processes on loopback, beside the same query in process",
+    )
     args = ap.parse_args(argv)
     providers, rows, nodes, t = (3, 2000, 3, 2) if args.quick else (12, 50_000, 6, 4)
     eps = args.epsilon
+    if args.processes:
+        return processes(providers, rows, nodes, t, eps, args.quick, args.json)
     net, _pooled = build(providers, rows, nodes, t, args.quick)
     setup_gas = ledger_gas(tx.action for tx in net.ledger.admin.gas_log)
     setup_gas_used = {a: g for a, g in _mean_gas(net.ledger.admin.gas_log).items()}
@@ -259,6 +266,96 @@ def _correlation(feats: list[str]) -> Any:
     from tessera.analytics.moments import Correlation
 
     return Correlation(tuple(feats))
+
+
+# -- over real processes ---------------------------------------------------------------------
+def processes(
+    providers: int, rows: int, nodes: int, t: int, eps: float, quick: bool, as_json: bool
+) -> int:
+    """The headline query over real processes (chain, every provider and node, a verifier,
+    each its own process on loopback) and the same query in process, in the same run."""
+    import tempfile
+    from pathlib import Path
+
+    from tessera.node.launcher import Network, NetworkSpec, ProviderSpec, open_session
+
+    feats = list(FEATURES)
+    policy = {"min_cohort": 10, "budget_rho": 1e6, "max_rows": rows, "price_per_query": 10,
+              "price_per_training": 100, "tags": ["clinical"]}  # fmt: skip
+    col_bounds: dict[str, list[float]] = {}
+    for name, b in bounds()["records"].items():
+        col_bounds[name] = [b.lo, b.hi, b.scale_bits] if isinstance(b, ColumnBounds) else list(b)
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
+        specs = []
+        for i in range(providers):
+            path = Path(tmp) / f"provider-{i:02d}.parquet"
+            make_data(rows, 1000 + i).to_parquet(path)
+            specs.append(
+                ProviderSpec(
+                    f"provider-{i:02d}",
+                    {"records": {"source": str(path), "bounds": col_bounds, "policy": policy}},
+                )
+            )
+        net = Network(Path(tmp) / "network")
+        t_up = time.perf_counter()
+        try:
+            net.up(NetworkSpec(nodes, t, 1, specs, kdf_iterations=2**10))
+            t_up = time.perf_counter() - t_up
+            analyst, transport = open_session(net.dir)
+            analyst.providers_info()  # what the analyst reads once per session
+            if quick:
+                analyst._dlog = lambda: discrete_log(bound=1 << 14)
+            analyst._dlog()  # load the table once, as the in-process network does at build
+            res, wall = timed(
+                lambda: analyst.logistic_regression("records", "diabetic", feats, epsilon=eps)
+            )
+            analyst.close()
+            transport.close()
+        finally:
+            net.down()
+    local, _pooled = build(providers, rows, nodes, t, quick)
+    res_in, wall_in = timed(
+        lambda: local.logistic_regression("records", "diabetic", feats, epsilon=eps)
+    )
+    roles = {k: round(max(v.values()), 3) for k, v in res.role_seconds.items()}
+    out = {
+        "setting": {
+            "records": providers * rows,
+            "features": len(feats),
+            "providers": providers,
+            "computing_nodes": nodes,
+            "threshold": t,
+            "epsilon": eps,
+        },
+        "wall_s": wall,
+        "inprocess_wall_s": wall_in,
+        "ratio": wall / wall_in,
+        "target_ratio": 1.25,
+        "verified": res.verified and res_in.verified,
+        "network_up_s": t_up,
+        "processes_role_seconds_max": roles,
+        "processes_ledger_s": res.seconds["ledger"],
+        "processes_verify_s": res.seconds["verify"],
+        "inprocess_role_seconds_max": {
+            k: round(max(v.values()), 3) for k, v in res_in.role_seconds.items()
+        },
+    }
+    if as_json:
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    print(
+        f"logistic regression, {providers * rows:,} records × {len(feats)} features, "
+        f"{providers} providers, {nodes} nodes (t={t}), epsilon={eps}"
+    )
+    print(f"{'figure':<22} {'seconds':>10}")
+    print(f"{'wall_s (processes)':<22} {wall:>10.3f}")
+    print(f"{'inprocess_wall_s':<22} {wall_in:>10.3f}")
+    print(f"ratio {wall / wall_in:.2f} (target <= 1.25); verified: {out['verified']}")
+    print(f"network up (not in wall_s): {t_up:.1f} s")
+    print("slowest party per stage, processes:", roles)
+    print("slowest party per stage, in process:", out["inprocess_role_seconds_max"])
+    return 0
 
 
 if __name__ == "__main__":

@@ -63,9 +63,17 @@ def provider_tables(cfg: RoleConfig) -> dict[str, Table]:
         numeric: dict[str, ColumnBounds] = {}
         cats: dict[str, tuple[Any, ...]] = {}
         for col, spec in t.bounds.items():
-            parsed = _column_spec(
-                tuple(spec) if len(spec) == 2 and not isinstance(spec[0], str) else list(spec)
-            )
+            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
+            if numbers and len(spec) == 3:  # [lo, hi, fixed-point fraction bits]
+                try:
+                    numeric[col] = ColumnBounds(float(spec[0]), float(spec[1]), int(spec[2]))
+                except ValueError as exc:
+                    raise ConfigError(f"{cfg.path} [tables.{name}] {col}: {exc}") from exc
+                continue
+            try:
+                parsed = _column_spec(tuple(spec) if numbers and len(spec) == 2 else list(spec))
+            except ValueError as exc:
+                raise ConfigError(f"{cfg.path} [tables.{name}] {col}: {exc}") from exc
             if isinstance(parsed, ColumnBounds):
                 numeric[col] = parsed
             else:
