@@ -278,6 +278,7 @@ class NetworkAnalyst(StatisticsApi):
                 for i, p in nodes.items()
             }
         contributions: list[VectorContribution] = []
+        raw_contributions: list[str] = []  # as received: forwarded as is, never re-encoded
         excluded: dict[str, str] = {}
         for name, f in contrib_f.items():
             try:
@@ -288,11 +289,12 @@ class NetworkAnalyst(StatisticsApi):
             if "excluded" in answer:
                 excluded[name] = str(answer["excluded"])
                 continue
-            vc = codec.decode_contribution(bytes.fromhex(answer["contribution"]))
+            vc = codec.decode_contribution_limbs(bytes.fromhex(answer["contribution"]))
             if vc.provider != name:
                 excluded[name] = "sent a contribution under another name"
                 continue
             contributions.append(vc)
+            raw_contributions.append(answer["contribution"])
         if not contributions:
             raise PolicyViolation(
                 "no provider could contribute: "
@@ -318,7 +320,7 @@ class NetworkAnalyst(StatisticsApi):
         self.on_progress("key switching")
         switch_body = {
             **body,
-            "contributions": [codec.encode_contribution(c).hex() for c in contributions],
+            "contributions": raw_contributions,
             "noise": [codec.encode_noise(nc).hex() for nc in noise],
         }
         switch_f = {
@@ -360,7 +362,12 @@ class NetworkAnalyst(StatisticsApi):
         # the audit trail: the combining quorum's first node commits the aggregate and the
         # proof bundle, the analyst its result; then the verifiers check and vote
         self.on_progress("committing the result, verifying")
-        record_json = record_to_json(record)
+        record_json = record_to_json(
+            record,
+            raw_contributions,
+            [codec.encode_noise(nc).hex() for nc in record.noise],
+            [codec.encode_noise(nc).hex() for nc in record.rejected_noise],
+        )
         bundle_node = nodes[record.used_nodes[0]]
         start = time.perf_counter()
         self.transport.call(bundle_node.address, "bundle", {"record": record_json})

@@ -54,8 +54,13 @@ from tessera.protocol.aggregation import (
     key_switch,
     verify_record,
 )
+from tessera.protocol.wire import (
+    encoded_record_from_json,
+    from_hex,
+    point_from_hex,
+    record_from_json,
+)
 from tessera.protocol.wire import field as wire_field
-from tessera.protocol.wire import from_hex, point_from_hex, record_from_json
 
 
 def _hex32(value: Any, where: str) -> bytes:
@@ -594,12 +599,13 @@ class NodeRole(Role):
         """Aggregate what the providers and nodes committed on-chain, switch it to the analyst."""
         ticket = QueryTicket.from_json(body.get("ticket"))
         key = ticket.query_id.hex()
-        contributions = [
-            codec.decode_contribution(from_hex(c, "contribution"))
-            for c in body.get("contributions") or []
-        ]
-        noise = [codec.decode_noise(from_hex(c, "noise")) for c in body.get("noise") or []]
         qid = ticket.query_id
+        raw = [from_hex(c, "contribution") for c in body.get("contributions") or []]
+        raw_noise = [from_hex(c, "noise") for c in body.get("noise") or []]
+        # only the ciphertexts are needed to add up; each message is checked against the
+        # digest its author committed on-chain, the proofs are the verifiers' to check
+        contributions = [codec.decode_contribution_limbs(c) for c in raw]
+        noise = [codec.decode_noise(c) for c in raw_noise]
         done = self.store.get("key_switch", key)
         prepared = ticket.prepare()
         agg = aggregate(prepared.query, contributions, noise)
@@ -611,14 +617,14 @@ class NodeRole(Role):
         self._check_query(ticket, sender)
         trail = self.ledger.audit_trail(qid)
         committed = set(trail.of("contribution").values())
-        for vc in contributions:
-            if codec.contribution_digest(qid, vc) not in committed:
+        for vc, encoded in zip(contributions, raw, strict=True):
+            if codec.digest("contribution", qid, encoded) not in committed:
                 raise ProtocolError(f"contribution of {vc.provider} is not the one committed")
         if len(contributions) != len(committed):
             raise ProtocolError("the contributions sent are not those committed on-chain")
         noise_committed = set(trail.of("noise").values())
-        for nc in noise:
-            if codec.noise_digest(qid, nc) not in noise_committed:
+        for nc, encoded in zip(noise, raw_noise, strict=True):
+            if codec.digest("noise", qid, encoded) not in noise_committed:
                 raise ProtocolError(f"noise of node {nc.node} is not the one committed")
         if ticket.rho is not None and len(noise) < self.n - self.t + 1:
             raise PolicyViolation("too little noise: fewer than n - t + 1 nodes' noise")
@@ -628,24 +634,24 @@ class NodeRole(Role):
         if self.cheat_key_switch:
             s = shares[0]
             shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
-        encoded = codec.encode_key_switch(shares).hex()
+        shares_hex = codec.encode_key_switch(shares).hex()
         with self._lock:
             if self.store.get("key_switch", key) is None:
                 self.ledger.commit_many(qid, {"key_switch": codec.key_switch_digest(qid, shares)})
-                self.store.put("key_switch", key, {"aggregate": agg_digest, "shares": encoded})
+                self.store.put("key_switch", key, {"aggregate": agg_digest, "shares": shares_hex})
         return {"shares": self.store.get("key_switch", key)["shares"]}
 
     def on_bundle(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         """Commit the aggregate and the proof bundle of a finished query (one node does)."""
-        record = record_from_json(body.get("record"))
-        qid = record.query.query_id
+        record = encoded_record_from_json(body.get("record"))
+        qid = record.header.query.query_id
         open_query(self.ledger, qid, sender)
         done = self.store.get("key_switch", qid.hex())
-        agg = codec.aggregate_digest(qid, record.aggregate)
+        agg = codec.digest("aggregate", qid, record.aggregate)
         if done is None or done["aggregate"] != agg.hex():
             raise ProtocolError("the record's aggregate is not the one this node switched")
         tx = self.ledger.commit_many(
-            qid, {"aggregate": agg, "proof_bundle": codec.record_digest(record)}
+            qid, {"aggregate": agg, "proof_bundle": record.bundle_digest()}
         )
         return {"tx": tx.tx_hash}
 

@@ -13,7 +13,7 @@ naming what was wrong.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from tessera.crypto.elgamal import CIPHERTEXT_LEN, Ciphertext
@@ -123,6 +123,37 @@ def decode_contribution(data: bytes) -> VectorContribution:
     return VectorContribution(name, tuple(slots))
 
 
+def decode_contribution_limbs(data: bytes) -> VectorContribution:
+    """The ciphertexts of an encoded contribution, its proofs skipped (framing still checked).
+
+    For a party that only adds contributions up (a computing node, the analyst): the
+    proofs are the verifiers' to check, and decoding their curve points costs far more
+    than the addition."""
+    r = _Reader(data, "contribution")
+    name = r.framed()
+    if len(name) > MAX_NAME:
+        raise DecodeError(f"contribution: provider name longer than {MAX_NAME} bytes")
+
+    def slot() -> SlotContribution:
+        limbs = _read_ciphertexts(r)
+        for _ in range(r.u32()):
+            r.framed()
+        flag = r.take(1)
+        if flag not in (b"\x00", b"\x01"):
+            raise DecodeError("contribution: bad exact-proof flag")
+        if flag == b"\x01":
+            r.framed()
+        return SlotContribution(tuple(limbs), (), None)
+
+    slots = r.items(slot)
+    r.done()
+    try:
+        provider = name.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("contribution: provider name is not UTF-8") from exc
+    return VectorContribution(provider, tuple(slots))
+
+
 def encode_noise(nc: NoiseContribution) -> bytes:
     out = [_u32(nc.node), _u32(len(nc.slots))]
     for s in nc.slots:
@@ -216,6 +247,28 @@ def record_digest(record: AggregationRecord) -> bytes:
     """The proof bundle: every message the committee saw or produced, in a fixed order.
 
     The analyst's release has its own digest (:func:`release_digest`)."""
+    return bundle_digest(
+        record,
+        [encode_contribution(c) for c in record.contributions],
+        [encode_noise(n) for n in record.noise],
+        [encode_noise(n) for n in record.rejected_noise],
+        encode_ciphertexts(record.aggregate),
+        {i: encode_key_switch(s) for i, s in record.key_switch_shares.items()},
+        encode_ciphertexts(record.switched),
+    )
+
+
+def bundle_digest(
+    record: AggregationRecord,
+    contributions: Sequence[bytes],
+    noise: Sequence[bytes],
+    rejected_noise: Sequence[bytes],
+    aggregate: bytes,
+    key_switch: Mapping[int, bytes],
+    switched: bytes,
+) -> bytes:
+    """:func:`record_digest` from the messages' encodings (``record`` gives the header:
+    query, committee key, threshold), for a party that holds them encoded."""
     q = record.query
     parts = [
         _u32(q.spec.limb_bits),
@@ -226,16 +279,16 @@ def record_digest(record: AggregationRecord) -> bytes:
         _u32(record.threshold),
         _u32(len(q.noise_bounds)),
         *(b.to_bytes(16, "big") for b in q.noise_bounds),
-        _u32(len(record.contributions)),
-        *(_framed(encode_contribution(c)) for c in record.contributions),
-        _u32(len(record.noise)),
-        *(_framed(encode_noise(n)) for n in record.noise),
-        _u32(len(record.rejected_noise)),
-        *(_framed(encode_noise(n)) for n in record.rejected_noise),
-        _framed(encode_ciphertexts(record.aggregate)),
-        _u32(len(record.key_switch_shares)),
+        _u32(len(contributions)),
+        *(_framed(c) for c in contributions),
+        _u32(len(noise)),
+        *(_framed(n) for n in noise),
+        _u32(len(rejected_noise)),
+        *(_framed(n) for n in rejected_noise),
+        _framed(aggregate),
+        _u32(len(key_switch)),
     ]
-    for node, shares in sorted(record.key_switch_shares.items()):
-        parts += [_u32(node), _framed(encode_key_switch(shares))]
-    parts.append(_framed(encode_ciphertexts(record.switched)))
+    for node, shares in sorted(key_switch.items()):
+        parts += [_u32(node), _framed(shares)]
+    parts.append(_framed(switched))
     return digest("proof_bundle", q.query_id, b"".join(parts))

@@ -8,7 +8,8 @@ field that is wrong (:class:`~tessera.errors.DecodeError`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tessera.crypto.group import Point
@@ -110,15 +111,33 @@ def query_from_json(data: Any, where: str = "query") -> AggregationQuery:
 
 
 # -- the whole record (what a verifier checks) --------------------------------------------
-def record_to_json(rec: AggregationRecord) -> dict[str, Any]:
+def record_to_json(
+    rec: AggregationRecord,
+    contributions: Sequence[str] | None = None,
+    noise: Sequence[str] | None = None,
+    rejected_noise: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The record as JSON; a holder of the messages as received passes their hex as is
+    (``contributions``, ``noise``, ``rejected_noise``) instead of re-encoding them."""
+    out = _record_json(rec) if contributions is None else _record_json(rec, skip=True)
+    if contributions is not None:
+        out["contributions"] = list(contributions)
+        out["noise"] = list(noise or [])
+        out["rejected_noise"] = list(rejected_noise or [])
+    return out
+
+
+def _record_json(rec: AggregationRecord, skip: bool = False) -> dict[str, Any]:
     return {
         "query": query_to_json(rec.query),
         "committee_key": rec.committee_key.encode().hex(),
         "public_shares": {str(i): p.encode().hex() for i, p in sorted(rec.public_shares.items())},
         "threshold": rec.threshold,
-        "contributions": [codec.encode_contribution(c).hex() for c in rec.contributions],
-        "noise": [codec.encode_noise(n).hex() for n in rec.noise],
-        "rejected_noise": [codec.encode_noise(n).hex() for n in rec.rejected_noise],
+        "contributions": []
+        if skip
+        else [codec.encode_contribution(c).hex() for c in rec.contributions],
+        "noise": [] if skip else [codec.encode_noise(n).hex() for n in rec.noise],
+        "rejected_noise": [] if skip else [codec.encode_noise(n).hex() for n in rec.rejected_noise],
         "aggregate": codec.encode_ciphertexts(rec.aggregate).hex(),
         "key_switch_shares": {
             str(i): codec.encode_key_switch(s).hex()
@@ -167,3 +186,51 @@ def record_from_json(data: Any, where: str = "record") -> AggregationRecord:
         None if release is None else codec.decode_release(from_hex(release, f"{where}.release"))
     )
     return rec
+
+
+@dataclass(frozen=True)
+class EncodedRecord:
+    """A record's header decoded, its messages kept as their encodings (no proof decoded)."""
+
+    header: AggregationRecord  # query, committee key, public shares, threshold
+    contributions: list[bytes]
+    noise: list[bytes]
+    rejected_noise: list[bytes]
+    aggregate: bytes
+    key_switch: dict[int, bytes]
+    switched: bytes
+
+    def bundle_digest(self) -> bytes:
+        return codec.bundle_digest(
+            self.header,
+            self.contributions,
+            self.noise,
+            self.rejected_noise,
+            self.aggregate,
+            self.key_switch,
+            self.switched,
+        )
+
+
+def encoded_record_from_json(data: Any, where: str = "record") -> EncodedRecord:
+    if not isinstance(data, dict):
+        raise DecodeError(f"{where}: expected an object")
+    header = AggregationRecord(
+        query_from_json(data.get("query"), f"{where}.query"),
+        point_from_hex(data.get("committee_key"), f"{where}.committee_key"),
+        _decode_map(data.get("public_shares"), f"{where}.public_shares", Point.decode),
+        field(data, "threshold", int, where),
+    )
+
+    def raw_list(name: str) -> list[bytes]:
+        return _decode_list(data.get(name), f"{where}.{name}", bytes)
+
+    return EncodedRecord(
+        header,
+        raw_list("contributions"),
+        raw_list("noise"),
+        raw_list("rejected_noise"),
+        from_hex(data.get("aggregate"), f"{where}.aggregate"),
+        _decode_map(data.get("key_switch_shares"), f"{where}.key_switch_shares", bytes),
+        from_hex(data.get("switched"), f"{where}.switched"),
+    )
