@@ -17,6 +17,8 @@ from tessera.crypto.field import Field, next_power_of_2
 
 _keccak: Any = _keccak_module._raw_keccak_lib  # type: ignore[attr-defined]
 _raw: Any = _raw_api_module
+if _raw.backend != "cffi":  # the one-shot calls below use cffi directly
+    raise ImportError("tessera needs pycryptodome's cffi backend")
 
 #: Document version, the first byte of every domain-separation tag.
 VERSION = 18
@@ -81,20 +83,21 @@ class Xof:
 
 def turboshake128(data: bytes, domain: int, length: int) -> bytes:
     """The first ``length`` bytes of TurboSHAKE128(``data``, ``domain``) (RFC 9861)."""
-    state = _raw.VoidPointer()
+    ffi = _raw.ffi
+    handle = ffi.new("void **")
     # Capacity 32 bytes (256 bits), 12 rounds.
-    if _keccak.keccak_init(state.address_of(), _raw.c_size_t(32), _raw.c_ubyte(12)):
+    if _keccak.keccak_init(handle, 32, 12):
         raise ValueError("cannot instantiate TurboSHAKE128")
-    ptr = state.get()
+    state = handle[0]
     try:
-        out = _raw.create_string_buffer(length)
-        if _keccak.keccak_absorb(ptr, data, _raw.c_size_t(len(data))) or _keccak.keccak_squeeze(
-            ptr, out, _raw.c_size_t(length), _raw.c_ubyte(domain)
+        out = ffi.new("uint8_t[]", length)
+        if _keccak.keccak_absorb(state, data, len(data)) or _keccak.keccak_squeeze(
+            state, out, length, domain
         ):
             raise ValueError("TurboSHAKE128 failed")
     finally:
-        _keccak.keccak_destroy(ptr)
-    result: bytes = _raw.get_raw_buffer(out)
+        _keccak.keccak_destroy(state)
+    result: bytes = ffi.buffer(out)[:]
     return result
 
 
