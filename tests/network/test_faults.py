@@ -159,6 +159,21 @@ def test_provider_killed_mid_query_then_restarted(
     assert abs(again.value - TRUE_ROWS) < 60
 
 
+def test_chain_restarted_under_the_nodes(
+    network: Network, session: tuple[NetworkAnalyst, HttpTransport]
+) -> None:
+    """The served chain journals its transactions; restarted, it replays them and every
+    role reconnects on its next request."""
+    analyst, _ = session
+    before = analyst.ledger.stats().settled_queries
+    kill(network, "chain")
+    network.restart("chain")
+    assert analyst.ledger.stats().settled_queries == before  # the state came back
+    res = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+    assert analyst.ledger.stats().settled_queries == before + 1
+
+
 def test_computing_node_killed_mid_query(
     network: Network, session: tuple[NetworkAnalyst, HttpTransport]
 ) -> None:

@@ -160,6 +160,15 @@ def serve(
             metavar="PATH",
         ),
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="Journal every transaction here and replay it at start: the chain survives "
+            "a restart (snapshots are then off).",
+            metavar="PATH",
+        ),
+    ] = None,
 ) -> None:
     """Serve an in-process py-evm chain over Ethereum JSON-RPC until SIGINT/SIGTERM."""
     from tessera.ledger import EmbeddedChain, deploy
@@ -173,7 +182,9 @@ def serve(
     except ValueError as exc:
         fail(exc)
     try:
-        server = RpcServer(chain, host, port)
+        server = RpcServer(chain, host, port, journal=state)
+    except ValueError as exc:
+        fail(ConfigError(f"cannot restore the chain from {state}: {exc}"))
     except OSError as exc:
         fail(TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"))
     note = ""

@@ -18,6 +18,11 @@ A body over :data:`MAX_BODY_BYTES` gets HTTP 413, a request from a browser page
 accounts are unlocked, so nothing but local processes may talk to the chain.
 ``evm_snapshot``, ``evm_revert`` (returns ``false`` for an unknown id) and
 ``evm_mine`` work as on Hardhat, except that a snapshot survives a revert.
+
+With a journal (``tessera ledger serve --state FILE``) every state change
+(:data:`JOURNALED`) is appended and fsynced before it is answered, and replayed
+when the server starts again: the genesis is deterministic, so the chain comes
+back as it was. Snapshots are then refused (a revert cannot be journaled).
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import re
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import uvicorn
 from eth_abi.abi import encode as abi_encode
@@ -60,6 +67,10 @@ INTERNAL_ERROR: Final = -32603
 EXECUTION_REVERTED: Final = -32000
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+#: What changes the chain's state: journaled, with ``--state``, and replayed at start.
+JOURNALED: Final = frozenset({"eth_sendTransaction", "eth_sendRawTransaction", "evm_mine"})
 
 
 class JsonRpcError(Exception):
@@ -161,9 +172,10 @@ def _quantity(value: Any, name: str) -> int:
 class EmbeddedRpc:
     """JSON-RPC 2.0 over an :class:`EmbeddedChain`, one call at a time."""
 
-    def __init__(self, chain: EmbeddedChain) -> None:
+    def __init__(self, chain: EmbeddedChain, journal: Path | None = None) -> None:
         self.chain = chain
         self._lock = threading.Lock()
+        self._journal: IO[str] | None = None
         # A bare Web3 (no web3-level middleware) over the chain's tester: the provider's
         # own middleware turns standard JSON-RPC params into eth-tester's, and nothing
         # formats results for a Python caller.
@@ -175,6 +187,39 @@ class EmbeddedRpc:
             "evm_revert": self._revert,
             "evm_mine": self._mine,
         }
+        if journal is not None:
+            self._replay(journal)
+            self._journal = open(journal, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+
+    # -- persistence ----------------------------------------------------------------
+    def _replay(self, journal: Path) -> None:
+        """Re-run every state change journaled by an earlier run (same genesis, same order)."""
+        if not journal.exists():
+            return
+        for n, line in enumerate(journal.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                method, params = entry["method"], entry["params"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{journal}:{n}: not a journal entry ({exc})") from exc
+            if method in self._native:
+                self._native[method](params)
+                continue
+            try:
+                response = self._request(RPCEndpoint(method), params)
+            except TransactionFailed:
+                continue  # it failed the first time too
+            if response.get("error") is not None:
+                raise ValueError(f"{journal}:{n}: {method} no longer applies: {response['error']}")
+
+    def _record(self, method: str, params: list[Any]) -> None:
+        if self._journal is None or method not in JOURNALED:
+            return
+        self._journal.write(json.dumps({"method": method, "params": params}) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
 
     # -- the chain's own methods ---------------------------------------------
     def _snapshot(self, params: list[Any]) -> Any:
@@ -201,13 +246,19 @@ class EmbeddedRpc:
     def call(self, method: str, params: list[Any]) -> Any:
         """The JSON-RPC result of ``method``; raises :class:`JsonRpcError`."""
         if method in self._native:
+            if self._journal is not None and method in ("evm_snapshot", "evm_revert"):
+                raise JsonRpcError(METHOD_NOT_FOUND, f"{method} is off on a persistent chain")
             with self._lock:
-                return self._native[method](params)
+                result = self._native[method](params)
+                self._record(method, params)
+                return result
         if not self._known(method):
             raise JsonRpcError(METHOD_NOT_FOUND, f"the method {method} does not exist")
         try:
             with self._lock:
                 response = self._request(RPCEndpoint(method), params)
+                if response.get("error") is None:
+                    self._record(method, params)
         except TransactionFailed as exc:
             raise _revert_error(exc) from exc
         except (TesterValidationError, ValueError, TypeError, KeyError, IndexError) as exc:
@@ -325,6 +376,7 @@ class RpcServer:
         host: str = "127.0.0.1",
         port: int = 8545,
         max_body: int = MAX_BODY_BYTES,
+        journal: Path | None = None,
     ) -> None:
         check_loopback(host)
         self.chain = chain
@@ -344,7 +396,7 @@ class RpcServer:
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://{f'[{address}]' if family == socket.AF_INET6 else address}:{self.port}"
         config = uvicorn.Config(
-            create_app(EmbeddedRpc(chain), max_body),
+            create_app(EmbeddedRpc(chain, journal), max_body),
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -240,7 +240,9 @@ class Network:
     def _start(self, name: str, cmd: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         log = self.dir / "logs" / f"{name}.log"
         proc = _spawn(cmd, log, env)
-        self.state["processes"].append({"name": name, "pid": proc.pid, "log": str(log)})
+        self.state["processes"].append(
+            {"name": name, "pid": proc.pid, "log": str(log), "cmd": cmd, "env": sorted(env)}
+        )
         self._save()
         return proc
 
@@ -249,9 +251,10 @@ class Network:
         chain_port = free_port()
         rpc = f"http://{HOST}:{chain_port}"
         progress(f"starting the chain on {rpc}")
-        chain_proc = self._start(
-            "chain", _tessera("ledger", "serve", "--port", str(chain_port)), {}
-        )
+        journal = self.dir / "chain.journal"
+        journal.unlink(missing_ok=True)  # a new network: a new chain
+        chain_cmd = ["ledger", "serve", "--port", str(chain_port), "--state", str(journal)]
+        chain_proc = self._start("chain", _tessera(*chain_cmd), {})
         wait_until(_chain_ready(rpc), "the chain", chain_proc, self.dir / "logs" / "chain.log")
         chain = RpcChain(rpc)
         deployment = deploy(
@@ -429,17 +432,20 @@ class Network:
         raise ConfigError(f"no process named {name!r}")
 
     def restart(self, name: str) -> None:
-        """Start role ``name`` again from its configuration (after a crash or a kill)."""
-        cfg = self.dir / "config" / f"{name}.toml"
-        self.state["processes"] = [p for p in self.state["processes"] if p["name"] != name]
-        proc = self._start(
-            name,
-            _tessera("node", "run", "--config", str(cfg)),
-            {"TESSERA_KEY_PASSWORD": self.password},
-        )
+        """Start process ``name`` (a role, or ``chain``) again as it was started."""
+        entry = next((p for p in self.state["processes"] if p["name"] == name), None)
+        if entry is None:
+            raise ConfigError(f"no process named {name!r}")
+        self.state["processes"].remove(entry)
+        env = {"TESSERA_KEY_PASSWORD": self.password} if entry.get("env") else {}
+        proc = self._start(name, entry["cmd"], env)
+        log = self.dir / "logs" / f"{name}.log"
+        if name == "chain":
+            wait_until(_chain_ready(self.state["rpc"]), name, proc, log)
+            return
         peer = next(p for p in _load_peer_list(Path(self.state["peers"])) if p.name == name)
         with HttpTransport(Identity.generate(), {peer.address: peer.url}) as t:
-            wait_until(_healthy(t, peer.address), name, proc, self.dir / "logs" / f"{name}.log")
+            wait_until(_healthy(t, peer.address), name, proc, log)
 
 
 def _load_peer_list(path: Path) -> list[Peer]:
