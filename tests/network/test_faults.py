@@ -67,6 +67,48 @@ def test_query_over_processes_is_verified_and_settled(
     assert set(res.ledger.transactions) >= {"submit_query", "result"}
 
 
+def test_command_line_over_the_network(network: Network, tmp_path: Any) -> None:
+    """query, model, verify and network status against the running network, with --json."""
+    from typer.testing import CliRunner
+
+    from tessera.cli.main import app
+
+    runner = CliRunner()
+    where = ["--dir", str(network.dir), "--json"]
+    res = runner.invoke(app, ["query", "SELECT AVG(bmi) FROM patients", *where])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["verified"] and 20 < out["values"]["mean(bmi)"] < 35
+    assert out["ledger"]["status"] == "passed" and out["privacy_cost"]["epsilon"] == pytest.approx(
+        1.0
+    )
+    res = runner.invoke(app, ["verify", out["query_id"], *where])
+    assert res.exit_code == 0, res.output
+    verdict = json.loads(res.stdout.strip().splitlines()[-1])
+    assert verdict["status"] == "passed" and verdict["verdicts"][0]["passed"]
+    assert verdict["trail"]["contribution"] == 4 and verdict["trail"]["result"] == 1
+    res = runner.invoke(
+        app,
+        ["model", "linear", "--table", "patients", "--target", "sbp", "--features", "age",
+         "--epsilon", "3", *where],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    coef = json.loads(res.stdout.strip().splitlines()[-1])["values"]
+    assert 0.2 < next(iter(coef.values()))["coefficients"]["age"] < 1.0
+    res = runner.invoke(app, ["network", "status", *where])
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    assert status["chain"] == "up" and all(r["status"] == "up" for r in status["roles"].values())
+    # clear errors, distinct exit codes
+    assert runner.invoke(app, ["query", "SELECT name FROM patients", *where]).exit_code == 20
+    assert runner.invoke(app, ["verify", "0x1234", *where]).exit_code == 2
+    assert runner.invoke(app, ["network", "status", "--dir", str(tmp_path)]).exit_code == 19
+    spent = runner.invoke(
+        app, ["query", "SELECT COUNT(*) FROM patients", "--epsilon", "500", *where]
+    )
+    assert spent.exit_code == 11, spent.output  # BudgetExceeded: refused by the ledger
+
+
 def test_bad_requests_are_refused_and_nothing_is_stored(
     session: tuple[NetworkAnalyst, HttpTransport],
 ) -> None:
