@@ -358,29 +358,6 @@ class LedgerSession:
     def new_receipt(self, query_id: bytes) -> LedgerReceipt:
         return LedgerReceipt(query_id="0x" + query_id.hex(), status="new", price=0)
 
-    def listing(
-        self,
-        bounds: Mapping[str, tuple[float, float]],
-        *,
-        operations: frozenset[str] | None,
-        min_cohort: int,
-        budget_rho: float,
-        price_per_query: int,
-        price_per_training: int,
-        node_share_bps: int,
-        tags: Sequence[str],
-    ) -> Listing:
-        return make_listing(
-            bounds,
-            operations=operations,
-            min_cohort=min_cohort,
-            budget_rho=budget_rho,
-            price_per_query=price_per_query,
-            price_per_training=price_per_training,
-            node_share_bps=node_share_bps,
-            tags=tags,
-        )
-
 
 def make_listing(
     bounds: Mapping[str, tuple[float, float]],

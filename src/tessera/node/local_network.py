@@ -44,7 +44,7 @@ from tessera.dp import (
 from tessera.errors import BudgetExceeded, PolicyViolation, QueryError
 from tessera.ledger.client import MAX_BOUNDS_BYTES, encode_bounds
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
-from tessera.node.ledger_session import LedgerReceipt, LedgerSession, schema_hash
+from tessera.node.ledger_session import LedgerReceipt, LedgerSession, make_listing, schema_hash
 from tessera.node.ticket import group_columns, noise_plans, plan_of
 from tessera.protocol.aggregation import (
     AggregationRecord,
@@ -265,7 +265,7 @@ class LocalNetwork(StatisticsApi):
         bounds = {col: (b.lo, b.hi) for col, b in numeric.items()}
         if len(encode_bounds(bounds)) > MAX_BOUNDS_BYTES:  # pragma: no cover - very wide tables
             bounds = {}  # the schema hash still commits to every bound
-        listing = self.ledger.listing(
+        listing = make_listing(
             bounds,
             operations=policy.allowed,
             min_cohort=policy.min_cohort,
