@@ -226,6 +226,12 @@ def test_bad_requests_get_clear_4xx(deployment: Deployment) -> None:
     tid = config.task_id_hex
     r = httpx.post(f"{leader}/tasks/{tid}/reports", content=b"\x00\x00\x00\x05junk")
     assert r.status_code == 400 and "item count" in r.json()["error"]
+    # an oversized report: refused (413) whether it declares its size or streams it
+    big = b"\x00" * (4 * 2**20 + 1)
+    r = httpx.post(f"{leader}/tasks/{tid}/reports", content=big)
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+    r = httpx.post(f"{leader}/tasks/{tid}/reports", content=iter([big[: 2**20]] * 5))
+    assert r.status_code == 413
     r = httpx.post(f"{leader}/tasks/{'00' * 32}/reports", content=b"")
     assert r.status_code == 404 and "unknown task" in r.json()["error"]
     r = httpx.post(f"{leader}/tasks/{tid}/collections", content=b"")

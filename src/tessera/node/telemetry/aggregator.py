@@ -784,7 +784,30 @@ def _error_detail(resp: httpx.Response) -> str:
     return str(data)[:200]
 
 
+#: The largest request bodies accepted: one report, and a job or collection request.
+MAX_REPORT_BYTES = 4 * 2**20
+MAX_JOB_BYTES = 256 * 2**20
+
+
+class BodyTooLarge(DecodeError):
+    """A request body over the endpoint's limit (HTTP 413); nothing of it is kept."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (BodyTooLarge, 413),
     (AuthError, 401),
     (NotFound, 404),
     (BatchCollected, 409),
@@ -839,31 +862,33 @@ def create_app(node: AggregatorNode) -> FastAPI:
     @app.post("/tasks/{task_hex}/reports")
     async def upload(task_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
-        return octet(await node.upload(rt, await request.body()))
+        return octet(await node.upload(rt, await read_body(request, MAX_REPORT_BYTES)))
 
     @app.post("/tasks/{task_hex}/collections")
     async def collect(task_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
         node.authorize(rt, request.headers.get("authorization"))
-        return octet(await node.collect(rt, await request.body()))
+        return octet(await node.collect(rt, await read_body(request, MAX_JOB_BYTES)))
 
     @app.post("/tasks/{task_hex}/aggregation_jobs/{job_hex}/init")
     async def job_init(task_hex: str, job_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
         node.authorize(rt, request.headers.get("authorization"))
-        return octet(await node.helper_init(rt, job_hex, await request.body()))
+        return octet(await node.helper_init(rt, job_hex, await read_body(request, MAX_JOB_BYTES)))
 
     @app.post("/tasks/{task_hex}/aggregation_jobs/{job_hex}/continue")
     async def job_continue(task_hex: str, job_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
         node.authorize(rt, request.headers.get("authorization"))
-        return octet(await node.helper_continue(rt, job_hex, await request.body()))
+        return octet(
+            await node.helper_continue(rt, job_hex, await read_body(request, MAX_JOB_BYTES))
+        )
 
     @app.post("/tasks/{task_hex}/aggregate_shares")
     async def aggregate_share(task_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
         node.authorize(rt, request.headers.get("authorization"))
-        return octet(await node.helper_aggregate_share(rt, await request.body()))
+        return octet(await node.helper_aggregate_share(rt, await read_body(request, MAX_JOB_BYTES)))
 
     @app.get("/tasks/{task_hex}/stats")
     async def stats(task_hex: str, request: Request) -> dict[str, Any]:
