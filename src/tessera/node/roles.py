@@ -149,6 +149,37 @@ class ProviderRole(Role):
         self.progress_ = Progress("provider", name)
         self._lock = threading.Lock()  # one query at a time per provider: budgets stay exact
 
+    def recover(self) -> dict[str, str]:
+        """After a restart: settle the fate of queries left running by a crash.
+
+        A query still open on the ledger stays resumable (asked again, the provider
+        continues from what it stored); one the ledger has closed is marked failed,
+        with the reason, so nothing is left half-done and unrecorded. Returns the
+        queries marked, by id."""
+        marked: dict[str, str] = {}
+        for key, state in self.store.items("query").items():
+            if state.get("status") != "running":
+                continue
+            status: str
+            try:
+                status = self.ledger.query(bytes.fromhex(key)).status
+            except LedgerError:
+                status = "unknown"
+            if status == "open":
+                self.progress_.update(key, "resumable")
+                continue
+            reason = f"interrupted by a restart; the query is {status} on the ledger"
+            self.store.put("query", key, {**state, "status": "failed", "reason": reason})
+            self.progress_.update(key, "failed", reason=reason)
+            marked[key] = reason
+        return marked
+
+    def query_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for state in self.store.items("query").values():
+            counts[state.get("status", "?")] = counts.get(state.get("status", "?"), 0) + 1
+        return counts
+
     def dataset_id(self, table: str) -> int | None:
         value = self.store.get("dataset", table)
         return None if value is None else int(value)
@@ -157,6 +188,7 @@ class ProviderRole(Role):
         return {
             "name": self.name,
             "address": self.ledger.account,
+            "queries": self.query_counts(),
             "tables": {
                 t: {
                     "bounds": bounds_to_json(tb.bounds),
@@ -178,6 +210,8 @@ class ProviderRole(Role):
             state = self.store.get("query", key)
             if state is not None and state.get("status") in ("done", "excluded"):
                 return dict(state["response"])  # asked again: the same answer
+            if state is not None and state.get("status") == "failed":
+                raise ProtocolError(f"{self.name}: {state['reason']}")
             table = self._check(ticket, sender)
             if state is None:
                 self._admit(ticket, key, table)

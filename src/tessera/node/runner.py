@@ -153,6 +153,7 @@ def assemble(cfg: RoleConfig) -> Assembled:
             cfg.name, provider_tables(cfg), ledger, store, committee_key_of(ledger)
         )
         list_datasets(provider)
+        provider.recover()
         role = provider
     elif cfg.role == "node":
         nodes = {p.index: p.address for p in peers if p.role == "node" and p.index is not None}

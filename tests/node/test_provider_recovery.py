@@ -1,0 +1,71 @@
+"""A provider restarted after a crash: queries left running are resumed or failed, and recorded."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tessera.analytics.local import ColumnBounds
+from tessera.analytics.moments import Count
+from tessera.crypto.group import G
+from tessera.data import medical
+from tessera.errors import LedgerError, ProtocolError
+from tessera.node.local_network import DatasetPolicy
+from tessera.node.roles import ProviderRole, Table
+from tessera.node.store import Store
+from tessera.node.ticket import QueryTicket
+
+
+@dataclass
+class _Query:
+    status: str
+
+
+class _Ledger:
+    """The one call recovery makes: a query's status (a missing query raises, as on-chain)."""
+
+    account = "0x" + "11" * 20
+
+    def __init__(self, statuses: dict[bytes, str]) -> None:
+        self.statuses = statuses
+
+    def query(self, qid: bytes) -> _Query:
+        if qid not in self.statuses:
+            raise LedgerError("query: unknown query", reason="unknown query")
+        return _Query(self.statuses[qid])
+
+
+def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> None:
+    closed, still_open, missing, done = (os.urandom(32) for _ in range(4))
+    ledger = _Ledger({closed: "passed", still_open: "open", done: "passed"})
+    store = Store(tmp_path / "state.sqlite")
+    for qid in (closed, still_open, missing):
+        store.put("query", qid.hex(), {"status": "running", "started": 0})
+    store.put("query", done.hex(), {"status": "done", "response": {"contribution": "00"}})
+    table = Table(
+        str(medical.sample_path("lab-d")), {"age": ColumnBounds(18, 95)}, {}, DatasetPolicy()
+    )
+    role = ProviderRole("lab-d", {"patients": table}, ledger, store, lambda: G)  # type: ignore[arg-type]
+
+    marked = role.recover()
+
+    assert set(marked) == {closed.hex(), missing.hex()}
+    assert "passed on the ledger" in marked[closed.hex()]
+    assert store.get("query", still_open.hex())["status"] == "running"
+    assert store.get("query", done.hex())["status"] == "done"
+    assert role.query_counts() == {"failed": 2, "running": 1, "done": 1}
+    assert role.progress()["jobs"][still_open.hex()]["stage"] == "resumable"
+    # asked again about a failed query, the provider says why instead of starting over
+    ticket = QueryTicket(
+        query_id=closed, table="patients", statistics=(Count(),), where=None, rho=0.1,
+        delta=1e-6, analyst_key=G, bounds={"age": ColumnBounds(18, 95)}, max_rows=10_000,
+        n=3, t=2, providers=("lab-d",),
+    )  # fmt: skip
+    with pytest.raises(ProtocolError, match="interrupted by a restart"):
+        role.handle("contribute", {"ticket": ticket.to_json()}, "0x" + "22" * 20)
+    # and the store survives a reopen as it was left
+    store.close()
+    assert Store(tmp_path / "state.sqlite").get("query", closed.hex())["status"] == "failed"
