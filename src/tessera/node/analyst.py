@@ -32,7 +32,7 @@ from tessera.crypto.dlog import DiscreteLog
 from tessera.crypto.elgamal import keygen
 from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SystemRng
-from tessera.dp import eps_to_rho, rho_to_eps_delta
+from tessera.dp import eps_to_rho
 from tessera.errors import (
     BudgetExceeded,
     InvalidProof,
@@ -47,12 +47,7 @@ from tessera.ledger import LedgerClient, rho_to_micro
 from tessera.ledger.client import MICRO, QueryKind
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
 from tessera.node.ledger_session import TRAINING_KINDS, LedgerReceipt
-from tessera.node.local_network import (
-    PrivacyCost,
-    QueryResult,
-    _intervals,
-    critical_path,
-)
+from tessera.node.local_network import QueryResult, released
 from tessera.node.ticket import QueryTicket, bounds_from_json, plan_of
 from tessera.protocol import codec
 from tessera.protocol.aggregation import (
@@ -398,37 +393,31 @@ class NetworkAnalyst(StatisticsApi):
             failures,
             cheaters,
         )
-        t3 = time.perf_counter()
-        scaled = {t.name: v / t.scale for t, v in zip(prepared.plan.terms, totals, strict=True)}
-        values = {s.label: s.decode(scaled, ticket.bounds) for s in ticket.statistics}
         sd = [0.0] * len(prepared.plan.terms)
         if prepared.noise:
             sd = [
                 float(p.sd_all_honest) / t.scale
                 for t, p in zip(prepared.plan.terms, prepared.noise, strict=True)
             ]
-        roles["decode"] = {"analyst": time.perf_counter() - t3}
-        cost = None
-        if ticket.rho is not None:
-            eps, d = rho_to_eps_delta(ticket.rho, ticket.delta)
-            cost = PrivacyCost(ticket.rho, float(eps), float(d))
-        return QueryResult(
-            query_id=qid.hex(),
-            values=values,
-            intervals=_intervals(ticket.statistics, prepared.plan, scaled, sd, ticket.bounds),
-            privacy_cost=cost,
-            noise_sd={t.name: s for t, s in zip(prepared.plan.terms, sd, strict=True)},
-            verdict=verdict,
-            record=record,
+        return released(
+            qid,
+            ticket.statistics,
+            prepared.plan,
+            totals,
+            ticket.bounds,
+            sd,
+            ticket.rho,
+            ticket.delta,
+            verdict,
+            record,
+            roles,
             providers=sorted(c.provider for c in contributions),
-            excluded_providers=excluded,
+            excluded=excluded,
             seconds={
                 "crypto": t_crypto,
                 "verify": t_verify,
                 "ledger": receipt.seconds,
-                "latency": critical_path(roles),
                 "wall": time.perf_counter() - t_start,
             },
-            role_seconds=roles,
-            ledger=receipt,
+            receipt=receipt,
         )

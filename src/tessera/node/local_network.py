@@ -488,34 +488,28 @@ class LocalNetwork(StatisticsApi):
             verdict = verify_record(record)
         self.ledger.settle(record, verdict, receipt, step=timed)
 
-        t3 = time.perf_counter()
-        scaled = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}
-        values = {s.label: s.decode(scaled, bounds) for s in stats}
-        roles["decode"] = {"analyst": time.perf_counter() - t3}
-        cost = None
-        if rho is not None:
-            eps, d = rho_to_eps_delta(rho, delta)
-            cost = PrivacyCost(rho, float(eps), float(d))
-        return QueryResult(
-            query_id=query_id.hex(),
-            values=values,
-            intervals=_intervals(stats, plan, scaled, sd, bounds),
-            privacy_cost=cost,
-            noise_sd={t.name: s for t, s in zip(plan.terms, sd, strict=True)},
-            verdict=verdict,
-            record=record,
+        return released(
+            query_id,
+            stats,
+            plan,
+            totals,
+            bounds,
+            sd,
+            rho,
+            delta,
+            verdict,
+            record,
+            roles,
             providers=sorted(local),
-            excluded_providers=excluded,
+            excluded=excluded,
             seconds={
                 "local": t_local,
                 "crypto": t_crypto,
                 "verify": t_verify,
                 "ledger": receipt.seconds,
                 "ledger_critical": self.ledger.critical_seconds(roles.get("ledger", {})),
-                "latency": critical_path(roles),
             },
-            role_seconds=roles,
-            ledger=receipt,
+            receipt=receipt,
         )
 
     def _noise(
@@ -555,6 +549,50 @@ def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
 
     after = ("aggregate", "key-switch", "combine", "analyst", "decode")
     return max(slowest("provider"), slowest("noise")) + sum(slowest(r) for r in after)
+
+
+def released(
+    query_id: bytes,
+    stats: Sequence[Statistic],
+    plan: Plan,
+    totals: Sequence[int],
+    bounds: Mapping[str, ColumnBounds],
+    sd: Sequence[float],
+    rho: float | None,
+    delta: float,
+    verdict: Verdict,
+    record: AggregationRecord,
+    roles: dict[str, dict[str, float]],
+    *,
+    providers: list[str],
+    excluded: dict[str, str],
+    seconds: dict[str, float],
+    receipt: LedgerReceipt | None,
+) -> QueryResult:
+    """The analyst's result from the released totals: statistics decoded, their 95%
+    intervals, the privacy cost (shared by the in-process and the networked analyst)."""
+    t0 = time.perf_counter()
+    scaled = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}
+    values = {s.label: s.decode(scaled, bounds) for s in stats}
+    roles["decode"] = {"analyst": time.perf_counter() - t0}
+    cost = None
+    if rho is not None:
+        eps, d = rho_to_eps_delta(rho, delta)
+        cost = PrivacyCost(rho, float(eps), float(d))
+    return QueryResult(
+        query_id=query_id.hex(),
+        values=values,
+        intervals=_intervals(stats, plan, scaled, sd, bounds),
+        privacy_cost=cost,
+        noise_sd={t.name: s for t, s in zip(plan.terms, sd, strict=True)},
+        verdict=verdict,
+        record=record,
+        providers=providers,
+        excluded_providers=excluded,
+        seconds={**seconds, "latency": critical_path(roles)},
+        role_seconds=roles,
+        ledger=receipt,
+    )
 
 
 def _leaves(value: Any) -> list[float] | None:
