@@ -58,7 +58,8 @@ from tessera.node.transport import HttpTransport
 HOST = "127.0.0.1"
 STATE_FILE = "network.json"
 ANALYST_CREDITS = 10**12
-NODE_STAKE = 1_000
+NODE_STAKE = 1_000  # the minimum stake of a committee member, and what one slash takes
+NODE_BOND = 10 * NODE_STAKE  # what each node stakes: a node slashed once still serves
 ETH = 10**20
 
 
@@ -295,10 +296,10 @@ class Network:
         analyst.approve(deployment.market, 2**256 - 1)
         for m in members:
             if m.role == "node":
-                admin.mint(m.identity.address, NODE_STAKE)
+                admin.mint(m.identity.address, NODE_BOND)
                 LedgerClient(
                     chain, deployment, m.identity.address, signer=m.identity.private_key
-                ).stake(NODE_STAKE)
+                ).stake(NODE_BOND)
         peers = [
             Peer(m.name, m.role, m.identity.address, m.url, m.index)
             for m in members
