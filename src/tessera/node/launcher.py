@@ -204,7 +204,7 @@ class Network:
     """A local network's processes and files (``network.json`` in ``state_dir``)."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.dir = Path(state_dir)
+        self.dir = Path(state_dir).resolve()
         self.state: dict[str, Any] = {}
         path = self.dir / STATE_FILE
         if path.is_file():

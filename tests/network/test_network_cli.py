@@ -1,0 +1,66 @@
+"""`tessera network up FILE | status | down` as a user runs them (relative paths included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tessera.cli.main import app
+from tessera.data import medical
+
+NETWORK = """
+[network]
+nodes = 2
+threshold = 1
+verifiers = 1
+kdf_iterations = 1024
+
+[[provider]]
+name = "clinic-c"
+[provider.tables.patients]
+source = "clinic-c.csv"
+bounds = { age = [18, 95], bmi = [15.0, 50.0, 4], sex = ["F", "M"] }
+policy = { min_cohort = 10, budget_rho = 5.0, price_per_query = 10 }
+"""
+
+
+def test_network_up_query_status_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clinic-c.csv").write_bytes(medical.sample_path("clinic-c").read_bytes())
+    (tmp_path / "network.toml").write_text(NETWORK)
+    runner = CliRunner()
+    where = ["--dir", "net", "--json"]
+    up = runner.invoke(app, ["network", "up", "network.toml", *where])
+    try:
+        assert up.exit_code == 0, up.output
+        assert json.loads(up.stdout.strip().splitlines()[-1])["committee"] == 0
+        res = runner.invoke(app, ["query", "SELECT COUNT(*), AVG(bmi) FROM patients", *where])
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        rows = len(medical.load("clinic-c"))
+        assert out["verified"] and abs(out["values"]["count(*)"] - rows) < 60
+        status = json.loads(runner.invoke(app, ["network", "status", *where]).stdout)
+        assert {r["status"] for r in status["roles"].values()} == {"up"}
+        assert sorted(status["roles"]) == ["clinic-c", "node-1", "node-2", "verifier-1"]
+        again = runner.invoke(app, ["network", "up", "network.toml", *where])
+        assert again.exit_code == 19 and "already running" in again.output
+    finally:
+        down = runner.invoke(app, ["network", "down", *where])
+    assert down.exit_code == 0
+    assert len(json.loads(down.stdout)["stopped"]) == 5  # 4 roles and the chain
+
+
+def test_network_file_errors_name_the_problem(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[network]\nnodes = 2\nthreshold = 3\n[[provider]]\nname='x'\ntables={}\n")
+    res = runner.invoke(app, ["network", "up", str(bad), "--dir", str(tmp_path / "n")])
+    assert res.exit_code == 19 and "threshold 3" in res.output
+    bad.write_text("[network\n")
+    res = runner.invoke(app, ["network", "up", str(bad), "--dir", str(tmp_path / "n")])
+    assert res.exit_code == 19 and "not valid TOML" in res.output
+    res = runner.invoke(app, ["network", "up", str(tmp_path / "none.toml")])
+    assert res.exit_code == 19 and "cannot read" in res.output
