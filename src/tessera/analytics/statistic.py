@@ -13,7 +13,7 @@ from typing import Any
 
 from tessera.analytics.filters import quote_ident
 from tessera.analytics.local import ColumnBounds
-from tessera.analytics.terms import Term
+from tessera.analytics.terms import Centering, Term
 from tessera.errors import QueryError
 
 Totals = Mapping[str, float]  # term name -> released total divided by its scale
@@ -103,6 +103,7 @@ def sum_term(column: str, bounds: Bounds, within: Sequence[str] = ()) -> Term:
         min(0, b.int_lo),
         max(0, b.int_hi),
         b.scale,
+        source=("sum", column, *cols),
     )
 
 
@@ -121,7 +122,60 @@ def product_term(a: str, b: str, bounds: Bounds, within: Sequence[str] = ()) -> 
         min(0, lo),
         max(0, hi),
         ba.scale * bb.scale,
+        source=("prod", a, b, *cols),
     )
+
+
+def _center(b: ColumnBounds) -> int:
+    """The public centre of a column, in its fixed-point units."""
+    return (b.int_lo + b.int_hi) // 2
+
+
+def centre(terms: Sequence[Term], bounds: Bounds) -> list[Term]:
+    """The plan's sum and product terms over centred values where it can shift them back.
+
+    A sum is centred when the plan counts the same rows; a product when it also
+    sums both columns over them (see :class:`~tessera.analytics.terms.Centering`).
+    Everything else is left as it is."""
+    names = {t.name for t in terms}
+    out = []
+    for t in terms:
+        kind = t.source[:1]
+        if kind == ("sum",):
+            col, rows = t.source[1], t.source[2:]
+            count = count_name(rows)
+            if count in names:
+                b, c = bounds[col], _center(bounds[col])
+                t = Term(
+                    t.name,
+                    _present(rows, f"({q(col)} - {c})"),
+                    min(0, b.int_lo - c),
+                    max(0, b.int_hi - c),
+                    t.scale,
+                    source=t.source,
+                    centering=Centering(count, (), (c / b.scale,)),
+                )
+        elif kind == ("prod",):
+            a, b_, rows = t.source[1], t.source[2], t.source[3:]
+            count, sums = count_name(rows), (sum_name(a, rows), sum_name(b_, rows))
+            if count in names and all(s_ in names for s_ in sums):
+                ba, bb = bounds[a], bounds[b_]
+                ca, cb = _center(ba), _center(bb)
+                ra, rb = (ba.int_lo - ca, ba.int_hi - ca), (bb.int_lo - cb, bb.int_hi - cb)
+                lo, hi = _product_bounds(ra, rb)
+                if a == b_:
+                    lo = 0
+                t = Term(
+                    t.name,
+                    _present(rows, f"({q(a)} - {ca}) * ({q(b_)} - {cb})"),
+                    min(0, lo),
+                    max(0, hi),
+                    t.scale,
+                    source=t.source,
+                    centering=Centering(count, sums, (ca / ba.scale, cb / bb.scale)),
+                )
+        out.append(t)
+    return out
 
 
 def indicator_term(name: str, condition: str) -> Term:

@@ -84,11 +84,11 @@ def analyses() -> list[Analysis]:
             lambda df: round(float(df[df.age >= 65].diabetes.mean()), 4),
         ),
         Analysis(
-            "regression sbp ~ age",
-            6.0,  # a regression's cross products carry the columns' whole ranges: more budget
-            lambda a: a.linear_regression("patients", "sbp", ["age"], epsilon=6.0),
+            "regression sbp ~ age + bmi",
+            2.0,
+            lambda a: a.linear_regression("patients", "sbp", ["age", "bmi"], epsilon=2.0),
             lambda r: {k: round(v, 3) for k, v in only(r)["coefficients"].items()},
-            lambda df: _ols(df, "sbp", ["age"]),
+            lambda df: _ols(df, "sbp", ["age", "bmi"]),
         ),
         Analysis(
             "survival at 1..5 years",

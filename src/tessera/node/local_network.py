@@ -572,7 +572,8 @@ def released(
     """The analyst's result from the released totals: statistics decoded, their 95%
     intervals, the privacy cost (shared by the in-process and the networked analyst)."""
     t0 = time.perf_counter()
-    scaled = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}
+    centred = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}
+    scaled = plan.uncenter(centred)
     values = {s.label: s.decode(scaled, bounds) for s in stats}
     roles["decode"] = {"analyst": time.perf_counter() - t0}
     cost = None
@@ -582,7 +583,7 @@ def released(
     return QueryResult(
         query_id=query_id.hex(),
         values=values,
-        intervals=_intervals(stats, plan, scaled, sd, bounds),
+        intervals=_intervals(stats, plan, centred, sd, bounds),
         privacy_cost=cost,
         noise_sd={t.name: s for t, s in zip(plan.terms, sd, strict=True)},
         verdict=verdict,
@@ -624,7 +625,7 @@ def _rebuild(value: Any, pairs: list[tuple[float, float]]) -> Any:
 def _intervals(
     stats: Sequence[Statistic],
     plan: Plan,
-    scaled: Mapping[str, float],
+    centred: Mapping[str, float],
     sd: Sequence[float],
     bounds: Mapping[str, ColumnBounds],
     draws: int = 400,
@@ -639,7 +640,8 @@ def _intervals(
     names = [t.name for t in plan.terms]
     gen = np.random.default_rng(0)
     noise = gen.normal(size=(draws, len(names))) * np.array(sd)
-    sims = np.array([scaled[n] for n in names]) + noise
+    sims = np.array([centred[n] for n in names]) + noise
+    scaled = plan.uncenter(centred)
     for s in stats:
         point = s.decode(scaled, bounds)
         leaves = _leaves(point) if s.quantitative else None
@@ -651,7 +653,7 @@ def _intervals(
             continue
         rows = []
         for row in sims:
-            sim = _leaves(s.decode(dict(zip(names, row, strict=True)), bounds))
+            sim = _leaves(s.decode(plan.uncenter(dict(zip(names, row, strict=True))), bounds))
             if sim is not None and len(sim) == len(leaves):
                 rows.append(sim)
         if not rows:

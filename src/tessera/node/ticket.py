@@ -15,7 +15,7 @@ from typing import Any
 
 from tessera.analytics.grouping import GroupBy, GroupKey
 from tessera.analytics.local import ColumnBounds
-from tessera.analytics.statistic import Statistic
+from tessera.analytics.statistic import Statistic, centre
 from tessera.analytics.terms import Plan, Term
 from tessera.analytics.wire import statistic_from_json, statistic_to_json
 from tessera.crypto.group import Point
@@ -37,7 +37,7 @@ def plan_of(stats: Sequence[Statistic], bounds: Mapping[str, ColumnBounds]) -> P
         s.check(bounds)
         for term in s.terms(bounds):
             terms.setdefault(term.name, term)
-    return Plan(tuple(terms.values()))
+    return Plan(tuple(centre(list(terms.values()), bounds)))
 
 
 def noise_plans(plan: Plan, n: int, t: int, rho: float, delta: float) -> list[NoisePlan]:
