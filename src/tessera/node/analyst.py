@@ -266,11 +266,25 @@ class NetworkAnalyst(StatisticsApi):
             name: self._pool.submit(timed("provider", name, ask(p, "contribute", body)))
             for name, p in providers.items()
         }
-        noise_f: dict[int, Future[dict[str, Any]]] = {}
+
+        def noisy(peer: Peer) -> Callable[[], tuple[NoiseContribution, bool]]:
+            """A node's noise, its proofs checked as soon as it arrives (while providers work)."""
+            fetch = ask(peer, "noise", body)
+
+            def run() -> tuple[NoiseContribution, bool]:
+                nc = codec.decode_noise(bytes.fromhex(fetch()["noise"]))
+                try:
+                    verify_noise(prepared.query, self.committee_key, nc)
+                except InvalidProof:
+                    return nc, False
+                return nc, True
+
+            return run
+
+        noise_f: dict[int, Future[tuple[NoiseContribution, bool]]] = {}
         if ticket.rho is not None:
             noise_f = {
-                i: self._pool.submit(timed("noise", str(i), ask(p, "noise", body)))
-                for i, p in nodes.items()
+                i: self._pool.submit(timed("noise", str(i), noisy(p))) for i, p in nodes.items()
             }
         contributions: list[VectorContribution] = []
         raw_contributions: list[str] = []  # as received: forwarded as is, never re-encoded
@@ -297,17 +311,12 @@ class NetworkAnalyst(StatisticsApi):
             )
         noise: list[NoiseContribution] = []
         rejected: list[NoiseContribution] = []
-        for f in noise_f.values():
+        for nf in noise_f.values():
             try:
-                nc = codec.decode_noise(bytes.fromhex(f.result()["noise"]))
+                nc, valid = nf.result()
             except TransportError:
                 continue
-            try:
-                verify_noise(prepared.query, self.committee_key, nc)
-            except InvalidProof:
-                rejected.append(nc)
-                continue
-            noise.append(nc)
+            (noise if valid else rejected).append(nc)
         if ticket.rho is not None and len(noise) < self.n - self.t + 1:
             raise ProtocolError(
                 f"only {len(noise)} nodes gave valid noise; privacy needs {self.n - self.t + 1}"

@@ -639,7 +639,7 @@ class NodeRole(Role):
         # only the ciphertexts are needed to add up; each message is checked against the
         # digest its author committed on-chain, the proofs are the verifiers' to check
         contributions = [codec.decode_contribution_limbs(c) for c in raw]
-        noise = [codec.decode_noise(c) for c in raw_noise]
+        noise = [codec.decode_noise_limbs(c) for c in raw_noise]
         done = self.store.get("key_switch", key)
         prepared = ticket.prepare()
         agg = aggregate(prepared.query, contributions, noise)

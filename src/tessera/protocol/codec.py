@@ -162,6 +162,22 @@ def encode_noise(nc: NoiseContribution) -> bytes:
     return b"".join(out)
 
 
+def decode_noise_limbs(data: bytes) -> NoiseContribution:
+    """A node's noise ciphertexts, proofs skipped (as :func:`decode_contribution_limbs`)."""
+    r = _Reader(data, "noise")
+    node = r.u32()
+
+    def slot() -> SlotNoise:
+        limbs = _read_ciphertexts(r)
+        for _ in range(r.u32()):
+            r.framed()
+        return SlotNoise(tuple(limbs), ())
+
+    slots = r.items(slot)
+    r.done()
+    return NoiseContribution(node, tuple(slots))
+
+
 def decode_noise(data: bytes) -> NoiseContribution:
     r = _Reader(data, "noise")
     node = r.u32()
