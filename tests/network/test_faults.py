@@ -87,6 +87,11 @@ def test_command_line_over_the_network(network: Network, tmp_path: Any) -> None:
     verdict = json.loads(res.stdout.strip().splitlines()[-1])
     assert verdict["status"] == "passed" and verdict["verdicts"][0]["passed"]
     assert verdict["trail"]["contribution"] == 4 and verdict["trail"]["result"] == 1
+    # re-checked here from the verifier's copy of the record: proofs and on-chain trail
+    assert verdict["rechecked_here"]["passed"] is True
+    assert verdict["rechecked_here"]["proofs_checked"] >= 4 * 2 + 3  # providers, nodes
+    unknown = runner.invoke(app, ["verify", "0x" + "ab" * 32, *where])
+    assert unknown.exit_code == 17, unknown.output  # the ledger knows no such query
     res = runner.invoke(
         app,
         ["model", "linear", "--table", "patients", "--target", "sbp", "--features", "age",

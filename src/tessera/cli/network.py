@@ -307,9 +307,10 @@ def verify(
                 )
             except TesseraError as exc:
                 verdicts.append({"verifier": peer.name, "error": str(exc)})
+        recheck = _recheck(analyst, transport, qid, q)
     except TesseraError as exc:
         fail(exc)
-    passed = q.status == "passed"
+    passed = q.status == "passed" and bool(recheck.get("passed"))
     report = {
         "query_id": "0x" + qid.hex(),
         "status": q.status,
@@ -318,14 +319,56 @@ def verify(
         "cheaters": list(q.cheaters),
         "trail": {kind: len(trail.of(kind)) for kind in COMMITMENT_KINDS},
         "verdicts": verdicts,
+        "rechecked_here": recheck,
     }  # fmt: skip
     if as_json:
         emit_json(report)
     else:
-        _out.print(f"query {report['query_id']}: [bold]{q.status}[/bold]")
+        _out.print(f"query {report['query_id']}: [bold]{q.status}[/bold] on the ledger")
+        if recheck.get("passed") is None:
+            _out.print(f"  re-checked here: {recheck.get('error')}")
+        else:
+            what = "[green]passed[/green]" if recheck["passed"] else "[red]FAILED[/red]"
+            _out.print(f"  re-checked here: {what}, {recheck['proofs_checked']} proofs")
+            for f in recheck["failures"]:
+                _out.print(f"    {f}")
         for v in verdicts:
             _out.print(
                 f"  {v['verifier']}: {v.get('passed', v.get('error'))} {v.get('failures', '')}"
             )
     if not passed:
         raise typer.Exit(1)
+
+
+def _recheck(analyst: Any, transport: Any, qid: bytes, q: Any) -> dict[str, Any]:
+    """Fetch the query's public record from a verifier and check it here, proofs and
+    on-chain trail: anyone holding the record can, without trusting the verifiers."""
+    from tessera.node.ledger_session import check_trail
+    from tessera.protocol.aggregation import verify_record
+    from tessera.protocol.wire import record_from_json
+
+    for peer in (p for p in analyst.peers if p.role == "verifier"):
+        try:
+            data = transport.call(peer.address, "record", {"query_id": qid.hex()})
+        except TesseraError:
+            continue
+        record = record_from_json(data["record"])
+        if record.query.query_id != qid:
+            return {"passed": False, "proofs_checked": 0, "failures": ["record of another query"]}
+        verdict = verify_record(record)
+        members = analyst.ledger.committee(q.committee).members
+        providers = {p.name: p.address for p in analyst.peers if p.role == "provider"}
+        failures = check_trail(
+            analyst.ledger.audit_trail(qid),
+            record,
+            providers,
+            {i + 1: a for i, a in enumerate(members)},
+            q.analyst,
+        )
+        return {
+            "passed": verdict.ok and not failures,
+            "proofs_checked": verdict.checked_proofs,
+            "failures": [*verdict.failures, *failures],
+            "from": peer.name,
+        }
+    return {"passed": None, "error": "no verifier holds the record"}

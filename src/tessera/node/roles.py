@@ -737,9 +737,19 @@ class VerifierRole(Role):
             "status": status,
             "tx": tx,
         }
-        self.store.put("verdict", key, result)
+        with self.store.transaction() as st:
+            st.put("verdict", key, result)
+            st.put("record", key, body.get("record"))  # for anyone to re-check later
         self.progress_.update(key, "voted", passed=passed)
         return result
+
+    def on_record(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """A verified query's whole public record (ciphertexts, proofs, release)."""
+        qid = _hex32(body.get("query_id"), "query_id")
+        record = self.store.get("record", qid.hex())
+        if record is None:
+            raise NotFound(f"no record for query 0x{qid.hex()}")
+        return {"record": record}
 
     def on_verdict(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         qid = _hex32(body.get("query_id"), "query_id")
