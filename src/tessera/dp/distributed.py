@@ -8,6 +8,7 @@ from fractions import Fraction
 from math import isqrt
 
 from tessera.dp.accountant import eps_to_rho, rho_to_eps_delta
+from tessera.dp.samplers import NoiseSampler
 
 # The mechanism. Each of the n computing nodes adds, to every coordinate of a released integer
 # vector, an independent draw of N_Z(0, σ_node²), with σ_node² = σ²/(n − t + 1). At most t − 1
@@ -125,6 +126,14 @@ class NoisePlan:
             raise ValueError("bound must be non-negative")
         if not self.rho_bound <= self.rho:
             raise ValueError("rho_bound exceeds rho: the plan does not meet its target")
+
+    def draw(self, sampler: NoiseSampler) -> int:
+        """One node's noise for one coordinate: N_Z(0, σ_node²) redrawn while |η| > bound
+        (a draw beyond the bound has probability below 2^−tail_bits)."""
+        while True:
+            v = int(sampler.discrete_gaussian(self.sigma_node_sq, 1)[0])
+            if abs(v) <= self.bound:
+                return v
 
     @property
     def honest_quorum(self) -> int:

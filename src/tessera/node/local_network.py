@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from functools import partial
 from typing import Any
 
@@ -524,14 +523,8 @@ class LocalNetwork(StatisticsApi):
             bounds.append(int(calib.bound))
             sd.append(float(calib.sd_all_honest) / term.scale)
             for i in self.keys:
-                noise[i].append(self._sample_bounded(calib.sigma_node_sq, int(calib.bound)))
+                noise[i].append(calib.draw(self._sampler))
         return noise, bounds, sd
-
-    def _sample_bounded(self, sigma_sq: Fraction, bound: int) -> int:
-        while True:  # truncation: a draw beyond the bound has probability < 2^-40
-            v = int(self._sampler.discrete_gaussian(sigma_sq, 1)[0])
-            if abs(v) <= bound:
-                return v
 
 
 def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from tessera.analytics.grouping import GroupKey
@@ -612,7 +611,7 @@ class NodeRole(Role):
         self._check_query(ticket, sender)
         prepared = ticket.prepare()
         self.progress_.update(key, "noise")
-        values = [self._bounded(Fraction(p.sigma_node_sq), int(p.bound)) for p in prepared.noise]
+        values = [p.draw(self._sampler) for p in prepared.noise]
         nc = add_noise(prepared.query, self._committee_key(), self.index, values, self._rng)
         encoded = codec.encode_noise(nc).hex()
         with self._lock:
@@ -622,12 +621,6 @@ class NodeRole(Role):
                 )
                 self.store.put("noise", key, {"noise": encoded})
         return dict(self.store.get("noise", key))
-
-    def _bounded(self, sigma_sq: Fraction, bound: int) -> int:
-        while True:  # truncation: a draw beyond the bound has probability < 2^-40
-            v = int(self._sampler.discrete_gaussian(sigma_sq, 1)[0])
-            if abs(v) <= bound:
-                return v
 
     def on_key_switch(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         """Aggregate what the providers and nodes committed on-chain, switch it to the analyst."""
