@@ -34,7 +34,6 @@ from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.dp import eps_to_rho
 from tessera.errors import (
-    BudgetExceeded,
     InvalidProof,
     LedgerError,
     PolicyViolation,
@@ -44,9 +43,8 @@ from tessera.errors import (
     TransportError,
 )
 from tessera.ledger import LedgerClient, rho_to_micro
-from tessera.ledger.client import MICRO, QueryKind
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
-from tessera.node.ledger_session import TRAINING_KINDS, LedgerReceipt
+from tessera.node.ledger_session import LedgerReceipt, query_kind, refusal
 from tessera.node.local_network import QueryResult, released
 from tessera.node.ticket import QueryTicket, bounds_from_json, plan_of
 from tessera.protocol import codec
@@ -197,8 +195,7 @@ class NetworkAnalyst(StatisticsApi):
     def _submit(
         self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], receipt: LedgerReceipt
     ) -> None:
-        datasets = {name: int(h["dataset_id"]) for name, h in holders.items()}
-        kind: QueryKind = "training" if ticket.operations & TRAINING_KINDS else "query"
+        datasets = {f"{name}/{ticket.table}": int(h["dataset_id"]) for name, h in holders.items()}
         cost = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
         start = time.perf_counter()
         try:
@@ -208,24 +205,11 @@ class NetworkAnalyst(StatisticsApi):
                 self.committee,
                 cost,
                 ticket.operations,
-                kind,
+                query_kind(ticket.operations),
                 approve=True,
             )
         except LedgerError as exc:
-            if exc.reason == "privacy budget exceeded":
-                short = [
-                    f"{name}/{ticket.table} has rho="
-                    f"{self.ledger.dataset(d).budget_remaining / MICRO:.6g} left"
-                    for name, d in datasets.items()
-                    if self.ledger.dataset(d).budget_remaining < cost
-                ]
-                raise BudgetExceeded(
-                    f"the ledger refused the query: it needs rho={cost / MICRO:.6g} per "
-                    "dataset but " + "; ".join(short)
-                ) from exc
-            if exc.reason in ("operation not allowed", "dataset not listed"):
-                raise PolicyViolation(f"the ledger refused the query: {exc.reason}") from exc
-            raise
+            raise refusal(self.ledger, exc, datasets, cost) from exc
         finally:
             receipt.seconds += time.perf_counter() - start
         receipt.record("submit_query", tx)

@@ -153,6 +153,33 @@ def check_trail(
     return failures
 
 
+def query_kind(operations: Iterable[str]) -> QueryKind:
+    """A model fit is priced as a training run, anything else as a query."""
+    return "training" if set(operations) & TRAINING_KINDS else "query"
+
+
+def refusal(
+    client: LedgerClient, exc: LedgerError, datasets: Mapping[str, int], cost: int
+) -> Exception:
+    """The error to raise for a query the market refused: a spent budget names the datasets
+    short of it, a policy refusal becomes a PolicyViolation, anything else stays as it is.
+
+    ``datasets`` maps a display name (``provider/table``) to its dataset id."""
+    if exc.reason == "privacy budget exceeded":
+        short = []
+        for name, d in datasets.items():
+            remaining = client.dataset(d).budget_remaining
+            if remaining < cost:
+                short.append(f"{name} has rho={remaining / MICRO:.6g} left")
+        return BudgetExceeded(
+            f"the ledger refused the query: it needs rho={cost / MICRO:.6g} per dataset but "
+            + "; ".join(short)
+        )
+    if exc.reason in ("operation not allowed", "dataset not listed"):
+        return PolicyViolation(f"the ledger refused the query: {exc.reason}")
+    return exc
+
+
 class LedgerSession:
     """A deployed market with one account per participant of one network."""
 
@@ -235,7 +262,7 @@ class LedgerSession:
         if self.committee is None:
             raise LedgerError("no committee registered")
         ops = set(operations)
-        kind: QueryKind = "training" if ops & TRAINING_KINDS else "query"
+        kind = query_kind(ops)
         cost = 0 if rho is None else rho_to_micro(rho)
         start = time.perf_counter()
         try:
@@ -244,26 +271,11 @@ class LedgerSession:
                 query_id, datasets.values(), self.committee, cost, ops, kind, approve=False
             )
         except LedgerError as exc:
-            raise self._refusal(exc, datasets, cost) from exc
+            raise refusal(self.admin, exc, datasets, cost) from exc
         finally:
             receipt.seconds += time.perf_counter() - start
         for tx in self.analyst.client.gas_log[txs_before:]:
             receipt.record(tx.action, tx)
-
-    def _refusal(self, exc: LedgerError, datasets: Mapping[str, int], cost: int) -> Exception:
-        if exc.reason == "privacy budget exceeded":
-            short = []
-            for name, d in datasets.items():
-                remaining = self.admin.dataset(d).budget_remaining
-                if remaining < cost:
-                    short.append(f"{name} has rho={remaining / MICRO:.6g} left")
-            return BudgetExceeded(
-                f"the ledger refused the query: it needs rho={cost / MICRO:.6g} per dataset but "
-                + "; ".join(short)
-            )
-        if exc.reason in ("operation not allowed", "dataset not listed"):
-            return PolicyViolation(f"the ledger refused the query: {exc.reason}")
-        return exc
 
     def settle(
         self,
