@@ -86,14 +86,19 @@ def _get(data: dict[str, Any], key: str, kind: type, where: str, default: Any = 
     return value
 
 
-def load_role_config(path: Path | str) -> RoleConfig:
-    path = Path(path)
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's contents; a missing or malformed file is a ConfigError naming it."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def load_role_config(path: Path | str) -> RoleConfig:
+    path = Path(path)
+    data = read_toml(path)
     where = str(path)
     base = path.parent
 

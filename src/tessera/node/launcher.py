@@ -40,7 +40,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ from web3.types import Wei
 from tessera.errors import ConfigError, TesseraError, TransportError
 from tessera.ledger import LedgerClient, RpcChain, deploy
 from tessera.node.analyst import NetworkAnalyst, Peer
-from tessera.node.config import save_peers
+from tessera.node.config import read_toml, save_peers
 from tessera.node.identity import Identity, load_keystore, save_keystore
 from tessera.node.transport import HttpTransport
 
@@ -86,12 +85,7 @@ class NetworkSpec:
 
     @classmethod
     def load(cls, path: Path) -> NetworkSpec:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        data = read_toml(path)
         net = data.get("network", {})
         providers = []
         for p in data.get("provider", []):

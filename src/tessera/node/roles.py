@@ -120,6 +120,15 @@ def open_query(ledger: LedgerClient, query_id: bytes, sender: str) -> Query:
     return q
 
 
+def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> Query:
+    """:func:`open_query`, and the ledger charged the privacy cost the ticket states."""
+    q = open_query(ledger, ticket.query_id, sender)
+    expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
+    if q.privacy_cost != expected:
+        raise PolicyViolation("the privacy cost on the ledger differs from the query's")
+    return q
+
+
 # -- provider ---------------------------------------------------------------------------
 @dataclass
 class Table:
@@ -229,13 +238,10 @@ class ProviderRole(Role):
                 raise PolicyViolation(f"{self.name}/{ticket.table} does not allow {denied}")
         if ticket.rho is None and not pol.allow_exact:
             raise PolicyViolation(f"{self.name}/{ticket.table} requires differential privacy")
-        q = open_query(self.ledger, ticket.query_id, sender)
+        q = admitted(self.ledger, ticket, sender)
         dataset = self.dataset_id(ticket.table)
         if dataset is None or dataset not in q.dataset_ids:
             raise PolicyViolation(f"the query on the ledger does not name {self.name}'s dataset")
-        expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
-        if q.privacy_cost != expected:
-            raise PolicyViolation("the privacy cost on the ledger differs from the query's")
         return table
 
     def _admit(self, ticket: QueryTicket, key: str, table: Table) -> None:
@@ -589,14 +595,11 @@ class NodeRole(Role):
         return Point.decode(bytes.fromhex(key["public_key"]))
 
     def _check_query(self, ticket: QueryTicket, sender: str) -> Query:
-        q = open_query(self.ledger, ticket.query_id, sender)
+        q = admitted(self.ledger, ticket, sender)
         if q.committee != self.committee_id():
             raise PolicyViolation("the query on the ledger is for another committee")
         if (ticket.n, ticket.t) != (self.n, self.t):
             raise PolicyViolation(f"the committee is {self.n} nodes, threshold {self.t}")
-        expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
-        if q.privacy_cost != expected:
-            raise PolicyViolation("the privacy cost on the ledger differs from the query's")
         return q
 
     # -- a query -------------------------------------------------------------------------
