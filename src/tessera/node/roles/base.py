@@ -1,0 +1,89 @@
+"""What every role shares: dispatch by path, progress, the ledger's admission checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tessera.errors import (
+    DecodeError,
+    LedgerError,
+    NotFound,
+    PolicyViolation,
+)
+from tessera.ledger import LedgerClient, Query, rho_to_micro
+from tessera.node.ticket import (
+    QueryTicket,
+)
+from tessera.protocol.wire import (
+    from_hex,
+)
+
+
+def _hex32(value: Any, where: str) -> bytes:
+    raw = from_hex(value, where)
+    if len(raw) != 32:
+        raise DecodeError(f"{where}: must be 32 bytes")
+    return raw
+
+
+@dataclass
+class Progress:
+    """What a role is doing, for ``GET /v1/progress`` and the command line."""
+
+    role: str
+    name: str
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def update(self, job: str, stage: str, **extra: Any) -> None:
+        with self._lock:
+            entry = self.jobs.setdefault(job, {"started": time.time()})
+            entry.update(stage=stage, updated=time.time(), **extra)
+            if len(self.jobs) > 100:  # keep the latest hundred
+                for old in sorted(self.jobs, key=lambda j: self.jobs[j]["updated"])[:-100]:
+                    del self.jobs[old]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"role": self.role, "name": self.name, "jobs": dict(self.jobs)}
+
+
+class Role:
+    """Dispatch by path to ``on_<path with / as _>`` methods."""
+
+    progress_: Progress
+
+    def handle(self, path: str, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        method = getattr(self, "on_" + path.replace("/", "_").replace("-", "_"), None)
+        if method is None or not path.replace("/", "").replace("_", "").isalnum():
+            raise NotFound(f"{type(self).__name__} serves no path {path!r}")
+        result: dict[str, Any] = method(body, sender)
+        return result
+
+    def progress(self) -> dict[str, Any]:
+        return self.progress_.snapshot()
+
+
+def open_query(ledger: LedgerClient, query_id: bytes, sender: str) -> Query:
+    """The query as the ledger records it; refuses unless it is open and ``sender`` submitted it."""
+    try:
+        q = ledger.query(query_id)
+    except LedgerError as exc:
+        raise PolicyViolation(f"query 0x{query_id.hex()} is not on the ledger") from exc
+    if q.status != "open":
+        raise PolicyViolation(f"query 0x{query_id.hex()} is {q.status}, not open")
+    if q.analyst.lower() != sender.lower():
+        raise PolicyViolation("only the analyst who submitted the query may ask for it")
+    return q
+
+
+def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> Query:
+    """:func:`open_query`, and the ledger charged the privacy cost the ticket states."""
+    q = open_query(ledger, ticket.query_id, sender)
+    expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
+    if q.privacy_cost != expected:
+        raise PolicyViolation("the privacy cost on the ledger differs from the query's")
+    return q

@@ -1,0 +1,204 @@
+"""The data provider: evaluates its share of a query on its own table, encrypts it with proofs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tessera.analytics.grouping import GroupKey
+from tessera.analytics.local import ColumnBounds, LocalDatabase
+from tessera.crypto.group import Point
+from tessera.crypto.rng import Rng, SystemRng
+from tessera.errors import (
+    BudgetExceeded,
+    LedgerError,
+    PolicyViolation,
+    ProtocolError,
+)
+from tessera.ledger import LedgerClient
+from tessera.node.local_network import DatasetPolicy
+from tessera.node.roles.base import Progress, Role, admitted
+from tessera.node.store import Store
+from tessera.node.ticket import (
+    QueryTicket,
+    bounds_to_json,
+    categories_to_json,
+)
+from tessera.protocol import codec
+from tessera.protocol.aggregation import (
+    contribute,
+)
+
+
+@dataclass
+class Table:
+    """A provider's table: where its rows are, its public bounds, its policy."""
+
+    source: Any
+    bounds: dict[str, ColumnBounds]
+    categories: dict[str, tuple[GroupKey, ...]]
+    policy: DatasetPolicy
+
+
+class ProviderRole(Role):
+    def __init__(
+        self,
+        name: str,
+        tables: Mapping[str, Table],
+        ledger: LedgerClient,
+        store: Store,
+        committee_key: Callable[[], Point],
+        rng: Rng | None = None,
+    ) -> None:
+        self.name, self.tables, self.ledger, self.store = name, dict(tables), ledger, store
+        self._committee_key = committee_key
+        self._rng = rng or SystemRng()
+        self.db = LocalDatabase({t: tb.source for t, tb in self.tables.items()})
+        self.progress_ = Progress("provider", name)
+        self._lock = threading.Lock()  # one query at a time per provider: budgets stay exact
+
+    def recover(self) -> dict[str, str]:
+        """After a restart: settle the fate of queries left running by a crash.
+
+        A query still open on the ledger stays resumable (asked again, the provider
+        continues from what it stored); one the ledger has closed is marked failed,
+        with the reason, so nothing is left half-done and unrecorded. Returns the
+        queries marked, by id."""
+        marked: dict[str, str] = {}
+        for key, state in self.store.items("query").items():
+            if state.get("status") != "running":
+                continue
+            status: str
+            try:
+                status = self.ledger.query(bytes.fromhex(key)).status
+            except LedgerError:
+                status = "unknown"
+            if status == "open":
+                self.progress_.update(key, "resumable")
+                continue
+            reason = f"interrupted by a restart; the query is {status} on the ledger"
+            self.store.put("query", key, {**state, "status": "failed", "reason": reason})
+            self.progress_.update(key, "failed", reason=reason)
+            marked[key] = reason
+        return marked
+
+    def query_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for state in self.store.items("query").values():
+            counts[state.get("status", "?")] = counts.get(state.get("status", "?"), 0) + 1
+        return counts
+
+    def dataset_id(self, table: str) -> int | None:
+        value = self.store.get("dataset", table)
+        return None if value is None else int(value)
+
+    def on_info(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "address": self.ledger.account,
+            "queries": self.query_counts(),
+            "tables": {
+                t: {
+                    "bounds": bounds_to_json(tb.bounds),
+                    "categories": categories_to_json(tb.categories),
+                    "dataset_id": self.dataset_id(t),
+                    "max_rows": tb.policy.max_rows,
+                    "min_cohort": tb.policy.min_cohort,
+                    "budget_spent": float(self.store.get("budget", t) or 0.0),
+                    "budget_cap": tb.policy.budget_rho,
+                }
+                for t, tb in sorted(self.tables.items())
+            },
+        }
+
+    def on_contribute(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        ticket = QueryTicket.from_json(body.get("ticket"))
+        key = ticket.query_id.hex()
+        with self._lock:
+            state = self.store.get("query", key)
+            if state is not None and state.get("status") in ("done", "excluded"):
+                return dict(state["response"])  # asked again: the same answer
+            if state is not None and state.get("status") == "failed":
+                raise ProtocolError(f"{self.name}: {state['reason']}")
+            table = self._check(ticket, sender)
+            if state is None:
+                self._admit(ticket, key, table)
+            return self._run(ticket, key, table)
+
+    def _check(self, ticket: QueryTicket, sender: str) -> Table:
+        table = self.tables.get(ticket.table)
+        if table is None:
+            raise PolicyViolation(f"{self.name} holds no table {ticket.table!r}")
+        if dict(ticket.bounds) != table.bounds:
+            raise PolicyViolation(f"{self.name}/{ticket.table}: the query's bounds are not ours")
+        pol = table.policy
+        if pol.allowed is not None:
+            denied = sorted(ticket.operations - pol.allowed)
+            if denied:
+                raise PolicyViolation(f"{self.name}/{ticket.table} does not allow {denied}")
+        if ticket.rho is None and not pol.allow_exact:
+            raise PolicyViolation(f"{self.name}/{ticket.table} requires differential privacy")
+        q = admitted(self.ledger, ticket, sender)
+        dataset = self.dataset_id(ticket.table)
+        if dataset is None or dataset not in q.dataset_ids:
+            raise PolicyViolation(f"the query on the ledger does not name {self.name}'s dataset")
+        return table
+
+    def _admit(self, ticket: QueryTicket, key: str, table: Table) -> None:
+        """Spend the budget and mark the query running, in one transaction."""
+        with self.store.transaction() as st:
+            spent = float(st.get("budget", ticket.table) or 0.0)
+            rho = ticket.rho or 0.0
+            if spent + rho > table.policy.budget_rho * (1 + 1e-12):
+                raise BudgetExceeded(
+                    f"{self.name}/{ticket.table}: the query needs rho={rho:.4g} but only "
+                    f"{table.policy.budget_rho - spent:.4g} remains"
+                )
+            st.put("budget", ticket.table, spent + rho)
+            st.put("query", key, {"status": "running", "started": time.time()})
+
+    def _run(self, ticket: QueryTicket, key: str, table: Table) -> dict[str, Any]:
+        state = self.store.get("query", key)
+        encoded = state.get("contribution")
+        prepared = ticket.prepare()
+        if encoded is None:
+            self.progress_.update(key, "evaluating")
+            res = self.db.evaluate(
+                prepared.plan,
+                ticket.table,
+                table.bounds,
+                ticket.where,
+                extra_columns=ticket.group_columns(),
+            )
+            pol = table.policy
+            groups = [i for i, t in enumerate(prepared.plan.terms) if t.name.startswith("n@")]
+            reason = None
+            if res.rows < pol.min_cohort or any(0 < res.values[i] < pol.min_cohort for i in groups):
+                reason = "cohort or group below the provider's minimum"
+            elif res.rows > min(pol.max_rows, ticket.max_rows):
+                reason = "more rows than the public maximum"
+            if reason is not None:
+                response = {"excluded": reason, "rows": None}
+                self.store.put("query", key, {"status": "excluded", "response": response})
+                self.progress_.update(key, "excluded")
+                return response
+            self.progress_.update(key, "encrypting", rows=res.rows)
+            vc = contribute(prepared.query, self._committee_key(), self.name, res.values, self._rng)
+            encoded = codec.encode_contribution(vc).hex()
+            state = {**state, "contribution": encoded, "rows": res.rows, "clipped": res.clipped}
+            self.store.put("query", key, state)  # before the chain: a retry resends the same
+        vc = codec.decode_contribution(bytes.fromhex(encoded))
+        digest = codec.contribution_digest(ticket.query_id, vc)
+        committed = self.ledger.audit_trail(ticket.query_id).of("contribution")
+        if self.ledger.account not in committed:
+            self.progress_.update(key, "committing")
+            self.ledger.post_contribution(ticket.query_id, digest)
+        elif committed[self.ledger.account] != digest:
+            raise ProtocolError("a different contribution is already committed for this query")
+        response = {"contribution": encoded, "rows": state["rows"]}
+        self.store.put("query", key, {**state, "status": "done", "response": response})
+        self.progress_.update(key, "done")
+        return response
