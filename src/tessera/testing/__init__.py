@@ -1,0 +1,1 @@
+"""Test-only helpers: misbehaving participants and the like. Production code never imports this."""
