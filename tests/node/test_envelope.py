@@ -23,13 +23,13 @@ from tessera.node.envelope import (
     StaticDirectory,
     decode_body,
     encode_body,
-    nesting_depth,
     normalize_path,
     request_digest,
     sign_request,
     verify_request,
 )
 from tessera.node.identity import Identity
+from tessera.protocol.json_limits import nesting_depth
 
 ALICE = Identity(bytes([1]) * 32)
 BOB = Identity(bytes([2]) * 32)

@@ -6,16 +6,24 @@ they use :class:`~tessera.ledger.chain.RpcChain`. Requests are dispatched one
 at a time (a lock) to web3's ``EthereumTesterProvider``; results are rewritten
 into standard JSON-RPC form (hex quantities, camelCase keys). Errors::
 
-    -32700  parse error            the body is not JSON
-    -32600  invalid request        not a JSON-RPC 2.0 request object (or an empty batch)
+    -32700  parse error            the body is not JSON (or not UTF-8, or has NaN/Infinity)
+    -32600  invalid request        not a JSON-RPC 2.0 request object, an empty or
+                                   oversized batch, or JSON nested deeper than
+                                   :data:`~tessera.protocol.json_limits.MAX_DEPTH`
     -32601  method not found
     -32602  invalid params
     -32603  internal error
     -32000  execution reverted: <reason>   (``data`` carries the ABI-encoded Error(string))
 
-A body over :data:`MAX_BODY_BYTES` gets HTTP 413, a request from a browser page
-(an ``Origin`` header) or for a non-loopback ``Host`` gets HTTP 403: the
-accounts are unlocked, so nothing but local processes may talk to the chain.
+A body that is not a request at all (a parse error, too deep, not an object or
+a batch, a malformed single request, an empty or oversized batch) gets HTTP 400
+with the error object; the nesting is measured before parsing, since the C JSON
+decoder recurses and a deep body would overflow the stack (eth-account raises
+the recursion limit). Errors of well-formed calls, and every reply to a batch,
+come with HTTP 200. A body over :data:`MAX_BODY_BYTES` gets HTTP 413, a request
+from a browser page (an ``Origin`` header) or for a non-loopback ``Host`` gets
+HTTP 403: the accounts are unlocked, so nothing but local processes may talk to
+the chain.
 ``evm_snapshot``, ``evm_revert`` (returns ``false`` for an unknown id) and
 ``evm_mine`` work as on Hardhat, except that a snapshot survives a revert.
 
@@ -52,7 +60,9 @@ from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import RPCEndpoint
 
+from tessera.errors import DecodeError
 from tessera.ledger.chain import ERROR_SELECTOR, EmbeddedChain, decode_revert_data
+from tessera.protocol.json_limits import MAX_DEPTH, check_depth
 
 #: Largest request body accepted (1 MiB: a contract deployment is ~30 kB of hex).
 MAX_BODY_BYTES: Final = 1 << 20
@@ -295,19 +305,53 @@ class EmbeddedRpc:
             reply = {"jsonrpc": "2.0", "id": request_id, "result": result}
         return reply if "id" in request else None
 
-    def handle_body(self, body: bytes) -> Any:
-        """The response to an HTTP body: an object, a list (batch) or ``None``."""
+    def handle_body(self, body: bytes) -> tuple[int, Any]:
+        """The HTTP status and the response to a body: an object, a list (batch) or ``None``.
+
+        The status is 400 when the body is not a request (see :func:`parse_body`, a
+        malformed single request, an empty or oversized batch), else 200.
+        """
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _error_response(None, JsonRpcError(PARSE_ERROR, "parse error"))
+            payload = parse_body(body)
+        except JsonRpcError as exc:
+            return 400, _error_response(None, exc)
         if isinstance(payload, list):
             if not payload or len(payload) > MAX_BATCH:
                 problem = f"invalid request: a batch holds 1 to {MAX_BATCH} requests"
-                return _error_response(None, JsonRpcError(INVALID_REQUEST, problem))
+                return 400, _error_response(None, JsonRpcError(INVALID_REQUEST, problem))
             replies = [r for r in map(self.handle_one, payload) if r is not None]
-            return replies or None
-        return self.handle_one(payload)
+            return 200, replies or None
+        reply = self.handle_one(payload)
+        refused = reply is not None and reply.get("error", {}).get("code") == INVALID_REQUEST
+        return (400 if refused else 200), reply
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON value of a request body; raises :class:`JsonRpcError` naming the problem.
+
+    The body must be UTF-8 (-32700), nest no deeper than :data:`MAX_DEPTH` (-32600,
+    measured before parsing: the decoder recurses, and deep enough JSON would crash
+    the process) and be JSON without NaN or Infinity (-32700).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"parse error: the body is not UTF-8 ({exc.reason})"
+        raise JsonRpcError(PARSE_ERROR, problem) from None
+    try:
+        check_depth(body, MAX_DEPTH)
+    except DecodeError as exc:
+        raise JsonRpcError(INVALID_REQUEST, f"invalid request: the body is {exc}") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer over 4300 digits
+        raise JsonRpcError(PARSE_ERROR, f"parse error: {exc}") from None
+    except RecursionError:  # not reached below MAX_DEPTH; kept as a second line
+        raise JsonRpcError(INVALID_REQUEST, "invalid request: the body nests too deeply") from None
 
 
 def _error_response(request_id: Any, error: JsonRpcError) -> dict[str, Any]:
@@ -317,9 +361,16 @@ def _error_response(request_id: Any, error: JsonRpcError) -> dict[str, Any]:
 # -- HTTP ---------------------------------------------------------------------------------
 
 
+class _Reply(JSONResponse):
+    """JSON with non-ASCII escaped: a lone surrogate echoed from a request stays encodable."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
 def _refused(status: int, message: str) -> JSONResponse:
     body = _error_response(None, JsonRpcError(INVALID_REQUEST, message))
-    return JSONResponse(body, status_code=status)
+    return _Reply(body, status_code=status)
 
 
 def create_app(rpc: EmbeddedRpc, max_body: int = MAX_BODY_BYTES) -> Starlette:
@@ -339,10 +390,10 @@ def create_app(rpc: EmbeddedRpc, max_body: int = MAX_BODY_BYTES) -> Starlette:
             body += chunk
             if len(body) > max_body:
                 return _refused(413, f"request body exceeds {max_body} bytes")
-        reply = await run_in_threadpool(rpc.handle_body, bytes(body))
+        status, reply = await run_in_threadpool(rpc.handle_body, bytes(body))
         if reply is None:
             return Response(status_code=204)
-        return JSONResponse(reply)
+        return _Reply(reply, status_code=status)
 
     return Starlette(routes=[Route("/", endpoint, methods=["POST"])])
 

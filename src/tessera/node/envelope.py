@@ -38,10 +38,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import numpy as np
-
 from tessera.errors import DecodeError, Replay, Unauthorized
 from tessera.node.identity import Identity, recover_public_key, to_checksum_address
+from tessera.protocol.json_limits import MAX_DEPTH, check_depth
 
 if TYPE_CHECKING:
     from tessera.ledger.client import LedgerClient, Role
@@ -62,10 +61,6 @@ _PATH = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9_.~-]*(/[A-Za-z0-9_~-][A-Za-z0-9_.~
 _TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,15}")
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _SIGNATURE = re.compile(r"[0-9a-f]{130}")
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-#: Deepest nesting of arrays and objects a body may have.
-MAX_DEPTH: Final = 64
 
 
 def normalize_path(path: str) -> str:
@@ -212,20 +207,11 @@ def _no_constant(name: str) -> Any:
     raise DecodeError(f"malformed JSON body: {name} is not JSON")
 
 
-def nesting_depth(data: bytes) -> int:
-    """How deeply arrays and objects nest in JSON text (brackets inside strings ignored)."""
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    codes = np.frombuffer(brackets, dtype=np.uint8)
-    opens = (codes == ord("[")) | (codes == ord("{"))
-    return int(np.cumsum(opens.astype(np.int64) * 2 - 1).max())
-
-
 def decode_body(data: bytes) -> dict[str, Any]:
     """A strict JSON object: UTF-8, no duplicate keys, no NaN/Infinity (:class:`DecodeError`).
 
-    Nesting deeper than :data:`MAX_DEPTH` is refused before parsing: the C parser
+    Nesting deeper than :data:`~tessera.protocol.json_limits.MAX_DEPTH` is refused
+    before parsing (:func:`~tessera.protocol.json_limits.check_depth`): the C parser
     recurses, and with a raised recursion limit (eth-account raises it to 100 000)
     a deep enough body would overflow the stack and crash the process.
     """
@@ -233,8 +219,10 @@ def decode_body(data: bytes) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"malformed JSON body: not UTF-8 ({exc.reason})") from exc
-    if nesting_depth(data) > MAX_DEPTH:
-        raise DecodeError(f"malformed JSON body: nested deeper than {MAX_DEPTH}")
+    try:
+        check_depth(data, MAX_DEPTH)
+    except DecodeError as exc:
+        raise DecodeError(f"malformed JSON body: {exc}") from exc
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
