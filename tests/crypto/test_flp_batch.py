@@ -23,7 +23,7 @@ from tessera.crypto.prio3 import (
 )
 from tessera.errors import DecodeError, InvalidProof
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "vdaf"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "vdaf"
 CTX = b"tessera batch tests"
 P = Field128.MODULUS
 
@@ -196,7 +196,7 @@ def test_test_point_at_a_root_of_unity_is_flagged() -> None:
     # Report 1's test point (the last query randomness element) is a root of unity.
     root = Field128.root(8)
     rows[1, -1] = [root & (2**64 - 1), root >> 64]
-    _, status = batch._query(rows, flp_batch)
+    _, status = batch.query(rows)
     assert status.tolist() == [flp_batch.STATUS_OK, flp_batch.STATUS_ROOT_OF_UNITY]
 
 

@@ -24,7 +24,7 @@ from tessera.crypto.vdaf import Vdaf
 from tessera.crypto.xof import XofFixedKeyAes128, XofTurboShake128
 from tessera.errors import DecodeError, InvalidProof
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "vdaf"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "vdaf"
 
 
 def _files() -> list[Path]:
