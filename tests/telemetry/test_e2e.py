@@ -13,15 +13,13 @@ import httpx
 import pytest
 
 from tessera.crypto.rng import SeededRng
-from tessera.errors import PolicyViolation, TransportError
+from tessera.errors import BatchCollected, BatchTooSmall, PolicyViolation, TransportError
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.client import ReportBuilder, TelemetryClient, upload_async
 from tessera.node.telemetry.collector import TelemetryCollector
 from tessera.node.telemetry.config import TaskConfig
 from tessera.protocol.telemetry import (
-    BatchCollected,
     BatchInterval,
-    BatchTooSmall,
     Report,
     ReportStatus,
     SealedShare,

@@ -65,7 +65,7 @@ def init(
 ) -> None:
     """Create a task: keys for every party, a verify key, a token and task.toml."""
     from tessera.node.telemetry.config import write_task
-    from tessera.protocol.telemetry import DpSpec, VdafSpec
+    from tessera.protocol.telemetry.task import DpSpec, VdafSpec
 
     try:
         params: dict[str, int] = {}
@@ -186,7 +186,7 @@ def collect(
     """Release the (noised) aggregate of a batch, or Poplar1's heavy hitters."""
     from tessera.node.telemetry.collector import TelemetryCollector
     from tessera.node.telemetry.config import load_task_config
-    from tessera.protocol.telemetry import BatchInterval
+    from tessera.protocol.telemetry.messages import BatchInterval
 
     try:
         cfg = load_task_config(config)

@@ -1,21 +1,23 @@
-"""Prio3 (draft-irtf-cfrg-vdaf-18, §7)."""
+"""Prio3 (draft-irtf-cfrg-vdaf-18, §7).
+
+The spec's Prio3, report by report. Verifying a whole aggregation job at once
+(:meth:`Prio3.verify_init_batch`, compiled kernels for the Field128 range-check
+circuits) lives in :mod:`tessera.crypto.prio3_batch`, imported on first use.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
-import numpy as np
-
-from tessera.crypto.field import Field64, Field128, NttField, next_power_of_2
+from tessera.crypto.field import Field64, Field128, NttField
 from tessera.crypto.flp import (
     Count,
     FlpBBCGGI19,
     Histogram,
     MultihotCountVec,
-    ParallelSum,
     PolyEvalTest,
     Sum,
     SumVec,
@@ -24,6 +26,9 @@ from tessera.crypto.flp import (
 from tessera.crypto.vdaf import Vdaf
 from tessera.crypto.xof import Xof, XofTurboShake128
 from tessera.errors import DecodeError, InvalidProof
+
+if TYPE_CHECKING:
+    from tessera.crypto.prio3_batch import RangeCheckBatch
 
 USAGE_MEAS_SHARE = 1
 USAGE_PROOF_SHARE = 2
@@ -229,51 +234,6 @@ class Prio3(
             verifiers += flp.query(meas_share, proof, query_rand, joint_rand, self.SHARES)
         return (out_share, k_corrected), (verifiers, k_part)
 
-    def verify_init_batch(
-        self,
-        verify_key: bytes,
-        ctx: bytes,
-        agg_id: int,
-        nonces: Sequence[bytes],
-        public_shares: Sequence[bytes],
-        input_shares: Sequence[bytes],
-    ) -> list[tuple[Prio3VerifyState, bytes] | Exception]:
-        """:meth:`verify_init` for many reports from their *encoded* shares.
-
-        Returns, per report, the verification state and the encoded verifier share, or
-        the exception :meth:`verify_init` would raise (``DecodeError``, ``InvalidProof``
-        or ``ValueError``). The results are exactly those of :meth:`verify_init`; the
-        Field128 range-check circuits (SumVec, Histogram, MultihotCountVec with one
-        proof) run batched in compiled code (:mod:`tessera.crypto.flp_batch`).
-        """
-        if not len(nonces) == len(public_shares) == len(input_shares):
-            raise ValueError("mismatched batch sizes")
-        if len(verify_key) != self.VERIFY_KEY_SIZE:
-            raise ValueError("incorrect verify key size")
-        if not 0 <= agg_id < self.SHARES:
-            raise ValueError("aggregator id out of range")
-        batch = self._range_check_batch
-        if batch is None:
-            return [
-                self._verify_init_encoded(verify_key, ctx, agg_id, n, p, i)
-                for n, p, i in zip(nonces, public_shares, input_shares, strict=True)
-            ]
-        return batch.run(verify_key, ctx, agg_id, nonces, public_shares, input_shares)
-
-    def warm_up_batch(self) -> None:
-        """Load the compiled kernels of :meth:`verify_init_batch` now rather than on first use.
-
-        Numba compiles them once per machine (cached next to the module); loading still
-        takes about a second, which a server should spend before taking traffic.
-        """
-        batch = self._range_check_batch
-        if batch is not None:
-            batch.warm_up()
-
-    @functools.cached_property
-    def _range_check_batch(self) -> _RangeCheckBatch | None:
-        return _RangeCheckBatch.of(self)
-
     def _verify_init_encoded(
         self,
         verify_key: bytes,
@@ -319,19 +279,6 @@ class Prio3(
             return self.joint_rand_seed(ctx, parts)
         return None
 
-    def verifier_messages_batch(
-        self, ctx: bytes, verifier_shares: Sequence[Sequence[bytes]]
-    ) -> list[bytes | Exception]:
-        """:meth:`verifier_shares_to_message` for many reports from their *encoded* shares.
-
-        Returns, per report, the encoded verifier message or the exception the per-report
-        path raises; the FLP decisions of the Field128 range-check circuits run batched.
-        """
-        batch = self._range_check_batch
-        if batch is None:
-            return [self._message_encoded(ctx, shares) for shares in verifier_shares]
-        return batch.messages(ctx, verifier_shares)
-
     def _message_encoded(self, ctx: bytes, verifier_shares: Sequence[bytes]) -> bytes | Exception:
         try:
             # Prio3 decodes verifier shares without looking at the state.
@@ -348,6 +295,60 @@ class Prio3(
         if verifier_message != k_corrected:
             raise InvalidProof("joint randomness check failed")
         return out_share
+
+    # -- many reports at once (tessera.crypto.prio3_batch) ----------------------------
+
+    def verify_init_batch(
+        self,
+        verify_key: bytes,
+        ctx: bytes,
+        agg_id: int,
+        nonces: Sequence[bytes],
+        public_shares: Sequence[bytes],
+        input_shares: Sequence[bytes],
+    ) -> list[tuple[Prio3VerifyState, bytes] | Exception]:
+        """:meth:`verify_init` for many reports from their *encoded* shares.
+
+        Returns, per report, the verification state and the encoded verifier share, or
+        the exception :meth:`verify_init` would raise (``DecodeError``, ``InvalidProof``
+        or ``ValueError``). The results are exactly those of :meth:`verify_init`; the
+        Field128 range-check circuits (SumVec, Histogram, MultihotCountVec with one
+        proof) run batched in compiled code (:mod:`tessera.crypto.prio3_batch`).
+        """
+        from tessera.crypto import prio3_batch
+
+        return prio3_batch.verify_init_batch(
+            self, verify_key, ctx, agg_id, nonces, public_shares, input_shares
+        )
+
+    def verifier_messages_batch(
+        self, ctx: bytes, verifier_shares: Sequence[Sequence[bytes]]
+    ) -> list[bytes | Exception]:
+        """:meth:`verifier_shares_to_message` for many reports from their *encoded* shares.
+
+        Returns, per report, the encoded verifier message or the exception the per-report
+        path raises; the FLP decisions of the Field128 range-check circuits run batched.
+        """
+        from tessera.crypto import prio3_batch
+
+        return prio3_batch.verifier_messages_batch(self, ctx, verifier_shares)
+
+    def warm_up_batch(self) -> None:
+        """Load the compiled kernels of :meth:`verify_init_batch` now rather than on first use.
+
+        Numba compiles them once per machine (cached next to the module); loading still
+        takes about a second, which a server should spend before taking traffic.
+        """
+        from tessera.crypto import prio3_batch
+
+        prio3_batch.warm_up(self)
+
+    @functools.cached_property
+    def _range_check_batch(self) -> RangeCheckBatch | None:
+        """The batch verifier of this circuit, or ``None`` if it has no compiled path."""
+        from tessera.crypto.prio3_batch import RangeCheckBatch
+
+        return RangeCheckBatch.of(self)
 
     # -- aggregation ----------------------------------------------------------------
 
@@ -652,232 +653,3 @@ class Prio3HigherDegree(Prio3[int, int]):
 
     def __init__(self, shares: int = 2) -> None:
         super().__init__(shares, PolyEvalTest(self.FIELD), self.ID)
-
-
-# -- batched verification ------------------------------------------------------------------
-
-#: High limb of the Field128 modulus: an element whose high limb is below it is canonical.
-_F128_HI = Field128.MODULUS >> 64
-
-
-class _RangeCheckBatch:
-    """:meth:`Prio3.verify_init_batch` for one-proof Field128 range-check circuits.
-
-    The XOF work stays per report (it is C code); shares are kept as the bytes they
-    arrive in and viewed as ``uint64`` limbs, and the FLP query runs over the whole
-    batch in :func:`tessera.crypto.flp_batch.query_range_checked`. A report with any
-    value that might be out of range, or a test point at a root of unity, is redone by
-    the generic :meth:`Prio3.verify_init`, so results are always identical.
-    """
-
-    def __init__(self, vdaf: Prio3[Any, Any], kind: int, length: int, bits: int, lw: int) -> None:
-        from tessera.crypto import flp_batch
-
-        self.vdaf = vdaf
-        self.kind = kind
-        self.length = length
-        self.bits = bits
-        valid = vdaf.flp.valid
-        gadget = valid.GADGETS[0]
-        assert isinstance(gadget, ParallelSum)
-        self.chunk = gadget.count
-        self.calls = valid.GADGET_CALLS[0]
-        big_p = next_power_of_2(1 + self.calls)
-        p = Field128.MODULUS
-        w = Field128.root(2 * big_p)
-        self.roots = flp_batch.limbs([pow(w, c, p) for c in range(2 * big_p)])
-        self.consts = flp_batch.limbs(
-            [
-                pow(vdaf.SHARES, -1, p),
-                pow(big_p, -1, p),
-                pow(2 * big_p, -1, p),
-                lw % p,
-                p - 2,
-            ]
-        )
-
-    @staticmethod
-    def of(vdaf: Prio3[Any, Any]) -> _RangeCheckBatch | None:
-        """The batch verifier for ``vdaf``, or ``None`` if its circuit has no fast path."""
-        from tessera.crypto import flp_batch
-
-        valid = vdaf.flp.valid
-        if vdaf.field is not Field128 or vdaf.PROOFS != 1 or vdaf.xof is not XofTurboShake128:
-            return None
-        if isinstance(valid, Histogram):
-            return _RangeCheckBatch(vdaf, flp_batch.KIND_HISTOGRAM, valid.length, 0, 0)
-        if isinstance(valid, SumVec):
-            return _RangeCheckBatch(vdaf, flp_batch.KIND_SUMVEC, 0, 0, 0)
-        if isinstance(valid, MultihotCountVec):
-            return _RangeCheckBatch(
-                vdaf,
-                flp_batch.KIND_MULTIHOT,
-                valid.length,
-                valid.bits_for_weight,
-                valid.last_weight,
-            )
-        return None
-
-    def warm_up(self) -> None:
-        """Run the kernel once on an all-zero report (loads or compiles it)."""
-        from tessera.crypto import flp_batch
-
-        flp = self.vdaf.flp
-        self._query(
-            np.zeros(
-                (1, flp.MEAS_LEN + flp.PROOF_LEN + flp.JOINT_RAND_LEN + flp.QUERY_RAND_LEN, 2),
-                dtype=np.uint64,
-            ),
-            flp_batch,
-        )
-        flp_batch.decide_range_checked(
-            np.zeros((1, self.vdaf.SHARES, flp.VERIFIER_LEN, 2), dtype=np.uint64)
-        )
-
-    def run(
-        self,
-        verify_key: bytes,
-        ctx: bytes,
-        agg_id: int,
-        nonces: Sequence[bytes],
-        public_shares: Sequence[bytes],
-        input_shares: Sequence[bytes],
-    ) -> list[tuple[Prio3VerifyState, bytes] | Exception]:
-        from tessera.crypto import flp_batch
-
-        vdaf = self.vdaf
-        flp = vdaf.flp
-        xof = vdaf.xof
-        seed_size = xof.SEED_SIZE
-        n = len(nonces)
-        meas_bytes = flp.MEAS_LEN * 16
-        proof_bytes = flp.PROOF_LEN * 16
-        jr_bytes = flp.JOINT_RAND_LEN * 16
-        qr_bytes = flp.QUERY_RAND_LEN * 16
-        dst_meas = vdaf.domain_separation_tag(USAGE_MEAS_SHARE, ctx)
-        dst_proof = vdaf.domain_separation_tag(USAGE_PROOF_SHARE, ctx)
-        dst_part = vdaf.domain_separation_tag(USAGE_JOINT_RAND_PART, ctx)
-        dst_seed = vdaf.domain_separation_tag(USAGE_JOINT_RAND_SEED, ctx)
-        dst_jr = vdaf.domain_separation_tag(USAGE_JOINT_RANDOMNESS, ctx)
-        dst_qr = vdaf.domain_separation_tag(USAGE_QUERY_RANDOMNESS, ctx)
-        zero_seed = bytes(seed_size)
-        one_proof = bytes([vdaf.PROOFS])
-        results: list[tuple[Prio3VerifyState, bytes] | Exception | None] = [None] * n
-        fast: list[int] = []
-        bufs: list[bytes] = []
-        parts: list[bytes] = []
-        seeds: list[bytes] = []
-        for b in range(n):
-            nonce, public, share = nonces[b], public_shares[b], input_shares[b]
-            if len(nonce) != vdaf.NONCE_SIZE or len(public) != seed_size * vdaf.SHARES:
-                results[b] = vdaf._verify_init_encoded(
-                    verify_key, ctx, agg_id, nonce, public, share
-                )
-                continue
-            if agg_id == 0:
-                if len(share) != meas_bytes + proof_bytes + seed_size:
-                    results[b] = DecodeError("incorrect leader input share length")
-                    continue
-                meas = share[:meas_bytes]
-                proof = share[meas_bytes : meas_bytes + proof_bytes]
-            else:
-                if len(share) != 2 * seed_size:
-                    results[b] = DecodeError("incorrect helper input share length")
-                    continue
-                k_share = share[:seed_size]
-                meas = xof(k_share, dst_meas, bytes([agg_id])).next(meas_bytes)
-                proof = xof(k_share, dst_proof, bytes([vdaf.PROOFS, agg_id])).next(proof_bytes)
-            k_blind = share[-seed_size:]
-            k_part = xof(k_blind, dst_part, bytes([agg_id]) + nonce + meas).next(seed_size)
-            k_corrected = xof(
-                zero_seed,
-                dst_seed,
-                public[: agg_id * seed_size] + k_part + public[(agg_id + 1) * seed_size :],
-            ).next(seed_size)
-            jr = xof(k_corrected, dst_jr, one_proof).next(jr_bytes)
-            qr = xof(verify_key, dst_qr, one_proof + nonce).next(qr_bytes)
-            fast.append(b)
-            bufs.append(meas + proof + jr + qr)
-            parts.append(k_part)
-            seeds.append(k_corrected)
-        if fast:
-            rows = np.frombuffer(b"".join(bufs), dtype="<u8").reshape(len(fast), -1, 2)
-            # Any limb pair that might be >= p (XOF rejection, or a malformed leader share):
-            # the generic code decides. Probability about 2^-59 per element otherwise.
-            suspicious = cast("list[bool]", (rows[:, :, 1] >= _F128_HI).any(axis=1).tolist())
-            verifiers, status = self._query(rows, flp_batch)
-            m = flp.MEAS_LEN
-            meas_ints = _limbs_to_ints(rows[:, :m])
-            encoded = verifiers.astype("<u8", copy=False)
-            for k, b in enumerate(fast):
-                if suspicious[k] or status[k] != flp_batch.STATUS_OK:
-                    results[b] = vdaf._verify_init_encoded(
-                        verify_key, ctx, agg_id, nonces[b], public_shares[b], input_shares[b]
-                    )
-                    continue
-                out_share = flp.truncate(meas_ints[k * m : (k + 1) * m])
-                results[b] = ((out_share, seeds[k]), encoded[k].tobytes() + parts[k])
-        return cast("list[tuple[Prio3VerifyState, bytes] | Exception]", results)
-
-    def messages(
-        self, ctx: bytes, verifier_shares: Sequence[Sequence[bytes]]
-    ) -> list[bytes | Exception]:
-        """:meth:`Prio3.verifier_messages_batch` with the decisions in one kernel call."""
-        from tessera.crypto import flp_batch
-
-        vdaf = self.vdaf
-        length = vdaf.flp.VERIFIER_LEN
-        size = length * 16
-        seed_size = vdaf.xof.SEED_SIZE
-        results: list[bytes | Exception | None] = [None] * len(verifier_shares)
-        fast: list[int] = []
-        bufs: list[bytes] = []
-        parts: list[bytes] = []
-        for b, shares in enumerate(verifier_shares):
-            if len(shares) != vdaf.SHARES or any(len(s) != size + seed_size for s in shares):
-                results[b] = vdaf._message_encoded(ctx, shares)
-                continue
-            fast.append(b)
-            bufs += [s[:size] for s in shares]
-            parts.append(b"".join(s[size:] for s in shares))
-        if fast:
-            arr = np.frombuffer(b"".join(bufs), dtype="<u8").reshape(
-                len(fast), vdaf.SHARES, length, 2
-            )
-            suspicious = cast("list[bool]", (arr[..., 1] >= _F128_HI).any(axis=(1, 2)).tolist())
-            accepted = cast("list[bool]", flp_batch.decide_range_checked(arr).tolist())
-            dst = vdaf.domain_separation_tag(USAGE_JOINT_RAND_SEED, ctx)
-            zero_seed = bytes(seed_size)
-            for k, b in enumerate(fast):
-                if suspicious[k]:
-                    results[b] = vdaf._message_encoded(ctx, verifier_shares[b])
-                elif not accepted[k]:
-                    results[b] = InvalidProof("proof verifier check failed")
-                else:
-                    results[b] = vdaf.xof.derive_seed(zero_seed, dst, parts[k])
-        return cast("list[bytes | Exception]", results)
-
-    def _query(self, rows: Any, flp_batch: Any) -> tuple[Any, Any]:
-        """The kernel on ``(reports, meas | proof | joint rand | query rand, 2)`` limbs."""
-        flp = self.vdaf.flp
-        m, pl, jl = flp.MEAS_LEN, flp.PROOF_LEN, flp.JOINT_RAND_LEN
-        out: tuple[Any, Any] = flp_batch.query_range_checked(
-            np.ascontiguousarray(rows[:, :m]),
-            np.ascontiguousarray(rows[:, m : m + pl]),
-            np.ascontiguousarray(rows[:, m + pl : m + pl + jl]),
-            np.ascontiguousarray(rows[:, m + pl + jl :]),
-            roots=self.roots,
-            consts=self.consts,
-            kind=self.kind,
-            chunk=self.chunk,
-            calls=self.calls,
-            length=self.length,
-            bits=self.bits,
-        )
-        return out
-
-
-def _limbs_to_ints(arr: Any) -> list[int]:
-    """Field128 values from ``(..., 2)`` limbs, flattened."""
-    flat: list[int] = np.ascontiguousarray(arr).reshape(-1).tolist()
-    return [lo | (hi << 64) for lo, hi in zip(flat[0::2], flat[1::2], strict=True)]

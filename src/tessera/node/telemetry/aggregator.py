@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.errors import (
+    BatchCollected,
     ConfigError,
     DecodeError,
     InvalidProof,
@@ -48,18 +49,23 @@ from tessera.errors import (
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
 from tessera.node.telemetry.store import BatchTotals, BucketDelta, TelemetryStore
-from tessera.protocol.telemetry import (
+from tessera.protocol.telemetry.collection import (
+    add_noise,
+    bucket_of,
+    check_collectable,
+    check_report_time,
+    report_checksum,
+)
+from tessera.protocol.telemetry.leader import LeaderJob
+from tessera.protocol.telemetry.messages import (
     JOB_ID_SIZE,
     AggregateShareReq,
     AggregateShareResp,
     AggregationJobInit,
-    BatchCollected,
     BatchInterval,
     Collection,
     CollectReq,
-    LeaderJob,
     PrepareKind,
-    Preparer,
     PrepareStep,
     PrepareSteps,
     Report,
@@ -69,15 +75,11 @@ from tessera.protocol.telemetry import (
     SealedShare,
     UploadRequest,
     UploadResponse,
-    add_noise,
     aggregate_share_info,
-    bucket_of,
-    check_collectable,
-    check_report_time,
     input_share_info,
-    report_checksum,
-    vdaf_ctx,
 )
+from tessera.protocol.telemetry.preparation import Preparer
+from tessera.protocol.telemetry.task import vdaf_ctx
 
 OCTET = "application/octet-stream"
 #: Reports may be stamped at most this far (seconds) in the future.

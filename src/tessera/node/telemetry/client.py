@@ -11,7 +11,8 @@ from tessera.crypto.rng import Rng
 from tessera.errors import DecodeError, TransportError
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
-from tessera.protocol.telemetry import (
+from tessera.protocol.telemetry.collection import bucket_of
+from tessera.protocol.telemetry.messages import (
     REPORT_ID_SIZE,
     Report,
     ReportMetadata,
@@ -19,10 +20,9 @@ from tessera.protocol.telemetry import (
     SealedShare,
     UploadRequest,
     UploadResponse,
-    bucket_of,
     input_share_info,
-    vdaf_ctx,
 )
+from tessera.protocol.telemetry.task import vdaf_ctx
 
 OCTET = "application/octet-stream"
 

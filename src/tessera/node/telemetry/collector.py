@@ -14,6 +14,8 @@ import httpx
 
 from tessera.crypto.poplar1 import Poplar1
 from tessera.errors import (
+    BatchCollected,
+    BatchTooSmall,
     DecodeError,
     PolicyViolation,
     ProtocolError,
@@ -22,16 +24,16 @@ from tessera.errors import (
 )
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
-from tessera.protocol.telemetry import (
-    BatchCollected,
-    BatchInterval,
-    BatchTooSmall,
-    Collection,
-    CollectReq,
-    aggregate_share_info,
+from tessera.protocol.telemetry.collection import (
     next_candidates,
     poplar1_agg_param,
     unshard_signed,
+)
+from tessera.protocol.telemetry.messages import (
+    BatchInterval,
+    Collection,
+    CollectReq,
+    aggregate_share_info,
 )
 
 OCTET = "application/octet-stream"

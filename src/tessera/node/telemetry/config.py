@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from tessera.errors import ConfigError, TesseraError
 from tessera.node.telemetry import hpke
-from tessera.protocol.telemetry import TASK_ID_SIZE, AnyVdaf, DpSpec, VdafSpec
+from tessera.protocol.telemetry.task import TASK_ID_SIZE, AnyVdaf, DpSpec, VdafSpec
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tessera.errors import ConfigError
-from tessera.protocol.telemetry import ZERO_CHECKSUM, xor_checksums
+from tessera.protocol.telemetry.collection import ZERO_CHECKSUM, xor_checksums
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS report_ids (
