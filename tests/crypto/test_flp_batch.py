@@ -23,7 +23,7 @@ from tessera.crypto.prio3 import (
 )
 from tessera.errors import DecodeError, InvalidProof
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "vdaf"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "vdaf"
 CTX = b"tessera batch tests"
 P = Field128.MODULUS
 
