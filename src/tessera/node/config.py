@@ -127,8 +127,13 @@ def load_role_config(path: Path | str) -> RoleConfig:
     if role == "node":
         node = _get(data, "node", dict, where)
         index, n, t = (_get(node, k, int, f"{where} [node]") for k in ("index", "n", "t"))
-        if not 1 <= t <= n or not 1 <= index <= n:
-            raise ConfigError(f"{where} [node]: need 1 <= index <= n and 1 <= t <= n")
+        if not 1 <= index <= n:
+            raise ConfigError(f"{where} [node]: need 1 <= index <= n, got index={index}, n={n}")
+        if t < 1 or n < 2 * t - 1:
+            raise ConfigError(
+                f"{where} [node]: need 1 <= t and n >= 2t - 1 (so that t - 1 corrupt nodes "
+                f"cannot block the DKG), got n={n}, t={t}"
+            )
     tables: dict[str, TableConfig] = {}
     if role == "provider":
         for name, spec in _get(data, "tables", dict, where).items():

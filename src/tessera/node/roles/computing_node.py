@@ -63,7 +63,7 @@ class NodeRole(DkgMember):
         self._sampler = sampler or OpenDPSampler()
         self.cheat_key_switch = cheat_key_switch  # test hook: corrupt a key-switch share
         self.progress_ = Progress("node", f"node-{index}")
-        self._dkg: dkg.DkgParticipant | None = None
+        self._dkg: dkg.DkgNode | None = None
         self._lock = threading.Lock()
 
     # -- the committee's key -------------------------------------------------------------
