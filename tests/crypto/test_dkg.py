@@ -9,17 +9,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tessera.crypto.dkg import (
+    BroadcastView,
     Complaint,
     DealerCommitments,
+    DkgNode,
     DkgParticipant,
     DkgResult,
     DkgTranscript,
     FeldmanCommitments,
     Share,
+    audit,
     check_committee_size,
     commitment_at,
+    decode_dealing,
+    decode_extraction,
+    decode_indices,
+    decode_shares,
+    drive,
+    encode_dealing,
+    encode_extraction,
+    encode_indices,
+    encode_shares,
     extraction_complaint_valid,
     feldman_share_ok,
+    in_memory_nodes,
     interpolate_coefficients,
     pedersen_share_ok,
     public_outputs,
@@ -27,11 +40,19 @@ from tessera.crypto.dkg import (
     reconstruct_extraction,
     run_dkg,
 )
+from tessera.crypto.dkg_messages import (
+    DkgSession,
+    Round,
+    SignedMessage,
+    message_valid,
+    public_key_of,
+    sign_message,
+)
 from tessera.crypto.elgamal import encrypt
 from tessera.crypto.group import G, N, Point, base_mul
 from tessera.crypto.rng import SeededRng
 from tessera.crypto.threshold import combine_partials, lagrange_at_zero, partial_decrypt
-from tessera.errors import DkgError, ProtocolError
+from tessera.errors import DecodeError, DkgError, ProtocolError
 from tessera.testing.dkg_faults import Fault, run_with_faults
 
 
@@ -332,3 +353,151 @@ def test_interpolate_coefficients(t: int, seed: int, data: st.DataObject) -> Non
     if t > 1:
         with pytest.raises(DkgError):
             interpolate_coefficients(dict(list(pts.items())[: t - 1]), t)
+
+
+# -- the signed broadcast ------------------------------------------------------------------------
+def _session(nonce: bytes = bytes(32), n: int = 3, t: int = 2) -> tuple[DkgSession, list[bytes]]:
+    secrets = [bytes([0x20 + i]) * 32 for i in range(n)]
+    return DkgSession(n, t, tuple(public_key_of(k) for k in secrets), nonce), secrets
+
+
+def test_a_message_verifies_only_in_its_session_kind_author_and_payload() -> None:
+    s, keys = _session()
+    m = sign_message(s, Round.COMPLAINTS, 2, encode_indices([1]), keys[1])
+    assert message_valid(s, m)
+    assert SignedMessage.from_json(m.to_json()) == m
+    other_nonce, _ = _session(bytes([1]) * 32)
+    other_t, _ = _session(n=3, t=1)
+    reordered = DkgSession(3, 2, (s.members[1], s.members[0], s.members[2]), s.nonce)
+    for other in (other_nonce, other_t, reordered):
+        assert other.id != s.id and not message_valid(other, m)
+    assert not message_valid(s, SignedMessage(Round.ANSWERS, 2, m.payload, m.signature))
+    assert not message_valid(s, SignedMessage(m.kind, 3, m.payload, m.signature))
+    assert not message_valid(s, SignedMessage(m.kind, 2, encode_indices([3]), m.signature))
+    assert not message_valid(s, SignedMessage(m.kind, 9, m.payload, m.signature))
+    forged = sign_message(s, Round.COMPLAINTS, 2, m.payload, keys[0])  # node 1's key
+    assert not message_valid(s, forged)
+    # a high-s twin of a valid signature is refused (one encoding per signature)
+    r, sv = m.signature[:32], int.from_bytes(m.signature[32:64], "big")
+    twin = r + (N - sv).to_bytes(32, "big") + bytes([m.signature[64] ^ 1])
+    assert not message_valid(s, SignedMessage(m.kind, 2, m.payload, twin))
+    with pytest.raises(DecodeError):
+        SignedMessage.from_json({**m.to_json(), "extra": 1})
+    with pytest.raises(DecodeError):
+        SignedMessage.from_json({**m.to_json(), "author": True})
+    with pytest.raises(DecodeError):
+        SignedMessage.from_json({**m.to_json(), "kind": "qualified"})
+
+
+def test_sessions_are_checked() -> None:
+    s, _ = _session()
+    with pytest.raises(ValueError):
+        DkgSession(3, 2, s.members[:2], s.nonce)
+    with pytest.raises(ValueError):
+        DkgSession(3, 2, (s.members[0], s.members[0], s.members[1]), s.nonce)
+    with pytest.raises(ValueError):
+        DkgSession(3, 2, s.members, b"short")
+    with pytest.raises(ValueError):
+        DkgSession(3, 2, (b"\x02" + b"\xff" * 32, *s.members[1:]), s.nonce)
+
+
+def test_payload_decoders_are_strict() -> None:
+    assert decode_indices(encode_indices([3, 1]), 3) == (1, 3)
+    for bad in (encode_indices([1]) + b"\x00", b"\x00\x02\x00\x02\x00\x01", b"\x00\x01\x00\x04"):
+        with pytest.raises(DecodeError):
+            decode_indices(bad, 3)
+    entries = [(2, 5, 6), (1, 7, 8)]
+    assert decode_shares(encode_shares(entries), 3) == ((1, 7, 8), (2, 5, 6))
+    with pytest.raises(DecodeError):
+        decode_shares(b"\x00\x01\x00\x01" + N.to_bytes(32, "big") + bytes(32), 3)
+    with pytest.raises(DecodeError):
+        decode_dealing(encode_dealing([G], [b"box"] * 2), 3)  # a box short
+    assert decode_extraction(encode_extraction([G, G + G])) == (G, G + G)
+    with pytest.raises(DecodeError):
+        decode_extraction(encode_extraction([G])[:-1])
+
+
+def _honest_round(
+    nodes: dict[int, DkgNode], kind: Round, inbox: tuple[SignedMessage, ...]
+) -> tuple[SignedMessage, ...]:
+    return tuple(m for i in sorted(nodes) for m in nodes[i].step(kind, inbox))
+
+
+def test_a_node_runs_each_round_once_and_in_order() -> None:
+    _, nodes = in_memory_nodes(3, 2, SeededRng("order"))
+    with pytest.raises(ProtocolError, match="expects the dealing round"):
+        nodes[1].step(Round.COMPLAINTS, ())
+    dealings = _honest_round(nodes, Round.DEALING, ())
+    assert nodes[1].step(Round.DEALING, ()) == [m for m in dealings if m.author == 1]  # retry
+    complaints = _honest_round(nodes, Round.COMPLAINTS, dealings)
+    assert nodes[2].step(Round.COMPLAINTS, dealings) == [m for m in complaints if m.author == 2]
+    with pytest.raises(ProtocolError, match="on other messages"):
+        nodes[2].step(Round.COMPLAINTS, dealings[:2])
+    with pytest.raises(ProtocolError, match="expects the answers round"):
+        nodes[2].step(Round.EXTRACTION, ())
+
+
+def test_a_view_drops_forgeries_and_equivocations() -> None:
+    session, nodes = in_memory_nodes(3, 2, SeededRng("view"))
+    dealings = _honest_round(nodes, Round.DEALING, ())
+    by = {m.author: m for m in dealings}
+    # node 3's second, different dealing (it holds its key: an equivocating dealer)
+    other = in_memory_nodes(3, 2, SeededRng("view-other"))[1][3]
+    twin_payload = other.step(Round.DEALING, ())[0].payload
+    twin = sign_message(session, Round.DEALING, 3, twin_payload, nodes[3]._secret)
+    flipped_payload = by[2].payload[:-1] + bytes([by[2].payload[-1] ^ 1])
+    flipped = SignedMessage(Round.DEALING, 2, flipped_payload, by[2].signature)
+    view = BroadcastView(session)
+    view.accept(
+        Round.DEALING,
+        (by[1], by[1], flipped, by[3], twin, SignedMessage(Round.COMPLAINTS, 2, b"", b"")),
+    )
+    assert sorted(view.dealt) == [1]  # node 1's (duplicate kept once) only
+    assert view.equivocators == {3}
+    assert len(view.rejected) == 3
+    with pytest.raises(ProtocolError, match="already taken"):
+        view.accept(Round.DEALING, dealings)
+
+
+def test_shares_leave_a_node_only_against_a_signed_complaint_or_a_proof() -> None:
+    session, nodes = in_memory_nodes(3, 2, SeededRng("leak"))
+    secret = {i: nodes[i]._secret for i in nodes}
+    dealings = _honest_round(nodes, Round.DEALING, ())
+    complaints = list(_honest_round(nodes, Round.COMPLAINTS, dealings))
+    assert all(decode_indices(m.payload, 3) == () for m in complaints)
+    # node 1 accuses node 2 (signed: answered with node 1's share); "node 3" accuses
+    # node 2 with node 1's key (forged: ignored)
+    complaints = [m for m in complaints if m.author != 1]
+    complaints.append(sign_message(session, Round.COMPLAINTS, 1, encode_indices([2]), secret[1]))
+    complaints.append(sign_message(session, Round.COMPLAINTS, 3, encode_indices([2]), secret[1]))
+    answer = nodes[2].step(Round.ANSWERS, tuple(complaints))
+    assert [e[0] for e in decode_shares(answer[0].payload, 3)] == [1]
+    # a made-up accusation (not Pedersen-valid) proves nothing: no reveals
+    answers = (
+        *answer,
+        *(m for i in (1, 3) for m in nodes[i].step(Round.ANSWERS, tuple(complaints))),
+    )
+    extractions = _honest_round(nodes, Round.EXTRACTION, answers)
+    accusations = [m for m in _honest_round(nodes, Round.ACCUSATIONS, extractions) if m.author != 1]
+    junk = encode_shares([(2, 1, 2), (3, 3, 4)])
+    accusations.append(sign_message(session, Round.ACCUSATIONS, 1, junk, secret[1]))
+    reveals = _honest_round(nodes, Round.REVEALS, tuple(accusations))
+    assert all(decode_shares(m.payload, 3) == () for m in reveals)
+    results = {m.author: m.payload for m in _honest_round(nodes, Round.RESULT, reveals)}
+    assert len(set(results.values())) == 1
+
+
+def test_the_driver_keeps_only_what_verifies_as_the_repliers_own() -> None:
+    session, nodes = in_memory_nodes(3, 2, SeededRng("driver"))
+
+    def exchange(kind: Round, inbox: tuple[SignedMessage, ...]) -> dict[int, list[SignedMessage]]:
+        out = {i: nodes[i].step(kind, inbox) for i in nodes}
+        if kind is Round.DEALING:  # node 3 also hands in node 1's dealing, and a forgery
+            forged = sign_message(session, kind, 2, out[3][0].payload, nodes[3]._secret)
+            out[3] = [*out[3], out[1][0], forged]
+        return out
+
+    log = drive(session, exchange)
+    assert [m.author for m in log[Round.DEALING]] == [1, 2, 3]
+    tr = audit(session, log)
+    assert tr.qualified == (1, 2, 3) and tr.messages == log
