@@ -26,6 +26,6 @@ def test_crypto_benchmark_quick_json(tmp_path: Path) -> None:
         "range_prove_ms_32",
         "range_verify_ms_32",
         "dlog_worst_ms",
-        "dkg_6_4_s",
+        "dkg_7_4_s",
     ):
         assert report[key] > 0

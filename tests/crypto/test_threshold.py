@@ -31,7 +31,7 @@ from tessera.crypto.threshold import (
 from tessera.errors import DecodeError, InvalidProof, ProtocolError
 
 CTX = b"query-42"
-PARAMS = [(3, 2), (5, 3), (6, 4)]
+PARAMS = [(3, 2), (5, 3), (7, 4)]
 
 
 @cache
@@ -175,7 +175,7 @@ def _setup(
 
 
 def test_wrong_partial_decryptions_are_rejected_and_filtered() -> None:
-    n, t = 6, 4
+    n, t = 7, 4
     results, _, pub, ct, rng = _setup(n, t, "bad-partials")
     honest = {i: partial_decrypt(CTX, i, r.secret_share, ct, rng) for i, r in results.items()}
     other_ct = encrypt(_public(results)[0], 77, rng)
@@ -183,6 +183,7 @@ def test_wrong_partial_decryptions_are_rejected_and_filtered() -> None:
         1: dataclasses.replace(honest[1], d=honest[1].d + G),  # wrong value, original proof
         3: dataclasses.replace(honest[2], index=3),  # node 2's share claimed as node 3's
         5: partial_decrypt(CTX, 5, results[5].secret_share + 1, ct, rng),  # wrong key share
+        7: partial_decrypt(CTX, 7, results[7].secret_share + 2, ct, rng),
     }
     for i, p in bad.items():
         with pytest.raises(InvalidProof):
@@ -206,7 +207,7 @@ def test_wrong_partial_decryptions_are_rejected_and_filtered() -> None:
     submitted = [bad.get(i, honest[i]) for i in sorted(honest)]
     submitted.append(dataclasses.replace(honest[6], index=99))  # unknown node
     good, rejected = filter_valid_partials(CTX, pub, ct, submitted)
-    assert sorted(rejected) == [1, 3, 5, 99]
+    assert sorted(rejected) == [1, 3, 5, 7, 99]
     assert sorted(p.index for p in good) == [2, 4, 6]
     # only 3 honest remain: below the threshold of 4
     with pytest.raises(ProtocolError):
@@ -214,7 +215,7 @@ def test_wrong_partial_decryptions_are_rejected_and_filtered() -> None:
 
 
 def test_honest_quorum_still_decrypts_after_filtering() -> None:
-    n, t = 6, 4
+    n, t = 7, 4
     results, _, pub, ct, rng = _setup(n, t, "quorum")
     honest = {i: partial_decrypt(CTX, i, r.secret_share, ct, rng) for i, r in results.items()}
     submitted = [
@@ -233,7 +234,7 @@ def test_honest_quorum_still_decrypts_after_filtering() -> None:
 
 
 def test_wrong_key_switch_shares_are_rejected_and_filtered() -> None:
-    n, t = 6, 4
+    n, t = 7, 4
     results, _, pub, ct, rng = _setup(n, t, "bad-ks")
     a, target = keygen(rng)
     _, other_target = keygen(rng)
@@ -244,6 +245,7 @@ def test_wrong_key_switch_shares_are_rejected_and_filtered() -> None:
         1: dataclasses.replace(honest[1], w=honest[1].w + G),
         2: dataclasses.replace(honest[2], u=honest[2].u + G),
         4: dataclasses.replace(honest[5], index=4),
+        7: dataclasses.replace(honest[7], w=honest[7].w + G),
     }
     for i, s in bad.items():
         with pytest.raises(InvalidProof):
@@ -255,13 +257,13 @@ def test_wrong_key_switch_shares_are_rejected_and_filtered() -> None:
         verify_key_switch(b"query-43", pub[3], ct, target, honest[3])
     submitted = [bad.get(i, honest[i]) for i in sorted(honest)]
     good, rejected = filter_valid_key_switch(CTX, pub, ct, target, submitted)
-    assert sorted(rejected) == [1, 2, 4]
+    assert sorted(rejected) == [1, 2, 4, 7]
     assert sorted(s.index for s in good) == [3, 5, 6]
     with pytest.raises(ProtocolError):
         combine_key_switch(ct, good, t)
     # with one more honest share the quorum is met and the plaintext is right
     good, rejected = filter_valid_key_switch(CTX, pub, ct, target, [*submitted, honest[2]])
-    assert sorted(rejected) == [1, 2, 4]
+    assert sorted(rejected) == [1, 2, 4, 7]
     assert decrypt_to_point(a, combine_key_switch(ct, good, t)) == base_mul(77)
     # unknown index
     _, rejected = filter_valid_key_switch(

@@ -18,7 +18,7 @@ PLANS = [  # (sensitivity_l2, n, t, rho)
     (1, 5, 1, 0.9),  # small per-node σ: the KLS21 correction matters here
     (1, 10, 4, 0.5),
     (2**10, 5, 3, 0.1),
-    (3, 7, 7, 2.0),
+    (3, 13, 7, 2.0),  # n = 2t - 1: a single honest draw
 ]
 
 
@@ -45,7 +45,7 @@ def renyi(logp: np.ndarray, logq: np.ndarray, alpha: float) -> float:
 @pytest.mark.parametrize(("sens", "n", "t", "rho"), PLANS)
 def test_honest_quorum_meets_the_target(sens: int, n: int, t: int, rho: float) -> None:
     plan = plan_noise(sens, n, t, rho=rho)
-    m = n - t + 1
+    m = n - 2 * t + 2
     assert plan.honest_quorum == m
     assert plan.sigma_sq == m * plan.sigma_node_sq
     assert plan.sigma_sq >= Fraction(sens) ** 2 / (2 * Fraction(rho))  # variance ≥ Δ²/(2ρ)
@@ -155,6 +155,7 @@ def test_intervals() -> None:
         ((1, 0, 1), {"rho": 1.0}, r"n \(committee size\)"),
         ((1, 3, 0), {"rho": 1.0}, r"t \(threshold\)"),
         ((1, 3, 4), {"rho": 1.0}, r"t \(threshold\) = 4 exceeds n"),
+        ((1, 6, 4), {"rho": 1.0}, r"need n >= 2t - 1"),
         ((1, 3, 2), {}, "exactly one of rho and epsilon"),
         ((1, 3, 2), {"rho": 1.0, "epsilon": 1.0}, "exactly one of rho and epsilon"),
         ((1, 3, 2), {"rho": 0.0}, "rho"),

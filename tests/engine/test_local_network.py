@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression as SkLogistic
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
 from tessera.errors import BudgetExceeded, PolicyViolation, QueryError
 from tessera.node.local_network import DatasetPolicy, LocalNetwork
+from tessera.testing.adversary import corrupt_key_switch, corrupt_noise
 
 EXACT = DatasetPolicy(allow_exact=True, min_cohort=1)
 BOUNDS = {
@@ -204,7 +205,7 @@ def test_noise_privacy_cost_and_budget(dlog: DiscreteLog) -> None:
 def test_policy_and_cohort(dlog: DiscreteLog) -> None:
     only_counts = DatasetPolicy(allowed=frozenset({"count"}), allow_exact=True, min_cohort=50)
     net, _ = network(dlog, [100, 20], policy=only_counts)
-    with pytest.raises(PolicyViolation, match="does not allow mean"):
+    with pytest.raises(PolicyViolation, match="operation not allowed"):
         net.sql("SELECT AVG(age) FROM patients")
     res = net.sql("SELECT COUNT(*) FROM patients")
     assert res.excluded_providers == {"p1": "cohort or group below the provider's minimum"}
@@ -215,7 +216,7 @@ def test_policy_and_cohort(dlog: DiscreteLog) -> None:
 
 def test_cheating_node_is_excluded_and_result_correct(dlog: DiscreteLog) -> None:
     net, pooled = network(dlog, [100, 100])
-    net.cheating_nodes = (2,)
+    corrupt_key_switch(net.nodes[2])
     res = net.sql("SELECT SUM(age) FROM patients")
     assert res.value == pooled.age.sum()
     assert res.verified
@@ -293,7 +294,7 @@ def test_structured_results_carry_intervals(dlog: DiscreteLog) -> None:
 def test_node_with_bad_noise_is_set_aside_and_result_stands(dlog: DiscreteLog) -> None:
     policy = DatasetPolicy(min_cohort=5, budget_rho=50.0)
     net, pooled = network(dlog, [200, 200], seed=13, policy=policy)
-    net.noise_cheating_nodes = (3,)
+    corrupt_noise(net.nodes[3])
     res = net.sql("SELECT COUNT(*) FROM patients", epsilon=4.0)
     assert res.verified, res.verdict.failures
     assert 3 in res.verdict.cheaters and 3 in res.record.excluded_nodes

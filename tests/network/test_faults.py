@@ -21,7 +21,7 @@ from tessera.node.analyst import NetworkAnalyst
 from tessera.node.envelope import encode_body, sign_request
 from tessera.node.identity import Identity
 from tessera.node.launcher import Network, open_session
-from tessera.node.ticket import QueryTicket, bounds_from_json
+from tessera.protocol.query import QueryTicket, bounds_from_json
 from tessera.node.transport import HttpTransport
 
 TRUE_ROWS = 4020  # the bundled sample tables
@@ -154,7 +154,6 @@ def test_bad_requests_are_refused_and_nothing_is_stored(
     status, reply = send(sign_request(ident, target.address, "contribute", raw), raw, "contribute")
     assert status == 400 and "ticket" in reply["message"]
     ticket = QueryTicket(
-        query_id=os.urandom(32),
         table="patients",
         statistics=(Count(),),
         where=None,
@@ -165,7 +164,9 @@ def test_bad_requests_are_refused_and_nothing_is_stored(
         max_rows=before["max_rows"],
         n=3,
         t=2,
-        providers=("lab-d",),
+        committee=analyst.committee,
+        providers=(("lab-d", target.address),),
+        nonce=os.urandom(32),
     )
     raw = encode_body({"ticket": ticket.to_json()})
     status, reply = send(sign_request(ident, target.address, "contribute", raw), raw, "contribute")

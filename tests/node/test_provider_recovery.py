@@ -13,10 +13,10 @@ from tessera.analytics.moments import Count
 from tessera.crypto.group import G
 from tessera.data import medical
 from tessera.errors import LedgerError, ProtocolError
-from tessera.node.local_network import DatasetPolicy
 from tessera.node.roles import ProviderRole, Table
 from tessera.node.store import Store
-from tessera.node.ticket import QueryTicket
+from tessera.protocol.policy import DatasetPolicy
+from tessera.protocol.query import QueryTicket
 
 
 @dataclass
@@ -39,7 +39,13 @@ class _Ledger:
 
 
 def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> None:
-    closed, still_open, missing, done = (os.urandom(32) for _ in range(4))
+    ticket = QueryTicket(
+        table="patients", statistics=(Count(),), where=None, rho=0.1, delta=1e-6,
+        analyst_key=G, bounds={"age": ColumnBounds(18, 95)}, max_rows=10_000, n=3, t=2,
+        committee=0, providers=(("lab-d", _Ledger.account),), nonce=b"\x01" * 32,
+    )  # fmt: skip
+    closed = ticket.query_id
+    still_open, missing, done = (os.urandom(32) for _ in range(3))
     ledger = _Ledger({closed: "passed", still_open: "open", done: "passed"})
     store = Store(tmp_path / "state.sqlite")
     for qid in (closed, still_open, missing):
@@ -48,7 +54,7 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
     table = Table(
         str(medical.sample_path("lab-d")), {"age": ColumnBounds(18, 95)}, {}, DatasetPolicy()
     )
-    role = ProviderRole("lab-d", {"patients": table}, ledger, store, lambda: G)  # type: ignore[arg-type]
+    role = ProviderRole("lab-d", {"patients": table}, ledger, store)  # type: ignore[arg-type]
 
     marked = role.recover()
 
@@ -59,11 +65,6 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
     assert role.query_counts() == {"failed": 2, "running": 1, "done": 1}
     assert role.progress()["jobs"][still_open.hex()]["stage"] == "resumable"
     # asked again about a failed query, the provider says why instead of starting over
-    ticket = QueryTicket(
-        query_id=closed, table="patients", statistics=(Count(),), where=None, rho=0.1,
-        delta=1e-6, analyst_key=G, bounds={"age": ColumnBounds(18, 95)}, max_rows=10_000,
-        n=3, t=2, providers=("lab-d",),
-    )  # fmt: skip
     with pytest.raises(ProtocolError, match="interrupted by a restart"):
         role.handle("contribute", {"ticket": ticket.to_json()}, "0x" + "22" * 20)
     # and the store survives a reopen as it was left

@@ -9,22 +9,27 @@ import pytest
 
 from tessera.crypto.dkg import DkgResult, run_dkg
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
-from tessera.crypto.elgamal import encrypt
+from tessera.crypto.elgamal import Ciphertext, encrypt, keygen
 from tessera.crypto.group import G, base_mul
 from tessera.crypto.rng import SeededRng
-from tessera.crypto.threshold import combine_partials, partial_decrypt
+from tessera.crypto.threshold import KeySwitchShare, combine_partials, partial_decrypt
 from tessera.errors import InvalidProof, ProtocolError
 from tessera.protocol.aggregation import (
+    AggregationQuery,
     AggregationRecord,
-    NodeKey,
+    KeySwitcher,
     Release,
     SlotSpec,
     VectorSpec,
     add_noise,
     contribute,
+    key_switch,
+    max_noise_bias,
+    noise_limb_ranges,
     recombine,
-    run_aggregation,
+    switch_and_release,
     verify_contribution,
+    verify_noise,
     verify_record,
 )
 
@@ -50,22 +55,30 @@ def run(
     noise_bounds: Sequence[int] = (),
     cheating_nodes: Sequence[int] = (),
 ) -> tuple[AggregationRecord, list[int]]:
+    """One aggregation from the pure steps: contributions, noise, key switching, release.
+
+    ``cheating_nodes`` corrupt their first key-switch share (keeping its proof)."""
+    rng = SeededRng(seed)
     k = next(iter(keys.values()))
-    nodes = [NodeKey(i, r.secret_share) for i, r in sorted(keys.items())]
-    return run_aggregation(
-        qid,
-        spec,
-        values,
-        k.public_key,
-        k.public_shares,
-        nodes,
-        k.threshold,
-        dlog,
-        SeededRng(seed),
-        noise=noise,
-        noise_bounds=noise_bounds,
-        cheating_nodes=cheating_nodes,
-    )
+    secret, analyst_key = keygen(rng)
+    query = AggregationQuery(qid, spec, analyst_key, tuple(noise_bounds))
+    rec = AggregationRecord(query, k.public_key, k.public_shares, k.threshold)
+    rec.contributions = [contribute(query, k.public_key, p, v, rng) for p, v in values.items()]
+    if noise is not None:
+        rec.noise = [add_noise(query, k.public_key, i, noise[i], rng) for i in sorted(noise)]
+
+    def switcher(node: DkgResult) -> KeySwitcher:
+        def switch(agg: Sequence[Ciphertext]) -> list[KeySwitchShare]:
+            shares = key_switch(query, node.index, node.secret_share, agg, rng)
+            if node.index in cheating_nodes:
+                s = shares[0]
+                shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
+            return shares
+
+        return switch
+
+    switchers = {i: switcher(r) for i, r in sorted(keys.items())}
+    return rec, switch_and_release(rec, switchers, secret, dlog, rng)
 
 
 SPEC = VectorSpec(
@@ -89,7 +102,7 @@ def truth(values: Mapping[str, Sequence[int]]) -> list[int]:
     return [sum(v[i] for v in values.values()) for i in range(width)]
 
 
-@pytest.mark.parametrize(("n", "t"), [(3, 2), (4, 3)])
+@pytest.mark.parametrize(("n", "t"), [(3, 2), (5, 3)])
 def test_exact_without_noise(dlog: DiscreteLog, n: int, t: int) -> None:
     keys = committee(f"exact-{n}-{t}", n, t)
     rec, out = run(keys, SPEC, VALUES, dlog, "exact")
@@ -110,7 +123,8 @@ def test_noise_is_added_and_verified(dlog: DiscreteLog) -> None:
 
 def test_noise_out_of_bound_refused_and_forgery_caught(dlog: DiscreteLog) -> None:
     keys = committee("noise-bound")
-    rec, _ = run(keys, SPEC, VALUES, dlog, "nb", noise={1: [0] * 5}, noise_bounds=[3] * 5)
+    quiet = {i: [0] * 5 for i in (1, 2, 3)}
+    rec, _ = run(keys, SPEC, VALUES, dlog, "nb", noise=quiet, noise_bounds=[3] * 5)
     with pytest.raises(ValueError, match="bound"):
         add_noise(rec.query, rec.committee_key, 1, [4, 0, 0, 0, 0], SeededRng("x"))
     # a node swaps in a large noise ciphertext but keeps its valid proof
@@ -204,7 +218,36 @@ def test_noise_larger_than_limbs_spreads_over_limbs(dlog: DiscreteLog) -> None:
     )
     assert out == [18 + 53_456, -1 + 2]
     assert verify_record(rec).ok
-    assert len(rec.aggregate) == 5 + 1  # the noise of slot 0 needs 5 limbs of 4 bits
+    # 200,000 needs 18 bits: three 4-bit limbs below a signed top limb of up to 4 + 4 bits
+    assert rec.query.noise_limbs(0) == 4 and len(rec.aggregate) == 4 + 1
+
+
+@pytest.mark.parametrize("bound", [1, 5, 255, 256, 1000, 200_000, 2**21 + 1, 2**40 + 12345])
+def test_noise_proofs_admit_what_max_noise_bias_says(bound: int) -> None:
+    """What the limb proofs admit is exactly max_noise_bias, within 1/16 of the bound (the
+    earlier layout admitted almost twice the bound for multi-limb noise)."""
+    query = AggregationQuery(b"q", VectorSpec((SlotSpec(0, 1),), limb_bits=4), G, (bound,))
+    ranges = noise_limb_ranges(query, 0)
+    k, low = 4, 4 * (len(ranges) - 1)
+    most = sum((hi << (k * j)) for j, (_, hi) in enumerate(ranges))
+    least = sum((lo << (k * j)) for j, (lo, _) in enumerate(ranges))
+    assert most >= bound and -least >= bound  # every honest draw is provable
+    assert max(most, -least) == max_noise_bias(query, 0)
+    assert max_noise_bias(query, 0) <= bound + (bound >> 4) + (1 if low == 0 else 0)
+    if len(ranges) == 1:
+        assert ranges == [(-bound, bound)]  # one limb: exactly the bound
+
+
+def test_noise_beyond_max_noise_bias_cannot_be_proven() -> None:
+    keys = committee("beyond")
+    spec = VectorSpec((SlotSpec(0, 15),), limb_bits=4)
+    bound = 200_000
+    query = AggregationQuery(b"q", spec, G, (bound,))
+    rng = SeededRng("beyond")
+    ok = add_noise(query, keys[1].public_key, 1, [bound], rng)
+    verify_noise(query, keys[1].public_key, ok)
+    with pytest.raises(ValueError, match="bound"):
+        add_noise(query, keys[1].public_key, 1, [bound + 1], rng)
 
 
 def test_recombine_matches_whole_value() -> None:

@@ -6,38 +6,27 @@ import pytest
 
 from tessera.crypto.dkg import run_dkg
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
-from tessera.crypto.elgamal import keygen
 from tessera.crypto.rng import SeededRng
 from tessera.errors import DecodeError
 from tessera.protocol import codec
-from tessera.protocol.aggregation import (
-    AggregationRecord,
-    NodeKey,
-    SlotSpec,
-    VectorSpec,
-    run_aggregation,
-)
+from tessera.protocol.aggregation import AggregationRecord, SlotSpec, VectorSpec
+
+from .test_aggregation import run
 
 
 @pytest.fixture(scope="module")
 def record() -> AggregationRecord:
-    rng = SeededRng("codec")
-    keys = run_dkg(3, 2, rng)[0]
-    k = next(iter(keys.values()))
+    keys = run_dkg(3, 2, SeededRng("codec"))[0]
     spec = VectorSpec((SlotSpec(0, 100), SlotSpec(-5, 3_000_000)))
-    rec, _ = run_aggregation(
-        b"q" * 32,
+    rec, _ = run(
+        keys,
         spec,
         {"a": [7, 12], "b": [100, -5]},
-        k.public_key,
-        k.public_shares,
-        [NodeKey(i, key.secret_share) for i, key in sorted(keys.items())],
-        2,
         DiscreteLog(BabyStepTable.build(1 << 12), max_abs=1 << 28),
-        rng,
+        "codec",
+        qid=b"q" * 32,
         noise={i: [1, -2] for i in keys},
         noise_bounds=[3, 3],
-        analyst=keygen(rng),
     )
     return rec
 

@@ -14,12 +14,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from tessera.analytics.filters import compile_filter, quote_ident
 from tessera.analytics.terms import Plan
+
+if TYPE_CHECKING:
+    from tessera.analytics.grouping import GroupKey
 from tessera.errors import ConfigError, PolicyViolation
 
 
@@ -103,6 +106,13 @@ class LocalDatabase:
         rows = self._con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()
         return [str(r[0]) for r in rows]
 
+    def row_count(self, table: str) -> int:
+        """All the rows of ``table`` (no filter)."""
+        self._check_table(table)
+        row = self._con.execute(f"SELECT COUNT(*) FROM {quote_ident(table)}").fetchone()
+        assert row is not None
+        return int(row[0])
+
     def _check_table(self, table: str) -> None:
         if table not in self._tables:
             raise PolicyViolation(f"no table named {table!r} at this provider")
@@ -153,3 +163,25 @@ class LocalDatabase:
         assert row is not None
         clipped = {col: int(v or 0) for col, v in zip(bounds, clip_row or (), strict=False)}
         return LocalResult(tuple(int(v) for v in row[1:]), int(row[0]), clipped)
+
+
+FLOAT_SCALE_BITS = 10
+BoundsSpec = Any  # ColumnBounds | (lo, hi) | a list of categorical keys
+
+
+def column_spec(spec: BoundsSpec) -> ColumnBounds | tuple[GroupKey, ...]:
+    """A column's public bounds from ``(lo, hi)`` (integers: exact; floats: 2^-10 fixed
+    point), a :class:`ColumnBounds`, or a categorical column's list of public keys."""
+    if isinstance(spec, ColumnBounds):
+        return spec
+    if (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
+    ):
+        lo, hi = spec
+        ints = isinstance(lo, int) and isinstance(hi, int)
+        return ColumnBounds(float(lo), float(hi), 0 if ints else FLOAT_SCALE_BITS)
+    if isinstance(spec, list | tuple | set | frozenset):
+        return tuple(sorted(spec, key=repr))  # a categorical column's public key set
+    raise ValueError(f"bounds must be (lo, hi), a ColumnBounds or a list of keys, got {spec!r}")

@@ -3,7 +3,7 @@
 - :mod:`tessera.dp.samplers` — discrete Gaussian and discrete Laplace (CKS20), exact on a
   passed-in random source, or OpenDP-backed, behind the :class:`NoiseSampler` protocol.
 - :mod:`tessera.dp.accountant` — ρ of the mechanisms, zCDP ↔ (ε, δ), per-dataset budgets.
-- :mod:`tessera.dp.distributed` — per-node noise such that any ``n − t + 1`` honest computing
+- :mod:`tessera.dp.distributed` — per-node noise such that the ``n − 2t + 2`` honest computing
   nodes reach the target (KLS21), with range-proof bounds and 95% intervals.
 """
 

@@ -11,9 +11,13 @@ from tessera.dp.accountant import eps_to_rho, rho_to_eps_delta
 from tessera.dp.samplers import NoiseSampler
 
 # The mechanism. Each of the n computing nodes adds, to every coordinate of a released integer
-# vector, an independent draw of N_Z(0, σ_node²), with σ_node² = σ²/(n − t + 1). At most t − 1
-# nodes are dishonest and their noise is known to the adversary, so privacy rests on the sum
-# of the m = n − t + 1 honest draws (more honest noise is post-processing and can only help).
+# vector, an independent draw of N_Z(0, σ_node²), with σ_node² = σ²/m. What a node requires
+# before it key-switches an aggregate (protocol.aggregation.check_noise_set) is noise from at
+# least n − t + 1 distinct committee members, its own included, each with a proof that its
+# author knows the plaintext (so no noise term is a function of another's). At most t − 1 of
+# those members are dishonest and their noise is known to the adversary, so privacy rests on
+# the sum of the m = n − 2t + 2 honest draws that every such aggregate holds (more honest noise
+# is post-processing and can only help). The committee needs n ≥ 2t − 1, so m ≥ 1.
 #
 # Privacy of that sum (KLS21, §3: privacy of the sum of m i.i.d. discrete Gaussians, for
 # σ_node ≥ 1/2): for every integer shift Δ ∈ Z^d, the sum satisfies ε²/2-zCDP with
@@ -137,8 +141,8 @@ class NoisePlan:
 
     @property
     def honest_quorum(self) -> int:
-        """m = n − t + 1: the fewest honest nodes the guarantee relies on."""
-        return self.n - self.t + 1
+        """m = n − 2t + 2: the fewest honest draws in any aggregate a node agrees to switch."""
+        return honest_draws(self.n, self.t)
 
     @property
     def sigma_sq(self) -> Fraction:
@@ -161,7 +165,10 @@ class NoisePlan:
 
     @property
     def max_dishonest_bias(self) -> int:
-        """The most that t − 1 dishonest nodes can shift a coordinate within their range proofs."""
+        """The most that t − 1 dishonest nodes can shift a coordinate if each is held to
+        ``|η| ≤ bound``. The aggregation's limb proofs admit a little more for noise of
+        several limbs (within 1/16): ``protocol.aggregation.max_noise_bias`` is exact, and
+        what a query result reports."""
         return (self.t - 1) * self.bound
 
     @property
@@ -188,6 +195,17 @@ def _check_committee(n: int, t: int) -> None:
         raise ValueError(f"t (threshold) must be a positive integer, got {t!r}")
     if t > n:
         raise ValueError(f"t (threshold) = {t} exceeds n (committee size) = {n}")
+    if n < 2 * t - 1:
+        raise ValueError(
+            f"a committee of n = {n} with threshold t = {t}: need n >= 2t - 1, so that the "
+            "honest nodes alone can finish a query and every release holds honest noise"
+        )
+
+
+def honest_draws(n: int, t: int) -> int:
+    """m = n − 2t + 2: honest draws in any aggregate of n − t + 1 distinct nodes' noise."""
+    _check_committee(n, t)
+    return n - 2 * t + 2
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -210,7 +228,8 @@ def plan_noise(
     tail_bits: int = 40,
     dimension: int = 1,
 ) -> NoisePlan:
-    """Per-node discrete Gaussian noise so that any n − t + 1 honest nodes give ρ-zCDP.
+    """Per-node discrete Gaussian noise so that the n − 2t + 2 honest draws of any
+    aggregate a node agrees to switch give ρ-zCDP (see the module comments).
 
     Give exactly one target: ``rho`` (zCDP) or ``epsilon`` (converted at ``delta`` with
     :func:`eps_to_rho`). ``sensitivity_l2`` is the L2 sensitivity of the released integer
@@ -237,7 +256,7 @@ def plan_noise(
         if not target > 0:
             raise ValueError(f"epsilon={epsilon!r} is too small for delta={delta!r}")
 
-    m = n - t + 1
+    m = honest_draws(n, t)
     s2 = _calibrate(sens, m, dimension, target)
     rho_bound, tau = _kls_rho(sens, m, dimension, float(s2))
     eps = rho_to_eps_delta(target, d)[0]

@@ -8,6 +8,7 @@ accounts (Hardhat, Anvil, a dev Geth). Everything above this module only uses
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol, cast
 
 from eth_abi.abi import decode as abi_decode
@@ -40,8 +41,21 @@ class Chain(Protocol):
     def mine(self, blocks: int = 1) -> None: ...
 
 
+class _SerialTesterProvider(EthereumTesterProvider):
+    """eth-tester is not thread-safe: one request at a time (roles of an in-process
+    network call the chain from the analyst's worker threads)."""
+
+    def __init__(self, tester: EthereumTester, lock: threading.RLock) -> None:
+        super().__init__(tester)
+        self._lock = lock
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        with self._lock:
+            return super().make_request(method, params)
+
+
 class EmbeddedChain:
-    """An in-process py-evm chain with ``accounts`` funded, unlocked accounts."""
+    """An in-process py-evm chain with ``accounts`` funded, unlocked accounts (thread-safe)."""
 
     def __init__(self, accounts: int = DEFAULT_ACCOUNTS) -> None:
         if accounts < 1:
@@ -50,7 +64,8 @@ class EmbeddedChain:
             overrides={"balance": DEFAULT_BALANCE_WEI}, num_accounts=accounts
         )
         self.tester = EthereumTester(PyEVMBackend(genesis_state=state))
-        self._w3 = Web3(EthereumTesterProvider(self.tester))
+        self._lock = threading.RLock()
+        self._w3 = Web3(_SerialTesterProvider(self.tester, self._lock))
         self._accounts = [Web3.to_checksum_address(a) for a in self.tester.get_accounts()]
 
     @property
@@ -62,23 +77,27 @@ class EmbeddedChain:
         return list(self._accounts)
 
     def snapshot(self) -> int:
-        return int(self.tester.take_snapshot())
+        with self._lock:
+            return int(self.tester.take_snapshot())
 
     def revert(self, snapshot: int) -> None:
-        self.tester.revert_to_snapshot(snapshot)
+        with self._lock:
+            self.tester.revert_to_snapshot(snapshot)
 
     def mine(self, blocks: int = 1) -> None:
-        self.tester.mine_blocks(blocks)
+        with self._lock:
+            self.tester.mine_blocks(blocks)
 
     def add_account(self, private_key: bytes, balance_wei: int = 10**21) -> str:
         """Unlock the account of a secp256k1 ``private_key`` and fund it from account 0."""
         if len(private_key) != 32:
             raise ValueError("private key must be 32 bytes")
-        address = Web3.to_checksum_address(self.tester.add_account("0x" + private_key.hex()))
-        self._w3.eth.send_transaction(
-            {"from": self._accounts[0], "to": address, "value": Wei(balance_wei)}
-        )
-        self._accounts.append(address)
+        with self._lock:
+            address = Web3.to_checksum_address(self.tester.add_account("0x" + private_key.hex()))
+            self._w3.eth.send_transaction(
+                {"from": self._accounts[0], "to": address, "value": Wei(balance_wei)}
+            )
+            self._accounts.append(address)
         return address
 
 

@@ -339,6 +339,7 @@ class LedgerClient:
         self.gas_log: list[Tx] = []
         self._signer: LocalAccount | None = None
         self._send_lock = threading.Lock()
+        self._committees: dict[int, Committee] = {}  # a committee never changes once created
         if signer is not None:
             self._signer = Account.from_key(signer)
             if self._signer.address != self.account:
@@ -364,6 +365,7 @@ class LedgerClient:
         other.account = Web3.to_checksum_address(account)
         other.gas_log = self.gas_log
         other._signer, other._send_lock = None, threading.Lock()
+        other._committees = self._committees
         other.token, other.registry, other.market = self.token, self.registry, self.market
         return other
 
@@ -503,15 +505,19 @@ class LedgerClient:
         return CommitteeCreated(committee_id=int(event[0]["args"]["committee_id"]), tx=tx)
 
     def committee(self, committee_id: int) -> Committee:
+        known = self._committees.get(committee_id)
+        if known is not None:
+            return known
         raw = self._view("committee", self.registry.functions.committee(committee_id))
         members, threshold, public_key, shares = raw
-        return Committee(
+        self._committees[committee_id] = Committee(
             committee_id=committee_id,
             members=tuple(Web3.to_checksum_address(m) for m in members),
             threshold=int(threshold),
             public_key=bytes(public_key),
             key_shares=tuple(bytes(s) for s in shares),
         )
+        return self._committees[committee_id]
 
     # -- catalog and market ---------------------------------------------------------
     @staticmethod

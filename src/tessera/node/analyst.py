@@ -18,7 +18,6 @@ One query:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any
 
 from tessera.analytics.grouping import GroupKey
 from tessera.analytics.local import ColumnBounds
+from tessera.analytics.release import QueryResult, released
 from tessera.analytics.statistic import Statistic
 from tessera.crypto.dlog import DiscreteLog
 from tessera.crypto.elgamal import keygen
@@ -43,10 +43,8 @@ from tessera.errors import (
     TransportError,
 )
 from tessera.ledger import LedgerClient, rho_to_micro
+from tessera.ledger.session import LedgerReceipt, query_kind, refusal
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
-from tessera.node.ledger_session import LedgerReceipt, query_kind, refusal
-from tessera.node.local_network import QueryResult, released
-from tessera.node.ticket import QueryTicket, bounds_from_json, plan_of
 from tessera.protocol import codec
 from tessera.protocol.aggregation import (
     AggregationRecord,
@@ -54,9 +52,11 @@ from tessera.protocol.aggregation import (
     NoiseContribution,
     VectorContribution,
     Verdict,
+    max_noise_bias,
     switch_and_release,
     verify_noise,
 )
+from tessera.protocol.query import QueryTicket, bounds_from_json, plan_of
 from tessera.protocol.wire import record_to_json
 
 
@@ -87,6 +87,7 @@ class NetworkAnalyst(StatisticsApi):
         committee: int,
         dlog: Callable[[], DiscreteLog],
         rng: Rng | None = None,
+        workers: int = 16,
     ) -> None:
         self.ledger, self.transport = ledger, transport
         self.peers = list(peers)
@@ -99,7 +100,9 @@ class NetworkAnalyst(StatisticsApi):
         self.committee_key = Point.decode(c.public_key)
         self.public_shares = {i + 1: Point.decode(k) for i, k in enumerate(c.key_shares)}
         self.node_address = {i + 1: a for i, a in enumerate(c.members)}
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="analyst")
+        # workers=1 runs each request in turn (the in-process network: per-role timings stay
+        # each role's own instead of the sum of everything sharing the interpreter)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analyst")
         self._info: dict[str, dict[str, Any]] = {}
         self.on_progress: Callable[[str], None] = lambda _msg: None
 
@@ -127,7 +130,7 @@ class NetworkAnalyst(StatisticsApi):
 
     def _holders(self, table: str) -> dict[str, dict[str, Any]]:
         holders = {
-            name: i["tables"][table]
+            name: {**i["tables"][table], "address": i["address"]}
             for name, i in self.providers_info().items()
             if table in i["tables"]
         }
@@ -175,9 +178,7 @@ class NetworkAnalyst(StatisticsApi):
                 raise QueryError("epsilon must be positive and delta in (0, 1)")
             rho = float(eps_to_rho(epsilon, delta))
         secret, analyst_key = keygen(self._rng)
-        query_id = hashlib.sha256(b"tessera/query" + self._rng.randbytes(32)).digest()
         ticket = QueryTicket(
-            query_id=query_id,
             table=table,
             statistics=tuple(stats),
             where=where,
@@ -188,7 +189,9 @@ class NetworkAnalyst(StatisticsApi):
             max_rows=max(int(h["max_rows"]) for h in holders.values()),
             n=self.n,
             t=self.t,
-            providers=tuple(sorted(holders)),
+            committee=self.committee,
+            providers=tuple(sorted((name, str(h["address"])) for name, h in holders.items())),
+            nonce=self._rng.randbytes(32),
         )
         return self._execute(ticket, holders, secret)
 
@@ -298,7 +301,7 @@ class NetworkAnalyst(StatisticsApi):
         for nf in noise_f.values():
             try:
                 nc, valid = nf.result()
-            except TransportError:
+            except TesseraError:  # down, or refused: the others may still be enough
                 continue
             (noise if valid else rejected).append(nc)
         if ticket.rho is not None and len(noise) < self.n - self.t + 1:
@@ -310,6 +313,7 @@ class NetworkAnalyst(StatisticsApi):
             **body,
             "contributions": raw_contributions,
             "noise": [codec.encode_noise(nc).hex() for nc in noise],
+            "rejected_noise": [codec.encode_noise(nc).hex() for nc in rejected],
         }
         switch_f = {
             i: self._pool.submit(
@@ -322,12 +326,22 @@ class NetworkAnalyst(StatisticsApi):
             for i, p in nodes.items()
         }
 
-        def switcher(f: Future[dict[str, Any]]) -> KeySwitcher:
-            def shares(_agg: Sequence[Any]) -> list[Any]:
+        trail: list[dict[str, bytes]] = []  # the key switches committed, read once if it can
+
+        def switcher(i: int, f: Future[dict[str, Any]]) -> KeySwitcher:
+            def shares(agg: Sequence[Any]) -> list[Any]:
                 try:
-                    return codec.decode_key_switch(bytes.fromhex(f.result()["shares"]))
+                    got = codec.decode_key_switch(bytes.fromhex(f.result()["shares"]))
                 except TesseraError as exc:  # down, or refused: the others may make a quorum
                     raise TransportError(str(exc)) from exc
+                # only shares their node committed to (with this aggregate) can be verified
+                digest = codec.key_switch_digest(qid, agg, got)
+                account = self.node_address[i]
+                if not trail or trail[0].get(account) != digest:
+                    trail[:] = [self.ledger.audit_trail(qid).of("key_switch")]
+                if trail[0].get(account) != digest:
+                    raise TransportError(f"node {i} sent shares it did not commit on-chain")
+                return got
 
             return shares
 
@@ -338,11 +352,10 @@ class NetworkAnalyst(StatisticsApi):
         t_crypto = time.perf_counter()
         totals = switch_and_release(
             record,
-            [],
+            {i: switcher(i, f) for i, f in switch_f.items()},
             secret,
             dlog,
             self._rng,
-            switchers={i: switcher(f) for i, f in switch_f.items()},
             step=lambda role, who, fn: timed(role, who, fn)() if role != "key-switch" else fn(),
         )
         t_crypto = time.perf_counter() - t_crypto
@@ -358,7 +371,7 @@ class NetworkAnalyst(StatisticsApi):
         )
         bundle_node = nodes[record.used_nodes[0]]
         start = time.perf_counter()
-        self.transport.call(bundle_node.address, "bundle", {"record": record_json})
+        self.transport.call(bundle_node.address, "bundle", {**body, "record": record_json})
         tx = self.ledger.post_result(qid, codec.release_digest(qid, record.release))
         receipt.record("result", tx)
         receipt.seconds += time.perf_counter() - start
@@ -366,9 +379,11 @@ class NetworkAnalyst(StatisticsApi):
         verdicts = []
         for v in self._of("verifier"):
             try:
-                out = self.transport.call(v.address, "verify", {"record": record_json})
+                out = self.transport.call(v.address, "verify", {**body, "record": record_json})
             except TransportError:
                 continue
+            except TesseraError as exc:  # the verifier refused the record: no vote
+                out = {"passed": False, "failures": [str(exc)], "cheaters": [], "proofs_checked": 0}
             verdicts.append(out)
             if out.get("settled"):
                 break
@@ -392,7 +407,12 @@ class NetworkAnalyst(StatisticsApi):
                 float(p.sd_all_honest) / t.scale
                 for t, p in zip(prepared.plan.terms, prepared.noise, strict=True)
             ]
-        return released(
+        max_bias = {
+            term.name: (self.t - 1) * max_noise_bias(prepared.query, i) / term.scale
+            for i, term in enumerate(prepared.plan.terms)
+            if prepared.noise
+        }
+        result = released(
             qid,
             ticket.statistics,
             prepared.plan,
@@ -413,4 +433,7 @@ class NetworkAnalyst(StatisticsApi):
                 "wall": time.perf_counter() - t_start,
             },
             receipt=receipt,
+            max_bias=max_bias,
         )
+        result.ticket = ticket
+        return result

@@ -51,6 +51,7 @@ from tessera.errors import ConfigError, TesseraError, TransportError
 from tessera.ledger import LedgerClient, RpcChain, deploy
 from tessera.node.analyst import NetworkAnalyst, Peer
 from tessera.node.config import read_toml, save_peers
+from tessera.node.files import atomic_write
 from tessera.node.identity import Identity, load_keystore, save_keystore
 from tessera.node.transport import HttpTransport
 
@@ -133,11 +134,7 @@ def _toml_value(v: Any) -> str:
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text.encode(), mode)
 
 
 @dataclass
@@ -346,7 +343,7 @@ class Network:
             f"peers = {json.dumps(str(self.dir / 'peers.json'))}",
         ]
         if m.role == "node" and m.index in spec.cheating_nodes:
-            lines.append("cheat_key_switch = true")
+            lines.append('adversary = "corrupt-key-switch"')
         lines += [
             "",
             "[ledger]",

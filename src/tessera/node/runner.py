@@ -14,19 +14,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tessera.analytics.local import ColumnBounds
+from tessera.analytics.local import ColumnBounds, column_spec
 from tessera.crypto.group import Point
 from tessera.errors import ConfigError, LedgerError, ProtocolError, TransportError
 from tessera.ledger import Deployment, LedgerClient, RpcChain
 from tessera.ledger.client import MAX_BOUNDS_BYTES, encode_bounds
+from tessera.ledger.session import make_listing, schema_hash
 from tessera.node.config import RoleConfig
 from tessera.node.envelope import LedgerDirectory, ReplayGuard
 from tessera.node.identity import Identity, load_keystore
-from tessera.node.ledger_session import make_listing, schema_hash
-from tessera.node.local_network import DatasetPolicy, _column_spec
 from tessera.node.roles import NodeRole, ProviderRole, Role, Table, VerifierRole
 from tessera.node.store import Store
 from tessera.node.transport import HttpTransport
+from tessera.protocol.policy import DatasetPolicy
 
 ROLE_OF = {"provider": "provider", "node": "node", "verifier": "verifier"}
 
@@ -71,7 +71,7 @@ def provider_tables(cfg: RoleConfig) -> dict[str, Table]:
                     raise ConfigError(f"{cfg.path} [tables.{name}] {col}: {exc}") from exc
                 continue
             try:
-                parsed = _column_spec(tuple(spec) if numbers and len(spec) == 2 else list(spec))
+                parsed = column_spec(tuple(spec) if numbers and len(spec) == 2 else list(spec))
             except ValueError as exc:
                 raise ConfigError(f"{cfg.path} [tables.{name}] {col}: {exc}") from exc
             if isinstance(parsed, ColumnBounds):
@@ -149,9 +149,7 @@ def assemble(cfg: RoleConfig) -> Assembled:
     transport = HttpTransport(identity, {p.address: p.url for p in peers if p.url})
     role: Role
     if cfg.role == "provider":
-        provider = ProviderRole(
-            cfg.name, provider_tables(cfg), ledger, store, committee_key_of(ledger)
-        )
+        provider = ProviderRole(cfg.name, provider_tables(cfg), ledger, store)
         list_datasets(provider)
         provider.recover()
         role = provider
@@ -176,13 +174,15 @@ def assemble(cfg: RoleConfig) -> Assembled:
             store,
             identity.private_key,
             peer_keys,
-            cheat_key_switch=cfg.cheat_key_switch,
             transport=transport,
             node_addresses=lambda: nodes,
         )
+        if cfg.adversary:
+            from tessera.testing.adversary import ADVERSARIES
+
+            role = ADVERSARIES[cfg.adversary](role)
     else:
-        providers = {p.name: p.address for p in peers if p.role == "provider"}
-        role = VerifierRole(cfg.name, ledger, store, lambda: providers)
+        role = VerifierRole(cfg.name, ledger, store)
     return Assembled(role, identity, ledger, directory, guard, transport)
 
 

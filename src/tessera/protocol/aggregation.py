@@ -26,9 +26,15 @@ from functools import partial
 from typing import Any
 
 from tessera.crypto.dlog import DiscreteLog
-from tessera.crypto.elgamal import Ciphertext, add_all, decrypt_to_point, encrypt_with, keygen
+from tessera.crypto.elgamal import Ciphertext, add_all, decrypt_to_point, encrypt_with
 from tessera.crypto.group import G, N, Point, base_mul
-from tessera.crypto.proofs import LinearProof, dleq_statement, prove_linear, verify_linear
+from tessera.crypto.proofs import (
+    LinearProof,
+    LinearStatement,
+    dleq_statement,
+    prove_linear,
+    verify_linear,
+)
 from tessera.crypto.rangeproof import RangeProof, prove_range, verify_range
 from tessera.crypto.rng import Rng
 from tessera.crypto.threshold import (
@@ -41,6 +47,7 @@ from tessera.crypto.transcript import Transcript
 from tessera.errors import InvalidProof, ProtocolError, TransportError
 
 DEFAULT_LIMB_BITS = 21
+NOISE_TOP_EXTRA_BITS = 4
 _RELEASE = b"tessera/analyst-release/v1"
 
 
@@ -106,10 +113,14 @@ class AggregationQuery:
             raise ValueError("noise bounds must be non-negative")
 
     def noise_limbs(self, i: int) -> int:
-        """Limbs of one node's noise in slot ``i`` (base ``2^k``, the top one signed)."""
+        """Limbs of one node's noise in slot ``i``: base ``2^k`` below a signed top limb
+        of up to ``k + NOISE_TOP_EXTRA_BITS`` bits (a wide top limb keeps what its proof
+        admits within 1/16 of the bound, see :func:`noise_limb_ranges`)."""
         if not self.noise_bounds:
             return 0
-        return max(1, -(-self.noise_bounds[i].bit_length() // self.spec.limb_bits))
+        k = self.spec.limb_bits
+        extra = self.noise_bounds[i].bit_length() - (k + NOISE_TOP_EXTRA_BITS)
+        return 1 + max(0, -(-extra // k))
 
     def widths(self) -> list[int]:
         """Ciphertexts per slot in the aggregate: the wider of the values' and the noise's."""
@@ -125,6 +136,7 @@ class SlotContribution:
     limbs: tuple[Ciphertext, ...]
     limb_proofs: tuple[RangeProof, ...]
     exact_proof: RangeProof | None
+    knowledge: tuple[LinearProof, ...] = ()  # per limb: the author knows its randomness
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,7 @@ class SlotNoise:
 
     limbs: tuple[Ciphertext, ...]
     limb_proofs: tuple[RangeProof, ...]
+    knowledge: tuple[LinearProof, ...] = ()  # per limb: the author knows its randomness
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +204,89 @@ def keyswitch_context(query_id: bytes, position: int) -> bytes:
     return _ctx(query_id, "key-switch", str(position))
 
 
+# -- knowledge of a ciphertext's randomness (signed ElGamal, SJ00) ----------------------
+_KNOWLEDGE = b"tessera/ciphertext-knowledge/v1"
+
+
+def _knowledge_statement(ct: Ciphertext) -> LinearStatement:
+    return LinearStatement(((G,),), (ct.c1,))
+
+
+def prove_knowledge(context: bytes, ct: Ciphertext, r: int, rng: Rng) -> LinearProof:
+    """Schnorr proof that the author knows ``r`` with ``C1 = r·G``, bound to ``context``
+    and to the whole ciphertext: whoever proves it knows the plaintext too, so nobody can
+    pass off a copy, a re-randomisation or a combination of another party's ciphertexts
+    (those of an earlier query included) as their own."""
+    t = Transcript(_KNOWLEDGE, context)
+    t.append(b"C", ct.encode())
+    return prove_linear(t, _knowledge_statement(ct), [r], rng)
+
+
+def verify_knowledge(context: bytes, ct: Ciphertext, proof: LinearProof) -> None:
+    t = Transcript(_KNOWLEDGE, context)
+    t.append(b"C", ct.encode())
+    verify_linear(t, _knowledge_statement(ct), proof)
+
+
+def check_contribution_knowledge(query: AggregationQuery, c: VectorContribution) -> None:
+    """Every limb of ``c`` carries a valid knowledge proof for this query and this provider.
+
+    Far cheaper than the range proofs (one double multiplication per limb): what a
+    computing node checks before it adds a contribution into what it key-switches."""
+    if len(c.slots) != len(query.spec.slots):
+        raise InvalidProof(
+            f"provider {c.provider}: {len(c.slots)} slots, expected {len(query.spec.slots)}"
+        )
+    for i, (sc, slot) in enumerate(zip(c.slots, query.spec.slots, strict=True)):
+        if len(sc.limbs) != query.spec.limb_count(slot) or len(sc.knowledge) != len(sc.limbs):
+            raise InvalidProof(f"provider {c.provider}, slot {i}: wrong number of limbs or proofs")
+        for j, (ct, pf) in enumerate(zip(sc.limbs, sc.knowledge, strict=True)):
+            verify_knowledge(provider_context(query.query_id, c.provider, i, j), ct, pf)
+
+
+def check_noise_knowledge(query: AggregationQuery, nc: NoiseContribution) -> None:
+    """:func:`check_contribution_knowledge` for a node's noise."""
+    if len(nc.slots) != len(query.noise_bounds):
+        raise InvalidProof(f"node {nc.node}: noise for {len(nc.slots)} slots")
+    for i, sn in enumerate(nc.slots):
+        if len(sn.limbs) != query.noise_limbs(i) or len(sn.knowledge) != len(sn.limbs):
+            raise InvalidProof(f"node {nc.node}, slot {i}: wrong number of noise limbs or proofs")
+        for j, (ct, pf) in enumerate(zip(sn.limbs, sn.knowledge, strict=True)):
+            verify_knowledge(noise_context(query.query_id, nc.node, i, j), ct, pf)
+
+
+def required_noise(n: int, t: int) -> int:
+    """How many distinct nodes' noise a noised aggregate must hold: ``n − t + 1``.
+
+    At most ``t − 1`` of them are corrupt, so at least ``n − 2t + 2`` honest draws are in
+    every aggregate a node agrees to switch: what :mod:`tessera.dp.distributed`
+    calibrates for (``n ≥ 2t − 1`` makes that at least one)."""
+    return n - t + 1
+
+
+def check_noise_set(
+    query: AggregationQuery, n: int, t: int, noise: Sequence[NoiseContribution], own: int | None
+) -> None:
+    """The noise set of an aggregate: distinct committee members, at least
+    :func:`required_noise` of them, ``own``'s included (the node about to switch it);
+    none at all for a query without differential privacy."""
+    nodes = [nc.node for nc in noise]
+    if not query.noise_bounds:
+        if nodes:
+            raise ProtocolError("a query without differential privacy carries no noise")
+        return
+    if len(set(nodes)) != len(nodes):
+        raise ProtocolError("noise from the same node twice")
+    if not set(nodes) <= set(range(1, n + 1)):
+        raise ProtocolError("noise from outside the committee")
+    if len(nodes) < required_noise(n, t):
+        raise ProtocolError(
+            f"noise from {len(nodes)} nodes; a release needs {required_noise(n, t)} distinct nodes'"
+        )
+    if own is not None and own not in nodes:
+        raise ProtocolError(f"node {own}'s own noise is not in the aggregate")
+
+
 # -- provider ------------------------------------------------------------------------
 def _limbs(d: int, k: int, count: int) -> list[int]:
     mask = (1 << k) - 1
@@ -235,7 +331,11 @@ def contribute(
             whole = recombine(cts, spec.limb_bits)
             ctx = provider_context(query.query_id, provider, i, "exact")
             exact = prove_range(ctx, committee_key, whole, d, r_all, 0, slot.span, rng)
-        out.append(SlotContribution(tuple(cts), proofs, exact))
+        knowledge = tuple(
+            prove_knowledge(provider_context(query.query_id, provider, i, j), c, r, rng)
+            for j, (c, r) in enumerate(zip(cts, rs, strict=True))
+        )
+        out.append(SlotContribution(tuple(cts), proofs, exact, knowledge))
     return VectorContribution(provider, tuple(out))
 
 
@@ -243,10 +343,7 @@ def verify_contribution(
     query: AggregationQuery, committee_key: Point, c: VectorContribution
 ) -> None:
     spec = query.spec
-    if len(c.slots) != len(spec.slots):
-        raise InvalidProof(
-            f"provider {c.provider}: {len(c.slots)} slots, expected {len(spec.slots)}"
-        )
+    check_contribution_knowledge(query, c)
     for i, (sc, slot) in enumerate(zip(c.slots, spec.slots, strict=True)):
         ranges = spec.limb_ranges(slot)
         if len(sc.limbs) != len(ranges) or len(sc.limb_proofs) != len(ranges):
@@ -274,19 +371,30 @@ def _signed_limbs(eta: int, k: int, count: int) -> list[int]:
 
 
 def noise_limb_ranges(query: AggregationQuery, i: int) -> list[tuple[int, int]]:
-    """Proven interval of each noise limb of slot ``i``: ``[0, 2^k)`` below the signed top."""
+    """Proven interval of each noise limb of slot ``i``.
+
+    One limb: exactly ``[−B, B]``. Several: ``[0, 2^k)`` for the low ones and
+    ``[−T − 1, T]`` for the top one (weight ``2^s``, ``s = k·(limbs − 1)``) with the least
+    ``T`` that admits every ``|η| ≤ B``, so the proofs admit ``η ∈ [−(T+1)·2^s, (T+1)·2^s − 1]``
+    and ``(T + 1)·2^s ≤ B + 2^s``, within 1/16 of ``B`` since the top limb spans at least
+    ``NOISE_TOP_EXTRA_BITS + 1`` bits of ``B``: that is :func:`max_noise_bias`."""
     k = query.spec.limb_bits
+    bound = query.noise_bounds[i]
     count = query.noise_limbs(i)
-    top = query.noise_bounds[i] >> (k * (count - 1))
+    if count == 1:
+        return [(-bound, bound)]
+    low = k * (count - 1)
+    top = -(-(bound + 1) >> low) - 1  # ceil((B + 1) / 2^s) - 1
     return [(0, (1 << k) - 1)] * (count - 1) + [(-top - 1, top)]
 
 
 def max_noise_bias(query: AggregationQuery, i: int) -> int:
     """Largest |η| the limb proofs of slot ``i`` admit: what one cheating node can add."""
-    k = query.spec.limb_bits
-    count = query.noise_limbs(i)
-    top = query.noise_bounds[i] >> (k * (count - 1))
-    return (top + 1) << (k * (count - 1))
+    ranges = noise_limb_ranges(query, i)
+    if len(ranges) == 1:
+        return query.noise_bounds[i]
+    low = query.spec.limb_bits * (len(ranges) - 1)
+    return (ranges[-1][1] + 1) << low
 
 
 def add_noise(
@@ -294,9 +402,9 @@ def add_noise(
 ) -> NoiseContribution:
     """Encrypt this node's noise (one integer per slot) in limbs, each with a range proof.
 
-    The low limbs are proven in ``[0, 2^k)`` and the signed top limb in its interval, so
-    the noise is proven within :func:`max_noise_bias` (less than twice the declared bound)
-    at the cost of one proof over its bits, and every limb sum stays small to decode.
+    Each limb is proven in its interval of :func:`noise_limb_ranges`, so the noise is
+    proven within :func:`max_noise_bias` at the cost of one proof over its bits, and
+    every limb sum stays small to decode. Each limb also carries a knowledge proof.
     """
     if not query.noise_bounds:
         raise ValueError("this query declares no noise")
@@ -308,20 +416,20 @@ def add_noise(
         if abs(eta) > b:
             raise ValueError(f"slot {i}: noise {eta} exceeds the declared bound {b}")
         values = _signed_limbs(eta, k, query.noise_limbs(i))
-        cts, proofs = [], []
+        cts, proofs, knowledge = [], [], []
         for j, (m, (lo, hi)) in enumerate(zip(values, noise_limb_ranges(query, i), strict=True)):
             r = rng.scalar()
             ct = encrypt_with(committee_key, m, r)
             ctx = noise_context(query.query_id, node, i, j)
             cts.append(ct)
             proofs.append(prove_range(ctx, committee_key, ct, m, r, lo, hi, rng))
-        slots.append(SlotNoise(tuple(cts), tuple(proofs)))
+            knowledge.append(prove_knowledge(ctx, ct, r, rng))
+        slots.append(SlotNoise(tuple(cts), tuple(proofs), tuple(knowledge)))
     return NoiseContribution(node, tuple(slots))
 
 
 def verify_noise(query: AggregationQuery, committee_key: Point, nc: NoiseContribution) -> None:
-    if len(nc.slots) != len(query.noise_bounds):
-        raise InvalidProof(f"node {nc.node}: noise for {len(nc.slots)} slots")
+    check_noise_knowledge(query, nc)
     for i, sn in enumerate(nc.slots):
         ranges = noise_limb_ranges(query, i)
         if len(sn.limbs) != len(ranges) or len(sn.limb_proofs) != len(ranges):
@@ -483,11 +591,14 @@ def verify_record(record: AggregationRecord) -> Verdict:
             verify_contribution(q, record.committee_key, c)
         except InvalidProof as exc:
             failures.append(f"provider {c.provider}: {exc}")
-    noisy_nodes = [nc.node for nc in record.noise]
-    if len(set(noisy_nodes)) != len(noisy_nodes) or not set(noisy_nodes) <= set(
-        record.public_shares
-    ):
-        failures.append("noise from a node twice, or from outside the committee")
+    n = len(record.public_shares)
+    try:
+        check_noise_set(q, n, record.threshold, record.noise, None)
+    except ProtocolError as exc:
+        failures.append(f"noise set: {exc}")
+    noisy_nodes = {nc.node for nc in record.noise}
+    if q.noise_bounds and not set(record.used_nodes) <= noisy_nodes:
+        failures.append("a node of the combined quorum switched an aggregate without its noise")
     noise_cheaters: list[int] = []
     for nc in record.noise:
         checked += sum(len(sn.limb_proofs) for sn in nc.slots)
@@ -548,43 +659,10 @@ def verify_record(record: AggregationRecord) -> Verdict:
     return Verdict(not failures, checked, tuple(failures), cheaters, tuple(noise_cheaters))
 
 
-# -- in-memory run -----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class NodeKey:
-    """What a computing node needs from its DKG output."""
-
-    index: int
-    secret_share: int
-
-
+# -- the analyst's combination ------------------------------------------------------------
 StepRunner = Callable[[str, str, Callable[[], Any]], Any]
 #: A computing node's key switching of an aggregate (its shares with their proofs).
 KeySwitcher = Callable[[Sequence[Ciphertext]], list[KeySwitchShare]]
-
-
-def key_switchers(
-    query: AggregationQuery,
-    node_keys: Sequence[NodeKey],
-    rng: Rng,
-    cheating_nodes: Sequence[int] = (),
-) -> dict[int, KeySwitcher]:
-    """In-memory key switchers from the nodes' secret shares.
-
-    ``cheating_nodes`` is a test hook: those nodes corrupt their first share (keeping
-    its proof, which then fails).
-    """
-
-    def switcher(k: NodeKey) -> KeySwitcher:
-        def run(agg: Sequence[Ciphertext]) -> list[KeySwitchShare]:
-            shares = key_switch(query, k.index, k.secret_share, agg, rng)
-            if k.index in cheating_nodes:
-                s = shares[0]
-                shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
-            return shares
-
-        return run
-
-    return {k.index: switcher(k) for k in node_keys}
 
 
 def run_directly(role: str, who: str, fn: Callable[[], Any]) -> Any:
@@ -592,85 +670,21 @@ def run_directly(role: str, who: str, fn: Callable[[], Any]) -> Any:
     return fn()
 
 
-def run_aggregation(
-    query_id: bytes,
-    spec: VectorSpec,
-    values: Mapping[str, Sequence[int]],
-    committee_key: Point,
-    public_shares: Mapping[int, Point],
-    node_keys: Sequence[NodeKey],
-    threshold: int,
-    dlog: DiscreteLog,
-    rng: Rng,
-    noise: Mapping[int, Sequence[int]] | None = None,
-    noise_bounds: Sequence[int] = (),
-    cheating_nodes: Sequence[int] = (),
-    step: StepRunner = run_directly,
-    analyst: tuple[int, Point] | None = None,
-    noise_cheating_nodes: Sequence[int] = (),
-) -> tuple[AggregationRecord, list[int]]:
-    """Run one aggregation in memory: returns the public record and the decoded vector.
-
-    Each role's work goes through ``step(role, who, fn)``, so a caller can time or
-    distribute it (roles: ``provider``, ``noise``, ``aggregate``, ``key-switch``,
-    ``combine``, ``analyst``) without this pure module reading the clock. ``analyst``
-    is the analyst's key pair (fresh if omitted). ``cheating_nodes`` and
-    ``noise_cheating_nodes`` are test hooks: those nodes corrupt a key-switch share or
-    their noise (keeping their proofs, which then fail).
-    """
-    analyst_secret, analyst_key = analyst if analyst is not None else keygen(rng)
-    query = AggregationQuery(query_id, spec, analyst_key, tuple(noise_bounds))
-    rec = AggregationRecord(query, committee_key, public_shares, threshold)
-    rec.contributions = [
-        step("provider", p, partial(contribute, query, committee_key, p, v, rng))
-        for p, v in values.items()
-    ]
-    if noise is not None:
-        rec.noise = [
-            step(
-                "noise",
-                str(k.index),
-                partial(add_noise, query, committee_key, k.index, noise[k.index], rng),
-            )
-            for k in node_keys
-            if k.index in noise
-        ]
-        rec.noise = [
-            _corrupt_noise(nc, committee_key, rng) if nc.node in noise_cheating_nodes else nc
-            for nc in rec.noise
-        ]
-    return rec, switch_and_release(
-        rec, node_keys, analyst_secret, dlog, rng, cheating_nodes=cheating_nodes, step=step
-    )
-
-
-def _corrupt_noise(nc: NoiseContribution, committee_key: Point, rng: Rng) -> NoiseContribution:
-    first = nc.slots[0]
-    big = first.limbs[0] + encrypt_with(committee_key, 1 << 20, rng.scalar())
-    return NoiseContribution(
-        nc.node, (SlotNoise((big, *first.limbs[1:]), first.limb_proofs), *nc.slots[1:])
-    )
-
-
 def switch_and_release(
     rec: AggregationRecord,
-    node_keys: Sequence[NodeKey],
+    switchers: Mapping[int, KeySwitcher],
     analyst_secret: int,
     dlog: DiscreteLog,
     rng: Rng,
-    cheating_nodes: Sequence[int] = (),
     step: StepRunner = run_directly,
-    switchers: Mapping[int, KeySwitcher] | None = None,
 ) -> list[int]:
     """Aggregate, key-switch, combine and release ``rec`` (filled in place); the decoded vector.
 
-    The nodes switch through ``switchers`` (node index -> its key switcher; by default
-    built from ``node_keys``). A node whose switcher raises is left out: the analyst
-    combines any ``threshold`` valid nodes.
+    The nodes switch through ``switchers`` (node index -> its key switcher). A node whose
+    switcher raises :class:`~tessera.errors.TransportError` (down, or refused) is left
+    out: the analyst combines any ``threshold`` valid nodes.
     """
     query = rec.query
-    if switchers is None:
-        switchers = key_switchers(query, node_keys, rng, cheating_nodes)
     rec.aggregate = step(
         "aggregate", "committee", lambda: aggregate(query, rec.contributions, rec.noise)
     )
@@ -696,28 +710,3 @@ def switch_and_release(
         "analyst", "analyst", lambda: release(query, analyst_secret, rec.switched, dlog, rng)
     )
     return decode(query, rec.release.limb_sums, len(rec.contributions))
-
-
-def set_aside_noise(
-    rec: AggregationRecord,
-    nodes: Sequence[int],
-    node_keys: Sequence[NodeKey],
-    analyst_secret: int,
-    dlog: DiscreteLog,
-    rng: Rng,
-    step: StepRunner = run_directly,
-    switchers: Mapping[int, KeySwitcher] | None = None,
-) -> list[int]:
-    """Recover from nodes whose noise proofs fail: drop their noise, redo the switch.
-
-    The honest nodes' noise is kept as it was (no fresh draw, so no extra privacy
-    cost); the dropped contributions stay in the record as ``rejected_noise`` so that
-    anyone can check the exclusion was deserved.
-    """
-    drop = set(nodes)
-    rec.rejected_noise += [nc for nc in rec.noise if nc.node in drop]
-    rec.noise = [nc for nc in rec.noise if nc.node not in drop]
-    rec.excluded_nodes = sorted({*rec.excluded_nodes, *drop})
-    return switch_and_release(
-        rec, node_keys, analyst_secret, dlog, rng, step=step, switchers=switchers
-    )

@@ -33,6 +33,7 @@ from tessera.protocol.aggregation import (
 MAX_ITEMS = 1 << 20
 MAX_NAME = 256
 RELEASE_PROOF_LEN = 64  # one-witness linear proof: (e, z)
+KNOWLEDGE_PROOF_LEN = 64  # the same shape: a ciphertext's randomness known
 _T = TypeVar("_T")
 
 
@@ -88,12 +89,21 @@ def _read_proofs(r: _Reader) -> list[RangeProof]:
     return r.items(lambda: RangeProof.decode(r.framed()))
 
 
+def _knowledge(proofs: Sequence[LinearProof]) -> bytes:
+    return _u32(len(proofs)) + b"".join(p.encode() for p in proofs)
+
+
+def _read_knowledge(r: _Reader) -> list[LinearProof]:
+    return r.items(lambda: LinearProof.decode(r.take(KNOWLEDGE_PROOF_LEN), 1))
+
+
 # -- contributions ------------------------------------------------------------------
 def encode_contribution(vc: VectorContribution) -> bytes:
     name = vc.provider.encode("utf-8")
     out = [_framed(name), _u32(len(vc.slots))]
     for s in vc.slots:
         out.append(_ciphertexts(s.limbs))
+        out.append(_knowledge(s.knowledge))
         out.append(_proofs(s.limb_proofs))
         out.append(b"\x00" if s.exact_proof is None else b"\x01" + _framed(s.exact_proof.encode()))
     return b"".join(out)
@@ -111,12 +121,13 @@ def decode_contribution(data: bytes) -> VectorContribution:
 
     def slot() -> SlotContribution:
         limbs = _read_ciphertexts(r)
+        knowledge = _read_knowledge(r)
         proofs = _read_proofs(r)
         flag = r.take(1)
         if flag not in (b"\x00", b"\x01"):
             raise DecodeError("contribution: bad exact-proof flag")
         exact = RangeProof.decode(r.framed()) if flag == b"\x01" else None
-        return SlotContribution(tuple(limbs), tuple(proofs), exact)
+        return SlotContribution(tuple(limbs), tuple(proofs), exact, tuple(knowledge))
 
     slots = r.items(slot)
     r.done()
@@ -124,11 +135,12 @@ def decode_contribution(data: bytes) -> VectorContribution:
 
 
 def decode_contribution_limbs(data: bytes) -> VectorContribution:
-    """The ciphertexts of an encoded contribution, its proofs skipped (framing still checked).
+    """The ciphertexts of an encoded contribution and their knowledge proofs, the range
+    proofs skipped (framing still checked).
 
-    For a party that only adds contributions up (a computing node, the analyst): the
-    proofs are the verifiers' to check, and decoding their curve points costs far more
-    than the addition."""
+    For a party that adds contributions up (a computing node, the analyst): it checks
+    that each ciphertext is its author's own (the knowledge proofs); the range proofs are
+    the verifiers' to check, and decoding their curve points costs far more."""
     r = _Reader(data, "contribution")
     name = r.framed()
     if len(name) > MAX_NAME:
@@ -136,6 +148,7 @@ def decode_contribution_limbs(data: bytes) -> VectorContribution:
 
     def slot() -> SlotContribution:
         limbs = _read_ciphertexts(r)
+        knowledge = _read_knowledge(r)
         for _ in range(r.u32()):
             r.framed()
         flag = r.take(1)
@@ -143,7 +156,7 @@ def decode_contribution_limbs(data: bytes) -> VectorContribution:
             raise DecodeError("contribution: bad exact-proof flag")
         if flag == b"\x01":
             r.framed()
-        return SlotContribution(tuple(limbs), (), None)
+        return SlotContribution(tuple(limbs), (), None, tuple(knowledge))
 
     slots = r.items(slot)
     r.done()
@@ -158,6 +171,7 @@ def encode_noise(nc: NoiseContribution) -> bytes:
     out = [_u32(nc.node), _u32(len(nc.slots))]
     for s in nc.slots:
         out.append(_ciphertexts(s.limbs))
+        out.append(_knowledge(s.knowledge))
         out.append(_proofs(s.limb_proofs))
     return b"".join(out)
 
@@ -169,9 +183,10 @@ def decode_noise_limbs(data: bytes) -> NoiseContribution:
 
     def slot() -> SlotNoise:
         limbs = _read_ciphertexts(r)
+        knowledge = _read_knowledge(r)
         for _ in range(r.u32()):
             r.framed()
-        return SlotNoise(tuple(limbs), ())
+        return SlotNoise(tuple(limbs), (), tuple(knowledge))
 
     slots = r.items(slot)
     r.done()
@@ -181,7 +196,13 @@ def decode_noise_limbs(data: bytes) -> NoiseContribution:
 def decode_noise(data: bytes) -> NoiseContribution:
     r = _Reader(data, "noise")
     node = r.u32()
-    slots = r.items(lambda: SlotNoise(tuple(_read_ciphertexts(r)), tuple(_read_proofs(r))))
+
+    def slot() -> SlotNoise:
+        limbs = _read_ciphertexts(r)
+        knowledge = _read_knowledge(r)
+        return SlotNoise(tuple(limbs), tuple(_read_proofs(r)), tuple(knowledge))
+
+    slots = r.items(slot)
     r.done()
     return NoiseContribution(node, tuple(slots))
 
@@ -251,8 +272,14 @@ def aggregate_digest(query_id: bytes, aggregate: Sequence[Ciphertext]) -> bytes:
     return digest("aggregate", query_id, encode_ciphertexts(aggregate))
 
 
-def key_switch_digest(query_id: bytes, shares: Sequence[KeySwitchShare]) -> bytes:
-    return digest("key_switch", query_id, encode_key_switch(shares))
+def key_switch_digest(
+    query_id: bytes, aggregate: Sequence[Ciphertext], shares: Sequence[KeySwitchShare]
+) -> bytes:
+    """A node's key switch together with the aggregate it switched: a record can only
+    blame a node for shares of the aggregate the node itself committed to."""
+    return digest(
+        "key_switch", query_id, _framed(encode_ciphertexts(aggregate)) + encode_key_switch(shares)
+    )
 
 
 def release_digest(query_id: bytes, rel: Release) -> bytes:
@@ -292,6 +319,8 @@ def bundle_digest(
         *(_framed(f"{s.lo}:{s.hi}".encode()) for s in q.spec.slots),
         _framed(q.analyst_key.encode()),
         _framed(record.committee_key.encode()),
+        _u32(len(record.public_shares)),
+        *(_u32(i) + _framed(p.encode()) for i, p in sorted(record.public_shares.items())),
         _u32(record.threshold),
         _u32(len(q.noise_bounds)),
         *(b.to_bytes(16, "big") for b in q.noise_bounds),

@@ -13,10 +13,8 @@ from tessera.errors import (
     NotFound,
     PolicyViolation,
 )
-from tessera.ledger import LedgerClient, Query, rho_to_micro
-from tessera.node.ticket import (
-    QueryTicket,
-)
+from tessera.ledger import Committee, LedgerClient, Query, rho_to_micro
+from tessera.protocol.query import QueryTicket
 from tessera.protocol.wire import (
     from_hex,
 )
@@ -80,10 +78,32 @@ def open_query(ledger: LedgerClient, query_id: bytes, sender: str) -> Query:
     return q
 
 
-def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> Query:
-    """:func:`open_query`, and the ledger charged the privacy cost the ticket states."""
+def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> tuple[Query, Committee]:
+    """The ticket's query is open on the ledger, ``sender`` submitted it, and the ledger
+    agrees with the ticket on the privacy cost and on the committee (its id, size and
+    threshold). The ticket's id is its own hash, so this binds every field of it.
+
+    Returns the query and its committee as the registry records them."""
     q = open_query(ledger, ticket.query_id, sender)
     expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
     if q.privacy_cost != expected:
         raise PolicyViolation("the privacy cost on the ledger differs from the query's")
-    return q
+    if q.committee != ticket.committee:
+        raise PolicyViolation("the query on the ledger is for another committee")
+    committee = ledger.committee(q.committee)
+    if (len(committee.members), committee.threshold) != (ticket.n, ticket.t):
+        raise PolicyViolation(
+            f"committee {q.committee} is {len(committee.members)} nodes with threshold "
+            f"{committee.threshold}, not what the query states"
+        )
+    return q, committee
+
+
+def provider_accounts(ledger: LedgerClient, q: Query, owners: dict[int, str]) -> set[str]:
+    """The accounts that own a dataset of ``q``: the only ones that may contribute.
+
+    ``owners`` caches dataset id -> owner (a dataset never changes hands)."""
+    for d in q.dataset_ids:
+        if d not in owners:
+            owners[d] = ledger.dataset(d).provider
+    return {owners[d] for d in q.dataset_ids}

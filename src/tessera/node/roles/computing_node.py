@@ -3,36 +3,35 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tessera.crypto import dkg
-from tessera.crypto.group import G, Point
+from tessera.crypto.elgamal import Ciphertext
+from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.crypto.threshold import KeySwitchShare
 from tessera.dp import NoiseSampler, OpenDPSampler
-from tessera.errors import (
-    PolicyViolation,
-    ProtocolError,
-)
-from tessera.ledger import LedgerClient, Query
-from tessera.node.roles.base import Progress, admitted, open_query
+from tessera.errors import DecodeError, InvalidProof, PolicyViolation, ProtocolError
+from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
+from tessera.node.roles.base import Progress, admitted, open_query, provider_accounts
 from tessera.node.roles.committee import DkgMember
 from tessera.node.store import Store
-from tessera.node.ticket import (
-    QueryTicket,
-)
 from tessera.protocol import codec
 from tessera.protocol.aggregation import (
-    NodeKey,
+    AggregationQuery,
+    NoiseContribution,
+    VectorContribution,
     add_noise,
     aggregate,
+    check_contribution_knowledge,
+    check_noise_knowledge,
+    check_noise_set,
     key_switch,
+    verify_noise,
 )
-from tessera.protocol.wire import (
-    encoded_record_from_json,
-    from_hex,
-)
+from tessera.protocol.query import QueryTicket
+from tessera.protocol.wire import encoded_record_from_json, from_hex
 
 
 class NodeRole(DkgMember):
@@ -49,7 +48,6 @@ class NodeRole(DkgMember):
         peer_keys: Callable[[], Mapping[int, bytes]],
         rng: Rng | None = None,
         sampler: NoiseSampler | None = None,
-        cheat_key_switch: bool = False,
         transport: Any = None,
         node_addresses: Callable[[], Mapping[int, str]] | None = None,
     ) -> None:
@@ -61,10 +59,10 @@ class NodeRole(DkgMember):
         self._peer_keys = peer_keys  # node index -> registered public key, for sealing
         self._rng = rng or SystemRng()
         self._sampler = sampler or OpenDPSampler()
-        self.cheat_key_switch = cheat_key_switch  # test hook: corrupt a key-switch share
         self.progress_ = Progress("node", f"node-{index}")
         self._dkg: dkg.DkgNode | None = None
         self._lock = threading.Lock()
+        self._owners: dict[int, str] = {}  # dataset id -> owner account
 
     # -- the committee's key -------------------------------------------------------------
     @property
@@ -85,27 +83,46 @@ class NodeRole(DkgMember):
         public = {k: v for k, v in key.items() if k != "secret_share"}
         return {**public, "ready": key.get("committee") is not None}
 
-    def _node_key(self) -> NodeKey:
+    def _secret_share(self) -> int:
         key = self.key
         if key is None:
             raise ProtocolError(f"node {self.index} has no committee key")
-        return NodeKey(self.index, int(key["secret_share"], 16))
+        return int(key["secret_share"], 16)
 
     def _committee_key(self) -> Point:
         key = self.key
         assert key is not None
         return Point.decode(bytes.fromhex(key["public_key"]))
 
-    def _check_query(self, ticket: QueryTicket, sender: str) -> Query:
-        q = admitted(self.ledger, ticket, sender)
+    def _check_query(self, ticket: QueryTicket, sender: str) -> tuple[Query, Committee]:
+        """The ticket is an open query of the analyst ``sender`` for our committee."""
+        q, committee = admitted(self.ledger, ticket, sender)
         if q.committee != self.committee_id():
             raise PolicyViolation("the query on the ledger is for another committee")
-        if (ticket.n, ticket.t) != (self.n, self.t):
-            raise PolicyViolation(f"the committee is {self.n} nodes, threshold {self.t}")
-        return q
+        if committee.public_key.hex() != self.key_or_fail()["public_key"]:
+            raise PolicyViolation("the committee on the ledger does not hold our key")
+        return q, committee
+
+    def key_or_fail(self) -> dict[str, Any]:
+        key = self.key
+        if key is None:
+            raise ProtocolError(f"node {self.index} has no committee key")
+        return key
+
+    # -- what an adversary wrapper overrides (tessera.testing.adversary) ----------------------
+    def make_noise(self, query: AggregationQuery, values: Sequence[int]) -> NoiseContribution:
+        """This node's noise message for ``values`` (encrypted limbs and their proofs)."""
+        return add_noise(query, self._committee_key(), self.index, values, self._rng)
+
+    def make_shares(
+        self, query: AggregationQuery, agg: Sequence[Ciphertext]
+    ) -> list[KeySwitchShare]:
+        """This node's key-switch shares of ``agg``, with their proofs."""
+        return key_switch(query, self.index, self._secret_share(), agg, self._rng)
 
     # -- a query -------------------------------------------------------------------------
     def on_noise(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """Draw, encrypt and prove this node's noise for a query; commit its digest."""
         ticket = QueryTicket.from_json(body.get("ticket"))
         key = ticket.query_id.hex()
         done = self.store.get("noise", key)
@@ -117,7 +134,7 @@ class NodeRole(DkgMember):
         prepared = ticket.prepare()
         self.progress_.update(key, "noise")
         values = [p.draw(self._sampler) for p in prepared.noise]
-        nc = add_noise(prepared.query, self._committee_key(), self.index, values, self._rng)
+        nc = self.make_noise(prepared.query, values)
         encoded = codec.encode_noise(nc).hex()
         with self._lock:
             if self.store.get("noise", key) is None:
@@ -128,56 +145,125 @@ class NodeRole(DkgMember):
         return dict(self.store.get("noise", key))
 
     def on_key_switch(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
-        """Aggregate what the providers and nodes committed on-chain, switch it to the analyst."""
+        """Switch the aggregate of a query's committed messages to the analyst's key, once.
+
+        Before switching, the node checks that every contribution is committed on-chain by
+        the account the ticket names for it, that this account owns one of the query's
+        datasets, that every contribution committed is there, and that each ciphertext
+        carries a proof that its author knows it (so none is another party's, from this
+        query or an earlier one); and that the noise comes from at least ``n − t + 1``
+        distinct committee members, its own included, each committed and proven the same
+        way, every committed noise there unless it is shown to fail its proofs."""
         ticket = QueryTicket.from_json(body.get("ticket"))
         key = ticket.query_id.hex()
         qid = ticket.query_id
-        raw = [from_hex(c, "contribution") for c in body.get("contributions") or []]
-        raw_noise = [from_hex(c, "noise") for c in body.get("noise") or []]
-        # only the ciphertexts are needed to add up; each message is checked against the
-        # digest its author committed on-chain, the proofs are the verifiers' to check
+        raw = [from_hex(c, "contribution") for c in _list(body, "contributions")]
+        raw_noise = [from_hex(c, "noise") for c in _list(body, "noise")]
+        raw_rejected = [from_hex(c, "rejected_noise") for c in _list(body, "rejected_noise")]
         contributions = [codec.decode_contribution_limbs(c) for c in raw]
         noise = [codec.decode_noise_limbs(c) for c in raw_noise]
-        done = self.store.get("key_switch", key)
         prepared = ticket.prepare()
         agg = aggregate(prepared.query, contributions, noise)
         agg_digest = codec.aggregate_digest(qid, agg).hex()
+        done = self.store.get("key_switch", key)
         if done is not None:
             if done["aggregate"] != agg_digest:
                 raise ProtocolError("this node already switched a different aggregate")
             return {"shares": done["shares"]}
-        self._check_query(ticket, sender)
+        q, committee = self._check_query(ticket, sender)
+        if not contributions:
+            raise ProtocolError("an aggregate needs at least one contribution")
         trail = self.ledger.audit_trail(qid)
-        committed = set(trail.of("contribution").values())
-        for vc, encoded in zip(contributions, raw, strict=True):
-            if codec.digest("contribution", qid, encoded) not in committed:
-                raise ProtocolError(f"contribution of {vc.provider} is not the one committed")
-        if len(contributions) != len(committed):
-            raise ProtocolError("the contributions sent are not those committed on-chain")
-        noise_committed = set(trail.of("noise").values())
-        for nc, encoded in zip(noise, raw_noise, strict=True):
-            if codec.digest("noise", qid, encoded) not in noise_committed:
-                raise ProtocolError(f"noise of node {nc.node} is not the one committed")
-        if ticket.rho is not None and len(noise) < self.n - self.t + 1:
-            raise PolicyViolation("too little noise: fewer than n - t + 1 nodes' noise")
+        self._check_contributions(ticket, prepared.query, q, trail, contributions, raw)
+        nodes = {i + 1: a for i, a in enumerate(committee.members)}
+        self._check_noise(prepared.query, trail, nodes, noise, raw_noise, raw_rejected)
         self.progress_.update(key, "key-switch")
-        k = self._node_key()
-        shares = key_switch(prepared.query, k.index, k.secret_share, agg, self._rng)
-        if self.cheat_key_switch:
-            s = shares[0]
-            shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
+        shares = self.make_shares(prepared.query, agg)
         shares_hex = codec.encode_key_switch(shares).hex()
         with self._lock:
             if self.store.get("key_switch", key) is None:
-                self.ledger.commit_many(qid, {"key_switch": codec.key_switch_digest(qid, shares)})
+                digest = codec.key_switch_digest(qid, agg, shares)
+                self.ledger.commit_many(qid, {"key_switch": digest})
                 self.store.put("key_switch", key, {"aggregate": agg_digest, "shares": shares_hex})
         return {"shares": self.store.get("key_switch", key)["shares"]}
 
+    def _check_contributions(
+        self,
+        ticket: QueryTicket,
+        query: AggregationQuery,
+        q: Query,
+        trail: AuditTrail,
+        contributions: Sequence[VectorContribution],
+        raw: Sequence[bytes],
+    ) -> None:
+        allowed = provider_accounts(self.ledger, q, self._owners)
+        committed = trail.of("contribution")
+        seen: set[str] = set()
+        for vc, encoded in zip(contributions, raw, strict=True):
+            account = ticket.account_of(vc.provider)
+            if account is None or account not in allowed:
+                raise PolicyViolation(f"{vc.provider!r} is not a provider of this query")
+            if account in seen:
+                raise ProtocolError(f"two contributions from {vc.provider}")
+            seen.add(account)
+            if committed.get(account) != codec.digest("contribution", ticket.query_id, encoded):
+                raise ProtocolError(
+                    f"the contribution of {vc.provider} is not the one it committed"
+                )
+            check_contribution_knowledge(query, vc)
+        missing = set(committed) - seen
+        if missing:
+            raise ProtocolError(
+                f"{len(missing)} committed contribution(s) left out of the aggregate"
+            )
+
+    def _check_noise(
+        self,
+        query: AggregationQuery,
+        trail: AuditTrail,
+        nodes: Mapping[int, str],
+        noise: Sequence[NoiseContribution],
+        raw: Sequence[bytes],
+        raw_rejected: Sequence[bytes],
+    ) -> None:
+        committed = trail.of("noise")
+        qid = query.query_id
+        for nc, encoded in zip(noise, raw, strict=True):
+            if committed.get(nodes.get(nc.node, "")) != codec.digest("noise", qid, encoded):
+                raise ProtocolError(f"the noise of node {nc.node} is not the one it committed")
+            check_noise_knowledge(query, nc)
+        check_noise_set(query, self.n, self.t, noise, own=self.index)
+        accounted = {nodes[nc.node] for nc in noise}
+        for encoded in raw_rejected:  # set aside by the analyst: must be provably bad
+            nc = codec.decode_noise(encoded)
+            account = nodes.get(nc.node)
+            if account is None or committed.get(account) != codec.digest("noise", qid, encoded):
+                raise ProtocolError(f"rejected noise of node {nc.node} is not the one it committed")
+            try:
+                verify_noise(query, self._committee_key(), nc)
+            except InvalidProof:
+                accounted.add(account)
+                continue
+            raise ProtocolError(f"the noise of node {nc.node} was set aside although it verifies")
+        if set(committed) - accounted:
+            raise ProtocolError("committed noise left out of the aggregate")
+
     def on_bundle(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
-        """Commit the aggregate and the proof bundle of a finished query (one node does)."""
+        """Commit the aggregate and the proof bundle of a query this node switched."""
+        ticket = QueryTicket.from_json(body.get("ticket"))
         record = encoded_record_from_json(body.get("record"))
-        qid = record.header.query.query_id
+        qid = ticket.query_id
         open_query(self.ledger, qid, sender)
+        header = record.header
+        own = self.key_or_fail()
+        if (
+            header.query != ticket.prepare().query
+            or header.committee_key.encode().hex() != own["public_key"]
+            or {str(i): p.encode().hex() for i, p in header.public_shares.items()}
+            != own["public_shares"]
+            or header.threshold != self.t
+        ):
+            raise ProtocolError("the record's header is not this query's and this committee's")
         done = self.store.get("key_switch", qid.hex())
         agg = codec.digest("aggregate", qid, record.aggregate)
         if done is None or done["aggregate"] != agg.hex():
@@ -186,3 +272,10 @@ class NodeRole(DkgMember):
             qid, {"aggregate": agg, "proof_bundle": record.bundle_digest()}
         )
         return {"tx": tx.tx_hash}
+
+
+def _list(body: Mapping[str, Any], name: str) -> list[Any]:
+    value = body.get(name) or []
+    if not isinstance(value, list):
+        raise DecodeError(f"{name}: expected a list")
+    return value

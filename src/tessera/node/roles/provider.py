@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,18 +19,14 @@ from tessera.errors import (
     ProtocolError,
 )
 from tessera.ledger import LedgerClient
-from tessera.node.local_network import DatasetPolicy
 from tessera.node.roles.base import Progress, Role, admitted
 from tessera.node.store import Store
-from tessera.node.ticket import (
-    QueryTicket,
-    bounds_to_json,
-    categories_to_json,
-)
 from tessera.protocol import codec
 from tessera.protocol.aggregation import (
     contribute,
 )
+from tessera.protocol.policy import DatasetPolicy, admit
+from tessera.protocol.query import QueryTicket, bounds_to_json, categories_to_json
 
 
 @dataclass
@@ -50,11 +46,9 @@ class ProviderRole(Role):
         tables: Mapping[str, Table],
         ledger: LedgerClient,
         store: Store,
-        committee_key: Callable[[], Point],
         rng: Rng | None = None,
     ) -> None:
         self.name, self.tables, self.ledger, self.store = name, dict(tables), ledger, store
-        self._committee_key = committee_key
         self._rng = rng or SystemRng()
         self.db = LocalDatabase({t: tb.source for t, tb in self.tables.items()})
         self.progress_ = Progress("provider", name)
@@ -123,29 +117,29 @@ class ProviderRole(Role):
                 return dict(state["response"])  # asked again: the same answer
             if state is not None and state.get("status") == "failed":
                 raise ProtocolError(f"{self.name}: {state['reason']}")
-            table = self._check(ticket, sender)
+            table, committee_key = self._check(ticket, sender)
             if state is None:
                 self._admit(ticket, key, table)
-            return self._run(ticket, key, table)
+            return self._run(ticket, key, table, committee_key)
 
-    def _check(self, ticket: QueryTicket, sender: str) -> Table:
+    def _check(self, ticket: QueryTicket, sender: str) -> tuple[Table, Point]:
+        """The ticket against our policy and the ledger; the committee key to encrypt under.
+
+        Every refusal here depends on the query and the policy, never on the rows."""
         table = self.tables.get(ticket.table)
         if table is None:
             raise PolicyViolation(f"{self.name} holds no table {ticket.table!r}")
-        if dict(ticket.bounds) != table.bounds:
-            raise PolicyViolation(f"{self.name}/{ticket.table}: the query's bounds are not ours")
-        pol = table.policy
-        if pol.allowed is not None:
-            denied = sorted(ticket.operations - pol.allowed)
-            if denied:
-                raise PolicyViolation(f"{self.name}/{ticket.table} does not allow {denied}")
-        if ticket.rho is None and not pol.allow_exact:
-            raise PolicyViolation(f"{self.name}/{ticket.table} requires differential privacy")
-        q = admitted(self.ledger, ticket, sender)
+        who = f"{self.name}/{ticket.table}"
+        admit(who, table.policy, table.bounds, ticket)
+        if ticket.account_of(self.name) != self.ledger.account:
+            raise PolicyViolation(f"the query does not name {self.name} as {self.ledger.account}")
+        q, committee = admitted(self.ledger, ticket, sender)
         dataset = self.dataset_id(ticket.table)
         if dataset is None or dataset not in q.dataset_ids:
             raise PolicyViolation(f"the query on the ledger does not name {self.name}'s dataset")
-        return table
+        if self.db.row_count(ticket.table) > table.policy.max_rows:
+            raise PolicyViolation(f"{who} holds more rows than its public maximum")
+        return table, Point.decode(committee.public_key)
 
     def _admit(self, ticket: QueryTicket, key: str, table: Table) -> None:
         """Spend the budget and mark the query running, in one transaction."""
@@ -160,7 +154,11 @@ class ProviderRole(Role):
             st.put("budget", ticket.table, spent + rho)
             st.put("query", key, {"status": "running", "started": time.time()})
 
-    def _run(self, ticket: QueryTicket, key: str, table: Table) -> dict[str, Any]:
+    def _run(
+        self, ticket: QueryTicket, key: str, table: Table, committee_key: Point
+    ) -> dict[str, Any]:
+        """Evaluate, encrypt, store, commit the digest. The answer holds the contribution
+        or the reason for an exclusion, never a row count."""
         state = self.store.get("query", key)
         encoded = state.get("contribution")
         prepared = ticket.prepare()
@@ -178,15 +176,13 @@ class ProviderRole(Role):
             reason = None
             if res.rows < pol.min_cohort or any(0 < res.values[i] < pol.min_cohort for i in groups):
                 reason = "cohort or group below the provider's minimum"
-            elif res.rows > min(pol.max_rows, ticket.max_rows):
-                reason = "more rows than the public maximum"
             if reason is not None:
-                response = {"excluded": reason, "rows": None}
+                response = {"excluded": reason}
                 self.store.put("query", key, {"status": "excluded", "response": response})
                 self.progress_.update(key, "excluded")
                 return response
-            self.progress_.update(key, "encrypting", rows=res.rows)
-            vc = contribute(prepared.query, self._committee_key(), self.name, res.values, self._rng)
+            self.progress_.update(key, "encrypting")
+            vc = contribute(prepared.query, committee_key, self.name, res.values, self._rng)
             encoded = codec.encode_contribution(vc).hex()
             state = {**state, "contribution": encoded, "rows": res.rows, "clipped": res.clipped}
             self.store.put("query", key, state)  # before the chain: a retry resends the same
@@ -198,7 +194,7 @@ class ProviderRole(Role):
             self.ledger.post_contribution(ticket.query_id, digest)
         elif committed[self.ledger.account] != digest:
             raise ProtocolError("a different contribution is already committed for this query")
-        response = {"contribution": encoded, "rows": state["rows"]}
+        response = {"contribution": encoded}
         self.store.put("query", key, {**state, "status": "done", "response": response})
         self.progress_.update(key, "done")
         return response

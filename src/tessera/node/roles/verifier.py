@@ -1,84 +1,164 @@
-"""The verifier: checks a query's record against its proofs and its on-chain trail, then votes."""
+"""The verifier: checks a query's record against its proofs and its on-chain trail, then votes.
+
+A verifier trusts nothing a record says about itself. The query (what was asked,
+at what privacy cost) is the ticket whose hash is the query's id on the ledger;
+the committee's key, its members' public shares and its threshold come from the
+registry; every message of the record must be the one its author committed
+on-chain, and every message committed must be in the record. Only then does it
+check the proofs and vote, so a verdict is a function of the chain and of
+messages their authors signed for: anyone may ask for one, nobody can steer it.
+A node is named a cheater only for a message it committed whose proof fails.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from tessera.errors import (
-    NotFound,
-)
-from tessera.ledger import LedgerClient
-from tessera.node.ledger_session import check_trail
+from tessera.crypto.group import Point
+from tessera.errors import LedgerError, NotFound, PolicyViolation, ProtocolError
+from tessera.ledger import AuditTrail, Committee, LedgerClient, Query, rho_to_micro
 from tessera.node.roles.base import Progress, Role, _hex32
 from tessera.node.store import Store
-from tessera.protocol.aggregation import (
-    verify_record,
-)
-from tessera.protocol.wire import (
-    record_from_json,
-)
+from tessera.protocol import codec
+from tessera.protocol.aggregation import AggregationRecord, Verdict, verify_record
+from tessera.protocol.query import QueryTicket
+from tessera.protocol.wire import record_from_json
+
+
+def ledger_view(
+    ledger: LedgerClient, ticket: QueryTicket
+) -> tuple[Query, Committee, dict[int, str]]:
+    """The query and committee the ledger holds for ``ticket``, and the nodes' accounts
+    by index; refuses a ticket the ledger does not agree with."""
+    try:
+        q = ledger.query(ticket.query_id)
+    except LedgerError as exc:
+        raise PolicyViolation(f"query 0x{ticket.query_id.hex()} is not on the ledger") from exc
+    expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
+    if q.privacy_cost != expected or q.committee != ticket.committee:
+        raise PolicyViolation("the ledger's query differs from the ticket (cost or committee)")
+    committee = ledger.committee(q.committee)
+    if (len(committee.members), committee.threshold) != (ticket.n, ticket.t):
+        raise PolicyViolation("the ledger's committee differs from the ticket's")
+    return q, committee, {i + 1: a for i, a in enumerate(committee.members)}
+
+
+def bind_record(record: AggregationRecord, ticket: QueryTicket, committee: Committee) -> None:
+    """Replace what a record says of its query and committee by the ticket's and the registry's."""
+    record.query = ticket.prepare().query
+    record.committee_key = Point.decode(committee.public_key)
+    record.public_shares = {i + 1: Point.decode(k) for i, k in enumerate(committee.key_shares)}
+    record.threshold = committee.threshold
+
+
+def check_trail(
+    trail: AuditTrail,
+    record: AggregationRecord,
+    ticket: QueryTicket,
+    nodes: Mapping[int, str],
+    analyst: str,
+) -> list[str]:
+    """What in ``record`` is not what its authors committed on-chain, or is missing from it.
+
+    An empty list means the record is exactly the query's: each contribution is committed
+    by the account the ticket names for it, each noise and key switch by its node (a key
+    switch together with the aggregate it switched), the release by the analyst, and
+    every contribution and noise committed is in the record.
+    """
+    qid = ticket.query_id
+    failures: list[str] = []
+
+    def expect(kind: Any, author: str | None, what: str, digest: bytes) -> None:
+        if author is None or trail.of(kind).get(author) != digest:
+            failures.append(f"{what}: not what its author committed on-chain")
+
+    seen: set[str] = set()
+    for vc in record.contributions:
+        account = ticket.account_of(vc.provider)
+        if account in seen:
+            failures.append(f"contribution of {vc.provider} appears twice")
+        seen.add(account or "")
+        expect(
+            "contribution",
+            account,
+            f"contribution of {vc.provider}",
+            codec.contribution_digest(qid, vc),
+        )
+    if trail.of("contribution").keys() - seen:
+        failures.append("a contribution committed on-chain is missing from the record")
+    noise_authors: set[str] = set()
+    for nc in [*record.noise, *record.rejected_noise]:
+        author = nodes.get(nc.node)
+        noise_authors.add(author or "")
+        expect("noise", author, f"noise of node {nc.node}", codec.noise_digest(qid, nc))
+    if trail.of("noise").keys() - noise_authors:
+        failures.append("noise committed on-chain is missing from the record")
+    for i, shares in record.key_switch_shares.items():
+        digest = codec.key_switch_digest(qid, record.aggregate, shares)
+        expect("key_switch", nodes.get(i), f"key switch of node {i}", digest)
+    if record.release is None:
+        failures.append("result: no release in the record")
+    else:
+        expect("result", analyst, "result", codec.release_digest(qid, record.release))
+    if codec.record_digest(record) not in trail.of("proof_bundle").values():
+        failures.append("proof bundle: no committee member committed it")
+    return failures
+
+
+def check_query(
+    ledger: LedgerClient, ticket: QueryTicket, record_json: Any
+) -> tuple[Verdict, Query, dict[int, str]]:
+    """Everything a verifier checks of a query, from the ledger and the record only.
+
+    Raises :class:`~tessera.errors.ProtocolError` if the record is not exactly what the
+    query's parties committed on-chain (then there is nothing to vote on); else returns
+    the proofs' verdict. Anyone holding the ticket and the record can run it."""
+    q, committee, nodes = ledger_view(ledger, ticket)
+    record = record_from_json(record_json)
+    bind_record(record, ticket, committee)
+    mismatch = check_trail(ledger.audit_trail(ticket.query_id), record, ticket, nodes, q.analyst)
+    if mismatch:
+        raise ProtocolError("the record is not this query's: " + "; ".join(mismatch))
+    return verify_record(record), q, nodes
 
 
 class VerifierRole(Role):
     """Checks a query's record against its proofs and its on-chain trail, then votes."""
 
-    def __init__(
-        self,
-        name: str,
-        ledger: LedgerClient,
-        store: Store,
-        providers: Callable[[], Mapping[str, str]],
-    ) -> None:
+    def __init__(self, name: str, ledger: LedgerClient, store: Store) -> None:
         self.name, self.ledger, self.store = name, ledger, store
-        self._providers = providers  # provider name -> account
         self.progress_ = Progress("verifier", name)
 
     def on_verify(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
-        record = record_from_json(body.get("record"))
-        qid = record.query.query_id
+        """Verify a query's record and vote once; any registered participant may ask."""
+        ticket = QueryTicket.from_json(body.get("ticket"))
+        qid = ticket.query_id
         key = qid.hex()
         done = self.store.get("verdict", key)
         if done is not None:
             return dict(done)
-        q = self.ledger.query(qid)
         self.progress_.update(key, "verifying")
-        verdict = verify_record(record)
-        committee = self.ledger.committee(q.committee)
-        nodes = {i + 1: a for i, a in enumerate(committee.members)}
-        failures = check_trail(
-            self.ledger.audit_trail(qid), record, self._providers(), nodes, q.analyst
-        )
-        passed = verdict.ok and not failures
+        verdict, q, nodes = check_query(self.ledger, ticket, body.get("record"))
         cheaters = sorted({*verdict.cheaters, *verdict.noise_cheaters})
-        settled = False
-        tx = None
+        settled, tx = False, None
         if q.status == "open":
-            posted = self.ledger.post_verdict(qid, passed, [nodes[i] for i in cheaters])
+            posted = self.ledger.post_verdict(qid, verdict.ok, [nodes[i] for i in cheaters])
             settled, tx = posted.settled, posted.tx.tx_hash
-        status = self.ledger.query(qid).status
-        result = {
-            "passed": passed,
-            "proofs_checked": verdict.checked_proofs,
-            "failures": [*verdict.failures, *failures],
-            "cheaters": cheaters,
-            "settled": settled,
-            "status": status,
-            "tx": tx,
-        }
+        result = verdict_json(verdict, cheaters, settled, self.ledger.query(qid).status, tx)
         with self.store.transaction() as st:
             st.put("verdict", key, result)
-            st.put("record", key, body.get("record"))  # for anyone to re-check later
-        self.progress_.update(key, "voted", passed=passed)
+            st.put("record", key, {"ticket": ticket.to_json(), "record": body.get("record")})
+        self.progress_.update(key, "voted", passed=verdict.ok)
         return result
 
     def on_record(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
-        """A verified query's whole public record (ciphertexts, proofs, release)."""
+        """A verified query's ticket and whole public record (ciphertexts, proofs, release)."""
         qid = _hex32(body.get("query_id"), "query_id")
-        record = self.store.get("record", qid.hex())
-        if record is None:
+        stored = self.store.get("record", qid.hex())
+        if stored is None:
             raise NotFound(f"no record for query 0x{qid.hex()}")
-        return {"record": record}
+        return dict(stored)
 
     def on_verdict(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         qid = _hex32(body.get("query_id"), "query_id")
@@ -86,3 +166,17 @@ class VerifierRole(Role):
         if done is None:
             raise NotFound(f"no verdict for query 0x{qid.hex()}")
         return dict(done)
+
+
+def verdict_json(
+    verdict: Verdict, cheaters: list[int], settled: bool, status: str, tx: str | None
+) -> dict[str, Any]:
+    return {
+        "passed": verdict.ok,
+        "proofs_checked": verdict.checked_proofs,
+        "failures": list(verdict.failures),
+        "cheaters": cheaters,
+        "settled": settled,
+        "status": status,
+        "tx": tx,
+    }

@@ -1,16 +1,23 @@
 """A query as every role receives it: what to compute, over what, at what privacy cost.
 
-The analyst builds a :class:`QueryTicket`; the providers and computing nodes each
-derive from it, on their own, the same plan of per-row terms, the same vector
-specification and the same noise calibration (:meth:`QueryTicket.prepare`), so
-no party has to trust another's arithmetic. The in-process network derives them
-through the same functions.
+The analyst builds a :class:`QueryTicket`. Its id is the hash of its canonical
+JSON (:attr:`QueryTicket.query_id`), and that id is what the analyst submits on
+the ledger: every role recomputes the id from the ticket it receives and acts
+only if the ledger has that query open, so all parties work from the same ticket
+and nobody can hand one party bounds, a committee or a privacy cost that differ
+from another's. Each party then derives, on its own, the same plan of per-row
+terms, the same vector specification and the same noise calibration
+(:meth:`QueryTicket.prepare`), so no party has to trust another's arithmetic.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
 
 from tessera.analytics.grouping import GroupBy, GroupKey
@@ -26,6 +33,9 @@ from tessera.protocol.aggregation import AggregationQuery
 from tessera.protocol.wire import field, from_hex, point_from_hex
 
 MAX_STATISTICS = 64
+MAX_PROVIDERS = 1024
+_QUERY_DOMAIN = b"tessera/query/v1"
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def plan_of(stats: Sequence[Statistic], bounds: Mapping[str, ColumnBounds]) -> Plan:
@@ -43,7 +53,13 @@ def plan_of(stats: Sequence[Statistic], bounds: Mapping[str, ColumnBounds]) -> P
 def noise_plans(plan: Plan, n: int, t: int, rho: float, delta: float) -> list[NoisePlan]:
     """Per term, each node's noise: the budget ``rho`` splits evenly over the terms."""
     per_term = rho / len(plan.terms)
-    return [plan_noise(term.sensitivity, n, t, rho=per_term, delta=delta) for term in plan.terms]
+    return [_plan_noise(term.sensitivity, n, t, per_term, delta) for term in plan.terms]
+
+
+@lru_cache(maxsize=4096)
+def _plan_noise(sensitivity: float, n: int, t: int, rho: float, delta: float) -> NoisePlan:
+    """:func:`~tessera.dp.plan_noise` (a pure function: its calibration is remembered)."""
+    return plan_noise(sensitivity, n, t, rho=rho, delta=delta)
 
 
 def group_columns(stat: Statistic) -> list[str]:
@@ -83,7 +99,8 @@ class Prepared:
 
 @dataclass(frozen=True)
 class QueryTicket:
-    query_id: bytes
+    """What to compute; its hash is the query's id on the ledger."""
+
     table: str
     statistics: tuple[Statistic, ...]
     where: str | None
@@ -91,12 +108,44 @@ class QueryTicket:
     delta: float
     analyst_key: Point
     bounds: Mapping[str, ColumnBounds]  # the table's public bounds, as its providers publish
-    max_rows: int  # the public maximum of rows per provider
+    max_rows: int  # the public maximum of rows per provider (no provider's policy exceeds it)
     n: int  # committee size and threshold
     t: int
-    providers: tuple[str, ...]  # who is asked to contribute
+    committee: int  # the committee's id on the ledger
+    providers: tuple[tuple[str, str], ...]  # who is asked: (name, ledger account), by name
+    nonce: bytes  # the analyst's fresh randomness: two equal queries get two ids
+
+    def __post_init__(self) -> None:
+        if self.analyst_key.is_identity:
+            raise QueryError("the analyst key must not be the identity point")
+        if not 1 <= self.t <= self.n or self.n < 2 * self.t - 1:
+            raise QueryError(f"a committee of {self.n} with threshold {self.t}: need n >= 2t - 1")
+        if self.max_rows < 1:
+            raise QueryError("max_rows must be positive")
+        names = [name for name, _ in self.providers]
+        if names != sorted(set(names)):
+            raise QueryError("providers must be distinct and sorted by name")
+        for name, address in self.providers:
+            if not _ADDRESS.fullmatch(address):
+                raise QueryError(f"provider {name!r}: {address!r} is not an account address")
+        if not 16 <= len(self.nonce) <= 64:
+            raise QueryError("the query nonce must be 16 to 64 bytes")
+
+    @cached_property
+    def query_id(self) -> bytes:
+        """SHA-256 of the domain tag and the ticket's canonical JSON."""
+        body = json.dumps(self._body(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(_QUERY_DOMAIN + body.encode()).digest()
+
+    def account_of(self, provider: str) -> str | None:
+        return dict(self.providers).get(provider)
 
     def prepare(self) -> Prepared:
+        """The plan, the vector spec and the noise calibration (computed once per ticket)."""
+        return self._prepared
+
+    @cached_property
+    def _prepared(self) -> Prepared:
         plan = plan_of(self.statistics, self.bounds)
         spec = plan.vector_spec(self.max_rows)
         noise: tuple[NoisePlan, ...] = ()
@@ -114,9 +163,8 @@ class QueryTicket:
     def group_columns(self) -> list[str]:
         return sorted({c for s in self.statistics for c in group_columns(s)})
 
-    def to_json(self) -> dict[str, Any]:
+    def _body(self) -> dict[str, Any]:
         return {
-            "query_id": self.query_id.hex(),
             "table": self.table,
             "statistics": [statistic_to_json(s) for s in self.statistics],
             "where": self.where,
@@ -127,16 +175,22 @@ class QueryTicket:
             "max_rows": self.max_rows,
             "n": self.n,
             "t": self.t,
-            "providers": list(self.providers),
+            "committee": self.committee,
+            "providers": [list(p) for p in self.providers],
+            "nonce": self.nonce.hex(),
         }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._body(), "query_id": self.query_id.hex()}
 
     @classmethod
     def from_json(cls, data: Any, where: str = "ticket") -> QueryTicket:
+        """Strictly decode a ticket; a ``query_id`` given must be the ticket's own hash."""
         if not isinstance(data, dict):
             raise DecodeError(f"{where}: expected an object")
         known = {
             "query_id", "table", "statistics", "where", "rho", "delta", "analyst_key",
-            "bounds", "max_rows", "n", "t", "providers",
+            "bounds", "max_rows", "n", "t", "committee", "providers", "nonce",
         }  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
@@ -155,32 +209,34 @@ class QueryTicket:
         delta = field(data, "delta", float, where)
         if not 0 < delta < 1:
             raise DecodeError(f"{where}.delta: must be in (0, 1)")
-        query_id = from_hex(field(data, "query_id", str, where), f"{where}.query_id")
-        if len(query_id) != 32:
-            raise DecodeError(f"{where}.query_id: must be 32 bytes")
         providers = field(data, "providers", list, where)
-        if not all(isinstance(p, str) for p in providers):
-            raise DecodeError(f"{where}.providers: expected a list of names")
-        n, t = field(data, "n", int, where), field(data, "t", int, where)
-        if not 1 <= t <= n:
-            raise DecodeError(f"{where}: threshold {t} not in [1, {n}]")
-        max_rows = field(data, "max_rows", int, where)
-        if max_rows < 1:
-            raise DecodeError(f"{where}.max_rows: must be positive")
-        return cls(
-            query_id=query_id,
-            table=field(data, "table", str, where),
-            statistics=tuple(statistic_from_json(s) for s in stats),
-            where=where_clause,
-            rho=rho,
-            delta=delta,
-            analyst_key=point_from_hex(data.get("analyst_key"), f"{where}.analyst_key"),
-            bounds=bounds_from_json(data.get("bounds"), f"{where}.bounds"),
-            max_rows=max_rows,
-            n=n,
-            t=t,
-            providers=tuple(providers),
-        )
+        if len(providers) > MAX_PROVIDERS or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
+            for p in providers
+        ):
+            raise DecodeError(f"{where}.providers: expected a list of [name, account] pairs")
+        try:
+            ticket = cls(
+                table=field(data, "table", str, where),
+                statistics=tuple(statistic_from_json(s) for s in stats),
+                where=where_clause,
+                rho=rho,
+                delta=delta,
+                analyst_key=point_from_hex(data.get("analyst_key"), f"{where}.analyst_key"),
+                bounds=bounds_from_json(data.get("bounds"), f"{where}.bounds"),
+                max_rows=field(data, "max_rows", int, where),
+                n=field(data, "n", int, where),
+                t=field(data, "t", int, where),
+                committee=field(data, "committee", int, where),
+                providers=tuple((str(a), str(b)) for a, b in providers),
+                nonce=from_hex(field(data, "nonce", str, where), f"{where}.nonce"),
+            )
+        except QueryError as exc:
+            raise DecodeError(f"{where}: {exc}") from exc
+        given = data.get("query_id")
+        if given is not None and from_hex(given, f"{where}.query_id") != ticket.query_id:
+            raise DecodeError(f"{where}.query_id: not the hash of this ticket")
+        return ticket
 
 
 def categories_to_json(cats: Mapping[str, Sequence[GroupKey]]) -> dict[str, list[GroupKey]]:

@@ -1,0 +1,225 @@
+"""What a query releases: the statistics decoded, their 95% intervals, the privacy cost.
+
+Pure post-processing of the released totals, the same for every way a query runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tessera.analytics.local import ColumnBounds
+from tessera.analytics.statistic import Statistic
+from tessera.analytics.terms import Plan
+from tessera.dp import rho_to_eps_delta
+from tessera.errors import QueryError
+from tessera.protocol.aggregation import AggregationRecord, Verdict
+
+if TYPE_CHECKING:
+    from tessera.ledger.session import LedgerReceipt
+    from tessera.protocol.query import QueryTicket
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyCost:
+    rho: float
+    epsilon: float
+    delta: float
+
+
+@dataclass
+class QueryResult:
+    """Released statistics with their uncertainty, cost and verification verdict."""
+
+    query_id: str
+    values: dict[str, Any]
+    intervals: dict[str, Any]  # per statistic: (lo, hi), or that shape per numeric leaf
+    privacy_cost: PrivacyCost | None
+    noise_sd: dict[str, float]
+    verdict: Verdict
+    record: AggregationRecord = field(repr=False)
+    providers: list[str] = field(default_factory=list)
+    excluded_providers: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    role_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    ledger: LedgerReceipt | None = None  # transactions, gas and settlement on the ledger
+    max_bias: dict[str, float] = field(default_factory=dict)  # per term: t-1 cheaters' reach
+    ticket: QueryTicket | None = field(default=None, repr=False)  # the query, as its id hashes
+
+    @property
+    def verified(self) -> bool:
+        return self.verdict.ok
+
+    def __getitem__(self, label: str) -> Any:
+        return self.values[label]
+
+    @property
+    def value(self) -> Any:
+        """The value of a single-statistic query."""
+        if len(self.values) != 1:
+            raise QueryError("this result holds several statistics; index it by label")
+        return next(iter(self.values.values()))
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        rows = []
+        for k, v in self.values.items():
+            ci = self.intervals.get(k)
+            if not (isinstance(ci, tuple) and len(ci) == 2):
+                ci = None
+            rows.append(
+                {
+                    "statistic": k,
+                    "value": v,
+                    "ci95_low": ci[0] if ci else None,
+                    "ci95_high": ci[1] if ci else None,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
+    """Latency if every provider and node had its own core.
+
+    Roles that run side by side count their slowest member. Computing nodes draw and
+    prove their noise as soon as the query is registered (it depends on the query
+    only), so that stage overlaps the providers' work. The ledger's transactions are not
+    counted here (their time depends on the chain, not on the computation): see
+    ``QueryResult.seconds["ledger"]``.
+    """
+
+    def slowest(role: str) -> float:
+        return max(roles[role].values()) if roles.get(role) else 0.0
+
+    after = ("aggregate", "key-switch", "combine", "analyst", "decode")
+    return max(slowest("provider"), slowest("noise")) + sum(slowest(r) for r in after)
+
+
+def released(
+    query_id: bytes,
+    stats: Sequence[Statistic],
+    plan: Plan,
+    totals: Sequence[int],
+    bounds: Mapping[str, ColumnBounds],
+    sd: Sequence[float],
+    rho: float | None,
+    delta: float,
+    verdict: Verdict,
+    record: AggregationRecord,
+    roles: dict[str, dict[str, float]],
+    *,
+    providers: list[str],
+    excluded: dict[str, str],
+    seconds: dict[str, float],
+    receipt: LedgerReceipt | None,
+    max_bias: dict[str, float] | None = None,
+) -> QueryResult:
+    """The analyst's result from the released totals: statistics decoded, their 95%
+    intervals, the privacy cost, and per term the most that ``t − 1`` cheating nodes
+    could have shifted it within their noise proofs (``max_bias``)."""
+    t0 = time.perf_counter()
+    centred = {t.name: v / t.scale for t, v in zip(plan.terms, totals, strict=True)}
+    scaled = plan.uncenter(centred)
+    values = {s.label: s.decode(scaled, bounds) for s in stats}
+    roles["decode"] = {"analyst": time.perf_counter() - t0}
+    cost = None
+    if rho is not None:
+        eps, d = rho_to_eps_delta(rho, delta)
+        cost = PrivacyCost(rho, float(eps), float(d))
+    return QueryResult(
+        query_id=query_id.hex(),
+        values=values,
+        intervals=_intervals(stats, plan, centred, sd, bounds),
+        privacy_cost=cost,
+        noise_sd={t.name: s for t, s in zip(plan.terms, sd, strict=True)},
+        verdict=verdict,
+        record=record,
+        providers=providers,
+        excluded_providers=excluded,
+        seconds={**seconds, "latency": critical_path(roles)},
+        role_seconds=roles,
+        ledger=receipt,
+        max_bias=dict(max_bias or {}),
+    )
+
+
+def _leaves(value: Any) -> list[float] | None:
+    """The numeric leaves of a result (dicts and lists walked in order), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict | list | tuple):
+        out: list[float] = []
+        for v in value.values() if isinstance(value, dict) else value:
+            sub = _leaves(v)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    return None
+
+
+def _rebuild(value: Any, pairs: list[tuple[float, float]]) -> Any:
+    """``value``'s shape with each numeric leaf replaced by its interval (consumes pairs)."""
+    if isinstance(value, dict):
+        return {k: _rebuild(v, pairs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rebuild(v, pairs) for v in value]
+    return pairs.pop(0)
+
+
+def _intervals(
+    stats: Sequence[Statistic],
+    plan: Plan,
+    centred: Mapping[str, float],
+    sd: Sequence[float],
+    bounds: Mapping[str, ColumnBounds],
+    draws: int = 400,
+) -> dict[str, Any]:
+    """95% intervals of every numeric result, by simulating the known noise.
+
+    Pure post-processing of released values. Each leaf of a structured result (a
+    histogram, regression coefficients, a survival curve) gets its interval; results
+    that are not numbers (sets, booleans) get ``None``.
+    """
+    out: dict[str, Any] = {}
+    names = [t.name for t in plan.terms]
+    gen = np.random.default_rng(0)
+    noise = gen.normal(size=(draws, len(names))) * np.array(sd)
+    sims = np.array([centred[n] for n in names]) + noise
+    scaled = plan.uncenter(centred)
+    for s in stats:
+        point = s.decode(scaled, bounds)
+        leaves = _leaves(point) if s.quantitative else None
+        if leaves is None:
+            out[s.label] = None
+            continue
+        if not any(sd):
+            out[s.label] = _rebuild(point, [(v, v) for v in leaves])
+            continue
+        rows = []
+        for row in sims:
+            sim = _leaves(s.decode(plan.uncenter(dict(zip(names, row, strict=True))), bounds))
+            if sim is not None and len(sim) == len(leaves):
+                rows.append(sim)
+        if not rows:
+            out[s.label] = None
+            continue
+        arr = np.array(rows)
+        pairs = []
+        for i, p in enumerate(leaves):
+            col = arr[:, i][np.isfinite(arr[:, i])]
+            if len(col) == 0 or not math.isfinite(p):
+                pairs.append((math.nan, math.nan))
+                continue
+            lo, med, hi = np.percentile(col, [2.5, 50, 97.5])
+            pairs.append((p - (float(med) - float(lo)), p + (float(hi) - float(med))))
+        out[s.label] = _rebuild(point, pairs)
+    return out

@@ -1,0 +1,88 @@
+"""Adversaries as wrappers around a deployed role: each takes a role and makes it cheat.
+
+A wrapper replaces one of the role's message-making steps
+(:meth:`~tessera.node.roles.NodeRole.make_shares`,
+:meth:`~tessera.node.roles.NodeRole.make_noise`) by a corrupted one; the role
+still commits the digest of what it sends, so the cheating is its own, on the
+record, and must be caught, blamed on it and slashed. The production code has no
+cheating parameter: a test wraps a role of a :class:`~tessera.LocalNetwork`
+(``corrupt_key_switch(net.nodes[2])``), and a role process wraps itself when its
+configuration names an adversary (``adversary = "corrupt-key-switch"``, tests
+and ``tessera demo --cheat`` only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tessera.crypto.elgamal import Ciphertext, encrypt_with
+from tessera.crypto.group import G
+from tessera.crypto.rng import SeededRng
+from tessera.crypto.threshold import KeySwitchShare
+from tessera.node.roles import NodeRole
+from tessera.protocol.aggregation import AggregationQuery, NoiseContribution, SlotNoise
+
+
+def corrupt_key_switch(role: NodeRole) -> NodeRole:
+    """The node adds ``G`` to its first key-switch share, keeping the proof (which then fails)."""
+    honest = role.make_shares
+
+    def make_shares(query: AggregationQuery, agg: Sequence[Ciphertext]) -> list[KeySwitchShare]:
+        shares = honest(query, agg)
+        s = shares[0]
+        shares[0] = KeySwitchShare(s.index, s.u, s.w + G, s.proof)
+        return shares
+
+    role.make_shares = make_shares  # type: ignore[method-assign]
+    return role
+
+
+def corrupt_noise(role: NodeRole) -> NodeRole:
+    """The node adds 2^20 to its first noise limb, keeping the proofs (which then fail)."""
+    honest = role.make_noise
+    rng = SeededRng(f"corrupt-noise/{role.index}")
+
+    def make_noise(query: AggregationQuery, values: Sequence[int]) -> NoiseContribution:
+        nc = honest(query, values)
+        first = nc.slots[0]
+        key = role._committee_key()
+        big = first.limbs[0] + encrypt_with(key, 1 << 20, rng.scalar())
+        slot = SlotNoise((big, *first.limbs[1:]), first.limb_proofs, first.knowledge)
+        return NoiseContribution(nc.node, (slot, *nc.slots[1:]))
+
+    role.make_noise = make_noise  # type: ignore[method-assign]
+    return role
+
+
+class TamperingTransport:
+    """A malicious analyst's transport: ``edit(path, body)`` rewrites each request it sends.
+
+    Wrap the transport of a :class:`~tessera.node.analyst.NetworkAnalyst` to make the
+    analyst lie to the other roles (another ticket to the nodes, a noise set of its
+    choosing, a record with a swapped key share) while it follows the protocol otherwise.
+    """
+
+    def __init__(
+        self, inner: Any, edit: Callable[[str, dict[str, Any]], dict[str, Any] | None]
+    ) -> None:
+        self.inner, self.edit = inner, edit
+
+    def call(
+        self, peer: str, path: str, body: Mapping[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        changed = self.edit(path, dict(body))
+        out: dict[str, Any] = self.inner.call(
+            peer, path, body if changed is None else changed, timeout=timeout
+        )
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+#: The wrappers a role configuration may name (``adversary = "..."``).
+ADVERSARIES: dict[str, Callable[[Any], Any]] = {
+    "corrupt-key-switch": corrupt_key_switch,
+    "corrupt-noise": corrupt_noise,
+}
