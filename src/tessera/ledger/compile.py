@@ -13,13 +13,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from tessera.errors import LedgerError
+from tessera.node.files import atomic_write
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 CONTRACT_NAMES = ("credit_token", "registry", "market")
@@ -95,18 +95,6 @@ def _compile(name: str) -> Artifact:
     )
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_artifact(name: str, directory: Path | None = None) -> Artifact:
     """The compiled ``name`` contract, from the cache or freshly compiled (then cached)."""
     if name not in CONTRACT_NAMES:
@@ -129,7 +117,8 @@ def load_artifact(name: str, directory: Path | None = None) -> Artifact:
         "runtime_size": artifact.runtime_size,
     }
     with contextlib.suppress(OSError):  # a read-only cache only costs a recompilation
-        _atomic_write(path, json.dumps(record))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(record).encode())
     return artifact
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from tessera.errors import LedgerError
 from tessera.ledger.chain import Chain
-from tessera.ledger.compile import Artifact, _atomic_write, load_all
+from tessera.ledger.compile import Artifact, load_all
+from tessera.node.files import atomic_write
 
 #: Defaults for a local network: 1 verifier decides, a node stakes 1000 credits.
 DEFAULT_QUORUM = 1
@@ -42,7 +43,8 @@ class Deployment:
 
     def save(self, path: Path) -> None:
         """Write the record atomically (a reader never sees half a file)."""
-        _atomic_write(path, self.to_json() + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, (self.to_json() + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> Deployment:

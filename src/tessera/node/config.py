@@ -38,6 +38,7 @@ from typing import Any
 
 from tessera.errors import ConfigError
 from tessera.node.analyst import Peer
+from tessera.node.files import atomic_write
 
 ROLES = ("provider", "node", "verifier")
 POLICY_FIELDS = {
@@ -186,6 +187,4 @@ def save_peers(path: Path, peers: list[Peer]) -> None:
             for p in peers
         ]
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(body, indent=2) + "\n").encode(), 0o644)

@@ -11,12 +11,12 @@ crash leaves either the old file or none.
 from __future__ import annotations
 
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tessera.crypto.dlog import DEFAULT_BOUND, BabyStepTable, DiscreteLog, segment
 from tessera.errors import DecodeError
+from tessera.node.files import atomic_write
 
 _loaded: dict[tuple[Path, int], BabyStepTable] = {}
 
@@ -68,17 +68,9 @@ def _build_parallel(bound: int) -> BabyStepTable:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """The table file written atomically (:func:`tessera.node.files.atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def discrete_log(

@@ -10,11 +10,9 @@ Ethereum keystore v3 JSON (scrypt by default), readable by any Ethereum wallet.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +21,7 @@ from coincurve import PrivateKey, PublicKey
 from Crypto.Hash import keccak
 
 from tessera.errors import ConfigError, DecodeError
+from tessera.node.files import atomic_write
 
 #: Order of the secp256k1 group.
 CURVE_ORDER: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -152,7 +151,7 @@ def verify_signature(public_key: bytes, digest: bytes, signature: bytes) -> bool
 
 def save_keystore(
     identity: Identity,
-    path: Path,
+    path: str | os.PathLike[str],
     password: str,
     *,
     overwrite: bool = False,
@@ -175,29 +174,11 @@ def save_keystore(
     except Exception as exc:
         raise ConfigError(f"{path}: cannot encrypt the key: {exc}") from exc
     data = json.dumps(keystore, indent=2, sort_keys=True).encode()
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if not overwrite:
-            # os.link fails if the target appeared meanwhile: no race with another writer.
-            try:
-                os.link(tmp, path)
-            except FileExistsError as exc:
-                raise ConfigError(
-                    f"{path}: a key file already exists (refusing to overwrite it)"
-                ) from exc
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        # Without overwrite, a key file that appeared meanwhile is left alone.
+        atomic_write(path, data, 0o600, overwrite=overwrite)
+    except FileExistsError as exc:
+        raise ConfigError(f"{path}: a key file already exists (refusing to overwrite it)") from exc
 
 
 def load_keystore(path: Path, password: str) -> Identity:

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from tessera.errors import ConfigError, TesseraError
+from tessera.node.files import atomic_write
 from tessera.node.telemetry import hpke
 from tessera.protocol.telemetry.task import TASK_ID_SIZE, AnyVdaf, DpSpec, VdafSpec
 
@@ -345,14 +346,10 @@ def write_task(
         'hpke_private_key_file = "keys/collector.key"',
         "",
     ]
-    task_toml.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write(task_toml, "\n".join(lines).encode(), 0o644)
     load_task_config(task_toml)  # what we wrote must parse
     return task_toml
 
 
 def _write_secret(path: Path, text: str) -> None:
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(text + "\n")
+    atomic_write(path, (text + "\n").encode("ascii"), 0o600, overwrite=False)

@@ -6,7 +6,6 @@ as raw 32-byte X25519 values in hex files, and failures converted to Tessera err
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from tessera.errors import ConfigError, DecodeError, InvalidProof
+from tessera.node.files import atomic_write
 
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_128_GCM)
 #: ``enc`` (32) plus the AES-GCM tag (16).
@@ -95,10 +95,9 @@ def write_keypair(private_path: Path, public_path: Path) -> X25519PrivateKey:
     """Generate a key pair; write the private key (mode 0600) and the public key as hex."""
     key = generate_private_key()
     private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(private_key_bytes(key).hex() + "\n")
-    public_path.write_text(public_key_bytes(key.public_key()).hex() + "\n", encoding="ascii")
+    private = (private_key_bytes(key).hex() + "\n").encode("ascii")
+    atomic_write(private_path, private, 0o600, overwrite=False)
+    atomic_write(public_path, (public_key_bytes(key.public_key()).hex() + "\n").encode(), 0o644)
     return key
 
 
