@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tessera import DatasetPolicy, LocalNetwork, QueryResult
 from tessera.analytics.local import ColumnBounds
 from tessera.node.dlog_cache import discrete_log
-from tessera import DatasetPolicy, LocalNetwork, QueryResult
 
 FEATURES: dict[str, tuple[float, float, float, float]] = {
     # name: (lo, hi, mean, sd) — magnitudes of a clinical table

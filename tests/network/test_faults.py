@@ -21,8 +21,8 @@ from tessera.node.analyst import NetworkAnalyst
 from tessera.node.envelope import encode_body, sign_request
 from tessera.node.identity import Identity
 from tessera.node.launcher import Network, open_session
-from tessera.protocol.query import QueryTicket, bounds_from_json
 from tessera.node.transport import HttpTransport
+from tessera.protocol.query import QueryTicket, bounds_from_json
 
 TRUE_ROWS = 4020  # the bundled sample tables
 

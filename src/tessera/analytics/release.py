@@ -89,9 +89,10 @@ def critical_path(roles: Mapping[str, Mapping[str, float]]) -> float:
 
     Roles that run side by side count their slowest member. Computing nodes draw and
     prove their noise as soon as the query is registered (it depends on the query
-    only), so that stage overlaps the providers' work. The ledger's transactions are not
-    counted here (their time depends on the chain, not on the computation): see
-    ``QueryResult.seconds["ledger"]``.
+    only), so that stage overlaps the providers' work. The time spent waiting for the
+    ledger is not counted here (it depends on the chain, not on the computation): the
+    analyst's own is ``QueryResult.seconds["ledger"]``, each role's (when it runs in
+    process) ``role_seconds["ledger"]``.
     """
 
     def slowest(role: str) -> float:

@@ -16,6 +16,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
@@ -312,7 +313,18 @@ def revert_reason(exc: BaseException) -> str | None:
     return message or None
 
 
+_on_chain = threading.local()
+
+
+def chain_seconds() -> float:
+    """Seconds the calling thread has spent waiting for the chain (views and transactions):
+    what a caller subtracts to time its own computation apart from the ledger's."""
+    seconds: float = getattr(_on_chain, "seconds", 0.0)
+    return seconds
+
+
 def _call(action: str, fn: Callable[[], _T]) -> _T:
+    start = time.perf_counter()
     try:
         return fn()
     except LedgerError:
@@ -320,6 +332,8 @@ def _call(action: str, fn: Callable[[], _T]) -> _T:
     except Exception as exc:  # web3, eth-tester and py-evm errors have no common base
         reason = revert_reason(exc)
         raise LedgerError(f"{action}: {reason or type(exc).__name__}", reason=reason) from exc
+    finally:
+        _on_chain.seconds = chain_seconds() + time.perf_counter() - start
 
 
 # -- the client -----------------------------------------------------------------
@@ -706,7 +720,9 @@ class LedgerClient:
         """Analyst: the hash of the released result (with its decryption proof)."""
         return self.commit(query_id, "result", digest)
 
-    def audit_trail(self, query_id: QueryId) -> AuditTrail:
+    def audit_trail(self, query_id: QueryId, *, verdicts: bool = True) -> AuditTrail:
+        """Every commitment of a query; its verdict count too unless ``verdicts=False``
+        (then ``AuditTrail.verdicts`` is -1; one view instead of two)."""
         qid = query_id_bytes(query_id)
         f = self.market.functions
         trail: dict[CommitmentKind, dict[str, bytes]] = {}
@@ -714,8 +730,8 @@ class LedgerClient:
             trail.setdefault(COMMITMENT_KINDS[int(kind)], {})[Web3.to_checksum_address(author)] = (
                 bytes(digest)
             )
-        verdicts = int(self._view("verdict_count", f.verdict_count(qid)))
-        return AuditTrail(query_id=qid, commitments=trail, verdicts=verdicts)
+        count = int(self._view("verdict_count", f.verdict_count(qid))) if verdicts else -1
+        return AuditTrail(query_id=qid, commitments=trail, verdicts=count)
 
     # -- verdicts and settlement -------------------------------------------------------
     def post_verdict(

@@ -173,7 +173,7 @@ class NodeRole(DkgMember):
         q, committee = self._check_query(ticket, sender)
         if not contributions:
             raise ProtocolError("an aggregate needs at least one contribution")
-        trail = self.ledger.audit_trail(qid)
+        trail = self.ledger.audit_trail(qid, verdicts=False)
         self._check_contributions(ticket, prepared.query, q, trail, contributions, raw)
         nodes = {i + 1: a for i, a in enumerate(committee.members)}
         self._check_noise(prepared.query, trail, nodes, noise, raw_noise, raw_rejected)
