@@ -6,10 +6,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
+from tessera.cli.errors import handle_errors
 from tessera.cli.main import app
+from tessera.errors import VerificationFailed, exit_code
 
 runner = CliRunner()
 
@@ -44,3 +50,65 @@ def test_help_lists_every_command() -> None:
     assert res.exit_code == 0
     for command in ("demo", "query", "verify", "network", "node", "keys", "market", "model"):
         assert command in res.output
+
+
+def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):  # a group of commands
+            out += _commands(cmd, f"{prefix}{name} ")
+        else:
+            out.append((prefix + name, cmd))
+    return out
+
+
+def test_every_command_goes_through_the_one_error_handler() -> None:
+    handler = handle_errors(lambda: None).__code__
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) > 20
+    for name, cmd in commands:
+        fn, codes = cmd.callback, []
+        while fn is not None:
+            codes.append(getattr(fn, "__code__", None))
+            fn = getattr(fn, "__wrapped__", None)
+        assert handler in codes, f"`tessera {name}` does not use cli.errors.handle_errors"
+
+
+def _fake_session(status: str) -> Any:
+    query = SimpleNamespace(status=status, price=10, cheaters=[], committee=0, analyst="0x0")
+    ledger = SimpleNamespace(
+        query=lambda qid: query, audit_trail=lambda qid: SimpleNamespace(of=lambda kind: [])
+    )
+    return lambda state_dir: (SimpleNamespace(ledger=ledger, peers=[]), None)
+
+
+@pytest.mark.parametrize(
+    ("status", "recheck", "why"),
+    [
+        (
+            "failed",
+            {"passed": True, "proofs_checked": 11, "failures": []},
+            "the ledger says failed",
+        ),
+        (
+            "passed",
+            {"passed": False, "proofs_checked": 11, "failures": ["x"]},
+            "the re-check here failed",
+        ),
+        ("passed", {"passed": None, "error": "no record"}, "not re-checked here: no record"),
+    ],
+)
+def test_verify_exits_23_when_the_query_did_not_pass(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: str, recheck: Any, why: str
+) -> None:
+    from tessera.cli import network
+    from tessera.node import launcher
+
+    monkeypatch.setattr(launcher, "open_session", _fake_session(status))
+    monkeypatch.setattr(network, "_recheck", lambda *args: recheck)
+    res = runner.invoke(app, ["verify", "0x" + "ab" * 32, "--dir", str(tmp_path), "--json"])
+    assert res.exit_code == 23 == exit_code(VerificationFailed("x")), res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["verified"] is False
+    assert f"VerificationFailed: query 0x{'ab' * 32} did not pass verification: {why}" in (
+        res.stderr
+    )

@@ -32,8 +32,9 @@ from tessera.errors import (
     TransportError,
 )
 from tessera.node.envelope import ReplayGuard, StaticDirectory, sign_request
-from tessera.node.http import create_app, start_in_thread, stop_thread
+from tessera.node.http import create_app
 from tessera.node.identity import Identity
+from tessera.node.serve import start_in_thread, stop_thread
 from tessera.node.transport import HttpTransport
 
 ALICE = Identity(bytes([1]) * 32)
@@ -272,7 +273,8 @@ def test_serve_picks_a_port_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None
         """
         import sys
         from tessera.node.envelope import ReplayGuard, StaticDirectory
-        from tessera.node.http import create_app, serve
+        from tessera.node.http import create_app
+        from tessera.node.serve import serve
         from tessera.node.identity import Identity
 
         class H:
@@ -306,3 +308,22 @@ def test_serve_picks_a_port_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None
             proc.kill()
     assert proc.returncode == 0, err
     assert out.strip() == "stopped"
+
+
+def test_one_status_table_for_every_service() -> None:
+    """The nodes' API and the telemetry aggregators answer from errors.HTTP_STATUS."""
+    from tessera import errors
+
+    assert [errors.http_status(e) for e in (errors.BodyTooLarge("x"), DecodeError("x"))] == [
+        413,
+        400,
+    ]
+    assert errors.http_status(errors.BatchCollected("x")) == 409
+    assert errors.http_status(errors.BatchTooSmall("x")) == 403
+    assert errors.http_status(errors.Unauthorized("x")) == 401
+    assert errors.http_status(errors.VerificationFailed("x")) == 500
+    assert errors.http_status(RuntimeError("x")) == 500
+    for table in (errors.HTTP_STATUS, errors.EXIT_CODES):
+        classes = [cls for cls, _ in table]
+        for i, cls in enumerate(classes):  # most specific first: none shadows a later one
+            assert not any(issubclass(later, cls) for later in classes[i + 1 :]), cls

@@ -243,10 +243,9 @@ def main(as_json: bool, cheat: bool, state_dir: Path | None) -> int:
         err.print("interrupted: every process stopped")
         return 130
     except TesseraError as exc:
-        from tessera.errors import exit_code
+        from tessera.cli.errors import report_error
 
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
-        return exit_code(exc)
+        return report_error(exc)
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:

@@ -20,8 +20,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tessera.cli.ledger import emit_json, fail
-from tessera.errors import ConfigError, TesseraError
+from tessera.cli.errors import handle_errors
+from tessera.cli.ledger import emit_json
+from tessera.errors import ConfigError
 
 app = typer.Typer(
     help="Node key files: create one, show its address and public key.",
@@ -78,6 +79,7 @@ def _describe(address: str, public_key: bytes, path: Path, as_json: bool) -> Non
 
 
 @app.command()
+@handle_errors
 def new(
     out: Annotated[Path, typer.Option("--out", help="Where to write the key file.")],
     password_file: PasswordFileOpt = None,
@@ -86,18 +88,16 @@ def new(
     """Create a fresh key and write it as an encrypted key file (mode 0600)."""
     from tessera.node.identity import Identity, save_keystore
 
-    try:
-        if out.exists():
-            raise ConfigError(f"{out}: a key file already exists (refusing to overwrite it)")
-        password = read_password(password_file, confirm=True)
-        identity = Identity.generate()
-        save_keystore(identity, out, password, iterations=KDF_ITERATIONS)
-    except TesseraError as exc:
-        fail(exc)
+    if out.exists():
+        raise ConfigError(f"{out}: a key file already exists (refusing to overwrite it)")
+    password = read_password(password_file, confirm=True)
+    identity = Identity.generate()
+    save_keystore(identity, out, password, iterations=KDF_ITERATIONS)
     _describe(identity.address, identity.public_key, out, as_json)
 
 
 @app.command()
+@handle_errors
 def show(
     path: Annotated[Path, typer.Argument(help="The key file.")],
     password_file: PasswordFileOpt = None,
@@ -106,10 +106,7 @@ def show(
     """Print the address and public key of a key file (decrypting it checks the password)."""
     from tessera.node.identity import load_keystore
 
-    try:
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such key file")
-        identity = load_keystore(path, read_password(password_file, confirm=False))
-    except TesseraError as exc:
-        fail(exc)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such key file")
+    identity = load_keystore(path, read_password(password_file, confirm=False))
     _describe(identity.address, identity.public_key, path, as_json)

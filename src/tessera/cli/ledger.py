@@ -16,13 +16,14 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tessera.errors import ConfigError, LedgerError, TesseraError, TransportError, exit_code
+from tessera.cli.errors import fail, handle_errors
+from tessera.errors import ConfigError, LedgerError, TesseraError, TransportError
 
 if TYPE_CHECKING:  # web3 is imported by the commands that need it: `tessera --help` stays fast
     from tessera.ledger import Deployment, LedgerClient, RpcChain
@@ -32,10 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-_err = Console(stderr=True)
 
-#: Exit code of a bad argument (the same as a command-line usage error).
-EXIT_BAD_ARGUMENT = 2
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEFAULT_DEPLOYMENT = Path("tessera-deployment.json")
 
@@ -63,18 +61,6 @@ AccountOpt = Annotated[
         metavar="ADDRESS",
     ),
 ]
-
-
-def fail(exc: Exception) -> NoReturn:
-    """Print one line on stderr and exit with the error's code."""
-    if isinstance(exc, TesseraError):
-        code = exit_code(exc)
-        reason = getattr(exc, "reason", None)
-        label = f"the ledger refused: {reason}" if reason else f"{type(exc).__name__}: {exc}"
-    else:
-        code, label = EXIT_BAD_ARGUMENT, f"bad argument: {exc}"
-    _err.print(f"[red]error:[/red] {label}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
 
 
 def emit_json(value: Any) -> None:
@@ -148,6 +134,7 @@ def connect(rpc: str, deployment: Path, account: str | None) -> Connection:
 
 
 @app.command()
+@handle_errors
 def serve(
     host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8545,
@@ -205,6 +192,7 @@ def serve(
 
 
 @app.command("deploy")
+@handle_errors
 def deploy_command(
     rpc: RpcOpt = DEFAULT_RPC,
     out: Annotated[
@@ -241,7 +229,7 @@ def deploy_command(
         deployment.save(out)
     except OSError as exc:
         fail(ConfigError(f"cannot write {out}: {exc.strerror or exc}"))
-    except (TesseraError, ValueError) as exc:
+    except ValueError as exc:
         fail(exc)
     if as_json:
         emit_json({**asdict(deployment), "out": str(out), "rpc": rpc})

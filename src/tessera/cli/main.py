@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from tessera.cli.errors import handle_errors
 from tessera.cli.keys import app as keys_app
 from tessera.cli.ledger import app as ledger_app
 from tessera.cli.market import app as market_app
@@ -16,7 +16,6 @@ from tessera.cli.network import model_app, network_app, node_app
 from tessera.cli.network import query as query_command
 from tessera.cli.network import verify as verify_command
 from tessera.cli.telemetry import app as telemetry_app
-from tessera.errors import TesseraError, exit_code
 
 app = typer.Typer(
     help="Tessera: statistics over data that never leaves its owners.",
@@ -32,7 +31,6 @@ app.add_typer(network_app, name="network", help="A local network as processes: u
 app.add_typer(model_app, name="model", help="Models over the network: regressions, survival.")
 app.command("query")(query_command)
 app.command("verify")(verify_command)
-_err = Console(stderr=True)
 
 
 @app.callback()
@@ -40,12 +38,8 @@ def _root() -> None:
     """Tessera command line."""
 
 
-def _fail(exc: TesseraError) -> None:
-    _err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
-    raise typer.Exit(exit_code(exc))
-
-
 @app.command()
+@handle_errors
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     cheat: Annotated[

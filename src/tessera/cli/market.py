@@ -34,6 +34,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tessera.cli.errors import fail, handle_errors
 from tessera.cli.ledger import (
     DEFAULT_DEPLOYMENT,
     DEFAULT_RPC,
@@ -44,9 +45,7 @@ from tessera.cli.ledger import (
     RpcOpt,
     connect,
     emit_json,
-    fail,
 )
-from tessera.errors import TesseraError
 
 if TYPE_CHECKING:
     from tessera.ledger import Dataset, LedgerClient
@@ -65,7 +64,7 @@ DEFAULT_DELTA = 1e-6
 def _open(rpc: str, deployment: Path, account: str | None) -> Connection:
     try:
         return connect(rpc, deployment, account)
-    except (TesseraError, ValueError) as exc:
+    except ValueError as exc:
         fail(exc)
 
 
@@ -127,6 +126,7 @@ def _acting(conn: Connection, command: str) -> LedgerClient:
 
 
 @app.command("list")
+@handle_errors
 def list_datasets(
     rpc: RpcOpt = DEFAULT_RPC,
     deployment: DeploymentOpt = DEFAULT_DEPLOYMENT,
@@ -138,16 +138,14 @@ def list_datasets(
 ) -> None:
     """Every listed dataset with its policy, price, remaining budget and rating."""
     conn = _open(rpc, deployment, account)
-    try:
-        client = conn.client()
-        datasets = [client.dataset(i) for i in range(client.dataset_count())]
-    except TesseraError as exc:
-        fail(exc)
+    client = conn.client()
+    datasets = [client.dataset(i) for i in range(client.dataset_count())]
     shown = [ds for ds in datasets if ds.active or include_delisted]
     _show_datasets(as_json, "Datasets", shown)
 
 
 @app.command()
+@handle_errors
 def search(
     tag: Annotated[str, typer.Argument(help="A search tag (1 to 32 bytes).")],
     rpc: RpcOpt = DEFAULT_RPC,
@@ -160,12 +158,13 @@ def search(
     try:
         client = conn.client()
         datasets = [client.dataset(i) for i in client.search(tag)]
-    except (TesseraError, ValueError) as exc:
+    except ValueError as exc:
         fail(exc)
     _show_datasets(as_json, f"Datasets tagged {tag!r}", datasets)
 
 
 @app.command()
+@handle_errors
 def show(
     dataset_id: Annotated[int, typer.Argument(help="The dataset's id.", min=0)],
     rpc: RpcOpt = DEFAULT_RPC,
@@ -175,10 +174,7 @@ def show(
 ) -> None:
     """One dataset in full: policy, public bounds, budget, price, revenue, rating."""
     conn = _open(rpc, deployment, account)
-    try:
-        ds = conn.client().dataset(dataset_id)
-    except TesseraError as exc:
-        fail(exc)
+    ds = conn.client().dataset(dataset_id)
     record = _dataset_json(ds)
     if as_json:
         emit_json(record)
@@ -200,6 +196,7 @@ def purchase_id(purchase: dict[str, Any]) -> bytes:
 
 
 @app.command()
+@handle_errors
 def buy(
     dataset_ids: Annotated[list[int], typer.Argument(help="Dataset ids to query.", min=0)],
     operations: Annotated[
@@ -246,11 +243,8 @@ def buy(
         "nonce": secrets.token_hex(16),
     }
     query_id = purchase_id(purchase)
-    try:
-        price = analyst.quote(datasets, kind)
-        tx = analyst.submit_query(query_id, datasets, committee, cost, ops, kind)
-    except TesseraError as exc:
-        fail(exc)
+    price = analyst.quote(datasets, kind)
+    tx = analyst.submit_query(query_id, datasets, committee, cost, ops, kind)
     qid_hex = "0x" + query_id.hex()
     report = {
         "query_id": qid_hex,
@@ -276,6 +270,7 @@ def buy(
 
 
 @app.command()
+@handle_errors
 def rate(
     query_id: Annotated[str, typer.Argument(help="The passed query (0x + 64 hex digits).")],
     dataset_id: Annotated[int, typer.Argument(help="A dataset the query used.", min=0)],
@@ -294,11 +289,8 @@ def rate(
         fail(exc)
     conn = _open(rpc, deployment, account)
     analyst = _acting(conn, "rate")
-    try:
-        tx = analyst.rate(qid, dataset_id, stars)
-        ds = analyst.dataset(dataset_id)
-    except TesseraError as exc:
-        fail(exc)
+    tx = analyst.rate(qid, dataset_id, stars)
+    ds = analyst.dataset(dataset_id)
     report = {
         "query_id": "0x" + qid.hex(),
         "dataset_id": dataset_id,
@@ -317,6 +309,7 @@ def rate(
 
 
 @app.command()
+@handle_errors
 def stats(
     top: Annotated[int, typer.Option(help="How many top datasets.", min=1, max=16)] = 5,
     rpc: RpcOpt = DEFAULT_RPC,
@@ -326,12 +319,9 @@ def stats(
 ) -> None:
     """Market statistics: volume, queries, escrow, and the top datasets by revenue."""
     conn = _open(rpc, deployment, account)
-    try:
-        client = conn.client()
-        s = client.stats(top)
-        tops = [client.dataset(i) for i in s.top_datasets]
-    except TesseraError as exc:
-        fail(exc)
+    client = conn.client()
+    s = client.stats(top)
+    tops = [client.dataset(i) for i in s.top_datasets]
     report = {
         "volume": s.volume,
         "settled_queries": s.settled_queries,

@@ -4,13 +4,15 @@ model``, ``tessera verify``: the network as processes, and the analyst's command
 Exit codes (from :data:`tessera.errors.EXIT_CODES`)::
 
     0   done (``verify``: the query passed)
-    1   ``verify``: the query failed verification
+    1   ``query``, ``model``: the result did not verify
     2   bad arguments
     10  a provider's policy refused the query; 11 its privacy budget is spent
     14  the protocol failed (too few honest nodes)
     17  the ledger refused; 18 a peer or the chain cannot be reached
     19  a configuration, key or state file is missing or malformed
     20  the query is malformed
+    23  ``verify``: the query did not pass verification (the ledger's verdict or the
+        re-check here)
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tessera.cli.ledger import JsonOpt, emit_json, fail
+from tessera.cli.errors import fail, handle_errors
+from tessera.cli.ledger import JsonOpt, emit_json
 from tessera.errors import TesseraError
 
 node_app = typer.Typer(help="Run one role process.", no_args_is_help=True, add_completion=False)
@@ -51,6 +54,7 @@ EpsOpt = Annotated[
 
 
 @node_app.command("run")
+@handle_errors
 def node_run(
     config: Annotated[Path, typer.Option("--config", help="The role's TOML configuration.")],
 ) -> None:
@@ -58,14 +62,12 @@ def node_run(
     from tessera.node.config import load_role_config
     from tessera.node.runner import run
 
-    try:
-        cfg = load_role_config(config)
-        run(cfg, on_ready=lambda port: _err.print(f"{cfg.role} {cfg.name} on 127.0.0.1:{port}"))
-    except TesseraError as exc:
-        fail(exc)
+    cfg = load_role_config(config)
+    run(cfg, on_ready=lambda port: _err.print(f"{cfg.role} {cfg.name} on 127.0.0.1:{port}"))
 
 
 @network_app.command("up")
+@handle_errors
 def network_up(
     file: Annotated[Path, typer.Argument(help="The network's TOML file.")],
     state_dir: DirOpt = DEFAULT_DIR,
@@ -74,11 +76,8 @@ def network_up(
     """Start the chain, every role as a process, run the DKG; then return (``down`` stops)."""
     from tessera.node.launcher import Network, NetworkSpec
 
-    try:
-        spec = NetworkSpec.load(file)
-        state = Network(state_dir).up(spec, progress=lambda m: _err.print(f"[dim]·[/dim] {m}"))
-    except TesseraError as exc:
-        fail(exc)
+    spec = NetworkSpec.load(file)
+    state = Network(state_dir).up(spec, progress=lambda m: _err.print(f"[dim]·[/dim] {m}"))
     summary = {
         "dir": str(state_dir),
         "rpc": state["rpc"],
@@ -92,14 +91,12 @@ def network_up(
 
 
 @network_app.command("down")
+@handle_errors
 def network_down(state_dir: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """Stop every process of the network (the roles first, the chain last)."""
     from tessera.node.launcher import Network
 
-    try:
-        stopped = Network(state_dir).down()
-    except TesseraError as exc:
-        fail(exc)
+    stopped = Network(state_dir).down()
     if as_json:
         emit_json({"stopped": stopped})
     else:
@@ -107,14 +104,12 @@ def network_down(state_dir: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> N
 
 
 @network_app.command("status")
+@handle_errors
 def network_status(state_dir: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """The chain and each role: up or down, and what it is working on."""
     from tessera.node.launcher import Network
 
-    try:
-        status = Network(state_dir).status()
-    except TesseraError as exc:
-        fail(exc)
+    status = Network(state_dir).status()
     if as_json:
         emit_json(status)
         return
@@ -203,6 +198,7 @@ def _session(state_dir: Path) -> Any:
     return analyst
 
 
+@handle_errors
 def query(
     sql: Annotated[str, typer.Argument(help='e.g. "SELECT AVG(age) FROM patients"')],
     epsilon: EpsOpt = 1.0,
@@ -210,15 +206,13 @@ def query(
     as_json: JsonOpt = False,
 ) -> None:
     """Run one SQL query over the network: encrypted, noised, verified, settled."""
-    try:
-        analyst = _session(state_dir)
-        res = analyst.sql(sql, epsilon=epsilon)
-    except TesseraError as exc:
-        fail(exc)
+    analyst = _session(state_dir)
+    res = analyst.sql(sql, epsilon=epsilon)
     _show(res, as_json)
 
 
 @model_app.command("linear")
+@handle_errors
 def model_linear(
     table: Annotated[str, typer.Option(help="Table name.")],
     target: Annotated[str, typer.Option(help="The outcome column.")],
@@ -228,16 +222,12 @@ def model_linear(
     as_json: JsonOpt = False,
 ) -> None:
     """Ordinary least squares over the network."""
-    try:
-        res = _session(state_dir).linear_regression(
-            table, target, features.split(","), epsilon=epsilon
-        )
-    except TesseraError as exc:
-        fail(exc)
+    res = _session(state_dir).linear_regression(table, target, features.split(","), epsilon=epsilon)
     _show(res, as_json)
 
 
 @model_app.command("logistic")
+@handle_errors
 def model_logistic(
     table: Annotated[str, typer.Option(help="Table name.")],
     target: Annotated[str, typer.Option(help="The 0/1 outcome column.")],
@@ -247,16 +237,14 @@ def model_logistic(
     as_json: JsonOpt = False,
 ) -> None:
     """Logistic regression (one-shot, Aono's approximation) over the network."""
-    try:
-        res = _session(state_dir).logistic_regression(
-            table, target, features.split(","), epsilon=epsilon
-        )
-    except TesseraError as exc:
-        fail(exc)
+    res = _session(state_dir).logistic_regression(
+        table, target, features.split(","), epsilon=epsilon
+    )
     _show(res, as_json)
 
 
 @model_app.command("survival")
+@handle_errors
 def model_survival(
     table: Annotated[str, typer.Option(help="Table name.")],
     time_column: Annotated[str, typer.Option("--time", help="Follow-up time column.")],
@@ -272,11 +260,10 @@ def model_survival(
         res = _session(state_dir).kaplan_meier(table, time_column, event, points, epsilon=epsilon)
     except ValueError as exc:
         fail(exc)
-    except TesseraError as exc:
-        fail(exc)
     _show(res, as_json)
 
 
+@handle_errors
 def verify(
     query_id: Annotated[str, typer.Argument(help="The query id (0x + 64 hex digits).")],
     state_dir: DirOpt = DEFAULT_DIR,
@@ -292,24 +279,21 @@ def verify(
             raise ValueError("a query id is 32 bytes")
     except ValueError as exc:
         fail(exc)
-    try:
-        analyst, transport = open_session(state_dir)
-        q = analyst.ledger.query(qid)
-        trail = analyst.ledger.audit_trail(qid)
-        verdicts = []
-        for peer in (p for p in analyst.peers if p.role == "verifier"):
-            try:
-                verdicts.append(
-                    {
-                        "verifier": peer.name,
-                        **transport.call(peer.address, "verdict", {"query_id": qid.hex()}),
-                    }
-                )
-            except TesseraError as exc:
-                verdicts.append({"verifier": peer.name, "error": str(exc)})
-        recheck = _recheck(analyst, transport, qid, q)
-    except TesseraError as exc:
-        fail(exc)
+    analyst, transport = open_session(state_dir)
+    q = analyst.ledger.query(qid)
+    trail = analyst.ledger.audit_trail(qid)
+    verdicts = []
+    for peer in (p for p in analyst.peers if p.role == "verifier"):
+        try:
+            verdicts.append(
+                {
+                    "verifier": peer.name,
+                    **transport.call(peer.address, "verdict", {"query_id": qid.hex()}),
+                }
+            )
+        except TesseraError as exc:
+            verdicts.append({"verifier": peer.name, "error": str(exc)})
+    recheck = _recheck(analyst, transport, qid, q)
     passed = q.status == "passed" and bool(recheck.get("passed"))
     report = {
         "query_id": "0x" + qid.hex(),
@@ -337,7 +321,15 @@ def verify(
                 f"  {v['verifier']}: {v.get('passed', v.get('error'))} {v.get('failures', '')}"
             )
     if not passed:
-        raise typer.Exit(1)
+        from tessera.errors import VerificationFailed
+
+        if q.status != "passed":
+            why = f"the ledger says {q.status}"
+        elif recheck.get("passed") is None:
+            why = f"not re-checked here: {recheck.get('error')}"
+        else:
+            why = "the re-check here failed"
+        raise VerificationFailed(f"query {report['query_id']} did not pass verification: {why}")
 
 
 def _recheck(analyst: Any, transport: Any, qid: bytes, q: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tessera.errors import ConfigError, TesseraError, exit_code
+from tessera.cli.errors import fail, handle_errors
+from tessera.errors import ConfigError
 
 app = typer.Typer(
     help="Private telemetry (Prio3, Poplar1): aggregators, clients and the collector.",
@@ -26,12 +27,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The task's TOML file.")]
 
 
-def _fail(exc: Exception) -> None:
-    code = exit_code(exc) if isinstance(exc, TesseraError) else 2
-    _err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
-    raise typer.Exit(code)
-
-
 def _emit(as_json: bool, payload: dict[str, Any]) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload) + "\n")
@@ -39,6 +34,7 @@ def _emit(as_json: bool, payload: dict[str, Any]) -> None:
 
 
 @app.command()
+@handle_errors
 def init(
     directory: Annotated[Path, typer.Argument(help="Empty directory for the task files.")],
     vdaf: Annotated[
@@ -89,17 +85,14 @@ def init(
             dp=dp_spec,
         )
     except ValueError as exc:
-        _fail(ConfigError(str(exc)))
-        return
-    except TesseraError as exc:
-        _fail(exc)
-        return
+        fail(ConfigError(str(exc)))
     _emit(as_json, {"config": str(path)})
     if not as_json:
         Console().print(f"wrote {path}")
 
 
 @app.command()
+@handle_errors
 def serve(
     config: Annotated[
         list[Path], typer.Option("--config", "-c", help="Task TOML file (repeatable).")
@@ -125,13 +118,11 @@ def serve(
         else:
             _err.print(f"aggregator {node.agg_id} ({payload['role']}) on {payload['listen']}")
 
-    try:
-        run(config, aggregator, on_ready=ready)
-    except TesseraError as exc:
-        _fail(exc)
+    run(config, aggregator, on_ready=ready)
 
 
 @app.command()
+@handle_errors
 def submit(
     config: ConfigOpt,
     measurements: Annotated[
@@ -154,9 +145,8 @@ def submit(
         when = int(time.time()) if at is None else at
         with TelemetryClient(cfg) as client:
             outcomes = client.submit(values, when, SystemRng())
-    except (TesseraError, ValueError) as exc:
-        _fail(exc)
-        return
+    except ValueError as exc:
+        fail(exc)
     rows = [{"report_id": o.report_id.hex(), "status": o.status.label} for o in outcomes]
     accepted = sum(1 for o in outcomes if o.status.label == "accepted")
     _emit(as_json, {"task": cfg.task_id_hex, "accepted": accepted, "reports": rows})
@@ -170,6 +160,7 @@ def submit(
 
 
 @app.command()
+@handle_errors
 def collect(
     config: ConfigOpt,
     start: Annotated[int, typer.Option(help="Batch start, Unix seconds (aligned).")],
@@ -210,9 +201,8 @@ def collect(
             else:
                 res = collector.collect(interval)
                 payload.update(report_count=res.report_count, result=res.result)
-    except (TesseraError, ValueError) as exc:
-        _fail(exc)
-        return
+    except ValueError as exc:
+        fail(exc)
     if as_json:
         _emit(True, payload)
     else:

@@ -17,7 +17,8 @@ Errors at the caller:
   subclass it raised (looked up by name in :mod:`tessera.errors`) with its message,
   or :class:`~tessera.errors.RemoteError` (with ``status``) for a name not there.
 
-HTTP statuses of refusals (:data:`STATUS`, most specific class first)::
+HTTP statuses of refusals (:data:`tessera.errors.HTTP_STATUS`, the one table the
+telemetry aggregators use too)::
 
     400  DecodeError, QueryError     malformed body (names the problem) or query
     401  Unauthorized                unsigned, bad signature, unknown key, wrong recipient
@@ -41,18 +42,14 @@ import httpx
 
 from tessera import errors
 from tessera.errors import (
+    BodyTooLarge,
     DecodeError,
-    InvalidProof,
     LedgerError,
     NotFound,
-    PolicyViolation,
-    ProtocolError,
-    QueryError,
     RemoteError,
-    Replay,
     TesseraError,
     TransportError,
-    Unauthorized,
+    http_status,
 )
 from tessera.node.envelope import (
     KeyDirectory,
@@ -67,7 +64,6 @@ from tessera.node.identity import Identity, to_checksum_address
 
 __all__ = [
     "MAX_BODY",
-    "STATUS",
     "Handler",
     "HttpTransport",
     "InProcessTransport",
@@ -81,20 +77,6 @@ log = logging.getLogger("tessera.node")
 
 #: Largest request body a node accepts by default (64 MiB).
 MAX_BODY: Final = 64 * 2**20
-
-#: HTTP status of each refusal, most specific class first.
-STATUS: Final[tuple[tuple[type[TesseraError], int], ...]] = (
-    (Replay, 409),
-    (Unauthorized, 401),
-    (NotFound, 404),
-    (PolicyViolation, 403),
-    (DecodeError, 400),
-    (QueryError, 400),
-    (InvalidProof, 422),
-    (ProtocolError, 422),
-    (LedgerError, 502),
-    (TransportError, 502),
-)
 
 
 class Handler(Protocol):
@@ -121,24 +103,17 @@ class Transport(Protocol):
     ) -> dict[str, Any]: ...
 
 
-def status_of(exc: TesseraError) -> int:
-    for cls, status in STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
-
-
 def _error_reply(exc: TesseraError) -> tuple[int, bytes]:
     reply: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
     if isinstance(exc, LedgerError) and exc.reason is not None:
         reply["reason"] = exc.reason
-    return status_of(exc), encode_body(reply)
+    return http_status(exc), encode_body(reply)
 
 
 def too_large(max_body: int) -> tuple[int, bytes]:
-    return 413, encode_body(
-        {"error": "PayloadTooLarge", "message": f"request body exceeds {max_body} bytes"}
-    )
+    exc = BodyTooLarge(f"request body exceeds {max_body} bytes")
+    # On the wire it is "PayloadTooLarge", a name outside the tree: a RemoteError(413).
+    return http_status(exc), encode_body({"error": "PayloadTooLarge", "message": str(exc)})
 
 
 def internal_error(exc: BaseException) -> tuple[int, bytes]:

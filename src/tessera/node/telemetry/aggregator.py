@@ -37,17 +37,20 @@ from fastapi.responses import JSONResponse, Response
 
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.errors import (
-    BatchCollected,
+    BodyTooLarge,
     ConfigError,
     DecodeError,
     InvalidProof,
-    PolicyViolation,
+    NotFound,
     ProtocolError,
     TesseraError,
     TransportError,
+    Unauthorized,
+    http_status,
 )
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
+from tessera.node.telemetry.refusal import refusal
 from tessera.node.telemetry.store import BatchTotals, BucketDelta, TelemetryStore
 from tessera.protocol.telemetry.collection import (
     add_noise,
@@ -88,14 +91,6 @@ CLOCK_SKEW = 3600
 UPLOAD_SCOPE = b"upload"
 #: Seconds a helper keeps the state of an unfinished aggregation job.
 HELPER_JOB_TTL = 900.0
-
-
-class AuthError(TesseraError):
-    """A request without the task's bearer token."""
-
-
-class NotFound(TesseraError):
-    """An unknown task or aggregation job."""
 
 
 class _Gate:
@@ -356,7 +351,7 @@ class AggregatorNode:
             return
         expected = f"Bearer {rt.token}"
         if header is None or not hmac.compare_digest(header.encode(), expected.encode()):
-            raise AuthError("missing or wrong bearer token for this task")
+            raise Unauthorized("missing or wrong bearer token for this task")
 
     def _headers(self, rt: TaskRuntime) -> dict[str, str]:
         h = {"content-type": OCTET}
@@ -372,12 +367,7 @@ class AggregatorNode:
         except httpx.HTTPError as exc:
             raise TransportError(f"helper {helper} at {url} unreachable: {exc}") from exc
         if resp.status_code != 200:
-            detail = _error_detail(resp)
-            if resp.status_code == 409:
-                raise BatchCollected(f"helper {helper} refused: {detail}")
-            if resp.status_code == 400:
-                raise PolicyViolation(f"helper {helper} refused: {detail}")
-            raise TransportError(f"helper {helper} answered {resp.status_code}: {detail}")
+            raise refusal(resp, f"helper {helper}", prefix=f"helper {helper} refused: ")
         return resp.content
 
     def _now(self) -> int:
@@ -776,23 +766,9 @@ def _outcomes(reports: Sequence[Report], status: dict[bytes, ReportStatus]) -> l
     return out
 
 
-def _error_detail(resp: httpx.Response) -> str:
-    try:
-        data = resp.json()
-    except ValueError:
-        return resp.text[:200]
-    if isinstance(data, dict) and "error" in data:
-        return str(data["error"])
-    return str(data)[:200]
-
-
 #: The largest request bodies accepted: one report, and a job or collection request.
 MAX_REPORT_BYTES = 4 * 2**20
 MAX_JOB_BYTES = 256 * 2**20
-
-
-class BodyTooLarge(DecodeError):
-    """A request body over the endpoint's limit (HTTP 413); nothing of it is kept."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -806,28 +782,6 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
     return bytes(body)
-
-
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (BodyTooLarge, 413),
-    (AuthError, 401),
-    (NotFound, 404),
-    (BatchCollected, 409),
-    (ProtocolError, 409),
-    (DecodeError, 400),
-    (InvalidProof, 400),
-    (PolicyViolation, 400),
-    (TransportError, 502),
-    (ConfigError, 500),
-)
-
-
-def http_status(exc: TesseraError) -> int:
-    """HTTP status of an error raised while serving a request."""
-    for cls, code in _STATUS:
-        if isinstance(exc, cls):
-            return code
-    return 500
 
 
 def create_app(node: AggregatorNode) -> FastAPI:

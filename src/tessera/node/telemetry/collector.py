@@ -13,17 +13,10 @@ from typing import Any
 import httpx
 
 from tessera.crypto.poplar1 import Poplar1
-from tessera.errors import (
-    BatchCollected,
-    BatchTooSmall,
-    DecodeError,
-    PolicyViolation,
-    ProtocolError,
-    TesseraError,
-    TransportError,
-)
+from tessera.errors import DecodeError, ProtocolError, TransportError
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
+from tessera.node.telemetry.refusal import refusal
 from tessera.protocol.telemetry.collection import (
     next_candidates,
     poplar1_agg_param,
@@ -90,7 +83,7 @@ class TelemetryCollector:
         except httpx.HTTPError as exc:
             raise TransportError(f"leader at {cfg.aggregators[0].url}: {exc}") from exc
         if resp.status_code != 200:
-            raise _error(resp)
+            raise refusal(resp, "leader")
         try:
             coll = Collection.decode(resp.content)
         except DecodeError as exc:
@@ -144,23 +137,3 @@ class TelemetryCollector:
         if not isinstance(self.vdaf, Poplar1):
             raise ValueError(f"task runs {self.config.vdaf_spec.kind}, not Poplar1")
         return self.vdaf
-
-
-_KINDS: dict[str, type[TesseraError]] = {
-    cls.__name__: cls
-    for cls in (BatchTooSmall, BatchCollected, PolicyViolation, DecodeError, ProtocolError)
-}
-
-
-def _error(resp: httpx.Response) -> TesseraError:
-    """The error the leader reported, as the same class where it is a batch-rule error."""
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and "error" in data:
-        cls = _KINDS.get(str(data.get("kind")))
-        if cls is not None and 400 <= resp.status_code < 500:
-            return cls(str(data["error"]))
-        return TransportError(f"leader answered {resp.status_code}: {data['error']}")
-    return TransportError(f"leader answered {resp.status_code}: {resp.text[:300]}")

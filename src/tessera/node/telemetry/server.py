@@ -1,14 +1,13 @@
-"""Run one telemetry aggregator under uvicorn, bound to the loopback interface only."""
+"""Run one telemetry aggregator, on the loopback interface only (:mod:`tessera.node.serve`)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import uvicorn
+from urllib.parse import urlsplit
 
 from tessera.errors import ConfigError
+from tessera.node.serve import serve as serve_app
 from tessera.node.telemetry.aggregator import AggregatorNode, create_app
 from tessera.node.telemetry.config import load_task_config
 
@@ -31,32 +30,13 @@ def serve(
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM shut down cleanly)."""
     node = build_node(config_paths, agg_id)
-    from urllib.parse import urlsplit
-
     port = urlsplit(node.url).port
     if port is None:
         raise ConfigError(f"aggregator url {node.url} has no port")
-    config = uvicorn.Config(
+    serve_app(
         create_app(node),
-        host=HOST,
-        port=port,
+        HOST,
+        port,
+        on_ready=None if on_ready is None else (lambda actual: on_ready(node, actual)),
         log_level=log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_keep_alive=30,
     )
-    server = uvicorn.Server(config)
-
-    async def main() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                break
-            await asyncio.sleep(0.02)
-        if server.started and on_ready is not None:
-            on_ready(node, port)
-        await task
-
-    asyncio.run(main())
-    if not server.started:
-        raise ConfigError(f"aggregator could not listen on {HOST}:{port} (port in use?)")
