@@ -154,20 +154,20 @@ class VerifierRole(Role):
         self.progress_.update(key, "voted", passed=verdict.ok)
         return result
 
-    def on_record(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
-        """A verified query's ticket and whole public record (ciphertexts, proofs, release)."""
+    def _kept(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         qid = _hex32(body.get("query_id"), "query_id")
-        stored = self.store.get("record", qid.hex())
+        stored = self.store.get(kind, qid.hex())
         if stored is None:
-            raise NotFound(f"no record for query 0x{qid.hex()}")
+            raise NotFound(f"no {kind} for query 0x{qid.hex()}")
         return dict(stored)
 
+    def on_record(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """A verified query's ticket and whole public record (ciphertexts, proofs, release)."""
+        return self._kept("record", body)
+
     def on_verdict(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
-        qid = _hex32(body.get("query_id"), "query_id")
-        done = self.store.get("verdict", qid.hex())
-        if done is None:
-            raise NotFound(f"no verdict for query 0x{qid.hex()}")
-        return dict(done)
+        """This verifier's verdict on a query."""
+        return self._kept("verdict", body)
 
 
 def verdict_json(
