@@ -27,7 +27,7 @@ from rich.table import Table
 
 from tessera.cli.errors import fail, handle_errors
 from tessera.cli.ledger import JsonOpt, emit_json
-from tessera.errors import TesseraError
+from tessera.errors import TesseraError, TransportError
 
 node_app = typer.Typer(help="Run one role process.", no_args_is_help=True, add_completion=False)
 network_app = typer.Typer(
@@ -335,32 +335,24 @@ def verify(
 def _recheck(analyst: Any, transport: Any, qid: bytes, q: Any) -> dict[str, Any]:
     """Fetch the query's public record from a verifier and check it here, proofs and
     on-chain trail: anyone holding the record can, without trusting the verifiers."""
-    from tessera.node.ledger_session import check_trail
-    from tessera.protocol.aggregation import verify_record
-    from tessera.protocol.wire import record_from_json
+    from tessera.node.roles.verifier import check_query
+    from tessera.protocol.query import QueryTicket
 
     for peer in (p for p in analyst.peers if p.role == "verifier"):
         try:
             data = transport.call(peer.address, "record", {"query_id": qid.hex()})
-        except TesseraError:
+            ticket = QueryTicket.from_json(data.get("ticket"))
+            if ticket.query_id != qid:
+                return {"passed": False, "proofs_checked": 0, "failures": ["another query's"]}
+            verdict, _, _ = check_query(analyst.ledger, ticket, data.get("record"))
+        except TransportError:
             continue
-        record = record_from_json(data["record"])
-        if record.query.query_id != qid:
-            return {"passed": False, "proofs_checked": 0, "failures": ["record of another query"]}
-        verdict = verify_record(record)
-        members = analyst.ledger.committee(q.committee).members
-        providers = {p.name: p.address for p in analyst.peers if p.role == "provider"}
-        failures = check_trail(
-            analyst.ledger.audit_trail(qid),
-            record,
-            providers,
-            {i + 1: a for i, a in enumerate(members)},
-            q.analyst,
-        )
+        except TesseraError as exc:
+            return {"passed": False, "proofs_checked": 0, "failures": [str(exc)], "from": peer.name}
         return {
-            "passed": verdict.ok and not failures,
+            "passed": verdict.ok,
             "proofs_checked": verdict.checked_proofs,
-            "failures": [*verdict.failures, *failures],
+            "failures": list(verdict.failures),
             "from": peer.name,
         }
     return {"passed": None, "error": "no verifier holds the record"}

@@ -69,7 +69,7 @@ class RoleConfig:
     index: int = 0
     n: int = 0
     t: int = 0
-    cheat_key_switch: bool = False
+    adversary: str = ""  # tests only: a tessera.testing.adversary wrapper for this role
     tables: dict[str, TableConfig] = field(default_factory=dict)
 
     def peers(self) -> list[Peer]:
@@ -162,7 +162,7 @@ def load_role_config(path: Path | str) -> RoleConfig:
         index=index,
         n=n,
         t=t,
-        cheat_key_switch=bool(data.get("cheat_key_switch", False)),
+        adversary=_get(data, "adversary", str, where, ""),
         tables=tables,
     )
 
