@@ -296,7 +296,7 @@ class Prio3(
             raise InvalidProof("joint randomness check failed")
         return out_share
 
-    # -- many reports at once (tessera.crypto.prio3_batch) ----------------------------
+    # -- many reports at once (compiled path: tessera.crypto.prio3_batch) --------------
 
     def verify_init_batch(
         self,
@@ -315,11 +315,19 @@ class Prio3(
         Field128 range-check circuits (SumVec, Histogram, MultihotCountVec with one
         proof) run batched in compiled code (:mod:`tessera.crypto.prio3_batch`).
         """
-        from tessera.crypto import prio3_batch
-
-        return prio3_batch.verify_init_batch(
-            self, verify_key, ctx, agg_id, nonces, public_shares, input_shares
-        )
+        if not len(nonces) == len(public_shares) == len(input_shares):
+            raise ValueError("mismatched batch sizes")
+        if len(verify_key) != self.VERIFY_KEY_SIZE:
+            raise ValueError("incorrect verify key size")
+        if not 0 <= agg_id < self.SHARES:
+            raise ValueError("aggregator id out of range")
+        batch = self._range_check_batch
+        if batch is None:
+            return [
+                self._verify_init_encoded(verify_key, ctx, agg_id, n, p, i)
+                for n, p, i in zip(nonces, public_shares, input_shares, strict=True)
+            ]
+        return batch.run(verify_key, ctx, agg_id, nonces, public_shares, input_shares)
 
     def verifier_messages_batch(
         self, ctx: bytes, verifier_shares: Sequence[Sequence[bytes]]
@@ -329,9 +337,10 @@ class Prio3(
         Returns, per report, the encoded verifier message or the exception the per-report
         path raises; the FLP decisions of the Field128 range-check circuits run batched.
         """
-        from tessera.crypto import prio3_batch
-
-        return prio3_batch.verifier_messages_batch(self, ctx, verifier_shares)
+        batch = self._range_check_batch
+        if batch is None:
+            return [self._message_encoded(ctx, shares) for shares in verifier_shares]
+        return batch.messages(ctx, verifier_shares)
 
     def warm_up_batch(self) -> None:
         """Load the compiled kernels of :meth:`verify_init_batch` now rather than on first use.
@@ -339,14 +348,14 @@ class Prio3(
         Numba compiles them once per machine (cached next to the module); loading still
         takes about a second, which a server should spend before taking traffic.
         """
-        from tessera.crypto import prio3_batch
-
-        prio3_batch.warm_up(self)
+        batch = self._range_check_batch
+        if batch is not None:
+            batch.warm_up()
 
     @functools.cached_property
     def _range_check_batch(self) -> RangeCheckBatch | None:
-        """The batch verifier of this circuit, or ``None`` if it has no compiled path."""
-        from tessera.crypto.prio3_batch import RangeCheckBatch
+        """The compiled batch path of this circuit, or ``None`` (report by report)."""
+        from tessera.crypto.prio3_batch import RangeCheckBatch  # loads numba
 
         return RangeCheckBatch.of(self)
 

@@ -1,12 +1,13 @@
 """Prio3 verification of a whole aggregation job at once (draft-irtf-cfrg-vdaf-18, §7).
 
-:meth:`Prio3.verify_init_batch <tessera.crypto.prio3.Prio3.verify_init_batch>` and
-:meth:`~tessera.crypto.prio3.Prio3.verifier_messages_batch` come here. For the
-one-proof Field128 range-check circuits (SumVec, Histogram, MultihotCountVec with
-TurboSHAKE128) the FLP query and decision run over the batch in the compiled kernels
-of :mod:`tessera.crypto.flp_batch`; every other circuit, and any report the kernels
-cannot decide exactly, goes through the per-report spec code of
-:class:`~tessera.crypto.prio3.Prio3`, so the results are always the spec's.
+The compiled path of :meth:`Prio3.verify_init_batch
+<tessera.crypto.prio3.Prio3.verify_init_batch>` and
+:meth:`~tessera.crypto.prio3.Prio3.verifier_messages_batch`: for the one-proof
+Field128 range-check circuits (SumVec, Histogram, MultihotCountVec with
+TurboSHAKE128) the FLP query and decision run over the batch in the kernels of
+:mod:`tessera.crypto.flp_batch`; any report the kernels cannot decide exactly goes
+through the per-report spec code of :class:`~tessera.crypto.prio3.Prio3`, so the
+results are always the spec's. Other circuits go report by report.
 
 Imported on first use: loading it loads numba.
 """
@@ -33,62 +34,6 @@ from tessera.crypto.prio3 import (
 )
 from tessera.crypto.xof import XofTurboShake128
 from tessera.errors import DecodeError, InvalidProof
-
-
-def verify_init_batch(
-    vdaf: Prio3[Any, Any],
-    verify_key: bytes,
-    ctx: bytes,
-    agg_id: int,
-    nonces: Sequence[bytes],
-    public_shares: Sequence[bytes],
-    input_shares: Sequence[bytes],
-) -> list[tuple[Prio3VerifyState, bytes] | Exception]:
-    """``vdaf.verify_init`` for many reports from their *encoded* shares.
-
-    Returns, per report, the verification state and the encoded verifier share, or
-    the exception ``verify_init`` would raise (``DecodeError``, ``InvalidProof`` or
-    ``ValueError``); the results are exactly those of ``verify_init``.
-    """
-    if not len(nonces) == len(public_shares) == len(input_shares):
-        raise ValueError("mismatched batch sizes")
-    if len(verify_key) != vdaf.VERIFY_KEY_SIZE:
-        raise ValueError("incorrect verify key size")
-    if not 0 <= agg_id < vdaf.SHARES:
-        raise ValueError("aggregator id out of range")
-    batch = vdaf._range_check_batch
-    if batch is None:
-        return [
-            vdaf._verify_init_encoded(verify_key, ctx, agg_id, n, p, i)
-            for n, p, i in zip(nonces, public_shares, input_shares, strict=True)
-        ]
-    return batch.run(verify_key, ctx, agg_id, nonces, public_shares, input_shares)
-
-
-def verifier_messages_batch(
-    vdaf: Prio3[Any, Any], ctx: bytes, verifier_shares: Sequence[Sequence[bytes]]
-) -> list[bytes | Exception]:
-    """``vdaf.verifier_shares_to_message`` for many reports from their *encoded* shares.
-
-    Returns, per report, the encoded verifier message or the exception the per-report
-    path raises; the FLP decisions of the Field128 range-check circuits run batched.
-    """
-    batch = vdaf._range_check_batch
-    if batch is None:
-        return [vdaf._message_encoded(ctx, shares) for shares in verifier_shares]
-    return batch.messages(ctx, verifier_shares)
-
-
-def warm_up(vdaf: Prio3[Any, Any]) -> None:
-    """Load the compiled kernels of ``vdaf``'s batch path now rather than on first use.
-
-    Numba compiles them once per machine (cached next to the module); loading still
-    takes about a second, which a server should spend before taking traffic.
-    """
-    batch = vdaf._range_check_batch
-    if batch is not None:
-        batch.warm_up()
-
 
 #: High limb of the Field128 modulus: an element whose high limb is below it is canonical.
 _F128_HI = Field128.MODULUS >> 64
