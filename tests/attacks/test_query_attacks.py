@@ -224,6 +224,28 @@ def test_nodes_refuse_a_noise_set_the_analyst_or_a_colluder_made_up(target: Targ
         assert isinstance(err, InvalidProof)
 
 
+def test_two_nodes_never_switch_two_different_aggregates(target: Target) -> None:
+    """The analyst has node 1 switch the aggregate without one provider, then asks that
+    provider, then has node 2 switch the aggregate with it: the difference of the two
+    releases would be that provider's exact value. The first switch locks the aggregate."""
+    ticket = ticket_for(target, (Sum("age"),))
+    submit(target, ticket)
+    body = {"ticket": ticket.to_json()}
+    late = "lab-d"
+    early = {
+        name: ask(target, target.peer("provider", name), "contribute", body)["contribution"]
+        for name, _ in ticket.providers
+        if name != late
+    }
+    noise = [ask(target, node(target, i), "noise", body)["noise"] for i in (1, 2, 3)]
+    first = {**body, "contributions": list(early.values()), "noise": noise}
+    assert "shares" in ask(target, node(target, 1), "key_switch", first)
+    extra = ask(target, target.peer("provider", late), "contribute", body)["contribution"]
+    second = {**first, "contributions": [*early.values(), extra]}
+    err = refused(lambda: ask(target, node(target, 2), "key_switch", second))
+    assert isinstance(err, ProtocolError) and "locked a different aggregate" in str(err)
+
+
 # -- 7. the committed noise must all be in the aggregate ------------------------------------
 def test_nodes_refuse_an_aggregate_that_leaves_out_committed_noise(target: Target) -> None:
     def drop_node_2(path: str, body: dict[str, Any]) -> dict[str, Any] | None:

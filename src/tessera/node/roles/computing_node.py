@@ -153,7 +153,9 @@ class NodeRole(DkgMember):
         carries a proof that its author knows it (so none is another party's, from this
         query or an earlier one); and that the noise comes from at least ``n − t + 1``
         distinct committee members, its own included, each committed and proven the same
-        way, every committed noise there unless it is shown to fail its proofs."""
+        way, every committed noise there unless it is shown to fail its proofs. It then
+        commits the aggregate's digest and switches only if no other member committed a
+        different one (:meth:`_lock_aggregate`)."""
         ticket = QueryTicket.from_json(body.get("ticket"))
         key = ticket.query_id.hex()
         qid = ticket.query_id
@@ -177,15 +179,35 @@ class NodeRole(DkgMember):
         self._check_contributions(ticket, prepared.query, q, trail, contributions, raw)
         nodes = {i + 1: a for i, a in enumerate(committee.members)}
         self._check_noise(prepared.query, trail, nodes, noise, raw_noise, raw_rejected)
-        self.progress_.update(key, "key-switch")
-        shares = self.make_shares(prepared.query, agg)
-        shares_hex = codec.encode_key_switch(shares).hex()
         with self._lock:
-            if self.store.get("key_switch", key) is None:
+            done = self.store.get("key_switch", key)
+            if done is None:
+                self._lock_aggregate(qid, trail, set(nodes.values()), bytes.fromhex(agg_digest))
+                self.progress_.update(key, "key-switch")
+                shares = self.make_shares(prepared.query, agg)
                 digest = codec.key_switch_digest(qid, agg, shares)
                 self.ledger.commit_many(qid, {"key_switch": digest})
-                self.store.put("key_switch", key, {"aggregate": agg_digest, "shares": shares_hex})
-        return {"shares": self.store.get("key_switch", key)["shares"]}
+                done = {"aggregate": agg_digest, "shares": codec.encode_key_switch(shares).hex()}
+                self.store.put("key_switch", key, done)
+            elif done["aggregate"] != agg_digest:
+                raise ProtocolError("this node already switched a different aggregate")
+        return {"shares": done["shares"]}
+
+    def _lock_aggregate(
+        self, qid: bytes, trail: AuditTrail, members: set[str], digest: bytes
+    ) -> None:
+        """Commit the aggregate about to be switched, then make sure every committee member
+        that committed one committed the same: no two honest nodes switch different
+        aggregates (two nested ones would let the analyst subtract one from the other and
+        read whatever was committed in between, such as a late provider's exact value)."""
+        mine = trail.of("aggregate").get(self.ledger.account)
+        if mine is None:
+            self.ledger.commit_many(qid, {"aggregate": digest})
+        elif mine != digest:
+            raise ProtocolError("this node already committed a different aggregate")
+        locked = self.ledger.audit_trail(qid, verdicts=False).of("aggregate")
+        if any(d != digest for author, d in locked.items() if author in members):
+            raise ProtocolError("another committee member locked a different aggregate")
 
     def _check_contributions(
         self,
@@ -268,9 +290,7 @@ class NodeRole(DkgMember):
         agg = codec.digest("aggregate", qid, record.aggregate)
         if done is None or done["aggregate"] != agg.hex():
             raise ProtocolError("the record's aggregate is not the one this node switched")
-        tx = self.ledger.commit_many(
-            qid, {"aggregate": agg, "proof_bundle": record.bundle_digest()}
-        )
+        tx = self.ledger.commit_many(qid, {"proof_bundle": record.bundle_digest()})
         return {"tx": tx.tx_hash}
 
 

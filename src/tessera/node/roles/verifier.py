@@ -101,6 +101,9 @@ def check_trail(
         failures.append("result: no release in the record")
     else:
         expect("result", analyst, "result", codec.release_digest(qid, record.release))
+    aggregates = set(trail.of("aggregate").values())
+    if aggregates != {codec.aggregate_digest(qid, record.aggregate)}:
+        failures.append("aggregate: not the one the switching nodes committed")
     if codec.record_digest(record) not in trail.of("proof_bundle").values():
         failures.append("proof bundle: no committee member committed it")
     return failures
