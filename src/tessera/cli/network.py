@@ -181,8 +181,10 @@ def _show(res: Any, as_json: bool) -> None:
             + (f"  privacy: epsilon={cost.epsilon:.3g} (rho={cost.rho:.3g})" if cost else "")
             + (f"  ledger: {res.ledger.status}" if res.ledger else "")
         )
-    if not res.verified:
-        raise typer.Exit(1)
+    if not res.verified:  # printed above; the exit code says so too
+        from tessera.errors import VerificationFailed, exit_code
+
+        raise typer.Exit(exit_code(VerificationFailed("the result did not pass verification")))
 
 
 def _short(v: Any) -> str:
