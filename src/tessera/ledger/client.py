@@ -260,10 +260,20 @@ class Query:
 @dataclass(frozen=True, slots=True)
 class Committee:
     committee_id: int
-    members: tuple[str, ...]
+    members: tuple[str, ...]  # ascending by address: node i is members[i - 1]
     threshold: int
     public_key: bytes
     key_shares: tuple[bytes, ...]
+
+    @property
+    def nodes(self) -> dict[int, str]:
+        """Each member's account by its node index (1-based, in the registry's order)."""
+        return {i: a for i, a in enumerate(self.members, 1)}
+
+    @property
+    def shares(self) -> dict[int, bytes]:
+        """Each member's public key share by its node index."""
+        return {i: k for i, k in enumerate(self.key_shares, 1)}
 
 
 @dataclass(frozen=True, slots=True)

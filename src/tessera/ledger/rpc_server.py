@@ -44,7 +44,6 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any, Final
 
 import uvicorn
@@ -62,6 +61,7 @@ from web3.types import RPCEndpoint
 
 from tessera.errors import DecodeError
 from tessera.ledger.chain import ERROR_SELECTOR, EmbeddedChain, decode_revert_data
+from tessera.node.serve import NodeServer
 from tessera.protocol.json_limits import MAX_DEPTH, check_depth
 
 #: Largest request body accepted (1 MiB: a contract deployment is ~30 kB of hex).
@@ -398,26 +398,6 @@ def create_app(rpc: EmbeddedRpc, max_body: int = MAX_BODY_BYTES) -> Starlette:
     return Starlette(routes=[Route("/", endpoint, methods=["POST"])])
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, announcing readiness, and exiting normally on SIGINT/SIGTERM."""
-
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_ready = on_ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if not self.should_exit:
-            self._on_ready()
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # uvicorn re-raises a caught signal after shutting down (a KeyboardInterrupt,
-        # or death by SIGTERM); a served chain that stopped as asked exits with 0.
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
-
-
 class RpcServer:
     """An :class:`EmbeddedRpc` bound to a loopback port (``port=0``: any free one)."""
 
@@ -454,7 +434,7 @@ class RpcServer:
         )
         self._ready = threading.Event()
         self._announce: Callable[[str], None] | None = None
-        self._server = _Server(config, self._started)
+        self._server = NodeServer(config, self._started)
         self._thread: threading.Thread | None = None
 
     def _started(self) -> None:

@@ -99,8 +99,8 @@ class NetworkAnalyst(StatisticsApi):
         self.t = c.threshold
         self.n = len(c.members)
         self.committee_key = Point.decode(c.public_key)
-        self.public_shares = {i + 1: Point.decode(k) for i, k in enumerate(c.key_shares)}
-        self.node_address = {i + 1: a for i, a in enumerate(c.members)}
+        self.public_shares = {i: Point.decode(k) for i, k in c.shares.items()}
+        self.node_address = c.nodes
         # workers=1 runs each request in turn (the in-process network: per-role timings stay
         # each role's own instead of the sum of everything sharing the interpreter)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analyst")

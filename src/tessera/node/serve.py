@@ -4,8 +4,9 @@ readiness announced with the port, and a normal exit on SIGINT/SIGTERM.
 ``serve(app, host, port, on_ready=...)`` blocks until a signal; ``start_in_thread``
 serves from a daemon thread (tests, the in-process launcher). Both bind the socket
 themselves, so ``port=0`` picks a free port and a port in use is a
-:class:`~tessera.errors.ConfigError` before uvicorn starts. (The JSON-RPC chain of
-:mod:`tessera.ledger.rpc_server` keeps its own server.)
+:class:`~tessera.errors.ConfigError` before uvicorn starts. The JSON-RPC chain of
+:mod:`tessera.ledger.rpc_server` runs under the same :class:`NodeServer` with a
+socket of its own (its refusals keep their own exit codes).
 """
 
 from __future__ import annotations

@@ -65,26 +65,31 @@ class Role:
         return self.progress_.snapshot()
 
 
-def open_query(ledger: LedgerClient, query_id: bytes, sender: str) -> Query:
-    """The query as the ledger records it; refuses unless it is open and ``sender`` submitted it."""
+def _on_ledger(ledger: LedgerClient, query_id: bytes) -> Query:
     try:
-        q = ledger.query(query_id)
+        return ledger.query(query_id)
     except LedgerError as exc:
         raise PolicyViolation(f"query 0x{query_id.hex()} is not on the ledger") from exc
+
+
+def _open_for(q: Query, sender: str) -> Query:
     if q.status != "open":
-        raise PolicyViolation(f"query 0x{query_id.hex()} is {q.status}, not open")
+        raise PolicyViolation(f"query 0x{q.query_id.hex()} is {q.status}, not open")
     if q.analyst.lower() != sender.lower():
         raise PolicyViolation("only the analyst who submitted the query may ask for it")
     return q
 
 
-def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> tuple[Query, Committee]:
-    """The ticket's query is open on the ledger, ``sender`` submitted it, and the ledger
-    agrees with the ticket on the privacy cost and on the committee (its id, size and
-    threshold). The ticket's id is its own hash, so this binds every field of it.
+def open_query(ledger: LedgerClient, query_id: bytes, sender: str) -> Query:
+    """The query as the ledger records it; refuses unless it is open and ``sender`` submitted it."""
+    return _open_for(_on_ledger(ledger, query_id), sender)
 
-    Returns the query and its committee as the registry records them."""
-    q = open_query(ledger, ticket.query_id, sender)
+
+def on_ledger(ledger: LedgerClient, ticket: QueryTicket) -> tuple[Query, Committee]:
+    """The query and committee the ledger holds for ``ticket``: refuses unless the ledger
+    agrees with the ticket on the privacy cost and on the committee (its id, size and
+    threshold). The ticket's id is its own hash, so this binds every field of it."""
+    q = _on_ledger(ledger, ticket.query_id)
     expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
     if q.privacy_cost != expected:
         raise PolicyViolation("the privacy cost on the ledger differs from the query's")
@@ -97,6 +102,13 @@ def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> tuple[Qu
             f"{committee.threshold}, not what the query states"
         )
     return q, committee
+
+
+def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> tuple[Query, Committee]:
+    """:func:`on_ledger`, and the query is open and ``sender`` submitted it: what a role
+    checks before it works for a query."""
+    q, committee = on_ledger(ledger, ticket)
+    return _open_for(q, sender), committee
 
 
 def provider_accounts(ledger: LedgerClient, q: Query, owners: dict[int, str]) -> set[str]:

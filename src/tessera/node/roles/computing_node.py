@@ -84,15 +84,10 @@ class NodeRole(DkgMember):
         return {**public, "ready": key.get("committee") is not None}
 
     def _secret_share(self) -> int:
-        key = self.key
-        if key is None:
-            raise ProtocolError(f"node {self.index} has no committee key")
-        return int(key["secret_share"], 16)
+        return int(self.key_or_fail()["secret_share"], 16)
 
     def _committee_key(self) -> Point:
-        key = self.key
-        assert key is not None
-        return Point.decode(bytes.fromhex(key["public_key"]))
+        return Point.decode(bytes.fromhex(self.key_or_fail()["public_key"]))
 
     def _check_query(self, ticket: QueryTicket, sender: str) -> tuple[Query, Committee]:
         """The ticket is an open query of the analyst ``sender`` for our committee."""
@@ -177,7 +172,7 @@ class NodeRole(DkgMember):
             raise ProtocolError("an aggregate needs at least one contribution")
         trail = self.ledger.audit_trail(qid, verdicts=False)
         self._check_contributions(ticket, prepared.query, q, trail, contributions, raw)
-        nodes = {i + 1: a for i, a in enumerate(committee.members)}
+        nodes = committee.nodes
         self._check_noise(prepared.query, trail, nodes, noise, raw_noise, raw_rejected)
         with self._lock:
             done = self.store.get("key_switch", key)

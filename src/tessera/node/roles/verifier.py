@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.crypto.group import Point
-from tessera.errors import LedgerError, NotFound, PolicyViolation, ProtocolError
-from tessera.ledger import AuditTrail, Committee, LedgerClient, Query, rho_to_micro
-from tessera.node.roles.base import Progress, Role, _hex32
+from tessera.errors import NotFound, ProtocolError
+from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
+from tessera.node.roles.base import Progress, Role, _hex32, on_ledger
 from tessera.node.store import Store
 from tessera.protocol import codec
 from tessera.protocol.aggregation import AggregationRecord, Verdict, verify_record
@@ -26,29 +26,11 @@ from tessera.protocol.query import QueryTicket
 from tessera.protocol.wire import record_from_json
 
 
-def ledger_view(
-    ledger: LedgerClient, ticket: QueryTicket
-) -> tuple[Query, Committee, dict[int, str]]:
-    """The query and committee the ledger holds for ``ticket``, and the nodes' accounts
-    by index; refuses a ticket the ledger does not agree with."""
-    try:
-        q = ledger.query(ticket.query_id)
-    except LedgerError as exc:
-        raise PolicyViolation(f"query 0x{ticket.query_id.hex()} is not on the ledger") from exc
-    expected = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
-    if q.privacy_cost != expected or q.committee != ticket.committee:
-        raise PolicyViolation("the ledger's query differs from the ticket (cost or committee)")
-    committee = ledger.committee(q.committee)
-    if (len(committee.members), committee.threshold) != (ticket.n, ticket.t):
-        raise PolicyViolation("the ledger's committee differs from the ticket's")
-    return q, committee, {i + 1: a for i, a in enumerate(committee.members)}
-
-
 def bind_record(record: AggregationRecord, ticket: QueryTicket, committee: Committee) -> None:
     """Replace what a record says of its query and committee by the ticket's and the registry's."""
     record.query = ticket.prepare().query
     record.committee_key = Point.decode(committee.public_key)
-    record.public_shares = {i + 1: Point.decode(k) for i, k in enumerate(committee.key_shares)}
+    record.public_shares = {i: Point.decode(k) for i, k in committee.shares.items()}
     record.threshold = committee.threshold
 
 
@@ -117,7 +99,8 @@ def check_query(
     Raises :class:`~tessera.errors.ProtocolError` if the record is not exactly what the
     query's parties committed on-chain (then there is nothing to vote on); else returns
     the proofs' verdict. Anyone holding the ticket and the record can run it."""
-    q, committee, nodes = ledger_view(ledger, ticket)
+    q, committee = on_ledger(ledger, ticket)
+    nodes = committee.nodes
     record = record_from_json(record_json)
     bind_record(record, ticket, committee)
     mismatch = check_trail(
