@@ -46,7 +46,7 @@ def test_submit_and_collect_json(deployment: Deployment) -> None:
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["result"] == [1, 2, 0, 3]
-    again = runner.invoke(
-        app, ["collect", "-c", cfg, "--start", str(t), "--duration", str(PRECISION)]
+    overlapping = runner.invoke(
+        app, ["collect", "-c", cfg, "--start", str(t), "--duration", str(2 * PRECISION)]
     )
-    assert again.exit_code == 10 and "already collected" in again.output
+    assert overlapping.exit_code == 10 and "overlaps" in overlapping.output

@@ -9,10 +9,16 @@ import pytest
 from cryptography.hazmat.primitives import hpke as chpke
 
 from tessera.errors import ConfigError, DecodeError, InvalidProof
-from tessera.node.telemetry import hpke
+from tessera.node.telemetry import hpke, keys
 from tessera.node.telemetry.config import load_task_config, write_task
 from tessera.node.telemetry.store import BucketDelta, TelemetryStore
-from tessera.protocol.telemetry import DpSpec, VdafSpec, report_checksum
+from tessera.protocol.telemetry import (
+    BatchInterval,
+    DpSpec,
+    Release,
+    VdafSpec,
+    report_checksum,
+)
 
 # RFC 9180, Appendix A.1.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, base mode.
 A1_SK_R = "4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8"
@@ -66,11 +72,29 @@ def test_write_and_load_task(tmp_path: Path) -> None:
     cfg = load_task_config(path)
     assert cfg.vdaf_spec == spec and cfg.min_batch_size == 10
     assert cfg.aggregators[0].url == "http://127.0.0.1:9100"
-    assert len(cfg.verify_key()) == 32 and cfg.auth_token()
     assert cfg.vdaf().SHARES == 3
-    assert oct((tmp_path / "keys" / "agg0.key").stat().st_mode & 0o777) == "0o600"
+    # A task description and nothing else: no key is made by init.
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["task.toml"]
+    with pytest.raises(ConfigError, match="aggregator 1 has not published"):
+        cfg.aggregators[1].public_config(cfg.task_id)
+    made = cfg.aggregators[1].keys(cfg.task_id)
+    published = cfg.aggregators[1].public_config(cfg.task_id).to_json()
+    assert published == made.public.to_json()
+    assert cfg.aggregators[1].keys(cfg.task_id).public.to_json() == published  # made once
+    assert oct((tmp_path / "agg1" / "keys.json").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(ConfigError, match="already exists"):
         write_task(tmp_path, spec, aggregator_ports=[1, 2], min_batch_size=1)
+
+
+def test_credentials_are_separate_per_role() -> None:
+    task = b"\x05" * 32
+    leader, helper, collector = (hpke.generate_private_key() for _ in range(3))
+    agg = keys.aggregator_credential(leader, helper.public_key(), task, 1)
+    assert agg == keys.aggregator_credential(helper, leader.public_key(), task, 1)
+    col = keys.collector_credential(collector, leader.public_key(), task)
+    assert col == keys.collector_credential(leader, collector.public_key(), task)
+    assert len({agg, col}) == 2
+    assert agg != keys.aggregator_credential(leader, helper.public_key(), b"\x06" * 32, 1)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +107,13 @@ def test_write_and_load_task(tmp_path: Path) -> None:
         (('epsilon = "1"', 'epsilon = "0"'), "must be positive"),
         (('url = "http://127.0.0.1:9101"', 'url = "http://127.0.0.1:9100"'), "distinct"),
         (('url = "http://127.0.0.1:9101"', 'url = "127.0.0.1"'), "url must look like"),
+        (('url = "http://127.0.0.1:9101"', 'url = "http://10.1.2.3:9101"'), "not loopback"),
         (("[collector]", "[collectr]"), "missing key 'collector'"),
+        (('public_config = "public/collector.json"', ""), "without credentials"),
         (("id = ", "id_ = "), "missing key 'id'"),
+        (("report_expiry_age = ", "report_expiry_age_ = "), "missing key 'report_expiry_age'"),
+        (("task_end = ", "task_end_ = "), "missing key 'task_end'"),
+        (("[task]", '[task]\nauth_token_file = "t"'), "auth_token_file is no longer supported"),
     ],
 )
 def test_config_errors_name_the_problem(
@@ -102,6 +131,22 @@ def test_config_errors_name_the_problem(
     path.write_text(text.replace(edit[0], edit[1], 1))
     with pytest.raises(ConfigError, match=message):
         load_task_config(path)
+
+
+def test_plain_http_to_a_remote_peer_needs_the_test_override(tmp_path: Path) -> None:
+    path = write_task(
+        tmp_path,
+        VdafSpec.of("Prio3Count"),
+        aggregator_ports=[9100, 9101],
+        min_batch_size=10,
+        host="10.1.2.3",
+        allow_insecure_http_for_tests=True,
+    )
+    assert load_task_config(path).allow_insecure_http_for_tests
+    path.write_text(path.read_text().replace("http://", "https://"))
+    text = path.read_text().replace("allow_insecure_http_for_tests = true\n", "")
+    path.write_text(text)
+    assert load_task_config(path).aggregators[1].url == "https://10.1.2.3:9101"
 
 
 def test_config_not_toml(tmp_path: Path) -> None:
@@ -122,7 +167,7 @@ def _concat(a: bytes, b: bytes) -> bytes:
     return bytes(x + y for x, y in zip(a, b, strict=True))
 
 
-def _allow_unreleased(previous: list[bytes]) -> bool:
+def _allow_unreleased(previous: list[Release]) -> bool:
     return not previous
 
 
@@ -150,23 +195,33 @@ def test_store_accumulates_and_refuses_released_buckets() -> None:
     assert totals.report_count == 4
     assert sorted(totals.agg_shares) == [bytes([3, 4]), bytes([4, 6])]
 
-    def ok(prev: dict[int, list[bytes]], t: object) -> None:
+    def ok(prev: dict[int, list[Release]], t: object) -> None:
         assert prev == {0: [], 60: []}
 
-    store.record_release(TASK, b"", [0, 60], ok)
-    assert store.released(TASK, [0, 60, 120]) == {0: [b""], 60: [b""], 120: []}
+    batch = BatchInterval(0, 120)
+    first = store.release(TASK, batch, b"", [0, 60], ok, lambda t: b"answer %d" % t.report_count)
+    assert (first.fresh, first.response, first.report_count) == (True, b"answer 4", 4)
+    assert store.released(TASK, [0, 60, 120]) == {0: [(batch, b"")], 60: [(batch, b"")], 120: []}
     assert store.accumulate(TASK, b"", {0: d1, 120: d2}, _concat, _allow_unreleased) == {0}
+
+    def never(prev: dict[int, list[Release]], t: object) -> None:
+        raise AssertionError("a repeated release must not run the rules again")
+
+    again = store.release(TASK, batch, b"", [0, 60], never, lambda t: b"other")
+    assert (again.fresh, again.response, again.checksum) == (False, b"answer 4", first.checksum)
+    assert store.response(TASK, batch, b"") == again
 
 
 def test_store_release_is_atomic() -> None:
     store = TelemetryStore(":memory:")
 
-    def refuse(prev: dict[int, list[bytes]], t: object) -> None:
+    def refuse(prev: dict[int, list[Release]], t: object) -> None:
         raise RuntimeError("batch rules say no")
 
     with pytest.raises(RuntimeError):
-        store.record_release(TASK, b"", [0, 60], refuse)
+        store.release(TASK, BatchInterval(0, 120), b"", [0, 60], refuse, lambda t: b"")
     assert store.released(TASK, [0, 60]) == {0: [], 60: []}
+    assert store.response(TASK, BatchInterval(0, 120), b"") is None
 
 
 def test_store_pending_reports() -> None:

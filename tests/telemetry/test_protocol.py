@@ -150,9 +150,9 @@ def _run(
     job = LeaderJob(leader, own)
     for _ in range(5):
         steps = job.step(answers)
-        if not steps:
+        if not any(steps):
             break
-        answers = [h.respond(steps) for h in helpers]
+        answers = [h.respond(s) for h, s in zip(helpers, steps, strict=True)]
     assert not job.pending
     return job, [leader, *helpers]
 
@@ -203,7 +203,7 @@ def test_leader_job_rejects_when_helper_rejects_or_is_silent() -> None:
     own = [leader.start(rid, pub, sh[0]) for rid, pub, sh in reports]
     job = LeaderJob(leader, own)
     answer = [PrepareStep(reports[0][0], PrepareKind.REJECT, reason=ReportStatus.REPLAYED)]
-    steps = job.step([answer])
+    (steps,) = job.step([answer])
     assert {s.kind for s in steps} == {PrepareKind.REJECT}
     assert job.status[reports[0][0]] is ReportStatus.REPLAYED
     assert job.status[reports[1][0]] is ReportStatus.PEER_REJECTED
@@ -211,18 +211,67 @@ def test_leader_job_rejects_when_helper_rejects_or_is_silent() -> None:
 
 def test_check_collectable_rules() -> None:
     vdaf = VdafSpec.of("Prio3Count").instantiate(2)
-    t.check_collectable(vdaf, b"", [[], []], 10, 10)
+    batch = BatchInterval(0, 120)
+    t.check_collectable(vdaf, batch, b"", [[], []], 10, 10)
     with pytest.raises(BatchTooSmall, match="9 reports; the task's minimum batch size is 10"):
-        t.check_collectable(vdaf, b"", [[]], 9, 10)
+        t.check_collectable(vdaf, batch, b"", [[]], 9, 10)
     with pytest.raises(BatchCollected, match="already collected"):
-        t.check_collectable(vdaf, b"", [[], [b""]], 10, 10)
+        t.check_collectable(vdaf, batch, b"", [[], [(batch, b"")]], 10, 10)
     pop = VdafSpec.of("Poplar1", bits=3).instantiate(2)
     assert isinstance(pop, Poplar1)
     p0 = t.poplar1_agg_param(pop, ["0", "1"])
     p1 = t.poplar1_agg_param(pop, ["10", "11"])
-    t.check_collectable(pop, p1, [[p0]], 5, 5)
+    t.check_collectable(pop, batch, p1, [[(batch, p0)]], 5, 5)
     with pytest.raises(BatchCollected):
-        t.check_collectable(pop, p0, [[p0]], 5, 5)
+        t.check_collectable(pop, batch, p0, [[(batch, p0)]], 5, 5)
+
+
+def test_a_later_level_over_an_overlapping_batch_is_refused() -> None:
+    """Issue 19: levels over A+B then A alone would isolate B's reports by subtraction."""
+    pop = VdafSpec.of("Poplar1", bits=3).instantiate(2)
+    assert isinstance(pop, Poplar1)
+    p1 = t.poplar1_agg_param(pop, ["00", "01", "10", "11"])
+    p2 = t.poplar1_agg_param(pop, ["000", "001"])
+    both, only_a = BatchInterval(0, 120), BatchInterval(0, 60)
+    with pytest.raises(BatchCollected, match="overlaps the earlier collection"):
+        t.check_collectable(pop, only_a, p2, [[(both, p1)]], 10, 5)
+    with pytest.raises(BatchCollected, match="overlaps"):  # and the other way round
+        t.check_collectable(pop, both, p2, [[(only_a, p1)], []], 10, 5)
+    t.check_collectable(pop, both, p2, [[(both, p1)], [(both, p1)]], 10, 5)
+
+
+def test_report_time_bounds() -> None:
+    bounds = t.TimeBounds(expiry_age=600, task_end=10_000, tolerance=120)
+    now = 5_000
+    assert t.check_report_time(4_980, 60, now, bounds) is None
+    assert t.check_report_time(4_981, 60, now, bounds) is ReportStatus.INVALID_TIME
+    assert t.check_report_time(5_160, 60, now, bounds) is ReportStatus.INVALID_TIME
+    assert t.check_report_time(4_380, 60, now, bounds) is ReportStatus.EXPIRED
+    assert t.check_report_time(10_020, 60, 10_000, bounds) is ReportStatus.TASK_ENDED
+
+
+def test_times_beyond_2_63_do_not_decode() -> None:
+    with pytest.raises(DecodeError, match="2\\^63"):
+        CollectReq.decode(b"\x80" + bytes(7) + (60).to_bytes(8, "big") + bytes(4))
+    with pytest.raises(DecodeError, match="2\\^63"):
+        ReportMetadata.decode(RID + b"\x80" + bytes(7))
+
+
+def test_helper_never_takes_a_verifier_message_from_the_leader() -> None:
+    """Issue 19: a continue step that is not the other shares is refused, not finished."""
+    rng = SeededRng(8)
+    vdaf = VdafSpec.of("Prio3Histogram", length=4, chunk_length=2).instantiate(2)
+    rid, pub, sh = _shard(vdaf, 1, rng)
+    helper = Preparer(vdaf, VK, CTX, 1, b"")
+    helper.start(rid, pub, sh[1])
+    forged = PrepareStep(rid, PrepareKind.CONTINUE, rng.randbytes(32))
+    assert helper.respond([forged])[0].kind is PrepareKind.REJECT
+    assert not helper.out_shares
+    # A leader share that fails the proof is refused by the helper's own decision.
+    helper.start(rid, pub, sh[1])
+    fake = t.encode_verifier_shares([rng.randbytes(len(helper.own_share(rid)))])
+    (answer,) = helper.respond([PrepareStep(rid, PrepareKind.CONTINUE, fake)])
+    assert answer.kind is PrepareKind.REJECT and not helper.out_shares
 
 
 # -- DP noise -----------------------------------------------------------------------------

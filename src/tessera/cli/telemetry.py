@@ -57,9 +57,17 @@ def init(
     ] = "discrete_laplace",
     epsilon: Annotated[str, typer.Option(help="ε per release (discrete_laplace).")] = "1",
     rho: Annotated[str, typer.Option(help="ρ-zCDP per release (discrete_gaussian).")] = "1/2",
+    report_expiry_age: Annotated[
+        int, typer.Option(help="Seconds after which a report is refused as expired.")
+    ] = 7 * 24 * 3600,
+    task_end: Annotated[
+        int | None,
+        typer.Option(help="Unix time from which reports are refused (default: in a year)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Host name in the aggregators' URLs.")] = "127.0.0.1",
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a task: keys for every party, a verify key, a token and task.toml."""
+    """Create a task description (task.toml); it holds no key: each party makes its own."""
     from tessera.node.telemetry.config import write_task
     from tessera.protocol.telemetry.task import DpSpec, VdafSpec
 
@@ -83,12 +91,43 @@ def init(
             min_batch_size=min_batch_size,
             time_precision=time_precision,
             dp=dp_spec,
+            host=host,
+            report_expiry_age=report_expiry_age,
+            task_end=task_end,
         )
     except ValueError as exc:
         fail(ConfigError(str(exc)))
     _emit(as_json, {"config": str(path)})
     if not as_json:
         Console().print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
+def keygen(
+    config: ConfigOpt,
+    aggregator: Annotated[
+        int | None, typer.Option(help="Make aggregator N's keys (serve does it too).")
+    ] = None,
+    collector: Annotated[
+        bool, typer.Option("--collector", help="Make the collector's keys.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make this party's own keys in its state_dir and publish its public configuration."""
+    from tessera.node.telemetry.config import load_task_config
+
+    cfg = load_task_config(config)
+    if collector == (aggregator is not None):
+        raise ConfigError("give exactly one of --aggregator N and --collector")
+    if aggregator is not None and not 0 <= aggregator < len(cfg.aggregators):
+        raise ConfigError(f"{cfg.path}: no aggregator #{aggregator}")
+    party = cfg.collector if aggregator is None else cfg.aggregators[aggregator]
+    keys = party.keys(cfg.task_id)
+    payload = {"public_config": str(party.public_config_file), **keys.public.to_json()}
+    _emit(as_json, payload)
+    if not as_json:
+        Console().print(f"{party.name}: published {party.public_config_file}")
 
 
 @app.command()

@@ -2,13 +2,21 @@
 
 Endpoints (bodies are the binary messages of :mod:`tessera.protocol.telemetry`)::
 
-    GET  /health                                          readiness
-    POST /tasks/{task}/reports                  leader    UploadRequest -> UploadResponse
-    POST /tasks/{task}/collections              leader    CollectReq -> Collection
-    POST /tasks/{task}/aggregation_jobs/{job}/init        AggregationJobInit -> PrepareSteps
-    POST /tasks/{task}/aggregation_jobs/{job}/continue    PrepareSteps -> PrepareSteps
-    POST /tasks/{task}/aggregate_shares         helper    AggregateShareReq -> AggregateShareResp
-    GET  /tasks/{task}/stats                              JSON counters
+    GET  /health                                            readiness
+    POST /tasks/{task}/reports                  leader      UploadRequest -> UploadResponse
+    POST /tasks/{task}/collections              leader (C)  CollectReq -> Collection
+    POST /tasks/{task}/verify_key               helper (A)  SealedShare -> empty
+    POST /tasks/{task}/aggregation_jobs/{job}/init    (A)   AggregationJobInit -> PrepareSteps
+    POST /tasks/{task}/aggregation_jobs/{job}/continue (A)  PrepareSteps -> PrepareSteps
+    POST /tasks/{task}/aggregate_shares         helper (A)  AggregateShareReq -> AggregateShareResp
+    GET  /tasks/{task}/stats                    (C at the leader, A at a helper) JSON counters
+
+(A) needs the aggregator credential, (C) the collector credential
+(:mod:`tessera.node.telemetry.keys`); nothing else authenticates them, and no task runs
+without them. A helper decides every report itself from its own verifier share and
+the others' (:class:`~tessera.protocol.telemetry.preparation.Preparer`), returns the
+same stored aggregate share to a repeated request, and refuses a batch that overlaps
+an earlier one; so does the leader.
 
 Prio3 reports are verified as they arrive: uploads from concurrent requests are
 coalesced into aggregation jobs of up to ``max_job_size`` reports, and while the
@@ -50,9 +58,18 @@ from tessera.errors import (
 )
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
+from tessera.node.telemetry.keys import (
+    PartyKeys,
+    PublicConfig,
+    aggregator_credential,
+    collector_credential,
+    load_verify_key,
+    store_verify_key,
+)
 from tessera.node.telemetry.refusal import refusal
 from tessera.node.telemetry.store import BatchTotals, BucketDelta, TelemetryStore
 from tessera.protocol.telemetry.collection import (
+    Release,
     add_noise,
     bucket_of,
     check_collectable,
@@ -72,6 +89,7 @@ from tessera.protocol.telemetry.messages import (
     PrepareStep,
     PrepareSteps,
     Report,
+    ReportMetadata,
     ReportOutcome,
     ReportShare,
     ReportStatus,
@@ -80,13 +98,12 @@ from tessera.protocol.telemetry.messages import (
     UploadResponse,
     aggregate_share_info,
     input_share_info,
+    verify_key_info,
 )
 from tessera.protocol.telemetry.preparation import Preparer
 from tessera.protocol.telemetry.task import vdaf_ctx
 
 OCTET = "application/octet-stream"
-#: Reports may be stamped at most this far (seconds) in the future.
-CLOCK_SKEW = 3600
 #: Scope of report ids claimed at upload (Poplar1 also claims per aggregation parameter).
 UPLOAD_SCOPE = b"upload"
 #: Seconds a helper keeps the state of an unfinished aggregation job.
@@ -100,6 +117,8 @@ class _Gate:
         self._cond = asyncio.Condition()
         self._jobs = 0
         self._collecting = False
+        #: Held while the leader hands the verify key to the helpers.
+        self.keying = asyncio.Lock()
 
     @asynccontextmanager
     async def job(self) -> AsyncIterator[None]:
@@ -206,9 +225,8 @@ class TaskRuntime:
     config: TaskConfig
     agg_id: int
     store: TelemetryStore
-    private_key: Any
-    verify_key: bytes
-    token: str | None
+    keys: PartyKeys
+    verify_key: bytes | None
     vdaf: Any = None
     ctx: bytes = b""
     sampler: Callable[[Rng], int] | None = None
@@ -216,6 +234,10 @@ class TaskRuntime:
     stats: Counter[str] = field(default_factory=Counter)
     helper_jobs: dict[bytes, _HelperJob] = field(default_factory=dict)
     batcher: _Batcher | None = None
+    #: Helpers known to hold the leader's verify key.
+    keyed_helpers: set[int] = field(default_factory=set)
+    _peers: dict[int, PublicConfig] = field(default_factory=dict)
+    _collector: PublicConfig | None = None
 
     def __post_init__(self) -> None:
         self.vdaf = self.config.vdaf()
@@ -230,7 +252,48 @@ class TaskRuntime:
     def shares(self) -> int:
         return len(self.config.aggregators)
 
-    def allows(self, scope: bytes, previous: list[bytes]) -> bool:
+    # -- the other parties' published configurations, read when first needed ---------
+
+    def peer(self, agg_id: int) -> PublicConfig:
+        """Aggregator ``agg_id``'s public configuration (:class:`ConfigError` if none yet)."""
+        if agg_id not in self._peers:
+            self._peers[agg_id] = self.config.aggregators[agg_id].public_config(self.task_id)
+        return self._peers[agg_id]
+
+    def collector(self) -> PublicConfig:
+        """The collector's public configuration (:class:`ConfigError` if none yet)."""
+        if self._collector is None:
+            self._collector = self.config.collector.public_config(self.task_id)
+        return self._collector
+
+    # -- credentials -------------------------------------------------------------------
+
+    def credential_for_helper(self, helper: int) -> str:
+        """Leader: the aggregator credential it presents to ``helper``."""
+        return aggregator_credential(
+            self.keys.auth_private_key, self.peer(helper).auth_public_key, self.task_id, helper
+        )
+
+    def expected_credential(self) -> str:
+        """What callers must present: the leader's credential at a helper, the collector's
+        at the leader."""
+        try:
+            if self.agg_id == 0:
+                peer = self.collector().auth_public_key
+                return collector_credential(self.keys.auth_private_key, peer, self.task_id)
+            leader = self.peer(0).auth_public_key
+            return aggregator_credential(
+                self.keys.auth_private_key, leader, self.task_id, self.agg_id
+            )
+        except ConfigError as exc:
+            raise Unauthorized(f"cannot authenticate callers yet: {exc}") from exc
+
+    def require_verify_key(self) -> bytes:
+        if self.verify_key is None:
+            raise ProtocolError("this helper has not received the leader's verify key yet")
+        return self.verify_key
+
+    def allows(self, scope: bytes, previous: list[Release]) -> bool:
         """Whether reports may still join a bucket with these earlier releases.
 
         Uploads are refused once a bucket was released at all; aggregation under a
@@ -240,7 +303,7 @@ class TaskRuntime:
             return not previous
         vdaf = self.vdaf
         ok: bool = vdaf.is_valid(
-            vdaf.decode_agg_param(scope), [vdaf.decode_agg_param(p) for p in previous]
+            vdaf.decode_agg_param(scope), [vdaf.decode_agg_param(p) for _, p in previous]
         )
         return ok
 
@@ -284,20 +347,21 @@ class AggregatorNode:
                 raise ConfigError(f"{cfg.path}: no aggregator #{agg_id}")
             me = cfg.aggregators[agg_id]
             urls.add(me.url)
-            if me.store is None:
-                raise ConfigError(f"{cfg.path}: aggregator #{agg_id} has no store path")
-            key = str(me.store)
-            if key not in stores:
-                stores[key] = TelemetryStore(me.store)
+            if me.state_dir is None:
+                raise ConfigError(f"{cfg.path}: aggregator #{agg_id} has no state_dir")
             if cfg.task_id in self.tasks:
                 raise ConfigError(f"task {cfg.task_id_hex} configured twice")
+            # This aggregator's own keys, made here on first start; only the public
+            # configuration is written outside its state directory.
+            keys = me.keys(cfg.task_id)
+            verify_key = load_verify_key(me.state_dir)
+            if agg_id == 0 and verify_key is None:
+                verify_key = store_verify_key(me.state_dir, secrets.token_bytes(32))
+            key = str(me.store_path)
+            if key not in stores:
+                stores[key] = TelemetryStore(me.store_path)
             self.tasks[cfg.task_id] = TaskRuntime(
-                config=cfg,
-                agg_id=agg_id,
-                store=stores[key],
-                private_key=me.private_key(),
-                verify_key=cfg.verify_key(),
-                token=cfg.auth_token(),
+                config=cfg, agg_id=agg_id, store=stores[key], keys=keys, verify_key=verify_key
             )
         if len(urls) != 1:
             raise ConfigError(f"aggregator #{agg_id} has different urls across tasks: {urls}")
@@ -347,28 +411,47 @@ class AggregatorNode:
 
     @staticmethod
     def authorize(rt: TaskRuntime, header: str | None) -> None:
-        if rt.token is None:
-            return
-        expected = f"Bearer {rt.token}"
+        """Refuse a request without the credential of the role that may make it."""
+        expected = f"Bearer {rt.expected_credential()}"
         if header is None or not hmac.compare_digest(header.encode(), expected.encode()):
-            raise Unauthorized("missing or wrong bearer token for this task")
-
-    def _headers(self, rt: TaskRuntime) -> dict[str, str]:
-        h = {"content-type": OCTET}
-        if rt.token is not None:
-            h["authorization"] = f"Bearer {rt.token}"
-        return h
+            role = "collector" if rt.agg_id == 0 else "aggregator"
+            raise Unauthorized(f"missing or wrong {role} credential for this task")
 
     async def _post(self, rt: TaskRuntime, helper: int, path: str, body: bytes) -> bytes:
         assert self._http is not None
         url = rt.config.aggregators[helper].url + f"/tasks/{rt.config.task_id_hex}" + path
         try:
-            resp = await self._http.post(url, content=body, headers=self._headers(rt))
+            token = rt.credential_for_helper(helper)
+        except ConfigError as exc:
+            raise TransportError(f"helper {helper}: {exc}") from exc
+        headers = {"content-type": OCTET, "authorization": f"Bearer {token}"}
+        try:
+            resp = await self._http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise TransportError(f"helper {helper} at {url} unreachable: {exc}") from exc
         if resp.status_code != 200:
             raise refusal(resp, f"helper {helper}", prefix=f"helper {helper} refused: ")
         return resp.content
+
+    async def _send_verify_keys(self, rt: TaskRuntime) -> None:
+        """Leader: give every helper that lacks it the verify key, sealed to that helper.
+
+        The key goes to the helpers only, over the aggregator channel, HPKE-sealed to
+        each helper's own published key; a helper keeps the first key it receives.
+        """
+        assert rt.verify_key is not None
+        for h in range(1, rt.shares):
+            if h in rt.keyed_helpers:
+                continue
+            try:
+                peer = rt.peer(h)
+            except ConfigError as exc:
+                raise TransportError(f"helper {h}: {exc}") from exc
+            sealed = hpke.seal(peer.hpke_public_key, verify_key_info(rt.task_id, h), rt.verify_key)
+            await self._post(
+                rt, h, "/verify_key", SealedShare(peer.hpke_config_id, sealed).encode()
+            )
+            rt.keyed_helpers.add(h)
 
     def _now(self) -> int:
         return int(self.clock())
@@ -390,8 +473,10 @@ class AggregatorNode:
                 continue
             if len(rep.sealed_shares) != rt.shares:
                 status[rid] = ReportStatus.MALFORMED
-            elif not check_report_time(rep.metadata.time, cfg.time_precision, now, CLOCK_SKEW):
-                status[rid] = ReportStatus.INVALID_TIME
+                continue
+            refused = check_report_time(rep.metadata.time, cfg.time_precision, now, cfg.time_bounds)
+            if refused is not None:
+                status[rid] = refused
             else:
                 candidates.append(rep)
         unique: dict[bytes, Report] = {}
@@ -431,12 +516,8 @@ class AggregatorNode:
         opened: list[tuple[bytes, bytes, bytes]] = []
         for item in items:
             rid = item.metadata.report_id
-            try:
-                if item.sealed_share.config_id != 0:
-                    raise DecodeError("unknown HPKE config id")
-                info = input_share_info(rt.task_id, rt.agg_id, item.metadata, item.public_share)
-                plain = hpke.open_sealed(rt.private_key, info, item.sealed_share.ciphertext)
-            except (DecodeError, InvalidProof):
+            plain = _open_input_share(rt, item.metadata, item.public_share, item.sealed_share)
+            if plain is None:
                 out.append(PrepareStep(rid, PrepareKind.REJECT, reason=ReportStatus.UNDECRYPTABLE))
                 continue
             out.append(None)
@@ -501,10 +582,8 @@ class AggregatorNode:
         rows: list[tuple[bytes, int, bytes]] = []
         for rep in reports:
             rid = rep.metadata.report_id
-            try:
-                info = input_share_info(rt.task_id, 0, rep.metadata, rep.public_share)
-                plain = hpke.open_sealed(rt.private_key, info, rep.sealed_shares[0].ciphertext)
-            except (DecodeError, InvalidProof):
+            plain = _open_input_share(rt, rep.metadata, rep.public_share, rep.sealed_shares[0])
+            if plain is None:
                 status[rid] = ReportStatus.UNDECRYPTABLE
                 continue
             try:
@@ -528,9 +607,14 @@ class AggregatorNode:
         self, rt: TaskRuntime, reports: Sequence[Report], agg_param: bytes
     ) -> dict[bytes, ReportStatus]:
         """Verify ``reports`` with every helper and aggregate the accepted ones."""
+        if len(rt.keyed_helpers) < rt.shares - 1:
+            async with rt.gate.keying:
+                await self._send_verify_keys(rt)
+        verify_key = rt.verify_key
+        assert verify_key is not None
         job_id = secrets.token_bytes(JOB_ID_SIZE)
         job_hex = job_id.hex()
-        preparer = Preparer(rt.vdaf, rt.verify_key, rt.ctx, 0, agg_param)
+        preparer = Preparer(rt.vdaf, verify_key, rt.ctx, 0, agg_param)
         inits = [
             AggregationJobInit(
                 job_id,
@@ -553,14 +637,18 @@ class AggregatorNode:
         job = LeaderJob(preparer, own)
         rnd = 1
         while True:
-            steps = await asyncio.to_thread(job.step, answers)
-            if not steps:
+            per_helper = await asyncio.to_thread(job.step, answers)
+            if not any(per_helper):
                 break
-            body = PrepareSteps(job_id, rnd, tuple(steps)).encode()
             replies = await asyncio.gather(
                 *(
-                    self._post(rt, h, f"/aggregation_jobs/{job_hex}/continue", body)
-                    for h in range(1, rt.shares)
+                    self._post(
+                        rt,
+                        h,
+                        f"/aggregation_jobs/{job_hex}/continue",
+                        PrepareSteps(job_id, rnd, tuple(steps)).encode(),
+                    )
+                    for h, steps in zip(range(1, rt.shares), per_helper, strict=True)
                 )
             )
             answers = [PrepareSteps.decode(r).steps for r in replies]
@@ -576,7 +664,8 @@ class AggregatorNode:
 
     # -- leader: collection ---------------------------------------------------------------
 
-    async def collect(self, rt: TaskRuntime, body: bytes) -> Collection:
+    async def collect(self, rt: TaskRuntime, body: bytes) -> bytes:
+        """Leader: release a batch once (a repeated request gets the same collection)."""
         if not self.is_leader:
             raise NotFound("collections go to the leader")
         req = CollectReq.decode(body)
@@ -587,14 +676,21 @@ class AggregatorNode:
         except ValueError as exc:
             raise DecodeError(f"invalid aggregation parameter: {exc}") from exc
         async with rt.gate.exclusive():
+            kept = rt.store.response(rt.task_id, req.interval, req.agg_param)
+            if kept is not None:
+                rt.stats["collections_repeated"] += 1
+                return kept.response
             released = rt.store.released(rt.task_id, buckets)
-            # Refuse early (before any work) if the parameter is not allowed any more.
-            check_collectable(rt.vdaf, req.agg_param, list(released.values()), 1 << 62, 1)
+            # Refuse early (before any work) if the batch or parameter is not allowed.
+            check_collectable(
+                rt.vdaf, req.interval, req.agg_param, list(released.values()), 1 << 62, 1
+            )
             if cfg.vdaf_spec.is_poplar1:
                 await self._aggregate_pending(rt, req.interval, req.agg_param)
             totals = rt.store.totals(rt.task_id, req.agg_param, buckets)
             check_collectable(
                 rt.vdaf,
+                req.interval,
                 req.agg_param,
                 list(released.values()),
                 totals.report_count,
@@ -608,9 +704,10 @@ class AggregatorNode:
             )
             helper_shares = [AggregateShareResp.decode(r).sealed_share for r in replies]
 
-            def check(prev: dict[int, list[bytes]], now: BatchTotals) -> None:
+            def check(prev: dict[int, list[Release]], now: BatchTotals) -> None:
                 check_collectable(
                     rt.vdaf,
+                    req.interval,
                     req.agg_param,
                     list(prev.values()),
                     now.report_count,
@@ -619,12 +716,15 @@ class AggregatorNode:
                 if (now.report_count, now.checksum) != (totals.report_count, totals.checksum):
                     raise ProtocolError("leader aggregate changed during collection")
 
-            final = rt.store.record_release(rt.task_id, req.agg_param, buckets, check)
-            own = self._seal_aggregate(rt, req.interval, req.agg_param, final)
+            def respond(final: BatchTotals) -> bytes:
+                own = self._seal_aggregate(rt, req.interval, req.agg_param, final)
+                return Collection(
+                    req.interval, req.agg_param, final.report_count, (own, *helper_shares)
+                ).encode()
+
+            out = rt.store.release(rt.task_id, req.interval, req.agg_param, buckets, check, respond)
             rt.stats["collections"] += 1
-            return Collection(
-                req.interval, req.agg_param, final.report_count, (own, *helper_shares)
-            )
+            return out.response
 
     async def _aggregate_pending(
         self, rt: TaskRuntime, interval: BatchInterval, agg_param: bytes
@@ -653,28 +753,53 @@ class AggregatorNode:
     def _seal_aggregate(
         self, rt: TaskRuntime, interval: BatchInterval, agg_param: bytes, totals: BatchTotals
     ) -> SealedShare:
+        try:
+            collector = rt.collector()
+        except ConfigError as exc:
+            raise ProtocolError(f"cannot seal the aggregate share: {exc}") from exc
         merged = rt.merge(agg_param, totals.agg_shares)
         param = rt.vdaf.decode_agg_param(agg_param)
         noised = add_noise(rt.vdaf, param, merged, rt.sampler, self.rng)
         info = aggregate_share_info(rt.task_id, rt.agg_id, interval, agg_param)
-        return SealedShare(0, hpke.seal(rt.config.collector_public_key(), info, noised))
+        sealed = hpke.seal(collector.hpke_public_key, info, noised)
+        return SealedShare(collector.hpke_config_id, sealed)
 
     # -- helper ------------------------------------------------------------------------------
 
-    async def helper_init(self, rt: TaskRuntime, job_hex: str, body: bytes) -> PrepareSteps:
+    def _helper_only(self, what: str) -> None:
         if self.is_leader:
-            raise NotFound("aggregation jobs go to helpers")
+            raise NotFound(f"{what} go to helpers")
+
+    def helper_verify_key(self, rt: TaskRuntime, body: bytes) -> None:
+        """Helper: keep the verify key the leader sealed to this helper's key."""
+        self._helper_only("verify keys")
+        sealed = SealedShare.decode(body)
+        if sealed.config_id != rt.keys.hpke_config_id:
+            raise DecodeError("verify key sealed to another HPKE config")
+        info = verify_key_info(rt.task_id, rt.agg_id)
+        key = hpke.open_sealed(rt.keys.hpke_private_key, info, sealed.ciphertext)
+        if len(key) != 32:
+            raise DecodeError("a verify key is 32 bytes")
+        state_dir = rt.config.aggregators[rt.agg_id].own_state_dir()
+        kept = store_verify_key(state_dir, key)
+        if not hmac.compare_digest(kept, key):
+            raise ProtocolError("this helper already holds a different verify key for the task")
+        rt.verify_key = kept
+
+    async def helper_init(self, rt: TaskRuntime, job_hex: str, body: bytes) -> PrepareSteps:
+        self._helper_only("aggregation jobs")
         req = AggregationJobInit.decode(body)
         if req.job_id.hex() != job_hex:
             raise DecodeError("job id in the path and the body differ")
         if req.job_id in rt.helper_jobs:
             raise ProtocolError("aggregation job already exists")
+        verify_key = rt.require_verify_key()
         # Forget jobs the leader abandoned (their reports stay claimed: fail closed).
         stale = time.monotonic() - HELPER_JOB_TTL
         for jid in [j for j, job in rt.helper_jobs.items() if job.created < stale]:
             del rt.helper_jobs[jid]
         try:
-            preparer = Preparer(rt.vdaf, rt.verify_key, rt.ctx, rt.agg_id, req.agg_param)
+            preparer = Preparer(rt.vdaf, verify_key, rt.ctx, rt.agg_id, req.agg_param)
         except ValueError as exc:
             raise DecodeError(f"invalid aggregation parameter: {exc}") from exc
         as_reports = [
@@ -702,12 +827,14 @@ class AggregatorNode:
         return PrepareSteps(req.job_id, 0, tuple(steps))
 
     async def helper_continue(self, rt: TaskRuntime, job_hex: str, body: bytes) -> PrepareSteps:
+        self._helper_only("aggregation jobs")
         req = PrepareSteps.decode(body)
         if req.job_id.hex() != job_hex:
             raise DecodeError("job id in the path and the body differ")
         job = rt.helper_jobs.get(req.job_id)
         if job is None:
             raise NotFound(f"unknown aggregation job {job_hex}")
+        # The helper combines its own verifier share with the others' and decides.
         answers = await asyncio.to_thread(job.preparer.respond, req.steps)
         finished = [a.report_id for a in answers if a.kind is PrepareKind.FINISHED]
         refused = self._accumulate(rt, job.preparer, job.buckets, finished)
@@ -722,13 +849,13 @@ class AggregatorNode:
             elif a.kind is PrepareKind.REJECT:
                 rt.stats[a.reason.label] += 1
             out.append(a)
-        if not any(a.kind is PrepareKind.CONTINUE for a in out):
+        if not any(job.preparer.in_flight(a.report_id) for a in out):
             del rt.helper_jobs[req.job_id]
         return PrepareSteps(req.job_id, req.round, tuple(out))
 
-    async def helper_aggregate_share(self, rt: TaskRuntime, body: bytes) -> AggregateShareResp:
-        if self.is_leader:
-            raise NotFound("aggregate share requests go to helpers")
+    async def helper_aggregate_share(self, rt: TaskRuntime, body: bytes) -> bytes:
+        """Helper: release its share of a batch once; a repeat gets the same stored share."""
+        self._helper_only("aggregate share requests")
         req = AggregateShareReq.decode(body)
         cfg = rt.config
         buckets = req.interval.buckets(cfg.time_precision)
@@ -737,19 +864,47 @@ class AggregatorNode:
         except ValueError as exc:
             raise DecodeError(f"invalid aggregation parameter: {exc}") from exc
 
-        def check(prev: dict[int, list[bytes]], totals: BatchTotals) -> None:
+        def disagree(count: int) -> ProtocolError:
+            return ProtocolError(
+                f"aggregators disagree on the batch: leader has {req.report_count} reports, "
+                f"this helper {count} (or the report sets differ)"
+            )
+
+        def check(prev: dict[int, list[Release]], totals: BatchTotals) -> None:
             check_collectable(
-                rt.vdaf, req.agg_param, list(prev.values()), totals.report_count, cfg.min_batch_size
+                rt.vdaf,
+                req.interval,
+                req.agg_param,
+                list(prev.values()),
+                totals.report_count,
+                cfg.min_batch_size,
             )
             if (totals.report_count, totals.checksum) != (req.report_count, req.checksum):
-                raise ProtocolError(
-                    f"aggregators disagree on the batch: leader has {req.report_count} reports, "
-                    f"this helper {totals.report_count} (or the report sets differ)"
-                )
+                raise disagree(totals.report_count)
 
-        totals = rt.store.record_release(rt.task_id, req.agg_param, buckets, check)
-        rt.stats["collections"] += 1
-        return AggregateShareResp(self._seal_aggregate(rt, req.interval, req.agg_param, totals))
+        def respond(totals: BatchTotals) -> bytes:
+            sealed = self._seal_aggregate(rt, req.interval, req.agg_param, totals)
+            return AggregateShareResp(sealed).encode()
+
+        out = rt.store.release(rt.task_id, req.interval, req.agg_param, buckets, check, respond)
+        if not out.fresh and (out.report_count, out.checksum) != (req.report_count, req.checksum):
+            raise disagree(out.report_count)
+        rt.stats["collections" if out.fresh else "collections_repeated"] += 1
+        return out.response
+
+
+def _open_input_share(
+    rt: TaskRuntime, metadata: ReportMetadata, public_share: bytes, sealed: SealedShare
+) -> bytes | None:
+    """This aggregator's input share, or ``None`` if it is not for this aggregator's key
+    (another HPKE config id), tampered with, or bound to another report."""
+    if sealed.config_id != rt.keys.hpke_config_id:
+        return None
+    info = input_share_info(rt.task_id, rt.agg_id, metadata, public_share)
+    try:
+        return hpke.open_sealed(rt.keys.hpke_private_key, info, sealed.ciphertext)
+    except (DecodeError, InvalidProof):
+        return None
 
 
 def _outcomes(reports: Sequence[Report], status: dict[bytes, ReportStatus]) -> list[ReportOutcome]:
@@ -823,18 +978,31 @@ def create_app(node: AggregatorNode) -> FastAPI:
     @app.post("/tasks/{task_hex}/collections")
     async def collect(task_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
+        if not node.is_leader:
+            raise NotFound("collections go to the leader")
         node.authorize(rt, request.headers.get("authorization"))
-        return octet(await node.collect(rt, await read_body(request, MAX_JOB_BYTES)))
+        body = await node.collect(rt, await read_body(request, MAX_JOB_BYTES))
+        return Response(content=body, media_type=OCTET)
+
+    @app.post("/tasks/{task_hex}/verify_key")
+    async def verify_key(task_hex: str, request: Request) -> Response:
+        rt = node.task(task_hex)
+        node._helper_only("verify keys")
+        node.authorize(rt, request.headers.get("authorization"))
+        node.helper_verify_key(rt, await read_body(request, MAX_REPORT_BYTES))
+        return Response(content=b"", media_type=OCTET)
 
     @app.post("/tasks/{task_hex}/aggregation_jobs/{job_hex}/init")
     async def job_init(task_hex: str, job_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
+        node._helper_only("aggregation jobs")
         node.authorize(rt, request.headers.get("authorization"))
         return octet(await node.helper_init(rt, job_hex, await read_body(request, MAX_JOB_BYTES)))
 
     @app.post("/tasks/{task_hex}/aggregation_jobs/{job_hex}/continue")
     async def job_continue(task_hex: str, job_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
+        node._helper_only("aggregation jobs")
         node.authorize(rt, request.headers.get("authorization"))
         return octet(
             await node.helper_continue(rt, job_hex, await read_body(request, MAX_JOB_BYTES))
@@ -843,8 +1011,10 @@ def create_app(node: AggregatorNode) -> FastAPI:
     @app.post("/tasks/{task_hex}/aggregate_shares")
     async def aggregate_share(task_hex: str, request: Request) -> Response:
         rt = node.task(task_hex)
+        node._helper_only("aggregate share requests")
         node.authorize(rt, request.headers.get("authorization"))
-        return octet(await node.helper_aggregate_share(rt, await read_body(request, MAX_JOB_BYTES)))
+        body = await node.helper_aggregate_share(rt, await read_body(request, MAX_JOB_BYTES))
+        return Response(content=body, media_type=OCTET)
 
     @app.get("/tasks/{task_hex}/stats")
     async def stats(task_hex: str, request: Request) -> dict[str, Any]:

@@ -34,7 +34,8 @@ class ReportBuilder:
         self.config = config
         self.vdaf: Any = config.vdaf()
         self.ctx = vdaf_ctx(config.task_id)
-        self._keys = [a.public_key() for a in config.aggregators]
+        # Each aggregator's published HPKE config (ConfigError if one has not published).
+        self._configs = [a.public_config(config.task_id) for a in config.aggregators]
 
     def report(self, measurement: Any, time: int, rng: Rng) -> Report:
         """A sealed report of ``measurement`` at ``time`` (rounded down to the precision).
@@ -50,14 +51,14 @@ class ReportBuilder:
         public = vdaf.encode_public_share(public_share)
         sealed = tuple(
             SealedShare(
-                0,
+                peer.hpke_config_id,
                 hpke.seal(
-                    key,
+                    peer.hpke_public_key,
                     input_share_info(self.config.task_id, i, metadata, public),
                     vdaf.encode_input_share(share),
                 ),
             )
-            for i, (key, share) in enumerate(zip(self._keys, input_shares, strict=True))
+            for i, (peer, share) in enumerate(zip(self._configs, input_shares, strict=True))
         )
         return Report(metadata, public, sealed)
 

@@ -16,6 +16,7 @@ from tessera.crypto.poplar1 import Poplar1
 from tessera.errors import DecodeError, ProtocolError, TransportError
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
+from tessera.node.telemetry.keys import collector_credential
 from tessera.node.telemetry.refusal import refusal
 from tessera.protocol.telemetry.collection import (
     next_candidates,
@@ -57,8 +58,13 @@ class TelemetryCollector:
     def __init__(self, config: TaskConfig, *, timeout: float = 600.0) -> None:
         self.config = config
         self.vdaf: Any = config.vdaf()
-        self._key = config.collector_private_key()
-        self._token = config.auth_token()
+        # The collector's own keys, made in its state directory on first use; the
+        # aggregators read its published configuration to seal shares and check it.
+        self._keys = config.collector.keys(config.task_id)
+        leader = config.aggregators[0].public_config(config.task_id)
+        self._token = collector_credential(
+            self._keys.auth_private_key, leader.auth_public_key, config.task_id
+        )
         self._http = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -74,9 +80,7 @@ class TelemetryCollector:
         """Release and decrypt the aggregate of ``interval``."""
         cfg = self.config
         url = f"{cfg.aggregators[0].url}/tasks/{cfg.task_id_hex}/collections"
-        headers = {"content-type": OCTET}
-        if self._token is not None:
-            headers["authorization"] = f"Bearer {self._token}"
+        headers = {"content-type": OCTET, "authorization": f"Bearer {self._token}"}
         body = CollectReq(interval, agg_param).encode()
         try:
             resp = self._http.post(url, content=body, headers=headers)
@@ -92,9 +96,11 @@ class TelemetryCollector:
             raise ProtocolError("the collection is for a different batch than requested")
         if len(coll.sealed_shares) != len(cfg.aggregators):
             raise ProtocolError("the collection lacks an aggregator's share")
+        if any(s.config_id != self._keys.hpke_config_id for s in coll.sealed_shares):
+            raise ProtocolError("an aggregate share is sealed to another HPKE config")
         shares = [
             hpke.open_sealed(
-                self._key,
+                self._keys.hpke_private_key,
                 aggregate_share_info(cfg.task_id, i, interval, agg_param),
                 sealed.ciphertext,
             )

@@ -1,14 +1,15 @@
-"""Telemetry task configuration: one TOML file per task, shared by every party.
+"""Telemetry task configuration: one TOML file per task, a description shared by every party.
 
-Secrets live in separate files the config points to (paths relative to the config
-file); each party reads only the ones it needs::
+It holds no secret. Each party keeps its own keys in its own state directory and
+publishes only its public configuration (:mod:`tessera.node.telemetry.keys`)::
 
     [task]
     id = "<64 hex digits>"
     min_batch_size = 100
     time_precision = 60            # seconds; reports are bucketed by this
-    verify_key_file = "keys/verify.key"   # aggregators only
-    auth_token_file = "keys/auth.token"   # optional bearer token between parties
+    report_expiry_age = 604800     # seconds; older reports are refused
+    task_end = 1767225600          # Unix seconds; no report at or after it
+    # allow_insecure_http_for_tests = true   # plain http:// to a non-loopback peer
 
     [task.vdaf]
     type = "Prio3Histogram"
@@ -21,18 +22,18 @@ file); each party reads only the ones it needs::
 
     [[aggregators]]                 # the first one is the leader
     url = "http://127.0.0.1:8701"
-    hpke_public_key_file = "keys/agg0.pub"
-    hpke_private_key_file = "keys/agg0.key"   # this aggregator only
-    store = "data/agg0.sqlite"                # this aggregator only
+    public_config = "public/agg0.json"   # published by this aggregator
+    state_dir = "agg0"                   # this aggregator's own keys and store
 
     [collector]
-    hpke_public_key_file = "keys/collector.pub"
-    hpke_private_key_file = "keys/collector.key"  # collector only
+    public_config = "public/collector.json"
+    state_dir = "collector"
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,22 +41,53 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-
-from tessera.errors import ConfigError, TesseraError
+from tessera.errors import ConfigError
 from tessera.node.files import atomic_write
-from tessera.node.telemetry import hpke
+from tessera.node.serve import is_loopback
+from tessera.node.telemetry.keys import (
+    PartyKeys,
+    PublicConfig,
+    ensure_party_keys,
+    load_public_config,
+)
+from tessera.protocol.telemetry.collection import TimeBounds
+from tessera.protocol.telemetry.messages import MAX_TIME
 from tessera.protocol.telemetry.task import TASK_ID_SIZE, AnyVdaf, DpSpec, VdafSpec
 
 
 @dataclass(frozen=True)
-class AggregatorEndpoint:
+class Party:
+    """A party as the task file describes it: where it publishes, where it keeps its keys."""
+
+    name: str
+    public_config_file: Path
+    state_dir: Path | None
+
+    def public_config(self, task_id: bytes) -> PublicConfig:
+        """Its published configuration; :class:`ConfigError` until it has published one."""
+        config = load_public_config(self.public_config_file, task_id)
+        if config is None:
+            raise ConfigError(
+                f"{self.name} has not published its configuration yet "
+                f"({self.public_config_file}): start it first"
+            )
+        return config
+
+    def own_state_dir(self) -> Path:
+        if self.state_dir is None:
+            raise ConfigError(f"{self.name} has no state_dir in the task file")
+        return self.state_dir
+
+    def keys(self, task_id: bytes) -> PartyKeys:
+        """This party's own keys, generated in its state directory on first use."""
+        return ensure_party_keys(self.own_state_dir(), self.public_config_file, task_id)
+
+
+@dataclass(frozen=True)
+class AggregatorEndpoint(Party):
     """One aggregator as the task file describes it."""
 
-    url: str
-    hpke_public_key_file: Path
-    hpke_private_key_file: Path | None
-    store: Path | None
+    url: str = ""
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -63,13 +95,9 @@ class AggregatorEndpoint:
         assert parts.hostname is not None and parts.port is not None
         return parts.hostname, parts.port
 
-    def public_key(self) -> X25519PublicKey:
-        return hpke.load_public_key(self.hpke_public_key_file)
-
-    def private_key(self) -> X25519PrivateKey:
-        if self.hpke_private_key_file is None:
-            raise ConfigError(f"aggregator {self.url} has no hpke_private_key_file")
-        return hpke.load_private_key(self.hpke_private_key_file)
+    @property
+    def store_path(self) -> Path:
+        return self.own_state_dir() / "store.sqlite"
 
 
 @dataclass(frozen=True)
@@ -81,12 +109,11 @@ class TaskConfig:
     vdaf_spec: VdafSpec
     min_batch_size: int
     time_precision: int
-    verify_key_file: Path | None
-    auth_token_file: Path | None
+    time_bounds: TimeBounds
     dp: DpSpec
     aggregators: tuple[AggregatorEndpoint, ...]
-    collector_public_key_file: Path
-    collector_private_key_file: Path | None
+    collector: Party
+    allow_insecure_http_for_tests: bool = False
 
     @property
     def task_id_hex(self) -> str:
@@ -94,42 +121,6 @@ class TaskConfig:
 
     def vdaf(self) -> AnyVdaf:
         return self.vdaf_spec.instantiate(len(self.aggregators))
-
-    def verify_key(self) -> bytes:
-        """The aggregators' shared VDAF verification key."""
-        if self.verify_key_file is None:
-            raise ConfigError(f"{self.path}: task has no verify_key_file")
-        data = _read_hex_file(self.verify_key_file, "verify key")
-        if len(data) != 32:
-            raise ConfigError(f"verify key {self.verify_key_file} must be 32 bytes in hex")
-        return data
-
-    def auth_token(self) -> str | None:
-        """The bearer token parties present to each other, if the task sets one."""
-        if self.auth_token_file is None:
-            return None
-        try:
-            token = self.auth_token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read auth token {self.auth_token_file}: {exc}") from exc
-        if not token:
-            raise ConfigError(f"auth token file {self.auth_token_file} is empty")
-        return token
-
-    def collector_public_key(self) -> X25519PublicKey:
-        return hpke.load_public_key(self.collector_public_key_file)
-
-    def collector_private_key(self) -> X25519PrivateKey:
-        if self.collector_private_key_file is None:
-            raise ConfigError(f"{self.path}: [collector] has no hpke_private_key_file")
-        return hpke.load_private_key(self.collector_private_key_file)
-
-
-def _read_hex_file(path: Path, what: str) -> bytes:
-    try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
@@ -164,12 +155,49 @@ def _path(base: Path, value: str | None) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
-def _check_url(url: str, where: str) -> None:
+def _check_url(url: str, where: str, allow_insecure: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
-        raise ConfigError(f"{where}: url must look like http://127.0.0.1:8701, got {url!r}")
+        raise ConfigError(f"{where}: url must look like https://agg.example:8701, got {url!r}")
     if parts.path not in ("", "/"):
         raise ConfigError(f"{where}: url must not have a path, got {url!r}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure:
+        raise ConfigError(
+            f"{where}: {url} is plain http to a host that is not loopback; credentials would "
+            "travel in clear. Use https:// (a TLS-terminating proxy in front of the "
+            "aggregator), or set allow_insecure_http_for_tests = true in [task] for a test"
+        )
+
+
+#: Keys of the former layout, where one command made every party's secrets.
+_RETIRED = {
+    "verify_key_file": "the leader makes the verify key and sends it to the helpers only",
+    "auth_token_file": "credentials are derived from each party's own keys",
+    "hpke_public_key_file": "each party publishes its own public_config",
+    "hpke_private_key_file": "each party keeps its own keys in its state_dir",
+    "store": "an aggregator keeps its store in its state_dir",
+}
+
+
+def _refuse_retired(table: dict[str, Any], where: str) -> None:
+    for key, why in _RETIRED.items():
+        if key in table:
+            raise ConfigError(
+                f"{where}: {key} is no longer supported ({why}); "
+                "recreate the task with `tessera telemetry init`"
+            )
+
+
+def _party(entry: dict[str, Any], base: Path, where: str, name: str) -> tuple[Path, Path | None]:
+    _refuse_retired(entry, where)
+    if "public_config" not in entry:
+        raise ConfigError(
+            f"{where}: missing key 'public_config' ({name} has no credential: a task "
+            "without credentials is refused)"
+        )
+    public = _path(base, _get(entry, "public_config", str, where))
+    assert public is not None
+    return public, _path(base, _get(entry, "state_dir", str, where, None))
 
 
 def parse_task_config(doc: dict[str, Any], path: Path) -> TaskConfig:
@@ -177,6 +205,7 @@ def parse_task_config(doc: dict[str, Any], path: Path) -> TaskConfig:
     base = path.parent
     where = str(path)
     task = _get(doc, "task", dict, where)
+    _refuse_retired(task, f"{where} [task]")
     tid_hex = _get(task, "id", str, f"{where} [task]")
     try:
         task_id = bytes.fromhex(tid_hex)
@@ -188,6 +217,13 @@ def parse_task_config(doc: dict[str, Any], path: Path) -> TaskConfig:
     precision = _get(task, "time_precision", int, f"{where} [task]", 3600)
     if min_batch < 1 or precision < 1:
         raise ConfigError(f"{where} [task]: min_batch_size and time_precision must be >= 1")
+    expiry = _get(task, "report_expiry_age", int, f"{where} [task]")
+    task_end = _get(task, "task_end", int, f"{where} [task]")
+    if expiry < 1 or not 0 < task_end <= MAX_TIME:
+        raise ConfigError(
+            f"{where} [task]: report_expiry_age must be >= 1 and task_end a Unix time"
+        )
+    insecure = _get(task, "allow_insecure_http_for_tests", bool, f"{where} [task]", False)
     vdaf_table = dict(_get(task, "vdaf", dict, f"{where} [task]"))
     kind = vdaf_table.pop("type", None)
     if not isinstance(kind, str):
@@ -219,17 +255,9 @@ def parse_task_config(doc: dict[str, Any], path: Path) -> TaskConfig:
         if not isinstance(entry, dict):
             raise ConfigError(f"{w}: must be a table")
         url = _get(entry, "url", str, w).rstrip("/")
-        _check_url(url, w)
-        pub = _path(base, _get(entry, "hpke_public_key_file", str, w))
-        assert pub is not None
-        aggs.append(
-            AggregatorEndpoint(
-                url,
-                pub,
-                _path(base, _get(entry, "hpke_private_key_file", str, w, None)),
-                _path(base, _get(entry, "store", str, w, None)),
-            )
-        )
+        _check_url(url, w, insecure)
+        public, state = _party(entry, base, w, f"aggregator {i}")
+        aggs.append(AggregatorEndpoint(f"aggregator {i}", public, state, url))
     if len({a.url for a in aggs}) != len(aggs):
         raise ConfigError(f"{where}: aggregator urls must be distinct")
     try:
@@ -237,23 +265,33 @@ def parse_task_config(doc: dict[str, Any], path: Path) -> TaskConfig:
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
+    if "collector" not in doc:
+        raise ConfigError(
+            f"{where}: missing key 'collector' (a task without a collector credential is refused)"
+        )
     coll = _get(doc, "collector", dict, where)
-    coll_pub = _path(base, _get(coll, "hpke_public_key_file", str, f"{where} [collector]"))
-    assert coll_pub is not None
+    coll_public, coll_state = _party(coll, base, f"{where} [collector]", "the collector")
+    files = [a.public_config_file for a in aggs] + [coll_public]
+    if len(set(files)) != len(files):
+        raise ConfigError(f"{where}: every party needs its own public_config file")
+    states = [a.state_dir for a in aggs if a.state_dir] + ([coll_state] if coll_state else [])
+    if len(set(states)) != len(states):
+        raise ConfigError(f"{where}: every party needs its own state_dir")
+    try:
+        bounds = TimeBounds(expiry, task_end)
+    except ValueError as exc:
+        raise ConfigError(f"{where} [task]: {exc}") from exc
     return TaskConfig(
         path=path,
         task_id=task_id,
         vdaf_spec=spec,
         min_batch_size=min_batch,
         time_precision=precision,
-        verify_key_file=_path(base, _get(task, "verify_key_file", str, where, None)),
-        auth_token_file=_path(base, _get(task, "auth_token_file", str, where, None)),
+        time_bounds=bounds,
         dp=dp,
         aggregators=tuple(aggs),
-        collector_public_key_file=coll_pub,
-        collector_private_key_file=_path(
-            base, _get(coll, "hpke_private_key_file", str, f"{where} [collector]", None)
-        ),
+        collector=Party("the collector", coll_public, coll_state),
+        allow_insecure_http_for_tests=insecure,
     )
 
 
@@ -276,6 +314,11 @@ def _toml_value(value: Any) -> str:
     return str(value)
 
 
+#: Defaults of ``tessera telemetry init``: reports live a week, a task a year.
+DEFAULT_REPORT_EXPIRY_AGE = 7 * 24 * 3600
+DEFAULT_TASK_LIFETIME = 365 * 24 * 3600
+
+
 def write_task(
     directory: Path,
     vdaf: VdafSpec,
@@ -285,39 +328,37 @@ def write_task(
     time_precision: int = 60,
     dp: DpSpec | None = None,
     host: str = "127.0.0.1",
+    report_expiry_age: int = DEFAULT_REPORT_EXPIRY_AGE,
+    task_end: int | None = None,
+    allow_insecure_http_for_tests: bool = False,
 ) -> Path:
-    """Create a task directory: fresh keys, a verify key, an auth token and ``task.toml``.
+    """Create ``directory/task.toml``: a task description and nothing secret.
 
-    Everything is written from the operating system's randomness; the files for one
-    party can then be copied to where that party runs.
+    Each party makes its own keys when it first runs (``tessera telemetry serve``
+    for an aggregator, ``tessera telemetry keygen --collector`` or the first
+    ``collect`` for the collector) and publishes its public configuration under
+    ``public/``. ``task_end`` defaults to a year from now.
     """
     if len(aggregator_ports) < 2:
         raise ConfigError("at least two aggregators are needed")
     dp = dp or DpSpec("discrete_laplace", epsilon=Fraction(1))
-    keys = directory / "keys"
-    data = directory / "data"
-    keys.mkdir(parents=True, exist_ok=True)
-    data.mkdir(parents=True, exist_ok=True)
+    if task_end is None:
+        task_end = int(time.time()) + DEFAULT_TASK_LIFETIME
+    directory.mkdir(parents=True, exist_ok=True)
     task_toml = directory / "task.toml"
     if task_toml.exists():
         raise ConfigError(f"{task_toml} already exists; choose an empty directory")
-    try:
-        for i in range(len(aggregator_ports)):
-            hpke.write_keypair(keys / f"agg{i}.key", keys / f"agg{i}.pub")
-        hpke.write_keypair(keys / "collector.key", keys / "collector.pub")
-        _write_secret(keys / "verify.key", secrets.token_bytes(32).hex())
-        _write_secret(keys / "auth.token", secrets.token_urlsafe(32))
-    except FileExistsError as exc:
-        raise ConfigError(f"key file {exc.filename} already exists") from exc
-    except TesseraError:
-        raise
     lines = [
         "[task]",
         f'id = "{secrets.token_bytes(TASK_ID_SIZE).hex()}"',
         f"min_batch_size = {min_batch_size}",
         f"time_precision = {time_precision}",
-        'verify_key_file = "keys/verify.key"',
-        'auth_token_file = "keys/auth.token"',
+        f"report_expiry_age = {report_expiry_age}",
+        f"task_end = {task_end}",
+    ]
+    if allow_insecure_http_for_tests:
+        lines.append("allow_insecure_http_for_tests = true")
+    lines += [
         "",
         "[task.vdaf]",
         f'type = "{vdaf.kind}"',
@@ -335,21 +376,16 @@ def write_task(
             "",
             "[[aggregators]]" + ("  # the leader" if i == 0 else ""),
             f'url = "http://{host}:{port}"',
-            f'hpke_public_key_file = "keys/agg{i}.pub"',
-            f'hpke_private_key_file = "keys/agg{i}.key"',
-            f'store = "data/agg{i}.sqlite"',
+            f'public_config = "public/agg{i}.json"',
+            f'state_dir = "agg{i}"',
         ]
     lines += [
         "",
         "[collector]",
-        'hpke_public_key_file = "keys/collector.pub"',
-        'hpke_private_key_file = "keys/collector.key"',
+        'public_config = "public/collector.json"',
+        'state_dir = "collector"',
         "",
     ]
     atomic_write(task_toml, "\n".join(lines).encode(), 0o644)
     load_task_config(task_toml)  # what we wrote must parse
     return task_toml
-
-
-def _write_secret(path: Path, text: str) -> None:
-    atomic_write(path, (text + "\n").encode("ascii"), 0o600, overwrite=False)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tessera.errors import ConfigError
-from tessera.protocol.telemetry.collection import ZERO_CHECKSUM, xor_checksums
+from tessera.protocol.telemetry.collection import ZERO_CHECKSUM, Release, xor_checksums
+from tessera.protocol.telemetry.messages import BatchInterval
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS report_ids (
@@ -35,8 +36,14 @@ CREATE TABLE IF NOT EXISTS batch_aggregates (
 );
 CREATE TABLE IF NOT EXISTS releases (
     task_id BLOB NOT NULL, bucket INTEGER NOT NULL, seq INTEGER NOT NULL,
-    agg_param BLOB NOT NULL,
+    agg_param BLOB NOT NULL, batch_start INTEGER NOT NULL, batch_duration INTEGER NOT NULL,
     PRIMARY KEY (task_id, bucket, seq)
+);
+CREATE TABLE IF NOT EXISTS responses (
+    task_id BLOB NOT NULL, batch_start INTEGER NOT NULL, batch_duration INTEGER NOT NULL,
+    agg_param BLOB NOT NULL, report_count INTEGER NOT NULL, checksum BLOB NOT NULL,
+    response BLOB NOT NULL,
+    PRIMARY KEY (task_id, batch_start, batch_duration, agg_param)
 );
 """
 
@@ -46,6 +53,16 @@ class BucketDelta:
     """What one aggregation job adds to one time bucket."""
 
     agg_share: bytes
+    report_count: int
+    checksum: bytes
+
+
+@dataclass(frozen=True)
+class Released:
+    """A batch's release as stored: the answer given, and the count and checksum it had."""
+
+    fresh: bool
+    response: bytes
     report_count: int
     checksum: bytes
 
@@ -132,22 +149,23 @@ class TelemetryStore:
 
     # -- aggregates ---------------------------------------------------------------------
 
-    def released(self, task_id: bytes, buckets: Sequence[int]) -> dict[int, list[bytes]]:
-        """Aggregation parameters already released, per bucket (empty list if none)."""
+    def released(self, task_id: bytes, buckets: Sequence[int]) -> dict[int, list[Release]]:
+        """Releases so far (batch and aggregation parameter), per bucket (empty if none)."""
         with self._lock:
             return self._released(self._db, task_id, buckets)
 
     @staticmethod
     def _released(
         db: sqlite3.Connection, task_id: bytes, buckets: Sequence[int]
-    ) -> dict[int, list[bytes]]:
-        out: dict[int, list[bytes]] = {b: [] for b in buckets}
+    ) -> dict[int, list[Release]]:
+        out: dict[int, list[Release]] = {b: [] for b in buckets}
         for b in buckets:
             cur = db.execute(
-                "SELECT agg_param FROM releases WHERE task_id = ? AND bucket = ? ORDER BY seq",
+                "SELECT agg_param, batch_start, batch_duration FROM releases"
+                " WHERE task_id = ? AND bucket = ? ORDER BY seq",
                 (task_id, b),
             )
-            out[b] = [bytes(r[0]) for r in cur.fetchall()]
+            out[b] = [(BatchInterval(int(r[1]), int(r[2])), bytes(r[0])) for r in cur.fetchall()]
         return out
 
     def accumulate(
@@ -156,7 +174,7 @@ class TelemetryStore:
         agg_param: bytes,
         deltas: Mapping[int, BucketDelta],
         merge: Callable[[bytes, bytes], bytes],
-        allows: Callable[[list[bytes]], bool],
+        allows: Callable[[list[Release]], bool],
     ) -> set[int]:
         """Add each bucket's delta unless ``allows(earlier releases)`` refuses the bucket.
 
@@ -204,35 +222,71 @@ class TelemetryStore:
                     checksum = xor_checksums(checksum, bytes(row[2]))
         return BatchTotals(shares, count, checksum)
 
-    def record_release(
+    def response(
+        self, task_id: bytes, interval: BatchInterval, agg_param: bytes
+    ) -> Released | None:
+        """The kept answer of a batch already released under ``agg_param``, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT report_count, checksum, response FROM responses WHERE task_id = ?"
+                " AND batch_start = ? AND batch_duration = ? AND agg_param = ?",
+                (task_id, interval.start, interval.duration, agg_param),
+            ).fetchone()
+        if row is None:
+            return None
+        return Released(False, bytes(row[2]), int(row[0]), bytes(row[1]))
+
+    def release(
         self,
         task_id: bytes,
+        interval: BatchInterval,
         agg_param: bytes,
         buckets: Sequence[int],
-        check: Callable[[dict[int, list[bytes]], BatchTotals], None],
-    ) -> BatchTotals:
-        """Atomically run the batch rules (``check`` raises) and mark the buckets released."""
+        check: Callable[[dict[int, list[Release]], BatchTotals], None],
+        respond: Callable[[BatchTotals], bytes],
+    ) -> Released:
+        """Release a batch once, atomically; a repeated request gets the stored answer.
+
+        The first time, ``check`` runs the batch rules on the earlier releases and the
+        totals (it raises to refuse), ``respond`` makes the answer (noise drawn once),
+        and the buckets are marked released with the answer kept. Afterwards the kept
+        answer comes back unchanged (``fresh`` false), with the count and checksum it
+        was made from, so a lost response can be retried without a second release.
+        """
+        key = (task_id, interval.start, interval.duration, agg_param)
         with self._tx() as db:
+            row = db.execute(
+                "SELECT report_count, checksum, response FROM responses WHERE task_id = ?"
+                " AND batch_start = ? AND batch_duration = ? AND agg_param = ?",
+                key,
+            ).fetchone()
+            if row is not None:
+                return Released(False, bytes(row[2]), int(row[0]), bytes(row[1]))
             released = self._released(db, task_id, buckets)
             # Read the totals inside the same transaction: nothing can slip in between.
             shares: list[bytes] = []
             count = 0
             checksum = ZERO_CHECKSUM
             for b in buckets:
-                row = db.execute(
+                agg = db.execute(
                     "SELECT agg_share, report_count, checksum FROM batch_aggregates"
                     " WHERE task_id = ? AND agg_param = ? AND bucket = ?",
                     (task_id, agg_param, b),
                 ).fetchone()
-                if row is not None:
-                    shares.append(bytes(row[0]))
-                    count += int(row[1])
-                    checksum = xor_checksums(checksum, bytes(row[2]))
+                if agg is not None:
+                    shares.append(bytes(agg[0]))
+                    count += int(agg[1])
+                    checksum = xor_checksums(checksum, bytes(agg[2]))
             totals = BatchTotals(shares, count, checksum)
             check(released, totals)
+            response = respond(totals)
             for b in buckets:
                 db.execute(
-                    "INSERT INTO releases VALUES (?, ?, ?, ?)",
-                    (task_id, b, len(released[b]), agg_param),
+                    "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?)",
+                    (task_id, b, len(released[b]), agg_param, interval.start, interval.duration),
                 )
-        return totals
+            db.execute(
+                "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*key, count, checksum, response),
+            )
+        return Released(True, response, count, checksum)

@@ -17,9 +17,10 @@ Pure: time, randomness and keys come in as arguments; the HTTP service lives in
 Roles and message flow (one leader, ``n - 1 >= 1`` helpers)::
 
     client  --UploadRequest(Report...)-->            leader
-    leader  --AggregationJobInit(ReportShare...)-->  each helper   -> AggregationJobResp
-    leader  --AggregationJobContinue(...)-->         each helper   -> AggregationJobResp
-            (until every report is finished or rejected by every aggregator)
+    leader  --AggregationJobInit(ReportShare...)-->  each helper   -> its verifier shares
+    leader  --PrepareSteps(the others' shares)-->    each helper   -> its next shares
+            (each aggregator combines the round's shares itself and decides; until
+            every report is finished or rejected by every aggregator)
     collector --CollectReq(interval, agg_param)-->   leader
     leader  --AggregateShareReq(count, checksum)-->  each helper   -> AggregateShareResp
     leader  --Collection(sealed aggregate shares)--> collector
@@ -35,9 +36,12 @@ from __future__ import annotations
 from tessera.errors import BatchCollected, BatchTooSmall
 from tessera.protocol.telemetry.collection import (
     ZERO_CHECKSUM,
+    Release,
+    TimeBounds,
     add_noise,
     bucket_of,
     check_collectable,
+    check_no_overlap,
     check_report_time,
     next_candidates,
     poplar1_agg_param,
@@ -49,6 +53,7 @@ from tessera.protocol.telemetry.collection import (
 from tessera.protocol.telemetry.leader import LeaderJob
 from tessera.protocol.telemetry.messages import (
     JOB_ID_SIZE,
+    MAX_TIME,
     MAX_U64,
     REPORT_ID_SIZE,
     AggregateShareReq,
@@ -69,7 +74,10 @@ from tessera.protocol.telemetry.messages import (
     UploadRequest,
     UploadResponse,
     aggregate_share_info,
+    decode_verifier_shares,
+    encode_verifier_shares,
     input_share_info,
+    verify_key_info,
 )
 from tessera.protocol.telemetry.preparation import Preparer
 from tessera.protocol.telemetry.task import (
@@ -84,6 +92,7 @@ from tessera.protocol.telemetry.task import (
 
 __all__ = [
     "JOB_ID_SIZE",
+    "MAX_TIME",
     "MAX_U64",
     "REPORT_ID_SIZE",
     "TASK_ID_SIZE",
@@ -103,12 +112,14 @@ __all__ = [
     "PrepareStep",
     "PrepareSteps",
     "Preparer",
+    "Release",
     "Report",
     "ReportMetadata",
     "ReportOutcome",
     "ReportShare",
     "ReportStatus",
     "SealedShare",
+    "TimeBounds",
     "UploadRequest",
     "UploadResponse",
     "VdafSpec",
@@ -116,9 +127,12 @@ __all__ = [
     "aggregate_share_info",
     "bucket_of",
     "check_collectable",
+    "check_no_overlap",
     "check_report_time",
+    "decode_verifier_shares",
     "discrete_gaussian",
     "discrete_laplace",
+    "encode_verifier_shares",
     "input_share_info",
     "next_candidates",
     "poplar1_agg_param",
@@ -126,5 +140,6 @@ __all__ = [
     "signed",
     "unshard_signed",
     "vdaf_ctx",
+    "verify_key_info",
     "xor_checksums",
 ]

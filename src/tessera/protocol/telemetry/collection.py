@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from tessera.crypto.field import Field
 from tessera.crypto.poplar1 import FieldVec, Poplar1
 from tessera.crypto.prio3 import Prio3
 from tessera.crypto.rng import Rng
 from tessera.errors import BatchCollected, BatchTooSmall
+from tessera.protocol.telemetry.messages import BatchInterval, ReportStatus
 from tessera.protocol.telemetry.task import AnyVdaf
 
 # -- report checksums -------------------------------------------------------------------
@@ -40,9 +42,37 @@ ZERO_CHECKSUM = bytes(32)
 # -- batch rules ------------------------------------------------------------------------
 
 
-def check_report_time(time: int, time_precision: int, now: int, tolerance: int) -> bool:
-    """Whether a report's time is aligned and not further in the future than ``tolerance``."""
-    return time % time_precision == 0 and time <= now + tolerance
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """When a task takes reports: not older than ``expiry_age``, before ``task_end``.
+
+    Reports stamped more than ``tolerance`` seconds in the future are refused too.
+    """
+
+    expiry_age: int
+    task_end: int
+    tolerance: int = 3600
+
+    def __post_init__(self) -> None:
+        if self.expiry_age < 1 or self.task_end < 1 or self.tolerance < 0:
+            raise ValueError("report expiry age and task end must be positive")
+
+
+def check_report_time(
+    time: int, time_precision: int, now: int, bounds: TimeBounds
+) -> ReportStatus | None:
+    """``None`` if a report's time is acceptable at ``now``, else why not.
+
+    Unaligned or too far in the future: ``INVALID_TIME``; at or after the task's end:
+    ``TASK_ENDED``; older than the expiry age: ``EXPIRED``.
+    """
+    if time % time_precision or time > now + bounds.tolerance:
+        return ReportStatus.INVALID_TIME
+    if time >= bounds.task_end:
+        return ReportStatus.TASK_ENDED
+    if time < now - bounds.expiry_age:
+        return ReportStatus.EXPIRED
+    return None
 
 
 def bucket_of(time: int, time_precision: int) -> int:
@@ -50,22 +80,46 @@ def bucket_of(time: int, time_precision: int) -> int:
     return time - time % time_precision
 
 
+#: One earlier release of a bucket: the batch it was part of and its aggregation parameter.
+Release: TypeAlias = tuple[BatchInterval, bytes]
+
+
+def check_no_overlap(interval: BatchInterval, previous: Iterable[Sequence[Release]]) -> None:
+    """DAP's batch-overlap rule: a bucket is only ever released as part of one batch.
+
+    ``previous`` holds, per bucket of ``interval``, its earlier releases. Any earlier
+    release over a different interval that shares a bucket is refused, whatever its
+    aggregation parameter: otherwise two overlapping batches (say A+B and A) can be
+    subtracted to isolate the reports of their difference (B), however small.
+    """
+    for released in previous:
+        for batch, _ in released:
+            if batch != interval:
+                raise BatchCollected(
+                    f"batch [{interval.start}, {interval.end}) overlaps the earlier collection "
+                    f"[{batch.start}, {batch.end}); a time bucket is collected as part of one "
+                    "batch only (later levels or parameters must use the same interval)"
+                )
+
+
 def check_collectable(
     vdaf: AnyVdaf,
+    interval: BatchInterval,
     agg_param: bytes,
-    previous: Sequence[Sequence[bytes]],
+    previous: Sequence[Sequence[Release]],
     report_count: int,
     min_batch_size: int,
 ) -> None:
-    """Batch rules: each bucket's previous releases allow ``agg_param``, and size suffices.
+    """Batch rules: no overlap, the earlier releases allow ``agg_param``, size suffices.
 
-    ``previous`` holds, per bucket of the batch, the aggregation parameters already
-    released. Prio3 allows one release per batch; Poplar1 allows one per level with
-    each level's prefixes extending the previous level's (VDAF ``is_valid``).
+    ``previous`` holds, per bucket of the batch, its releases so far. Prio3 allows one
+    release per batch; Poplar1 allows one per level over the same batch, each level's
+    prefixes extending the previous level's (VDAF ``is_valid``).
     """
+    check_no_overlap(interval, previous)
     param: Any = vdaf.decode_agg_param(agg_param)
     for released in previous:
-        earlier: list[Any] = [vdaf.decode_agg_param(p) for p in released]
+        earlier: list[Any] = [vdaf.decode_agg_param(p) for _, p in released]
         if not vdaf.is_valid(param, earlier):
             if isinstance(vdaf, Prio3):
                 raise BatchCollected("batch already collected")

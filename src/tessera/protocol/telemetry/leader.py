@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tessera.errors import ProtocolError
-from tessera.protocol.telemetry.messages import PrepareKind, PrepareStep, ReportStatus
+from tessera.protocol.telemetry.messages import (
+    PrepareKind,
+    PrepareStep,
+    ReportStatus,
+    encode_verifier_shares,
+)
 from tessera.protocol.telemetry.preparation import Preparer
 
 
 class LeaderJob:
     """The leader's bookkeeping of one aggregation job across all helpers.
 
-    Feed it the helpers' answers with :meth:`step`; it returns the steps to send next
-    (verifier messages or rejections) until every report is finished or rejected.
+    Feed it the helpers' answers with :meth:`step`; it returns the steps to send each
+    helper next (the round's verifier shares, or rejections) until every report is
+    finished or rejected.
     """
 
     def __init__(self, preparer: Preparer, own: Sequence[PrepareStep]) -> None:
@@ -42,8 +48,14 @@ class LeaderJob:
         self.preparer.drop(rid)
         return PrepareStep(rid, PrepareKind.REJECT, reason=reason)
 
-    def step(self, helper_answers: Sequence[Sequence[PrepareStep]]) -> list[PrepareStep]:
-        """Process every helper's answer to the last request; the steps to send next."""
+    def step(self, helper_answers: Sequence[Sequence[PrepareStep]]) -> list[list[PrepareStep]]:
+        """Process every helper's answer to the last request; per helper, the steps to send.
+
+        For each report still being verified the leader combines its own verifier share
+        with the helpers' into the round's message and advances itself; each helper is
+        sent the *other* aggregators' shares of the round, to combine and decide for
+        itself (never the leader's message). Every list is empty once the job is done.
+        """
         by_helper: list[dict[bytes, PrepareStep]] = []
         for answers in helper_answers:
             index: dict[bytes, PrepareStep] = {}
@@ -76,11 +88,27 @@ class LeaderJob:
                 continue
             to_combine.append((rid, [own.payload, *(t.payload for t in theirs if t is not None)]))
             out.append(None)
+        helpers = len(by_helper)
+        per_helper: list[list[PrepareStep]] = [[] for _ in range(helpers)]
+        shares = iter(to_combine)
         messages = iter(self.preparer.combine_batch(to_combine))
-        return [step if step is not None else self._advance(next(messages)) for step in out]
+        for step in out:
+            if step is None:
+                rid, round_shares = next(shares)
+                step = self._advance(next(messages))
+                if step.kind is PrepareKind.CONTINUE:
+                    for h in range(helpers):
+                        others = [s for j, s in enumerate(round_shares) if j != h + 1]
+                        per_helper[h].append(
+                            PrepareStep(rid, PrepareKind.CONTINUE, encode_verifier_shares(others))
+                        )
+                    continue
+            for h in range(helpers):
+                per_helper[h].append(step)
+        return per_helper
 
     def _advance(self, message: PrepareStep) -> PrepareStep:
-        """This aggregator's own ``verify_next`` on a combined message; the step to send."""
+        """This aggregator's own ``verify_next`` on the message it combined itself."""
         rid = message.report_id
         if message.kind is PrepareKind.REJECT:
             return self._reject(rid, message.reason)

@@ -18,6 +18,8 @@ from tessera.errors import DecodeError, PolicyViolation
 REPORT_ID_SIZE = 16
 JOB_ID_SIZE = 16
 MAX_U64 = (1 << 64) - 1
+#: Times (seconds) and durations are at most this: what a signed 64-bit store column holds.
+MAX_TIME = (1 << 63) - 1
 
 
 # -- codec ----------------------------------------------------------------------------
@@ -134,6 +136,8 @@ class ReportStatus(IntEnum):
     INVALID_TIME = 6
     PEER_REJECTED = 7
     UNKNOWN_REPORT = 8
+    EXPIRED = 9
+    TASK_ENDED = 10
 
     @property
     def label(self) -> str:
@@ -162,8 +166,8 @@ class ReportMetadata(_Message):
     def __post_init__(self) -> None:
         if len(self.report_id) != REPORT_ID_SIZE:
             raise ValueError("report id must be 16 bytes")
-        if not 0 <= self.time <= MAX_U64:
-            raise ValueError("time out of range")
+        if not 0 <= self.time <= MAX_TIME:
+            raise ValueError(f"report time out of range (at most 2^63 - 1), got {self.time}")
 
     def _write(self, w: _Writer) -> None:
         w.fixed(self.report_id, REPORT_ID_SIZE)
@@ -171,7 +175,11 @@ class ReportMetadata(_Message):
 
     @classmethod
     def _read(cls, r: _Reader) -> ReportMetadata:
-        return cls(r.take(REPORT_ID_SIZE), r.u64())
+        report_id, time = r.take(REPORT_ID_SIZE), r.u64()
+        try:
+            return cls(report_id, time)
+        except ValueError as exc:
+            raise DecodeError(str(exc)) from exc
 
     @classmethod
     def decode(cls, data: bytes) -> ReportMetadata:
@@ -402,8 +410,11 @@ class BatchInterval(_Message):
     duration: int
 
     def __post_init__(self) -> None:
-        if self.start < 0 or self.duration <= 0 or self.start + self.duration > MAX_U64:
-            raise ValueError("invalid batch interval")
+        if self.start < 0 or self.duration <= 0 or self.start + self.duration > MAX_TIME:
+            raise ValueError(
+                "invalid batch interval: need start >= 0, duration > 0 and "
+                "start + duration <= 2^63 - 1"
+            )
 
     def _write(self, w: _Writer) -> None:
         w.u64(self.start)
@@ -416,6 +427,14 @@ class BatchInterval(_Message):
             return cls(start, duration)
         except ValueError as exc:
             raise DecodeError(str(exc)) from exc
+
+    @property
+    def end(self) -> int:
+        return self.start + self.duration
+
+    def overlaps(self, other: BatchInterval) -> bool:
+        """Whether the two intervals share a second."""
+        return self.start < other.end and other.start < self.end
 
     def buckets(self, time_precision: int) -> list[int]:
         """Start times of the time-precision buckets the interval covers."""
@@ -517,10 +536,28 @@ class Collection(_Message):
         return out
 
 
+def encode_verifier_shares(shares: list[bytes]) -> bytes:
+    """The payload of a continue step: the round's verifier shares of the other aggregators."""
+    w = _Writer()
+    w.u8(len(shares))
+    for share in shares:
+        w.opaque32(share)
+    return w.getvalue()
+
+
+def decode_verifier_shares(data: bytes) -> list[bytes]:
+    """Strict inverse of :func:`encode_verifier_shares`."""
+    r = _Reader(data)
+    out = [r.opaque32() for _ in range(r.u8())]
+    r.finish()
+    return out
+
+
 # -- binding strings ---------------------------------------------------------------------
 
 _INPUT_LABEL = b"tessera telemetry input share v1"
 _AGG_LABEL = b"tessera telemetry aggregate share v1"
+_VERIFY_KEY_LABEL = b"tessera telemetry verify key v1"
 
 
 def input_share_info(
@@ -537,3 +574,8 @@ def aggregate_share_info(
     """HPKE ``info`` of aggregator ``agg_id``'s aggregate share for the collector."""
     digest = hashlib.sha256(interval.encode() + agg_param).digest()
     return _AGG_LABEL + task_id + bytes([agg_id]) + digest
+
+
+def verify_key_info(task_id: bytes, agg_id: int) -> bytes:
+    """HPKE ``info`` of the verify key the leader seals to aggregator ``agg_id``."""
+    return _VERIFY_KEY_LABEL + task_id + bytes([agg_id])

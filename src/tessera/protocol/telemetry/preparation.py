@@ -1,4 +1,11 @@
-"""One aggregator's verification of the reports of an aggregation job (VDAF §5.7)."""
+"""One aggregator's verification of the reports of an aggregation job (VDAF §5.7).
+
+Every aggregator decides for itself: in each round it combines its *own* verifier
+share with the other aggregators' shares into the round's verifier message
+(``verifier_shares_to_message``) and runs ``verify_next`` on it. Between aggregators
+only verifier shares travel, never a verifier message, so a caller cannot make an
+aggregator accept a report whose proof it did not check itself.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tessera.crypto.prio3 import Prio3
-from tessera.errors import InvalidProof
-from tessera.protocol.telemetry.messages import PrepareKind, PrepareStep, ReportStatus
+from tessera.errors import DecodeError, InvalidProof
+from tessera.protocol.telemetry.messages import (
+    PrepareKind,
+    PrepareStep,
+    ReportStatus,
+    decode_verifier_shares,
+)
 from tessera.protocol.telemetry.task import AnyVdaf
 
 
@@ -31,6 +43,7 @@ class Preparer:
         self.agg_param_bytes = agg_param
         self.agg_param: Any = vdaf.decode_agg_param(agg_param)
         self._states: dict[bytes, Any] = {}
+        self._shares: dict[bytes, bytes] = {}
         self._rounds: dict[bytes, int] = {}
         self.out_shares: dict[bytes, Any] = {}
 
@@ -53,6 +66,7 @@ class Preparer:
         except (ValueError, InvalidProof) as exc:
             return PrepareStep(report_id, PrepareKind.REJECT, reason=_reason_of(exc))
         self._states[report_id] = state
+        self._shares[report_id] = payload
         self._rounds[report_id] = 0
         return PrepareStep(report_id, PrepareKind.CONTINUE, payload)
 
@@ -81,6 +95,7 @@ class Preparer:
                 continue
             state, payload = res
             self._states[rid] = state
+            self._shares[rid] = payload
             self._rounds[rid] = 0
             out.append(PrepareStep(rid, PrepareKind.CONTINUE, payload))
         return out
@@ -88,6 +103,10 @@ class Preparer:
     def in_flight(self, report_id: bytes) -> bool:
         """Whether ``report_id`` awaits a verifier message."""
         return report_id in self._states
+
+    def own_share(self, report_id: bytes) -> bytes:
+        """This aggregator's verifier share of the current round."""
+        return self._shares[report_id]
 
     def combine(self, report_id: bytes, verifier_shares: Sequence[bytes]) -> PrepareStep:
         """Leader: the round's verifier message from every aggregator's share, or REJECT."""
@@ -119,6 +138,7 @@ class Preparer:
         """``verify_next`` with the round's verifier message: the next share, or FINISHED."""
         vdaf = self.vdaf
         state = self._states.pop(report_id, None)
+        self._shares.pop(report_id, None)
         if state is None:
             return PrepareStep(report_id, PrepareKind.REJECT, reason=ReportStatus.UNKNOWN_REPORT)
         try:
@@ -132,13 +152,16 @@ class Preparer:
             if self._rounds[report_id] >= vdaf.ROUNDS:
                 return PrepareStep(report_id, PrepareKind.REJECT, reason=ReportStatus.MALFORMED)
             self._states[report_id] = next_state
-            return PrepareStep(report_id, PrepareKind.CONTINUE, vdaf.encode_verifier_share(share))
+            payload = vdaf.encode_verifier_share(share)
+            self._shares[report_id] = payload
+            return PrepareStep(report_id, PrepareKind.CONTINUE, payload)
         self.out_shares[report_id] = result
         return PrepareStep(report_id, PrepareKind.FINISHED)
 
     def drop(self, report_id: bytes) -> None:
         """Forget a report that some aggregator rejected."""
         self._states.pop(report_id, None)
+        self._shares.pop(report_id, None)
         self.out_shares.pop(report_id, None)
 
     def aggregate(self, report_ids: Iterable[bytes]) -> bytes:
@@ -149,13 +172,58 @@ class Preparer:
         return encoded
 
     def respond(self, steps: Sequence[PrepareStep]) -> list[PrepareStep]:
-        """Helper: answer a continue request (messages or rejections from the leader)."""
-        out: list[PrepareStep] = []
+        """Helper: one round of a continue request from the leader.
+
+        A ``CONTINUE`` step carries the *other* aggregators' verifier shares of the
+        round (:func:`~tessera.protocol.telemetry.messages.encode_verifier_shares`, in
+        aggregator order); this aggregator adds its own share, combines them itself and
+        advances. A ``REJECT`` drops the report. Anything else is refused.
+        """
+        answers: dict[bytes, PrepareStep] = {}
+        to_combine: list[tuple[bytes, Sequence[bytes]]] = []
+        seen: set[bytes] = set()
         for step in steps:
-            if step.kind is PrepareKind.CONTINUE:
-                out.append(self.advance(step.report_id, step.payload))
-            else:
-                self.drop(step.report_id)
+            rid = step.report_id
+            if rid in seen:  # a report twice in one request: refuse it outright
+                answers[rid] = self._refuse(rid, ReportStatus.MALFORMED)
+                to_combine = [(r, sh) for r, sh in to_combine if r != rid]
+                continue
+            seen.add(rid)
+            if step.kind is not PrepareKind.CONTINUE:
                 reason = step.reason if step.kind is PrepareKind.REJECT else ReportStatus.MALFORMED
-                out.append(PrepareStep(step.report_id, PrepareKind.REJECT, reason=reason))
-        return out
+                answers[rid] = self._refuse(rid, reason)
+                continue
+            if rid not in self._states:
+                answers[rid] = self._refuse(rid, ReportStatus.UNKNOWN_REPORT)
+                continue
+            try:
+                others = decode_verifier_shares(step.payload)
+            except DecodeError:
+                others = []
+            if len(others) != self.vdaf.SHARES - 1:
+                answers[rid] = self._refuse(rid, ReportStatus.MALFORMED)
+                continue
+            shares = [*others[: self.agg_id], self._shares[rid], *others[self.agg_id :]]
+            to_combine.append((rid, shares))
+        for message in self.combine_batch(to_combine):
+            rid = message.report_id
+            if message.kind is PrepareKind.REJECT:
+                answers[rid] = self._refuse(rid, message.reason)
+            else:
+                answers[rid] = self.advance(rid, message.payload)
+        return _in_order(steps, answers)
+
+    def _refuse(self, report_id: bytes, reason: ReportStatus) -> PrepareStep:
+        self.drop(report_id)
+        return PrepareStep(report_id, PrepareKind.REJECT, reason=reason)
+
+
+def _in_order(steps: Sequence[PrepareStep], answers: dict[bytes, PrepareStep]) -> list[PrepareStep]:
+    """One answer per distinct report id, in the order of the request."""
+    out: list[PrepareStep] = []
+    seen: set[bytes] = set()
+    for s in steps:
+        if s.report_id not in seen:
+            seen.add(s.report_id)
+            out.append(answers[s.report_id])
+    return out
