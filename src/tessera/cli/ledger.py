@@ -198,12 +198,22 @@ def deploy_command(
     out: Annotated[
         Path, typer.Option("--out", help="Where to write the deployment record.")
     ] = DEFAULT_DEPLOYMENT,
-    quorum: Annotated[int, typer.Option(help="Verdicts that settle a query.")] = 1,
-    min_stake: Annotated[int, typer.Option(help="Credits a computing node must stake.")] = 1_000,
+    verifiers_per_query: Annotated[
+        int, typer.Option(help="Verifiers drawn per query (a majority of them settles it).")
+    ] = 3,
+    min_stake: Annotated[
+        int, typer.Option(help="Credits a computing node or verifier must stake.")
+    ] = 1_000,
     slash_amount: Annotated[int, typer.Option(help="Credits a proven cheater loses.")] = 1_000,
     timeout_blocks: Annotated[
-        int, typer.Option(help="Blocks after which an unsettled query can be expired.")
+        int, typer.Option(help="Blocks a query has for its work and verdicts (its deadline).")
     ] = 1_000,
+    lock_fee: Annotated[
+        int, typer.Option(help="Credits a query pays each committee member, never refunded.")
+    ] = 0,
+    governance_delay: Annotated[
+        int, typer.Option(help="Seconds every admin action waits in the timelock.")
+    ] = 0,
     account: Annotated[
         str | None,
         typer.Option(help="Admin account (default: the node's first).", metavar="ADDRESS"),
@@ -214,17 +224,21 @@ def deploy_command(
     from tessera.ledger import deploy
 
     try:
-        if quorum < 1 or min(min_stake, slash_amount, timeout_blocks) < 0:
-            raise ValueError("quorum must be >= 1 and the amounts non-negative")
+        if not 1 <= verifiers_per_query <= 16 or timeout_blocks < 1:
+            raise ValueError("--verifiers-per-query must be 1 to 16 and --timeout-blocks >= 1")
+        if min(min_stake, slash_amount, lock_fee, governance_delay) < 0:
+            raise ValueError("the amounts and the governance delay must be non-negative")
         chain = connect_chain(rpc)
         admin = unlocked_account(chain, account) if account else None
         deployment = deploy(
             chain,
             admin,
-            quorum=quorum,
+            verifiers_per_query=verifiers_per_query,
             min_stake=min_stake,
             slash_amount=slash_amount,
             timeout_blocks=timeout_blocks,
+            lock_fee=lock_fee,
+            governance_delay=governance_delay,
         )
         deployment.save(out)
     except OSError as exc:
@@ -237,7 +251,7 @@ def deploy_command(
     table = Table(title=f"Tessera contracts on chain {deployment.chain_id}")
     table.add_column("contract")
     table.add_column("address")
-    for name in ("token", "registry", "market"):
+    for name in ("token", "registry", "market", "governance"):
         table.add_row(name, getattr(deployment, name))
     table.add_row("admin", deployment.admin)
     Console().print(table)

@@ -190,7 +190,8 @@ def show(
 
 
 def purchase_id(purchase: dict[str, Any]) -> bytes:
-    """The query id of a purchase: SHA-256 of its canonical JSON (which holds a nonce)."""
+    """The ticket hash of a purchase: SHA-256 of its canonical JSON (which holds a nonce);
+    the query id is keccak256(analyst ‖ this hash), as the market binds it."""
     canonical = json.dumps(purchase, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).digest()
 
@@ -242,12 +243,14 @@ def buy(
         "committee": committee,
         "nonce": secrets.token_hex(16),
     }
-    query_id = purchase_id(purchase)
+    ticket_hash = purchase_id(purchase)
     price = analyst.quote(datasets, kind)
-    tx = analyst.submit_query(query_id, datasets, committee, cost, ops, kind)
-    qid_hex = "0x" + query_id.hex()
+    submitted = analyst.submit_query(ticket_hash, datasets, committee, cost, ops, kind)
+    tx = submitted.tx
+    qid_hex = "0x" + submitted.query_id.hex()
     report = {
         "query_id": qid_hex,
+        "ticket_hash": "0x" + ticket_hash.hex(),
         "price": price,
         "privacy_cost": cost,
         "rho": rho,

@@ -1,9 +1,10 @@
 """The ledger: Vyper contracts compiled from source, their deployment and a typed client.
 
 Contracts (``contracts/*.vy``): ``credit_token`` (snekmate ERC-20), ``registry``
-(roles, keys, stakes, committees, reputation) and ``market`` (catalog, queries
-with on-chain privacy-budget enforcement and escrow, audit trail, verdicts,
-settlement). The default chain is in-process (:class:`EmbeddedChain`)::
+(roles, keys, stakes, the verifier pool, committees, reputation), ``market``
+(catalog, queries with on-chain privacy-budget enforcement and escrow, audit
+trail, verifiers drawn per query, verdicts, settlement) and ``governance`` (the
+timelock that administers the other two). The default chain is in-process (:class:`EmbeddedChain`)::
 
     chain = EmbeddedChain()
     deployment = deploy(chain)
@@ -17,7 +18,7 @@ from tessera.ledger.client import (
     ROLES,
     AuditTrail,
     Committee,
-    CommitteeCreated,
+    CommitteeEndorsed,
     Dataset,
     DatasetListed,
     GasReport,
@@ -26,9 +27,11 @@ from tessera.ledger.client import (
     MarketStats,
     Participant,
     Query,
+    QuerySubmitted,
     Tx,
     VerdictPosted,
     operations_mask,
+    query_id_for,
     rho_to_micro,
 )
 from tessera.ledger.deploy import Deployment, deploy
@@ -40,7 +43,7 @@ __all__ = [
     "AuditTrail",
     "Chain",
     "Committee",
-    "CommitteeCreated",
+    "CommitteeEndorsed",
     "Dataset",
     "DatasetListed",
     "Deployment",
@@ -51,10 +54,12 @@ __all__ = [
     "MarketStats",
     "Participant",
     "Query",
+    "QuerySubmitted",
     "RpcChain",
     "Tx",
     "VerdictPosted",
     "deploy",
     "operations_mask",
+    "query_id_for",
     "rho_to_micro",
 ]

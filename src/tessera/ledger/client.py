@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -79,11 +80,19 @@ COMMITMENT_KINDS: Final[tuple[CommitmentKind, ...]] = (
     "result",
 )
 QueryKind = Literal["query", "training"]
-QueryStatus = Literal["open", "passed", "failed", "expired"]
-_STATUS: Final[dict[int, QueryStatus]] = {1: "open", 2: "passed", 3: "failed", 4: "expired"}
+#: ``completed``: settled for the workers at its deadline, without a verdict quorum.
+QueryStatus = Literal["open", "passed", "failed", "expired", "completed"]
+_STATUS: Final[dict[int, QueryStatus]] = {
+    1: "open",
+    2: "passed",
+    3: "failed",
+    4: "expired",
+    5: "completed",
+}
 
 MICRO: Final = 1_000_000
 MAX_BOUNDS_BYTES: Final = 512
+MAX_MEMBERS: Final = 16
 #: Gas allowance of every transaction (the costliest, a 16-dataset query, needs < 3M).
 TX_GAS: Final = 8_000_000
 QueryId = bytes | str
@@ -150,6 +159,14 @@ def query_id_bytes(query_id: QueryId) -> bytes:
     return bytes(query_id)
 
 
+def query_id_for(analyst: str, ticket_hash: bytes) -> bytes:
+    """The on-chain id of the query ``analyst`` submits with ``ticket_hash``:
+    keccak256(analyst's 20 bytes ‖ ticket hash). Bound to its submitter, so nobody can
+    take another's query id first."""
+    raw = bytes.fromhex(Web3.to_checksum_address(analyst)[2:])
+    return bytes(Web3.keccak(raw + _digest(ticket_hash)))
+
+
 def _digest(value: bytes) -> bytes:
     if len(value) != 32:
         raise ValueError("a commitment is a 32-byte hash")
@@ -176,9 +193,27 @@ class DatasetListed:
 
 
 @dataclass(frozen=True, slots=True)
-class CommitteeCreated:
-    committee_id: int
+class CommitteeEndorsed:
+    """One member's endorsement; ``committee_id`` is set once every member endorsed."""
+
+    proposal: bytes
+    committee_id: int | None
     tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySubmitted:
+    query_id: bytes
+    tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
+class MarketParams:
+    """Parameters a query takes when it is submitted (governance changes later ones only)."""
+
+    timeout_blocks: int
+    verifiers_per_query: int
+    lock_fee: int  # credits paid to each committee member at submission, never refunded
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +234,7 @@ class Listing:
     price_per_query: int = 0
     price_per_training: int = 0
     node_share_bps: int = 2_000  # the computing nodes' share of the price, in basis points
+    allow_exact: bool = False  # may a query run without noise (privacy cost 0)?
 
     def __post_init__(self) -> None:
         if len(self.tags) > 8:
@@ -225,11 +261,13 @@ class Dataset:
     price_per_query: int
     price_per_training: int
     node_share_bps: int
+    allow_exact: bool
     active: bool
     queries: int
     revenue: int
+    buyers: int  # distinct analysts that paid for it
     rating_sum: int
-    rating_count: int
+    rating_count: int  # distinct analysts that rated it
 
     @property
     def budget_remaining(self) -> int:
@@ -244,6 +282,7 @@ class Dataset:
 class Query:
     query_id: bytes
     analyst: str
+    ticket_hash: bytes
     dataset_ids: tuple[int, ...]
     provider_cuts: tuple[int, ...]
     node_pool: int
@@ -252,8 +291,13 @@ class Query:
     operations: frozenset[str]
     kind: QueryKind
     price: int
+    fee: int
     status: QueryStatus
     submitted_block: int
+    deadline: int  # the last block at which work may be committed and verdicts voted
+    verifiers_wanted: int
+    node_slash: int
+    verifier_slash: int
     cheaters: tuple[str, ...]
 
 
@@ -364,6 +408,8 @@ class LedgerClient:
         self._signer: LocalAccount | None = None
         self._send_lock = threading.Lock()
         self._committees: dict[int, Committee] = {}  # a committee never changes once created
+        #: governance batches this client scheduled and has not executed yet
+        self.pending_governance: list[tuple[Any, ...]] = []
         if signer is not None:
             self._signer = Account.from_key(signer)
             if self._signer.address != self.account:
@@ -381,6 +427,10 @@ class LedgerClient:
             address=Web3.to_checksum_address(deployment.market),
             abi=load_artifact("market").abi,
         )
+        self.governance: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.governance),
+            abi=load_artifact("governance").abi,
+        )
 
     def as_(self, account: str) -> LedgerClient:
         """The same deployment seen by another account (shares the gas log)."""
@@ -390,7 +440,9 @@ class LedgerClient:
         other.gas_log = self.gas_log
         other._signer, other._send_lock = None, threading.Lock()
         other._committees = self._committees
+        other.pending_governance = self.pending_governance
         other.token, other.registry, other.market = self.token, self.registry, self.market
+        other.governance = self.governance
         return other
 
     # -- plumbing -----------------------------------------------------------
@@ -466,26 +518,84 @@ class LedgerClient:
         if amount > 0 and self.allowance(spender) < amount:
             self.approve(spender, amount)
 
+    # -- governance -----------------------------------------------------------
+    def govern(self, action: str, calls: Sequence[tuple[Contract, str, list[Any]]]) -> Tx:
+        """Admin (the timelock's proposer and executor): schedule ``calls`` as one
+        timelocked batch, and run it at once if the governance delay is zero.
+
+        With a delay the batch is only scheduled: :meth:`execute_governance` runs it once
+        the delay has passed (a pending batch is public, and the canceller may cancel it).
+        """
+        targets = [c.address for c, _, _ in calls]
+        payloads = [bytes.fromhex(c.encode_abi(name, args)[2:]) for c, name, args in calls]
+        salt = os.urandom(32)
+        delay = int(self._view("get_minimum_delay", self.governance.functions.get_minimum_delay()))
+        f = self.governance.functions
+        args = (targets, [0] * len(calls), payloads, b"\0" * 32, salt)
+        tx = self._tx(f"schedule_{action}", f.schedule_batch(*args, delay))
+        self.pending_governance.append(args)
+        if delay == 0:
+            return self.execute_governance(action)
+        return tx
+
+    def execute_governance(self, action: str = "governance") -> Tx:
+        """Run the oldest governance batch this client scheduled (its delay must be over)."""
+        if not self.pending_governance:
+            raise LedgerError("no governance action is pending", reason=None)
+        args = self.pending_governance[0]
+        tx = self._tx(action, self.governance.functions.execute_batch(*args))
+        self.pending_governance.pop(0)
+        return tx
+
+    def governance_delay(self) -> int:
+        return int(self._view("get_minimum_delay", self.governance.functions.get_minimum_delay()))
+
     # -- registry -------------------------------------------------------------
     def register(self, account: str, role: Role, public_key: bytes = b"") -> Tx:
-        """Admin: give ``account`` a role and record its 33-byte public key."""
-        if role not in _ROLE_IDS:
-            raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
-        fn = self.registry.functions.register(
-            Web3.to_checksum_address(account), _ROLE_IDS[role], public_key
-        )
-        return self._tx("register", fn)
+        """Admin, through governance: give ``account`` a role and record its 33-byte key."""
+        return self.register_many([(account, role, public_key)])
+
+    def register_many(self, entries: Sequence[tuple[str, Role, bytes]]) -> Tx:
+        """Admin, through governance: several registrations in one timelocked batch."""
+        calls: list[tuple[Contract, str, list[Any]]] = []
+        for account, role, public_key in entries:
+            if role not in _ROLE_IDS:
+                raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+            address = Web3.to_checksum_address(account)
+            calls.append((self.registry, "register", [address, _ROLE_IDS[role], public_key]))
+        return self.govern("register", calls)
 
     def deregister(self, account: str, role: Role) -> Tx:
-        fn = self.registry.functions.revokeRole(_ROLE_IDS[role], Web3.to_checksum_address(account))
-        return self._tx("deregister", fn)
+        """Admin, through governance: take a role away."""
+        address = Web3.to_checksum_address(account)
+        return self.govern(
+            "deregister", [(self.registry, "revokeRole", [_ROLE_IDS[role], address])]
+        )
+
+    def set_stake_rules(self, min_stake: int, slash_amount: int) -> Tx:
+        """Admin, through governance: stake rules for queries submitted from then on."""
+        return self.govern(
+            "set_stake_rules", [(self.registry, "set_stake_rules", [min_stake, slash_amount])]
+        )
+
+    def set_params(self, timeout_blocks: int, verifiers_per_query: int, lock_fee: int) -> Tx:
+        """Admin, through governance: market parameters for queries submitted from then on."""
+        return self.govern(
+            "set_params",
+            [(self.market, "set_params", [timeout_blocks, verifiers_per_query, lock_fee])],
+        )
+
+    def params(self) -> MarketParams:
+        timeout, wanted, fee = self._view("params", self.market.functions.params())
+        return MarketParams(int(timeout), int(wanted), int(fee))
 
     def has_role(self, role: Role, account: str | None = None) -> bool:
         who = Web3.to_checksum_address(account or self.account)
         return bool(self._view("hasRole", self.registry.functions.hasRole(_ROLE_IDS[role], who)))
 
     def stake(self, amount: int) -> Tx:
-        """Computing node: lock ``amount`` credits as stake (approves the registry if needed)."""
+        """Computing node or verifier: lock ``amount`` credits as stake (approves the
+        registry if needed)."""
         self._ensure_allowance(self.deployment.registry, amount)
         return self._tx("stake", self.registry.functions.stake(amount))
 
@@ -507,26 +617,54 @@ class LedgerClient:
     def total_staked(self) -> int:
         return int(self._view("total_staked", self.registry.functions.total_staked()))
 
-    def create_committee(
+    def burned(self) -> int:
+        """Stake slashed so far: burned, held by the registry, withdrawable by nobody."""
+        return int(self._view("burned", self.registry.functions.burned()))
+
+    def join_pool(self) -> Tx:
+        """Verifier: offer itself to be drawn for queries (needs the minimum stake)."""
+        return self._tx("join_pool", self.registry.functions.join_pool())
+
+    def leave_pool(self) -> Tx:
+        return self._tx("leave_pool", self.registry.functions.leave_pool())
+
+    def verifier_pool(self) -> list[str]:
+        return [
+            Web3.to_checksum_address(a) for a in self._view("pool", self.registry.functions.pool())
+        ]
+
+    def endorse_committee(
         self,
         members: Sequence[str],
         threshold: int,
         public_key: bytes,
         key_shares: Sequence[bytes],
-    ) -> CommitteeCreated:
-        """Record a committee and its DKG public key and shares (members in any order)."""
+    ) -> CommitteeEndorsed:
+        """Member: endorse a committee and its DKG public key and shares (members in any
+        order). The committee is formed by the last of its members to endorse the same."""
         if len(members) != len(key_shares):
             raise ValueError("one key share per member")
+        if len(members) > MAX_MEMBERS:
+            raise ValueError(f"a committee has at most {MAX_MEMBERS} members on-chain")
         pairs = sorted(
             zip((Web3.to_checksum_address(m) for m in members), key_shares, strict=True),
             key=lambda p: int(p[0], 16),
         )
-        fn = self.registry.functions.create_committee(
+        fn = self.registry.functions.endorse_committee(
             [m for m, _ in pairs], threshold, public_key, [bytes(k) for _, k in pairs]
         )
-        tx, receipt = self._transact("create_committee", fn)
-        event = self.registry.events.CommitteeCreated().process_receipt(receipt, errors=DISCARD)
-        return CommitteeCreated(committee_id=int(event[0]["args"]["committee_id"]), tx=tx)
+        tx, receipt = self._transact("endorse_committee", fn)
+        endorsed = self.registry.events.CommitteeEndorsed().process_receipt(receipt, errors=DISCARD)
+        created = self.registry.events.CommitteeCreated().process_receipt(receipt, errors=DISCARD)
+        return CommitteeEndorsed(
+            proposal=bytes(endorsed[0]["args"]["proposal"]),
+            committee_id=int(created[0]["args"]["committee_id"]) if created else None,
+            tx=tx,
+        )
+
+    def committee_of(self, proposal: bytes) -> int:
+        """The id of the committee formed from ``proposal`` (LedgerError if not yet)."""
+        return int(self._view("committee_of", self.registry.functions.committee_of(proposal)))
 
     def committee(self, committee_id: int) -> Committee:
         known = self._committees.get(committee_id)
@@ -555,6 +693,7 @@ class LedgerClient:
             listing.price_per_query,
             listing.price_per_training,
             listing.node_share_bps,
+            listing.allow_exact,
         ]
 
     def list_dataset(self, schema_hash: bytes, listing: Listing) -> DatasetListed:
@@ -573,7 +712,7 @@ class LedgerClient:
     def dataset(self, dataset_id: int) -> Dataset:
         raw = self._view("dataset", self.market.functions.dataset(dataset_id))
         (provider, schema, bounds, tags, ops, cohort, cap, spent) = raw[:8]
-        (pq, pt, share, active, queries, revenue, rsum, rcount) = raw[8:]
+        (pq, pt, share, exact, active, queries, revenue, buyers, rsum, rcount) = raw[8:]
         return Dataset(
             dataset_id=dataset_id,
             provider=Web3.to_checksum_address(provider),
@@ -587,9 +726,11 @@ class LedgerClient:
             price_per_query=int(pq),
             price_per_training=int(pt),
             node_share_bps=int(share),
+            allow_exact=bool(exact),
             active=bool(active),
             queries=int(queries),
             revenue=int(revenue),
+            buyers=int(buyers),
             rating_sum=int(rsum),
             rating_count=int(rcount),
         )
@@ -599,11 +740,16 @@ class LedgerClient:
 
     def search(self, tag: str) -> list[int]:
         """Ids of the listed datasets carrying ``tag``."""
-        found = self._view("search_by_tag", self.market.functions.search_by_tag(encode_tag(tag)))
-        return sorted(int(i) for i in found)
+        raw = encode_tag(tag)
+        f = self.market.functions
+        size = int(self._view("tag_size", f.tag_size(raw)))
+        found: list[int] = []
+        for start in range(0, size, 128):  # the index is paged: nobody can fill it
+            found.extend(int(i) for i in self._view("search_by_tag", f.search_by_tag(raw, start)))
+        return sorted(found)
 
     def top_datasets(self, k: int = 10) -> list[int]:
-        """Up to ``k`` (≤ 16) dataset ids by revenue, highest first."""
+        """Up to ``k`` (≤ 16) dataset ids by distinct paying analysts, then revenue."""
         return [int(i) for i in self._view("top_datasets", self.market.functions.top_datasets(k))]
 
     def rate(self, query_id: QueryId, dataset_id: int, stars: int) -> Tx:
@@ -640,7 +786,7 @@ class LedgerClient:
 
     def submit_query(
         self,
-        query_id: QueryId,
+        ticket_hash: bytes,
         dataset_ids: Iterable[int],
         committee: int,
         privacy_cost: int,
@@ -648,35 +794,41 @@ class LedgerClient:
         kind: QueryKind = "query",
         *,
         approve: bool = True,
-    ) -> Tx:
-        """Analyst: submit a query and escrow its price.
+    ) -> QuerySubmitted:
+        """Analyst: submit the query whose ticket hashes to ``ticket_hash``, escrow its
+        price and pay the committee's lock fee. Its id is :func:`query_id_for` of this
+        account and ``ticket_hash``.
 
         ``privacy_cost`` is in micro-ρ and is charged to every dataset's budget. With
-        ``approve`` the client first reads the price and approves the market for it if
-        the allowance falls short; an analyst who approved the market once for a large
-        amount passes ``approve=False`` and saves those calls.
+        ``approve`` the client first reads the price and fee and approves the market for
+        them if the allowance falls short; an analyst who approved the market once for a
+        large amount passes ``approve=False`` and saves those calls.
         """
         ids = sorted(set(dataset_ids))
         if approve:
-            self._ensure_allowance(self.deployment.market, self.quote(ids, kind))
+            fee = self.params().lock_fee * len(self.committee(committee).members)
+            self._ensure_allowance(self.deployment.market, self.quote(ids, kind) + fee)
         fn = self.market.functions.submit_query(
-            query_id_bytes(query_id),
+            _digest(ticket_hash),
             ids,
             committee,
             privacy_cost,
             operations_mask(operations),
             1 if kind == "training" else 0,
         )
-        return self._tx("submit_query", fn)
+        tx = self._tx("submit_query", fn)
+        return QuerySubmitted(query_id_for(self.account, ticket_hash), tx)
 
     def query(self, query_id: QueryId) -> Query:
         qid = query_id_bytes(query_id)
         raw = self._view("query", self.market.functions.query(qid))
-        (analyst, datasets, cuts, pool, committee, cost, ops, kind) = raw[:8]
-        (price, status, block, cheaters) = raw[8:]
+        (analyst, ticket, datasets, cuts, pool, committee, cost, ops, kind) = raw[:9]
+        (price, fee, status, block, deadline, wanted, node_slash, verifier_slash) = raw[9:17]
+        cheaters = raw[17]
         return Query(
             query_id=qid,
             analyst=Web3.to_checksum_address(analyst),
+            ticket_hash=bytes(ticket),
             dataset_ids=tuple(int(d) for d in datasets),
             provider_cuts=tuple(int(c) for c in cuts),
             node_pool=int(pool),
@@ -685,8 +837,13 @@ class LedgerClient:
             operations=operations_of(int(ops)),
             kind="training" if int(kind) == 1 else "query",
             price=int(price),
+            fee=int(fee),
             status=_STATUS[int(status)],
             submitted_block=int(block),
+            deadline=int(deadline),
+            verifiers_wanted=int(wanted),
+            node_slash=int(node_slash),
+            verifier_slash=int(verifier_slash),
             cheaters=tuple(Web3.to_checksum_address(c) for c in cheaters),
         )
 
@@ -743,11 +900,28 @@ class LedgerClient:
         count = int(self._view("verdict_count", f.verdict_count(qid))) if verdicts else -1
         return AuditTrail(query_id=qid, commitments=trail, verdicts=count)
 
-    # -- verdicts and settlement -------------------------------------------------------
+    # -- verifiers, verdicts and settlement ----------------------------------------------
+    def verifiers_of(self, query_id: QueryId) -> list[str]:
+        """The verifiers drawn for a query (empty until drawn: at its first commitment
+        after its submission block, or its first vote)."""
+        raw = self._view(
+            "verifiers_of", self.market.functions.verifiers_of(query_id_bytes(query_id))
+        )
+        return [Web3.to_checksum_address(a) for a in raw]
+
+    def quorum(self, query_id: QueryId) -> int:
+        """Votes that settle a query: a majority of its drawn verifiers."""
+        return len(self.verifiers_of(query_id)) // 2 + 1
+
+    def work_complete(self, query_id: QueryId) -> bool:
+        """Whether a query's work is on its trail (its price is then owed to the workers)."""
+        fn = self.market.functions.work_complete(query_id_bytes(query_id))
+        return bool(self._view("work_complete", fn))
+
     def post_verdict(
         self, query_id: QueryId, passed: bool, cheaters: Iterable[str] = ()
     ) -> VerdictPosted:
-        """Verifier: vote a verdict; the query settles when a quorum agrees."""
+        """Drawn verifier: vote a verdict; the query settles when a majority agrees."""
         ordered = sorted({Web3.to_checksum_address(c) for c in cheaters}, key=lambda a: int(a, 16))
         fn = self.market.functions.post_verdict(query_id_bytes(query_id), passed, ordered)
         tx, receipt = self._transact("post_verdict", fn)
@@ -755,7 +929,9 @@ class LedgerClient:
         return VerdictPosted(settled=settled, tx=tx)
 
     def expire(self, query_id: QueryId) -> Tx:
-        """Anyone: refund a query that got no verdict in time."""
+        """Anyone, after a query's deadline: settle it without a verdict quorum (the workers
+        are paid if the work is on the trail, else the analyst is refunded what was not
+        used)."""
         return self._tx("expire", self.market.functions.expire(query_id_bytes(query_id)))
 
     def escrowed(self) -> int:

@@ -22,7 +22,9 @@ from tessera.errors import LedgerError
 from tessera.node.files import atomic_write
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
-CONTRACT_NAMES = ("credit_token", "registry", "market")
+CONTRACT_NAMES = ("credit_token", "registry", "market", "governance")
+#: Modules the contracts import (part of every contract's cache key).
+MODULE_NAMES = ("sortition",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +68,10 @@ def _library_digest() -> str:
 
 
 def source_digest(name: str) -> str:
-    source = (CONTRACTS_DIR / f"{name}.vy").read_bytes()
-    return hashlib.sha256(_library_digest().encode() + b"\0" + source).hexdigest()
+    h = hashlib.sha256(_library_digest().encode() + b"\0")
+    for part in (name, *MODULE_NAMES):
+        h.update((CONTRACTS_DIR / f"{part}.vy").read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def _compile(name: str) -> Artifact:

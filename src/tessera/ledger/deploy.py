@@ -12,11 +12,14 @@ from tessera.ledger.chain import Chain
 from tessera.ledger.compile import Artifact, load_all
 from tessera.node.files import atomic_write
 
-#: Defaults for a local network: 1 verifier decides, a node stakes 1000 credits.
-DEFAULT_QUORUM = 1
+#: Defaults for a local network: 3 verifiers drawn per query (a majority settles), a node
+#: or verifier stakes 1000 credits, no lock fee, no governance delay.
+DEFAULT_VERIFIERS_PER_QUERY = 3
 DEFAULT_MIN_STAKE = 1_000
 DEFAULT_SLASH_AMOUNT = 1_000
 DEFAULT_TIMEOUT_BLOCKS = 1_000
+DEFAULT_LOCK_FEE = 0
+DEFAULT_GOVERNANCE_DELAY = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +27,11 @@ class Deployment:
     """Where the contracts live (enough, with the ABIs from :mod:`compile`, to talk to them)."""
 
     chain_id: int
-    admin: str
+    admin: str  # proposes and executes governance actions, owns the token (mints)
     token: str
     registry: str
     market: str
+    governance: str  # the timelock: the registry's admin and the market's owner
     block: int
 
     def to_json(self) -> str:
@@ -72,35 +76,66 @@ def deploy(
     chain: Chain,
     admin: str | None = None,
     *,
-    quorum: int = DEFAULT_QUORUM,
+    verifiers_per_query: int = DEFAULT_VERIFIERS_PER_QUERY,
     min_stake: int = DEFAULT_MIN_STAKE,
     slash_amount: int = DEFAULT_SLASH_AMOUNT,
     timeout_blocks: int = DEFAULT_TIMEOUT_BLOCKS,
+    lock_fee: int = DEFAULT_LOCK_FEE,
+    governance_delay: int = DEFAULT_GOVERNANCE_DELAY,
 ) -> Deployment:
-    """Deploy the three contracts from ``admin`` (default: the chain's first account).
+    """Deploy the contracts from ``admin`` (default: the chain's first account).
 
-    The admin owns the token (mints credits), administers the registry (registers
-    participants) and owns the market (sets the verifier quorum).
+    The admin owns the token (mints credits) and is the governance timelock's only
+    proposer and executor: the timelock, not the admin, administers the registry
+    (registers participants, stake rules) and owns the market (query parameters), so
+    every admin action waits ``governance_delay`` seconds in public before it runs. The
+    market is bound to the registry once, here, and the deployer keeps no other right.
     """
-    if quorum < 1:
-        raise ValueError("quorum must be at least 1")
+    if not 1 <= verifiers_per_query <= 16:
+        raise ValueError("verifiers_per_query must be in [1, 16]")
+    if timeout_blocks < 1 or min(min_stake, slash_amount, lock_fee, governance_delay) < 0:
+        raise ValueError("timeout_blocks must be >= 1 and the amounts non-negative")
     admin = admin or chain.accounts[0]
     artifacts = load_all()
     token = _deploy_one(chain, artifacts["credit_token"], admin)
     registry = _deploy_one(chain, artifacts["registry"], admin, token, min_stake, slash_amount)
-    market = _deploy_one(chain, artifacts["market"], admin, token, registry, quorum, timeout_blocks)
-    reg = chain.w3.eth.contract(address=registry, abi=artifacts["registry"].abi)  # type: ignore[call-overload]
+    market = _deploy_one(
+        chain,
+        artifacts["market"],
+        admin,
+        token,
+        registry,
+        timeout_blocks,
+        verifiers_per_query,
+        lock_fee,
+    )
+    governance = _deploy_one(
+        chain, artifacts["governance"], admin, governance_delay, [admin], [admin]
+    )
+    w3 = chain.w3
+    reg = w3.eth.contract(address=registry, abi=artifacts["registry"].abi)  # type: ignore[call-overload]
+    mkt = w3.eth.contract(address=market, abi=artifacts["market"].abi)  # type: ignore[call-overload]
     try:
-        role = reg.functions.MARKET_ROLE().call()
-        tx = reg.functions.grantRole(role, market).transact({"from": admin})
-        chain.w3.eth.wait_for_transaction_receipt(tx)
+        admin_role = reg.functions.DEFAULT_ADMIN_ROLE().call()
+        for fn in (
+            reg.functions.bind_market(market),
+            reg.functions.grantRole(admin_role, governance),
+            reg.functions.renounceRole(admin_role, admin),
+            mkt.functions.transfer_ownership(governance),
+        ):
+            receipt = w3.eth.wait_for_transaction_receipt(fn.transact({"from": admin}))
+            if receipt["status"] != 1:
+                raise LedgerError(f"{fn.fn_name} reverted")
+    except LedgerError:
+        raise
     except Exception as exc:
-        raise LedgerError(f"granting the market role failed: {exc}") from exc
+        raise LedgerError(f"handing the contracts to governance failed: {exc}") from exc
     return Deployment(
-        chain_id=int(chain.w3.eth.chain_id),
+        chain_id=int(w3.eth.chain_id),
         admin=admin,
         token=token,
         registry=registry,
         market=market,
-        block=int(chain.w3.eth.block_number),
+        governance=governance,
+        block=int(w3.eth.block_number),
     )

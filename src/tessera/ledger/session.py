@@ -34,7 +34,7 @@ from tessera.ledger import (
 )
 from tessera.ledger.client import MICRO, QueryKind
 
-#: Credits minted for the analyst of a new session, and each node's stake.
+#: Credits minted for the analyst of a new session, and each node's and verifier's stake.
 ANALYST_CREDITS = 10**12
 NODE_STAKE = 1_000
 TRAINING_KINDS = frozenset({"linear_regression", "logistic_regression"})
@@ -131,24 +131,39 @@ class LedgerSession:
         self._rng = rng or SystemRng()
         self.node_stake = node_stake
         self.deployment = deploy(
-            self.chain, quorum=verifiers, min_stake=node_stake, slash_amount=node_stake
+            self.chain,
+            verifiers_per_query=min(verifiers, 16),
+            min_stake=node_stake,
+            slash_amount=node_stake,
         )
         self.admin = LedgerClient(self.chain, self.deployment, self.deployment.admin)
         self.setup_log: list[Tx] = self.admin.gas_log
-        self.analyst = self._participant("analyst", "analyst")
+        made = self._participants(
+            [("analyst", "analyst"), *((f"verifier-{i}", "verifier") for i in range(verifiers))]
+        )
+        self.analyst, self.verifiers = made[0], made[1:]
         self.admin.mint(self.analyst.address, analyst_credits)
         self.analyst.client.approve(self.deployment.market, 2**256 - 1)  # once, not per query
-        self.verifiers = [self._participant(f"verifier-{i}", "verifier") for i in range(verifiers)]
+        for v in self.verifiers:  # staked, in the pool every query's verifiers are drawn from
+            self.admin.mint(v.address, node_stake)
+            v.client.stake(node_stake)
+            v.client.join_pool()
         self.nodes: dict[int, Participant] = {}
         self.providers: dict[str, Participant] = {}
 
     # -- participants ----------------------------------------------------------------
-    def _participant(self, label: str, role: Any) -> Participant:
-        secret = self._rng.scalar().to_bytes(32, "big")
-        public = PrivateKey(secret).public_key.format(compressed=True)
-        address = self.chain.add_account(secret)
-        self.admin.register(address, role, public)
-        return Participant(label, self.admin.as_(address), public, secret)
+    def _participants(self, wanted: Sequence[tuple[str, Any]]) -> list[Participant]:
+        """New accounts with keys of their own, registered in one governance batch."""
+        made = []
+        for label, _ in wanted:
+            secret = self._rng.scalar().to_bytes(32, "big")
+            public = PrivateKey(secret).public_key.format(compressed=True)
+            address = self.chain.add_account(secret)
+            made.append(Participant(label, self.admin.as_(address), public, secret))
+        self.admin.register_many(
+            [(p.address, role, p.public_key) for p, (_, role) in zip(made, wanted, strict=True)]
+        )
+        return made
 
     def add_nodes(self, count: int) -> dict[int, Participant]:
         """Register, fund and stake ``count`` computing nodes.
@@ -158,7 +173,7 @@ class LedgerSession:
         the nodes themselves, at the end of their DKG."""
         if self.nodes:
             raise ValueError("this session already has its computing nodes")
-        made = [self._participant(f"node-{i}", "node") for i in range(count)]
+        made = self._participants([(f"node-{i}", "node") for i in range(count)])
         made.sort(key=lambda p: int(p.address, 16))
         for i, node in enumerate(made, 1):
             node = Participant(f"node-{i}", node.client, node.public_key, node.secret_key)
@@ -170,7 +185,7 @@ class LedgerSession:
     def add_provider(self, name: str) -> Participant:
         if name in self.providers:
             raise ValueError(f"provider {name!r} already registered")
-        self.providers[name] = self._participant(f"provider-{name}", "provider")
+        self.providers[name] = self._participants([(f"provider-{name}", "provider")])[0]
         return self.providers[name]
 
     def list_dataset(self, provider: str, schema: bytes, listing: Listing) -> int:
@@ -183,6 +198,7 @@ def make_listing(
     operations: frozenset[str] | None,
     min_cohort: int,
     budget_rho: float,
+    allow_exact: bool = False,
     price_per_query: int,
     price_per_training: int,
     node_share_bps: int,
@@ -198,4 +214,5 @@ def make_listing(
         price_per_query=price_per_query,
         price_per_training=price_per_training,
         node_share_bps=node_share_bps,
+        allow_exact=allow_exact,
     )

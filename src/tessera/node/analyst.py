@@ -193,6 +193,7 @@ class NetworkAnalyst(StatisticsApi):
             committee=self.committee,
             providers=tuple(sorted((name, str(h["address"])) for name, h in holders.items())),
             nonce=self._rng.randbytes(32),
+            analyst=self.ledger.account,
         )
         return self._execute(ticket, holders, secret)
 
@@ -203,8 +204,8 @@ class NetworkAnalyst(StatisticsApi):
         cost = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
         start = time.perf_counter()
         try:
-            tx = self.ledger.submit_query(
-                ticket.query_id,
+            submitted = self.ledger.submit_query(
+                ticket.ticket_hash,
                 datasets.values(),
                 self.committee,
                 cost,
@@ -216,7 +217,9 @@ class NetworkAnalyst(StatisticsApi):
             raise refusal(self.ledger, exc, datasets, cost) from exc
         finally:
             receipt.seconds += time.perf_counter() - start
-        receipt.record("submit_query", tx)
+        if submitted.query_id != ticket.query_id:  # pragma: no cover - the market's own rule
+            raise ProtocolError("the ledger named the query differently from its ticket")
+        receipt.record("submit_query", submitted.tx)
 
     def _execute(
         self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], secret: int
@@ -385,7 +388,10 @@ class NetworkAnalyst(StatisticsApi):
         receipt.seconds += time.perf_counter() - start
         t_verify = time.perf_counter()
         verdicts = []
+        drawn = {a.lower() for a in self.ledger.verifiers_of(qid)}
         for v in self._of("verifier"):
+            if v.address.lower() not in drawn:
+                continue  # only the verifiers drawn for this query may vote on it
             try:
                 out = self.transport.call(v.address, "verify", {**body, "record": record_json})
             except TransportError:

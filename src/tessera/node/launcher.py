@@ -250,7 +250,10 @@ class Network:
         wait_until(_chain_ready(rpc), "the chain", chain_proc, self.dir / "logs" / "chain.log")
         chain = RpcChain(rpc)
         deployment = deploy(
-            chain, quorum=spec.verifiers, min_stake=NODE_STAKE, slash_amount=NODE_STAKE
+            chain,
+            verifiers_per_query=min(spec.verifiers, 16),
+            min_stake=NODE_STAKE,
+            slash_amount=NODE_STAKE,
         )
         deployment.save(self.dir / "deployment.json")
         self.state.update(rpc=rpc, deployment=str(self.dir / "deployment.json"))
@@ -277,20 +280,25 @@ class Network:
             chain.w3.eth.send_transaction(
                 {"from": chain.accounts[0], "to": m.identity.address, "value": Wei(ETH)}
             )
-            admin.register(m.identity.address, m.role, m.identity.public_key)  # type: ignore[arg-type]
             if m.role != "analyst":
                 m.port = free_port()
+        admin.register_many(
+            [(m.identity.address, m.role, m.identity.public_key) for m in members]  # type: ignore[misc]
+        )
         analyst = LedgerClient(
             chain, deployment, members[0].identity.address, signer=members[0].identity.private_key
         )
         admin.mint(analyst.account, ANALYST_CREDITS)
         analyst.approve(deployment.market, 2**256 - 1)
         for m in members:
-            if m.role == "node":
+            if m.role in ("node", "verifier"):
                 admin.mint(m.identity.address, NODE_BOND)
-                LedgerClient(
+                client = LedgerClient(
                     chain, deployment, m.identity.address, signer=m.identity.private_key
-                ).stake(NODE_BOND)
+                )
+                client.stake(NODE_BOND)
+                if m.role == "verifier":  # drawn for queries from the staked pool
+                    client.join_pool()
         peers = [
             Peer(m.name, m.role, m.identity.address, m.url, m.index)
             for m in members

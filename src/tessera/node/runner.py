@@ -106,6 +106,7 @@ def list_datasets(role: ProviderRole) -> None:
             operations=t.policy.allowed,
             min_cohort=t.policy.min_cohort,
             budget_rho=t.policy.budget_rho,
+            allow_exact=t.policy.allow_exact,
             price_per_query=t.policy.price_per_query,
             price_per_training=t.policy.price_per_training,
             node_share_bps=t.policy.node_share_bps,

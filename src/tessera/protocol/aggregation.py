@@ -566,7 +566,9 @@ class Verdict:
     """``ok``: the released values are proven to follow from valid inputs.
 
     ``cheaters`` lists nodes whose proofs failed (excluded by the committee; the
-    result stands on the honest quorum). ``failures`` says what broke ``ok``.
+    result stands on the honest quorum). ``failures`` says what broke ``ok``;
+    ``release_failures``, those of them about the analyst's own release (missing or
+    not proven), which say nothing of the work of the providers and nodes.
     """
 
     ok: bool
@@ -574,6 +576,13 @@ class Verdict:
     failures: tuple[str, ...]
     cheaters: tuple[int, ...] = ()
     noise_cheaters: tuple[int, ...] = ()
+    release_failures: tuple[str, ...] = ()
+
+    @property
+    def work_ok(self) -> bool:
+        """The providers' and nodes' messages are all proven (what a verifier votes on:
+        an analyst cannot fail a query, and keep its price, by releasing badly)."""
+        return all(f in self.release_failures for f in self.failures)
 
 
 def verify_record(record: AggregationRecord) -> Verdict:
@@ -636,14 +645,15 @@ def verify_record(record: AggregationRecord) -> Verdict:
     ]
     if switched != record.switched:
         failures.append("switched ciphertexts differ from the combination of the quorum's shares")
+    release_failures: list[str] = []
     if record.release is None:
-        failures.append("no release published")
+        release_failures.append("no release published")
     else:
         checked += len(record.release.proofs)
         try:
             verify_release(q, switched, record.release)
         except InvalidProof as exc:
-            failures.append(f"release: {exc}")
+            release_failures.append(f"release: {exc}")
     # noise set aside by the committee must be provably bad
     rejected: list[int] = []
     for nc in record.rejected_noise:
@@ -656,7 +666,15 @@ def verify_record(record: AggregationRecord) -> Verdict:
     if not set(record.excluded_nodes) <= set(bad) | set(rejected):
         failures.append("a node was excluded without a failing proof")
     cheaters = tuple(sorted({*bad, *noise_cheaters, *rejected}))
-    return Verdict(not failures, checked, tuple(failures), cheaters, tuple(noise_cheaters))
+    failures += release_failures
+    return Verdict(
+        not failures,
+        checked,
+        tuple(failures),
+        cheaters,
+        tuple(noise_cheaters),
+        tuple(release_failures),
+    )
 
 
 # -- the analyst's combination ------------------------------------------------------------

@@ -17,7 +17,8 @@ registers as an analyst (the operator's account, as ``tessera network up`` does)
 the run's outcome does not depend on who asks. A node builds the session from its
 own view of the committee (the registered keys by index) and the relay's nonce,
 joins a session once, and keeps a key only once the ledger's committee carries
-exactly what it computed (``dkg/committee``).
+exactly what it computed (``dkg/committee``). The committee forms on-chain only once
+every member has endorsed the key it computed itself (``dkg/endorse``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tessera.crypto.rng import Rng
 from tessera.errors import (
     DecodeError,
     DkgError,
+    LedgerError,
     PolicyViolation,
     ProtocolError,
     TesseraError,
@@ -220,6 +222,27 @@ class DkgMember(Role):
         self.progress_.update("dkg", "done")
         return {"messages": [m.to_json() for m in out]}
 
+    def on_dkg_endorse(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """Endorse on-chain the committee this node computed: its members, threshold, key
+        and every member's public share, from its own DKG result only (the request carries
+        nothing). The committee forms when every member has endorsed the same."""
+        self._member_only(sender, "dkg/endorse")
+        key = self.key
+        if key is None:
+            raise ProtocolError(f"node {self.index} has no key to endorse")
+        peers = self._committee()
+        members = [peers[i] for i in range(1, self.n + 1)]
+        shares = [bytes.fromhex(key["public_shares"][str(i)]) for i in range(1, self.n + 1)]
+        with self._lock:
+            done = self.store.get("dkg", "endorsed")
+            if done is None:
+                endorsed = self.ledger.endorse_committee(
+                    members, self.t, bytes.fromhex(key["public_key"]), shares
+                )
+                done = {"proposal": endorsed.proposal.hex(), "committee": endorsed.committee_id}
+                self.store.put("dkg", "endorsed", done)
+        return dict(done)
+
     def on_dkg_committee(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         """The committee registered on-chain: adopt it only if it is exactly this node's result
         (its key, threshold, members and every member's public share)."""
@@ -341,13 +364,22 @@ class DkgMember(Role):
                 f"must (failed: {dict(failures)})"
             )
         peers = self._committee()
-        created = self.ledger.create_committee(
-            [peers[i] for i in range(1, self.n + 1)],
-            self.t,
-            bytes.fromhex(key["public_key"]),
-            [bytes.fromhex(key["public_shares"][str(i)]) for i in range(1, self.n + 1)],
-        )
-        cid = created.committee_id
+        # the committee forms on-chain only when every member endorsed the key it computed
+        proposal = bytes.fromhex(self.on_dkg_endorse({}, self.ledger.account)["proposal"])
+        missing: dict[int, str] = {}
+        for i in range(1, self.n + 1):
+            if i != self.index:
+                try:
+                    self.transport.call(peers[i], "dkg/endorse", {})
+                except TesseraError as exc:
+                    missing[i] = f"{type(exc).__name__}: {exc}"
+        try:
+            cid = self.ledger.committee_of(proposal)
+        except LedgerError as exc:
+            raise DkgError(
+                f"the committee did not form: nodes {sorted(missing)} did not endorse the "
+                f"key node {self.index} computed ({missing})"
+            ) from exc
         self.on_dkg_committee({"committee": cid}, self.ledger.account)
         refused: dict[int, str] = {}
         for i in range(1, self.n + 1):

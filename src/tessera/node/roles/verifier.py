@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.crypto.group import Point
-from tessera.errors import NotFound, ProtocolError
+from tessera.errors import NotFound, PolicyViolation, ProtocolError
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
 from tessera.node.roles.base import Progress, Role, _hex32, on_ledger
 from tessera.node.store import Store
@@ -45,8 +45,8 @@ def check_trail(
 
     An empty list means the record is exactly the query's: each contribution is committed
     by the account the ticket names for it, each noise and key switch by its node (a key
-    switch together with the aggregate it switched), the release by the analyst, and
-    every contribution and noise committed is in the record.
+    switch together with the aggregate it switched), the release (if the record has one)
+    by the analyst, and every contribution and noise committed is in the record.
     """
     qid = ticket.query_id
     failures: list[str] = []
@@ -79,9 +79,7 @@ def check_trail(
     for i, shares in record.key_switch_shares.items():
         digest = codec.key_switch_digest(qid, record.aggregate, shares)
         expect("key_switch", nodes.get(i), f"key switch of node {i}", digest)
-    if record.release is None:
-        failures.append("result: no release in the record")
-    else:
+    if record.release is not None:
         expect("result", analyst, "result", codec.release_digest(qid, record.release))
     aggregates = set(trail.of("aggregate").values())
     if aggregates != {codec.aggregate_digest(qid, record.aggregate)}:
@@ -131,7 +129,13 @@ class VerifierRole(Role):
         cheaters = sorted({*verdict.cheaters, *verdict.noise_cheaters})
         settled, tx = False, None
         if q.status == "open":
-            posted = self.ledger.post_verdict(qid, verdict.ok, [nodes[i] for i in cheaters])
+            if self.ledger.account not in self.ledger.verifiers_of(qid):
+                raise PolicyViolation(
+                    f"verifier {self.name} was not drawn for query 0x{key}: it cannot vote"
+                )
+            # the vote is on the providers' and nodes' work; the analyst's own release
+            # cannot fail a query (the price is owed once the work is on the trail)
+            posted = self.ledger.post_verdict(qid, verdict.work_ok, [nodes[i] for i in cheaters])
             settled, tx = posted.settled, posted.tx.tx_hash
         result = verdict_json(verdict, cheaters, settled, self.ledger.query(qid).status, tx)
         with self.store.transaction() as st:
