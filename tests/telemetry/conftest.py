@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
+from tessera.node.telemetry.keys import PartyKeys, aggregator_credential
 from tessera.protocol.telemetry import DpSpec, VdafSpec
 
 PRECISION = 60
@@ -51,7 +52,13 @@ TASKS: dict[str, tuple[VdafSpec, DpSpec, int]] = {
         DpSpec("none"),
         5,
     ),
+    # issue 19
+    "differencing": (VdafSpec.of("Poplar1", bits=4), DpSpec("none"), 10),
+    "credentials": (VdafSpec.of("Prio3Histogram", length=4, chunk_length=2), DpSpec("none"), 3),
+    "ending": (VdafSpec.of("Prio3Count"), DpSpec("none"), 1),
 }
+#: The "ending" task ends five buckets after T0.
+TASK_END = {"ending": T0 + 5 * PRECISION}
 
 
 def free_port() -> int:
@@ -65,6 +72,25 @@ def free_port() -> int:
 class Deployment:
     configs: dict[str, TaskConfig]
     processes: list[subprocess.Popen[bytes]]
+
+
+def leader_credential(config: TaskConfig) -> str:
+    """The aggregator credential, as the leader computes it (a test posing as the leader)."""
+    own = load_party_keys(config, 0).auth_private_key
+    helper = config.aggregators[1].public_config(config.task_id).auth_public_key
+    return aggregator_credential(own, helper, config.task_id, 1)
+
+
+def load_party_keys(config: TaskConfig, agg_id: int) -> PartyKeys:
+    return config.aggregators[agg_id].keys(config.task_id)
+
+
+def serve_exits(config: Path, agg_id: int) -> subprocess.CompletedProcess[str]:
+    """Run ``tessera telemetry serve`` expecting it to refuse to start."""
+    args = [sys.executable, "-m", "tessera.cli.telemetry", "serve", "-c", str(config)]
+    return subprocess.run(
+        [*args, "--aggregator", str(agg_id)], capture_output=True, text=True, timeout=120
+    )
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -93,6 +119,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             min_batch_size=min_batch,
             time_precision=PRECISION,
             dp=dp,
+            task_end=TASK_END.get(name),
         )
         for name, (spec, dp, min_batch) in TASKS.items()
     }
