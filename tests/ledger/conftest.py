@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import pytest
 
 from tessera.crypto.group import G
-from tessera.ledger import Chain, EmbeddedChain, LedgerClient, Listing, RpcChain, deploy
+from tessera.ledger import (
+    Chain,
+    EmbeddedChain,
+    LedgerClient,
+    Listing,
+    RpcChain,
+    deploy,
+    query_id_for,
+)
 
 #: JSON-RPC endpoint to test against instead of the embedded chain.
 RPC_URL = os.environ.get("TESSERA_LEDGER_RPC", "")
@@ -25,6 +33,11 @@ STAKE = 5_000
 
 def h(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
+
+
+def qid(w: World, label: str, analyst: LedgerClient | None = None) -> bytes:
+    """The id of the query ``analyst`` (default: the world's) submits as ``h(label)``."""
+    return query_id_for((analyst or w.analyst).account, h(label))
 
 
 def point(i: int) -> bytes:
@@ -46,7 +59,12 @@ class World:
     def supply_accounted(self) -> int:
         """Credits held by every account the tests use plus the two contracts."""
         c = self.admin
-        holders = {c.account, c.deployment.market, c.deployment.registry}
+        holders = {
+            c.account,
+            c.deployment.market,
+            c.deployment.registry,
+            c.deployment.governance,
+        }
         for group in (self.providers, self.nodes, self.verifiers):
             holders.update(x.account for x in group)
         holders.update((self.analyst.account, self.outsider.account))
@@ -67,7 +85,9 @@ def make_chain(accounts: int = 12) -> Chain:
 
 def _build() -> World:
     chain = make_chain(12)
-    deployment = deploy(chain, quorum=2, min_stake=STAKE, slash_amount=STAKE, timeout_blocks=50)
+    deployment = deploy(
+        chain, verifiers_per_query=3, min_stake=STAKE, slash_amount=STAKE, timeout_blocks=50
+    )
     accts = chain.accounts
     admin = LedgerClient(chain, deployment, accts[0])
     providers = [admin.as_(a) for a in accts[1:3]]
@@ -75,23 +95,27 @@ def _build() -> World:
     analyst = admin.as_(accts[6])
     verifiers = [admin.as_(a) for a in accts[7:10]]
     outsider = admin.as_(accts[10])
-    for i, p in enumerate(providers):
-        admin.register(p.account, "provider", point(i))
-    for i, n in enumerate(nodes):
-        admin.register(n.account, "node", point(10 + i))
+    admin.register_many(
+        [
+            *((p.account, "provider", point(i)) for i, p in enumerate(providers)),
+            *((n.account, "node", point(10 + i)) for i, n in enumerate(nodes)),
+            (analyst.account, "analyst", point(20)),
+            *((v.account, "verifier", point(30 + i)) for i, v in enumerate(verifiers)),
+        ]
+    )
+    for n in nodes:
         admin.mint(n.account, CREDITS)
         n.stake(STAKE)
-    admin.register(analyst.account, "analyst", point(20))
     admin.mint(analyst.account, CREDITS)
-    for i, v in enumerate(verifiers):
-        admin.register(v.account, "verifier", point(30 + i))
-    committee = (
-        nodes[0]
-        .create_committee(
-            [n.account for n in nodes], 2, point(40), [point(41 + i) for i in range(3)]
-        )
-        .committee_id
-    )
+    for v in verifiers:
+        admin.mint(v.account, CREDITS)
+        v.stake(STAKE)
+        v.join_pool()
+    shares = [point(41 + i) for i in range(3)]
+    for n in nodes:
+        endorsed = n.endorse_committee([x.account for x in nodes], 2, point(40), shares)
+    assert endorsed.committee_id is not None
+    committee = endorsed.committee_id
     datasets = [
         providers[0]
         .list_dataset(

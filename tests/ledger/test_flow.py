@@ -7,12 +7,17 @@ import pytest
 from tessera.errors import LedgerError
 from tessera.ledger import Listing
 
-from .conftest import STAKE, World, h
+from .conftest import STAKE, World, h, qid
 
 
-def run_query(w: World, label: str, datasets: list[int], cost: int = 100_000) -> bytes:
-    qid = h(label)
-    w.analyst.submit_query(qid, datasets, w.committee, cost, {"count", "mean"})
+def submit(w: World, label: str, datasets: list[int], cost: int = 100_000, **kw: object) -> bytes:
+    """Submit the query ticketed ``h(label)``; its on-chain id."""
+    ops = kw.pop("ops", {"count", "mean"})
+    return w.analyst.submit_query(h(label), datasets, w.committee, cost, ops, **kw).query_id  # type: ignore[arg-type]
+
+
+def do_work(w: World, label: str, qid: bytes, datasets: list[int], result: bool = True) -> None:
+    """Every party commits its part: the work is then complete."""
     for p in w.providers:
         if any(w.admin.dataset(d).provider == p.account for d in datasets):
             p.post_contribution(qid, h(f"{label}/contrib/{p.account}"))
@@ -21,8 +26,14 @@ def run_query(w: World, label: str, datasets: list[int], cost: int = 100_000) ->
         n.post_noise(qid, h(f"{label}/noise/{n.account}"))
         n.post_key_switch(qid, h(f"{label}/ks/{n.account}"))
     w.nodes[0].post_proof_bundle(qid, h(f"{label}/proofs"))
-    w.analyst.post_result(qid, h(f"{label}/result"))
-    return qid
+    if result:
+        w.analyst.post_result(qid, h(f"{label}/result"))
+
+
+def run_query(w: World, label: str, datasets: list[int], cost: int = 100_000) -> bytes:
+    query_id = submit(w, label, datasets, cost)
+    do_work(w, label, query_id, datasets)
+    return query_id
 
 
 def test_honest_query_pays_providers_and_nodes(world: World) -> None:
@@ -51,12 +62,18 @@ def test_honest_query_pays_providers_and_nodes(world: World) -> None:
     assert w.supply_accounted() == supply
     stats = w.admin.stats()
     assert stats.volume == 2_999 and stats.settled_queries == 1
-    assert stats.top_datasets[0] == w.datasets[1]
+    assert stats.top_datasets[:2] == (w.datasets[1], w.datasets[0])  # one buyer each
     assert w.admin.provider_revenue(w.providers[1].account) == 1_600
     trail = w.admin.audit_trail(qid)
     assert set(trail.of("noise")) == {n.account for n in w.nodes}
     assert trail.of("result") == {w.analyst.account: h("q1/result")}
     assert trail.verdicts == 2
+    # the drawn verifiers that voted with the quorum gain reputation; the third did not vote
+    drawn = w.admin.verifiers_of(qid)
+    assert sorted(drawn) == sorted(v.account for v in w.verifiers)
+    assert w.admin.participant(w.verifiers[0].account).reputation == 1
+    assert w.admin.participant(w.verifiers[2].account).reputation == -1
+    assert all(w.admin.participant(v.account).locks == 0 for v in w.verifiers)
 
 
 def test_dataset_budget_spent_and_enforced(world: World) -> None:
@@ -91,6 +108,7 @@ def test_operation_not_allowed_is_refused(world: World) -> None:
 def test_duplicate_query_and_unknown_committee_refused(world: World) -> None:
     w = world
     w.analyst.submit_query(h("d1"), [w.datasets[0]], w.committee, 1, {"count"})
+    assert w.admin.query(qid(w, "d1")).ticket_hash == h("d1")
     with pytest.raises(LedgerError, match="query already submitted"):
         w.analyst.submit_query(h("d1"), [w.datasets[0]], w.committee, 1, {"count"})
     with pytest.raises(LedgerError, match="unknown committee"):
@@ -100,7 +118,7 @@ def test_duplicate_query_and_unknown_committee_refused(world: World) -> None:
 def test_training_run_uses_the_training_price(world: World) -> None:
     w = world
     w.analyst.submit_query(h("t1"), [w.datasets[0]], w.committee, 1, {"count"}, kind="training")
-    q = w.admin.query(h("t1"))
+    q = w.admin.query(qid(w, "t1"))
     assert q.kind == "training" and q.price == 5_000
 
 
@@ -114,12 +132,13 @@ def test_failed_verdict_refunds_and_slashes_the_cheater(world: World) -> None:
         v.post_verdict(qid, False, [cheater.account])
     q = w.admin.query(qid)
     assert q.status == "failed" and q.cheaters == (cheater.account,)
-    # full refund plus the slashed stake as compensation
-    assert w.admin.balance(w.analyst.account) - analyst_before == STAKE
+    # a full refund; the slashed stake is burned (nobody profits from a slashing)
+    assert w.admin.balance(w.analyst.account) == analyst_before
+    assert w.admin.burned() == STAKE
     p = w.admin.participant(cheater.account)
     assert p.stake == 0 and p.reputation == -10 and p.locks == 0
     assert w.admin.participant(w.nodes[0].account).reputation == 0
-    assert w.admin.total_staked() == 2 * STAKE
+    assert w.admin.total_staked() == 2 * STAKE + 3 * STAKE  # two nodes, three verifiers
     assert w.supply_accounted() == supply
 
 
@@ -127,10 +146,11 @@ def test_cheater_slashed_honest_nodes_paid_when_quorum_finishes(world: World) ->
     w = world
     cheater = w.nodes[1]
     before = {n.account: w.admin.balance(n.account) for n in w.nodes}
-    qid = run_query(w, "a1", w.datasets)
+    query_id = run_query(w, "a1", w.datasets)
     for v in w.verifiers[1:]:
-        v.post_verdict(qid, True, [cheater.account])
-    assert w.admin.query(qid).status == "passed"
+        v.post_verdict(query_id, True, [cheater.account])
+    qid_ = query_id
+    assert w.admin.query(qid_).status == "passed"
     # the pool of 700 goes to the two honest nodes
     for n in (w.nodes[0], w.nodes[2]):
         assert w.admin.balance(n.account) - before[n.account] == 350
@@ -143,51 +163,68 @@ def test_cheater_slashed_honest_nodes_paid_when_quorum_finishes(world: World) ->
         w.analyst.submit_query(h("a2"), [w.datasets[0]], w.committee, 1, {"count"})
 
 
-def test_split_verdicts_wait_for_a_quorum(world: World) -> None:
+def test_split_verdicts_wait_for_a_quorum_and_the_outvoted_verifier_is_slashed(
+    world: World,
+) -> None:
     w = world
-    qid = run_query(w, "s1", [w.datasets[0]])
-    assert not w.verifiers[0].post_verdict(qid, True).settled
-    assert not w.verifiers[1].post_verdict(qid, False, [w.nodes[0].account]).settled
-    assert w.verifiers[2].post_verdict(qid, True).settled
-    assert w.admin.query(qid).status == "passed"
+    query_id = run_query(w, "s1", [w.datasets[0]])
+    assert not w.verifiers[0].post_verdict(query_id, True).settled
+    assert not w.verifiers[1].post_verdict(query_id, False, [w.nodes[0].account]).settled
+    assert w.verifiers[2].post_verdict(query_id, True).settled
+    assert w.admin.query(query_id).status == "passed"
+    # the vote the quorum contradicts costs its verifier its stake, like a cheating node
+    liar = w.admin.participant(w.verifiers[1].account)
+    assert liar.stake == 0 and liar.reputation == -10
+    assert w.admin.participant(w.nodes[0].account).stake == STAKE
 
 
-def test_missing_contribution_and_noise_are_refunded(world: World) -> None:
+def test_missing_contribution_and_idle_nodes_are_refunded(world: World) -> None:
     w = world
-    qid = h("m1")
-    w.analyst.submit_query(qid, w.datasets, w.committee, 1, {"count"})
-    w.providers[1].post_contribution(qid, h("m1/c"))  # provider 0 dropped out
-    w.nodes[0].post_noise(qid, h("m1/n0"))  # only node 0 added noise
-    w.analyst.post_result(qid, h("m1/r"))
+    query_id = submit(w, "m1", w.datasets, 1, ops={"count"})
+    spent = w.admin.dataset(w.datasets[0]).budget_spent
+    w.providers[1].post_contribution(query_id, h("m1/c"))  # provider 0 dropped out
+    w.nodes[0].post_aggregate(query_id, h("m1/a"))
+    for n in w.nodes:
+        n.post_noise(query_id, h(f"m1/n/{n.account}"))
+    for n in w.nodes[:2]:  # node 2 neither switched: it still added noise
+        n.post_key_switch(query_id, h(f"m1/k/{n.account}"))
+    w.nodes[0].post_proof_bundle(query_id, h("m1/b"))
     analyst_before = w.admin.balance(w.analyst.account)
     for v in w.verifiers[:2]:
-        v.post_verdict(qid, True)
+        v.post_verdict(query_id, True)
     assert w.admin.balance(w.providers[0].account) == 0
-    assert w.admin.node_revenue(w.nodes[0].account) == 700
-    assert w.admin.balance(w.analyst.account) - analyst_before == 700  # provider 0's cut
+    assert w.admin.node_revenue(w.nodes[0].account) == 700 // 3
+    assert w.admin.balance(w.analyst.account) - analyst_before == 700 + 1  # p0's cut, remainder
+    # the dataset that never contributed gets its budget back
+    assert w.admin.dataset(w.datasets[0]).budget_spent == spent - 1
 
 
-def test_passing_verdict_needs_a_result(world: World) -> None:
+def test_passing_verdict_needs_the_work_not_the_analysts_result(world: World) -> None:
     w = world
-    qid = h("r1")
-    w.analyst.submit_query(qid, [w.datasets[0]], w.committee, 1, {"count"})
-    with pytest.raises(LedgerError, match="no result committed"):
-        w.verifiers[0].post_verdict(qid, True)
-    w.verifiers[0].post_verdict(qid, False)  # a failing one needs none
+    query_id = submit(w, "r1", [w.datasets[0]], 1, ops={"count"})
+    w.providers[0].post_contribution(query_id, h("r1/c"))
+    with pytest.raises(LedgerError, match="work not complete"):
+        w.verifiers[0].post_verdict(query_id, True)
+    do_work(w, "r1", query_id, [], result=False)  # nodes only; no result committed
+    assert w.admin.work_complete(query_id)
+    w.verifiers[0].post_verdict(query_id, True)
+    assert w.verifiers[1].post_verdict(query_id, True).settled
 
 
-def test_expire_refunds_after_timeout(world: World) -> None:
+def test_expire_refunds_unused_work_after_the_deadline(world: World) -> None:
     w = world
-    qid = h("e1")
     before = w.admin.balance(w.analyst.account)
-    w.analyst.submit_query(qid, [w.datasets[0]], w.committee, 1, {"count"})
+    query_id = submit(w, "e1", [w.datasets[0]], 1, ops={"count"})
     with pytest.raises(LedgerError, match="query not timed out"):
-        w.outsider.expire(qid)
+        w.outsider.expire(query_id)
     w.chain.mine(60)
-    w.outsider.expire(qid)
-    assert w.admin.query(qid).status == "expired"
+    with pytest.raises(LedgerError, match="query past its deadline"):
+        w.providers[0].post_contribution(query_id, h("e1/late"))
+    w.outsider.expire(query_id)
+    assert w.admin.query(query_id).status == "expired"
     assert w.admin.balance(w.analyst.account) == before
     assert w.admin.participant(w.nodes[0].account).locks == 0
+    assert w.admin.dataset(w.datasets[0]).budget_spent == 0  # nobody contributed
 
 
 def test_locked_stake_cannot_be_withdrawn(world: World) -> None:
@@ -196,7 +233,7 @@ def test_locked_stake_cannot_be_withdrawn(world: World) -> None:
     with pytest.raises(LedgerError, match="stake locked by open queries"):
         w.nodes[0].unstake(1)
     w.nodes[0].chain.mine(60)
-    w.outsider.expire(h("l1"))
+    w.outsider.expire(qid(w, "l1"))
     w.nodes[0].unstake(STAKE)
     assert w.admin.participant(w.nodes[0].account).stake == 0
 
@@ -218,15 +255,15 @@ def test_catalog_update_delist_search_rate(world: World) -> None:
     assert w.admin.search("finance") == [d0, d1]
     with pytest.raises(LedgerError, match="not the dataset's provider"):
         w.providers[1].update_dataset(d0, Listing(bounds={}))
-    qid = run_query(w, "rate", [d0])
+    query_id = run_query(w, "rate", [d0])
+    qid = query_id
     with pytest.raises(LedgerError, match="query has not passed"):
         w.analyst.rate(qid, d0, 5)
     for v in w.verifiers[:2]:
         v.post_verdict(qid, True)
     w.analyst.rate(qid, d0, 4)
-    with pytest.raises(LedgerError, match="already rated"):
-        w.analyst.rate(qid, d0, 5)
-    assert w.admin.dataset(d0).rating == 4.0
+    w.analyst.rate(qid, d0, 2)  # rating again replaces: one analyst counts once
+    assert w.admin.dataset(d0).rating == 2.0 and w.admin.dataset(d0).rating_count == 1
     p0.delist_dataset(d0)
     assert w.admin.search("finance") == [d1]
     with pytest.raises(LedgerError, match="dataset not listed"):
@@ -251,8 +288,7 @@ def test_committee_record(world: World) -> None:
 
 def test_commit_many_records_each_kind_once(world: World) -> None:
     w = world
-    qid = h("cm")
-    w.analyst.submit_query(qid, [w.datasets[0]], w.committee, 1, {"count"})
+    qid = submit(w, "cm", [w.datasets[0]], 1, ops={"count"})
     node = w.nodes[1]
     node.commit_many(qid, {"noise": h("cm/n"), "key_switch": h("cm/k")})
     trail = w.admin.audit_trail(qid)

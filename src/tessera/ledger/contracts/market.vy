@@ -581,13 +581,13 @@ def _is_query_provider(query_id: bytes32, account: address) -> bool:
 @view
 def _seed(query_id: bytes32) -> bytes32:
     """
-    The draw's public randomness: the hash of the first block after the
-    query's, unknown when the analyst fixed its ticket and submitted, mixed
-    with the query id. If that block is out of BLOCKHASH's reach (256 blocks),
-    the first block of the latest 256-block window is used instead.
+    The draw's public randomness: the hash of the block that holds the query's
+    submission, unknown until that block is sealed (so not to the analyst when
+    it fixed its ticket), mixed with the query id. If that block is out of
+    BLOCKHASH's reach (256 blocks), the first block of the latest 256-block
+    window since is used instead.
     """
-    anchor: uint256 = self.queries[query_id].submitted_block + 1
-    assert block.number > anchor, "verifiers are drawn from the next block"
+    anchor: uint256 = self.queries[query_id].submitted_block
     if block.number - anchor > 256:
         anchor += (block.number - anchor - 1) // 256 * 256
     return keccak256(concat(blockhash(anchor), query_id))
@@ -598,7 +598,7 @@ def _draw_if_due(query_id: bytes32) -> bool:
     """Draw the query's verifiers once, when its seed exists; whether they are drawn."""
     if self.drawn[query_id]:
         return True
-    if block.number <= self.queries[query_id].submitted_block + 1:
+    if block.number <= self.queries[query_id].submitted_block:
         return False
     members: DynArray[address, MAX_MEMBERS] = staticcall registry.committee_members(
         self.queries[query_id].committee
