@@ -56,6 +56,17 @@ TASKS: dict[str, tuple[VdafSpec, DpSpec, int]] = {
     "differencing": (VdafSpec.of("Poplar1", bits=4), DpSpec("none"), 10),
     "credentials": (VdafSpec.of("Prio3Histogram", length=4, chunk_length=2), DpSpec("none"), 3),
     "ending": (VdafSpec.of("Prio3Count"), DpSpec("none"), 1),
+    # issue 12: Crux's statistics
+    "statistics": (
+        VdafSpec.of("Prio3Statistics", max_measurement=100, bins=101),
+        DpSpec("none"),
+        50,
+    ),
+    "statistics_dp": (
+        VdafSpec.of("Prio3Statistics", max_measurement=100, bins=20),
+        DpSpec("discrete_gaussian", rho=Fraction(1, 2)),
+        50,
+    ),
 }
 #: The "ending" task ends five buckets after T0.
 TASK_END = {"ending": T0 + 5 * PRECISION}

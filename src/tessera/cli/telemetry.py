@@ -41,7 +41,7 @@ def init(
         str,
         typer.Option(
             help="Prio3Count, Prio3Sum, Prio3SumVec, Prio3Histogram, "
-            "Prio3MultihotCountVec or Poplar1."
+            "Prio3MultihotCountVec, Prio3Statistics or Poplar1."
         ),
     ] = "Prio3Count",
     param: Annotated[
@@ -181,6 +181,8 @@ def submit(
     try:
         cfg = load_task_config(config)
         values = [cfg.vdaf_spec.parse_measurement(m) for m in measurements]
+        for v in values:
+            cfg.vdaf_spec.encode_measurement(v)  # refuse a bad value before any upload
         when = int(time.time()) if at is None else at
         with TelemetryClient(cfg) as client:
             outcomes = client.submit(values, when, SystemRng())
@@ -237,6 +239,9 @@ def collect(
                         heavy_hitters=hh.hitters,
                         levels=len(hh.levels),
                     )
+            elif cfg.vdaf_spec.kind == "Prio3Statistics":
+                described = collector.describe(interval)
+                payload.update(report_count=described.count, statistics=described.to_json())
             else:
                 res = collector.collect(interval)
                 payload.update(report_count=res.report_count, result=res.result)

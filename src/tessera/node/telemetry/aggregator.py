@@ -101,7 +101,7 @@ from tessera.protocol.telemetry.messages import (
     verify_key_info,
 )
 from tessera.protocol.telemetry.preparation import Preparer
-from tessera.protocol.telemetry.task import vdaf_ctx
+from tessera.protocol.telemetry.task import NoiseBlock, vdaf_ctx
 
 OCTET = "application/octet-stream"
 #: Scope of report ids claimed at upload (Poplar1 also claims per aggregation parameter).
@@ -229,7 +229,7 @@ class TaskRuntime:
     verify_key: bytes | None
     vdaf: Any = None
     ctx: bytes = b""
-    sampler: Callable[[Rng], int] | None = None
+    noise: list[NoiseBlock] | None = None
     gate: _Gate = field(default_factory=_Gate)
     stats: Counter[str] = field(default_factory=Counter)
     helper_jobs: dict[bytes, _HelperJob] = field(default_factory=dict)
@@ -242,7 +242,7 @@ class TaskRuntime:
     def __post_init__(self) -> None:
         self.vdaf = self.config.vdaf()
         self.ctx = vdaf_ctx(self.config.task_id)
-        self.sampler = self.config.dp.sampler(self.config.vdaf_spec)
+        self.noise = self.config.dp.noise(self.config.vdaf_spec)
 
     @property
     def task_id(self) -> bytes:
@@ -759,7 +759,7 @@ class AggregatorNode:
             raise ProtocolError(f"cannot seal the aggregate share: {exc}") from exc
         merged = rt.merge(agg_param, totals.agg_shares)
         param = rt.vdaf.decode_agg_param(agg_param)
-        noised = add_noise(rt.vdaf, param, merged, rt.sampler, self.rng)
+        noised = add_noise(rt.vdaf, param, merged, rt.noise, self.rng)
         info = aggregate_share_info(rt.task_id, rt.agg_id, interval, agg_param)
         sealed = hpke.seal(collector.hpke_public_key, info, noised)
         return SealedShare(collector.hpke_config_id, sealed)

@@ -46,7 +46,8 @@ class ReportBuilder:
         vdaf = self.vdaf
         report_id = rng.randbytes(REPORT_ID_SIZE)
         rand = rng.randbytes(vdaf.RAND_SIZE)
-        public_share, input_shares = vdaf.shard(self.ctx, measurement, report_id, rand)
+        encoded = self.config.vdaf_spec.encode_measurement(measurement)
+        public_share, input_shares = vdaf.shard(self.ctx, encoded, report_id, rand)
         metadata = ReportMetadata(report_id, bucket_of(time, self.config.time_precision))
         public = vdaf.encode_public_share(public_share)
         sealed = tuple(

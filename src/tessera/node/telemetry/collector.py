@@ -29,6 +29,8 @@ from tessera.protocol.telemetry.messages import (
     CollectReq,
     aggregate_share_info,
 )
+from tessera.protocol.telemetry.statistics import Description, describe
+from tessera.protocol.telemetry.task import noise_per_coordinate
 
 OCTET = "application/octet-stream"
 
@@ -109,6 +111,21 @@ class TelemetryCollector:
         param = self.vdaf.decode_agg_param(agg_param)
         result = unshard_signed(self.vdaf, param, shares, coll.report_count)
         return CollectResult(interval, coll.report_count, result)
+
+    def describe(self, interval: BatchInterval) -> Description:
+        """Prio3Statistics: count, sum, mean, variance, median and quantiles of ``interval``,
+        each with its 95% interval (:mod:`tessera.protocol.telemetry.statistics`)."""
+        spec = self.config.vdaf_spec
+        if spec.kind != "Prio3Statistics":
+            raise ValueError(f"task runs {spec.kind}, not Prio3Statistics")
+        res = self.collect(interval)
+        blocks = self.config.dp.noise(spec)
+        per = [] if blocks is None else noise_per_coordinate(blocks, len(res.result))
+        aggregators = len(self.config.aggregators)
+        variance = [aggregators * per[i].variance if per else 0.0 for i in (0, 1, 2)]
+        return describe(
+            res.result, res.report_count, spec.param("max_measurement"), noise_variance=variance
+        )
 
     def count_prefixes(self, interval: BatchInterval, prefixes: list[str]) -> dict[str, int]:
         """Poplar1: the (noised) count of each prefix (all of one length)."""

@@ -18,7 +18,7 @@ from tessera.crypto.prio3 import Prio3
 from tessera.crypto.rng import Rng
 from tessera.errors import BatchCollected, BatchTooSmall
 from tessera.protocol.telemetry.messages import BatchInterval, ReportStatus
-from tessera.protocol.telemetry.task import AnyVdaf
+from tessera.protocol.telemetry.task import AnyVdaf, NoiseBlock, noise_per_coordinate
 
 # -- report checksums -------------------------------------------------------------------
 
@@ -162,14 +162,26 @@ def _agg_share_vector(
 
 
 def add_noise(
-    vdaf: AnyVdaf, agg_param: Any, encoded: bytes, sampler: Callable[[Rng], int] | None, rng: Rng
+    vdaf: AnyVdaf,
+    agg_param: Any,
+    encoded: bytes,
+    noise: Callable[[Rng], int] | Sequence[NoiseBlock] | None,
+    rng: Rng,
 ) -> bytes:
-    """An encoded aggregate share with independent noise added to every coordinate."""
-    if sampler is None:
+    """An encoded aggregate share with independent noise added to every coordinate.
+
+    ``noise`` is one sampler for every coordinate, or blocks of coordinates with a
+    sampler each (:meth:`~tessera.protocol.telemetry.task.DpSpec.noise`).
+    """
+    if noise is None:
         return encoded
     field, vec = _agg_share_vector(vdaf, agg_param, encoded)
     p = field.MODULUS
-    noised = [(x + sampler(rng)) % p for x in vec]
+    if callable(noise):
+        noised = [(x + noise(rng)) % p for x in vec]
+    else:
+        per = noise_per_coordinate(noise, len(vec))
+        noised = [(x + b.sample(rng)) % p for x, b in zip(vec, per, strict=True)]
     if isinstance(vdaf, Poplar1):
         return vdaf.encode_agg_share(FieldVec(field, noised))
     return vdaf.encode_agg_share(noised)

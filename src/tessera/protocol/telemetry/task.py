@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, TypeAlias
@@ -45,6 +46,8 @@ class VdafSpec:
         "Prio3Histogram": ("length", "chunk_length"),
         "Prio3MultihotCountVec": ("length", "max_weight", "chunk_length"),
         "Poplar1": ("bits",),
+        # Crux's statistics from one Prio3SumVec: (x, x^2, one-hot bin of x).
+        "Prio3Statistics": ("max_measurement", "bins"),
     }
 
     kind: str
@@ -92,6 +95,12 @@ class VdafSpec:
                     return Prio3MultihotCountVec(
                         shares, p["length"], p["max_weight"], p["chunk_length"]
                     )
+                case "Prio3Statistics":
+                    m, bins = p["max_measurement"], p["bins"]
+                    if bins > m + 1:
+                        raise ValueError("bins must be at most max_measurement + 1")
+                    length = 2 + bins
+                    return Prio3SumVec(shares, length, m * m, max(1, math.isqrt(length)))
                 case _:
                     if shares != 2:
                         raise ValueError("Poplar1 runs with exactly two aggregators")
@@ -103,7 +112,7 @@ class VdafSpec:
         """A measurement from its command-line text (an integer, a JSON list, or bits)."""
         text = text.strip()
         try:
-            if self.kind in ("Prio3Count", "Prio3Sum", "Prio3Histogram"):
+            if self.kind in ("Prio3Count", "Prio3Sum", "Prio3Histogram", "Prio3Statistics"):
                 return int(text)
             if self.kind == "Poplar1":
                 if not text or set(text) - {"0", "1"}:
@@ -119,6 +128,34 @@ class VdafSpec:
                 raise ValueError("multihot entries must be 0/1 or booleans")
             return [bool(x) for x in value]
         return [int(x) for x in value]
+
+    def encode_measurement(self, measurement: Any) -> Any:
+        """What the VDAF shards: the measurement itself, or Prio3Statistics' vector
+        ``(x, x^2, one-hot bin of x)`` of an integer ``x`` in ``[0, max_measurement]``."""
+        if self.kind != "Prio3Statistics":
+            return measurement
+        m, bins = self.param("max_measurement"), self.param("bins")
+        if isinstance(measurement, bool) or not isinstance(measurement, int):
+            raise ValueError("a Prio3Statistics measurement is an integer")
+        if not 0 <= measurement <= m:
+            raise ValueError(f"measurement out of range [0, {m}]")
+        onehot = [0] * bins
+        onehot[measurement * bins // (m + 1)] = 1
+        return [measurement, measurement * measurement, *onehot]
+
+    def noise_blocks(self) -> list[tuple[int | None, Fraction, Fraction]]:
+        """``(coordinates, L1, L2^2)`` per block of the aggregate that is noised separately.
+
+        ``None`` coordinates means "all the rest". One block for every VDAF but
+        Prio3Statistics, whose sum, sum of squares and histogram each get a third of
+        the budget with their own sensitivity (``M``, ``M^2`` and one count).
+        """
+        if self.kind == "Prio3Statistics":
+            m = self.param("max_measurement")
+            return [(1, Fraction(m), Fraction(m * m)), (1, Fraction(m * m), Fraction(m**4)),
+                    (None, Fraction(1), Fraction(1))]  # fmt: skip
+        l1, l2_sq = self.sensitivity()
+        return [(None, l1, l2_sq)]
 
     def sensitivity(self) -> tuple[Fraction, Fraction]:
         """``(L1, L2^2)`` sensitivity of one report (add/remove neighbours) per release."""
@@ -151,6 +188,35 @@ def discrete_gaussian(sigma2: Fraction, rng: Rng) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class NoiseBlock:
+    """Noise for ``count`` consecutive coordinates (``None``: all the rest)."""
+
+    count: int | None
+    sample: Callable[[Rng], int]
+    #: The variance of one draw (at most this, for the discrete Gaussian).
+    variance: float
+
+
+def _laplace(scale: Fraction) -> Callable[[Rng], int]:
+    return lambda rng: discrete_laplace(scale, rng)
+
+
+def _gaussian(sigma2: Fraction) -> Callable[[Rng], int]:
+    return lambda rng: discrete_gaussian(sigma2, rng)
+
+
+def noise_per_coordinate(blocks: Sequence[NoiseBlock], length: int) -> list[NoiseBlock]:
+    """The block of each of ``length`` coordinates."""
+    out: list[NoiseBlock] = []
+    for block in blocks:
+        take = length - len(out) if block.count is None else block.count
+        out += [block] * take
+    if len(out) != length:
+        raise ValueError("noise blocks do not cover the aggregate")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class DpSpec:
     """Noise each aggregator adds to every coordinate of the aggregate share it releases.
 
@@ -174,6 +240,27 @@ class DpSpec:
             raise ValueError("discrete_laplace needs a positive epsilon")
         if self.mechanism == "discrete_gaussian" and (self.rho is None or self.rho <= 0):
             raise ValueError("discrete_gaussian needs a positive rho")
+
+    def noise(self, vdaf: VdafSpec) -> list[NoiseBlock] | None:
+        """Per block of coordinates (:meth:`VdafSpec.noise_blocks`), its sampler and the
+        variance of one draw; ``None`` without noise. The blocks split the budget evenly."""
+        if self.mechanism == "none":
+            return None
+        blocks = vdaf.noise_blocks()
+        parts = len(blocks)
+        out: list[NoiseBlock] = []
+        for count, l1, l2_sq in blocks:
+            if self.mechanism == "discrete_laplace":
+                assert self.epsilon is not None
+                scale = l1 * parts / self.epsilon
+                q = math.exp(-1 / float(scale))
+                variance = 2 * q / (1 - q) ** 2
+                out.append(NoiseBlock(count, _laplace(scale), variance))
+            else:
+                assert self.rho is not None
+                sigma2 = l2_sq * parts / (2 * self.rho)
+                out.append(NoiseBlock(count, _gaussian(sigma2), float(sigma2)))
+        return out
 
     def sampler(self, vdaf: VdafSpec) -> Callable[[Rng], int] | None:
         """The per-coordinate noise sampler for ``vdaf``, or ``None`` without noise."""
