@@ -40,7 +40,8 @@ from tessera.protocol.telemetry import DpSpec, Report, ReportStatus, VdafSpec, v
 #: libprio-rs shard times in microseconds (the issue's reference figures).
 REFERENCE_SHARD_US = {"Count": 14.0, "Sum": 97.0, "SumVec1000": 3600.0}
 TARGET_RPS = {"Histogram100": 2000.0}
-T0 = 1_700_000_040
+#: A report time an hour ago, aligned to the tasks' 60 s precision (reports expire).
+T0 = (int(time.time()) - 3600) // 60 * 60
 
 
 @dataclass(frozen=True)
