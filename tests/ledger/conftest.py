@@ -84,7 +84,7 @@ def make_chain(accounts: int = 12) -> Chain:
 
 
 def _build() -> World:
-    chain = make_chain(12)
+    chain = make_chain(14)
     deployment = deploy(
         chain, verifiers_per_query=3, min_stake=STAKE, slash_amount=STAKE, timeout_blocks=50
     )

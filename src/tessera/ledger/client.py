@@ -533,17 +533,16 @@ class LedgerClient:
         f = self.governance.functions
         args = (targets, [0] * len(calls), payloads, b"\0" * 32, salt)
         tx = self._tx(f"schedule_{action}", f.schedule_batch(*args, delay))
-        self.pending_governance.append(args)
-        if delay == 0:
-            return self.execute_governance(action)
-        return tx
+        if delay > 0:
+            self.pending_governance.append(args)
+            return tx
+        return self._tx(action, f.execute_batch(*args))
 
     def execute_governance(self, action: str = "governance") -> Tx:
         """Run the oldest governance batch this client scheduled (its delay must be over)."""
         if not self.pending_governance:
             raise LedgerError("no governance action is pending", reason=None)
-        args = self.pending_governance[0]
-        tx = self._tx(action, self.governance.functions.execute_batch(*args))
+        tx = self._tx(action, self.governance.functions.execute_batch(*self.pending_governance[0]))
         self.pending_governance.pop(0)
         return tx
 
