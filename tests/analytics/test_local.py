@@ -26,7 +26,7 @@ def frame(seed: int, n: int) -> pd.DataFrame:
     )
 
 
-BOUNDS = {"age": ColumnBounds(0, 120), "bmi": ColumnBounds(10.0, 60.0, 8)}
+BOUNDS = {"age": ColumnBounds(0, 120, 0), "bmi": ColumnBounds(10.0, 60.0, 8)}
 
 
 def plan() -> Plan:

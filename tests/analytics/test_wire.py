@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 
 from tessera.analytics.distribution import Histogram, Max, Min, Quantile
-from tessera.analytics.grouping import GroupBy
-from tessera.analytics.moments import Correlation, Count, Covariance, Mean, Std, Sum, Variance
+from tessera.analytics.grouping import ByKey, GroupBy
+from tessera.analytics.moments import (
+    Correlation,
+    CosineSimilarity,
+    Count,
+    Covariance,
+    Mean,
+    Std,
+    Sum,
+    Variance,
+)
 from tessera.analytics.regression import LinearRegression, LogisticRegression, ModelEvaluation
 from tessera.analytics.sets import BooleanAnd, BooleanOr, SetIntersection, SetUnion
 from tessera.analytics.statistic import Statistic
@@ -43,6 +52,14 @@ EXAMPLES: list[Statistic] = [
     BooleanAnd("age >= 0", ("age",)),
     KaplanMeier("months", "died", (1.0, 2.0, 3.0)),
     GroupBy(GroupBy(Mean("age"), "band", ("old", "young")), "sex", ("F", "M")),
+    ByKey(
+        (Quantile("age", 0.5, None, (40.0, 50.0)), Quantile("age", 0.5, None, (45.0, 55.0))),
+        "sex",
+        ("F", "M"),
+        "median(age)",
+    ),
+    CosineSimilarity("age", "bmi"),
+    Min("age", None, (18.0, 20.0)),
 ]
 
 

@@ -18,12 +18,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from tessera.analytics.local import ColumnBounds
-from tessera.analytics.statistic import Bounds, Statistic, Totals, indicator_term, q
+from tessera.analytics.statistic import (
+    Bounds,
+    Statistic,
+    Totals,
+    count_term,
+    indicator_term,
+    q,
+)
 from tessera.analytics.terms import Combine, Term
 from tessera.errors import QueryError
 
 EXACT_DOMAIN = 1024
-DEFAULT_QUANTILE_BINS = 512
+COARSE_BINS = 64  # a quantile's first pass over the bounds
+FINE_BINS = 128  # its second pass, over the window around the first estimate
 DEFAULT_EXTREMA_CELLS = 128
 
 
@@ -80,26 +88,39 @@ def equal_edges(lo: float, hi: float, bins: int) -> tuple[float, ...]:
     return (*tuple(lo + (hi - lo) * i / bins for i in range(bins)), hi)
 
 
-def _fine_edges(b: ColumnBounds, bins: int | None) -> tuple[tuple[float, ...], bool]:
-    """Edges of the fine histogram and whether it has one bin per integer value."""
-    span = b.int_hi - b.int_lo
-    if bins is None and b.scale == 1 and span + 1 <= EXACT_DOMAIN:
-        return tuple(float(v) for v in range(b.int_lo, b.int_hi + 2)), True
-    return equal_edges(b.lo, b.hi, bins or DEFAULT_QUANTILE_BINS), False
+def _exact_domain(b: ColumnBounds, bins: int | None) -> bool:
+    """One bin per value: an integer column (precision 0) of at most EXACT_DOMAIN values."""
+    return bins is None and b.scale_bits == 0 and b.int_hi - b.int_lo + 1 <= EXACT_DOMAIN
 
 
 @dataclass(frozen=True)
 class Quantile(Statistic):
-    """The ``q``-quantile (``PERCENTILE_CONT``) of a column."""
+    """The ``q``-quantile (``PERCENTILE_CONT``) of a column, from histograms.
+
+    On an integer column (precision 0) of at most :data:`EXACT_DOMAIN` values there is
+    one indicator per value and the result is SQL's exactly. Otherwise it takes two
+    queries (:mod:`tessera.analytics.passes`): :data:`COARSE_BINS` equal bins over the
+    bounds, then :data:`FINE_BINS` over the ``window`` of coarse bins that holds the
+    order statistics (one more coarse bin each side under noise), with the rows below
+    the window counted. The value is placed within its fine bin, so it is off by at
+    most one fine bin, at most ``4/(64·128)`` of the range: the ``rounding`` the result
+    reports. ``bins`` asks for one pass over that many bins instead.
+    """
 
     column: str
     quantile: float
     bins: int | None = None
+    window: tuple[float, float] | None = None
     kind = "quantile"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.quantile <= 1.0:
             raise QueryError(f"quantile {self.quantile} is outside [0, 1]")
+        if self.bins is not None and self.bins < 1:
+            raise QueryError("a quantile needs at least one bin")
+        w = self.window
+        if w is not None and not (len(w) == 2 and w[0] < w[1]):
+            raise QueryError("a quantile's window must be (lo, hi) with lo < hi")
 
     @property
     def label(self) -> str:
@@ -110,25 +131,79 @@ class Quantile(Statistic):
     def columns(self) -> tuple[str, ...]:
         return (self.column,)
 
+    def _one_per_value(self, b: ColumnBounds) -> bool:
+        return self.window is None and _exact_domain(b, self.bins)
+
+    def _edges(self, b: ColumnBounds) -> tuple[float, ...]:
+        if self.window is not None:
+            return equal_edges(self.window[0], self.window[1], FINE_BINS)
+        return equal_edges(b.lo, b.hi, self.bins or COARSE_BINS)
+
+    def _prefix(self) -> str:
+        w = "" if self.window is None else f";{self.window[0]!r};{self.window[1]!r}"
+        return f"{self.column}{w}"
+
+    def _names(self, b: ColumnBounds) -> list[str]:
+        return [f"qbin[{self._prefix()};{i}]" for i in range(len(self._edges(b)) - 1)]
+
     def terms(self, bounds: Bounds) -> list[Term]:
         b = bounds[self.column]
-        edges, exact = _fine_edges(b, self.bins)
-        if exact:  # one indicator per integer value
+        c = q(self.column)
+        if self._one_per_value(b):
             values = range(b.int_lo, b.int_hi + 1)
-            return [
-                indicator_term(f"eq[{self.column};{v}]", f"{q(self.column)} = {v}") for v in values
-            ]
-        return Histogram(self.column, edges).terms(bounds)
+            return [indicator_term(f"eq[{self.column};{v}]", f"{c} = {v}") for v in values]
+        ints = _int_edges(b, self._edges(b))
+        out = [count_term(self.column)]
+        if self.window is not None:
+            out.append(indicator_term(f"below[{self._prefix()}]", f"{c} < {ints[0]}"))
+        conds = _bin_conditions(self.column, ints)
+        if self.window is not None:  # inside a window the last bin is half-open too
+            conds[-1] = f"{c} >= {ints[-2]} AND {c} < {ints[-1]}"
+        return out + [indicator_term(n, k) for n, k in zip(self._names(b), conds, strict=True)]
+
+    def _counts(self, totals: Totals, b: ColumnBounds) -> tuple[float, float, np.ndarray]:
+        counts = np.array([totals[n] for n in self._names(b)])
+        below = totals[f"below[{self._prefix()}]"] if self.window is not None else 0.0
+        return totals[count_term(self.column).name], below, counts
 
     def decode(self, totals: Totals, bounds: Bounds) -> float:
         b = bounds[self.column]
-        edges, exact = _fine_edges(b, self.bins)
-        if exact:
+        if self._one_per_value(b):
             values = np.arange(b.int_lo, b.int_hi + 1, dtype=float)
             counts = np.array([totals[f"eq[{self.column};{int(v)}]"] for v in values])
             return percentile_cont(values, counts, self.quantile)
-        counts = np.array(Histogram(self.column, edges).decode(totals, bounds))
-        return binned_quantile(np.array(edges), counts, self.quantile)
+        n, below, counts = self._counts(totals, b)
+        return located_quantile(np.array(self._edges(b)), counts, below, n, self.quantile)
+
+    def discretisation(self, bounds: Bounds) -> float:
+        b = bounds[self.column]
+        if self._one_per_value(b):
+            return 0.0
+        e = self._edges(b)
+        return (e[-1] - e[0]) / (len(e) - 1)
+
+    def passes(self, bounds: Bounds, noised: bool) -> int:
+        one = self._one_per_value(bounds[self.column]) or self.bins is not None
+        return 1 if one or self.window is not None else 2
+
+    def refine(self, totals: Totals | None, bounds: Bounds, noised: bool) -> Statistic:
+        """The second pass: fine bins over the coarse bins that hold the order statistics
+        (``totals`` None: the shape of that pass only, for the budget split)."""
+        b = bounds[self.column]
+        edges = self._edges(b)
+        if totals is None:
+            return Quantile(self.column, self.quantile, None, (edges[0], edges[1]))
+        n, _, counts = self._counts(totals, b)
+        w = np.clip(counts, 0, None)
+        n = max(n, 1.0)
+        cum = np.cumsum(w) * (n / max(float(w.sum()), 1.0))  # bins rescaled to the count
+        pos = self.quantile * (n - 1)
+        first = int(np.searchsorted(cum, math.floor(pos), side="right"))
+        last = int(np.searchsorted(cum, math.ceil(pos), side="right"))
+        margin = 1 if noised else 0
+        first = max(0, min(first, len(w) - 1) - margin)
+        last = min(len(w) - 1, max(last, first) + margin)
+        return Quantile(self.column, self.quantile, None, (edges[first], edges[last + 1]))
 
 
 def percentile_cont(values: np.ndarray, counts: np.ndarray, quantile: float) -> float:
@@ -145,43 +220,70 @@ def percentile_cont(values: np.ndarray, counts: np.ndarray, quantile: float) -> 
     return float(values[lo_idx] + frac * (values[hi_idx] - values[lo_idx]))
 
 
-def binned_quantile(edges: np.ndarray, counts: np.ndarray, quantile: float) -> float:
-    """Quantile from equal-width bins, assuming values spread uniformly in their bin."""
+def located_quantile(
+    edges: np.ndarray, counts: np.ndarray, below: float, n: float, quantile: float
+) -> float:
+    """``PERCENTILE_CONT`` from bin counts: the order statistics at ranks ``⌊q(n−1)⌋`` and
+    ``⌈q(n−1)⌉`` (``below`` rows under the first edge, ``n`` rows in all), each placed
+    within its bin as if the bin's values were spread evenly, then interpolated. Noisy
+    counts are taken as at least 0 and rescaled to add up to ``n − below``."""
     w = np.clip(counts, 0, None)
-    total = float(w.sum())
-    if total <= 0:
+    if n < 1 or float(w.sum()) <= 0:
         return math.nan
-    target = quantile * total
-    cum = np.cumsum(w)
-    i = min(int(np.searchsorted(cum, target)), len(w) - 1)
-    before = cum[i - 1] if i > 0 else 0.0
-    frac = 0.0 if w[i] <= 0 else (target - before) / w[i]
-    return float(edges[i] + min(max(frac, 0.0), 1.0) * (edges[i + 1] - edges[i]))
+    below = min(max(below, 0.0), n)
+    cum = np.cumsum(w) * (max(n - below, 0.0) / float(w.sum())) + below
+    width = (edges[-1] - edges[0]) / len(w)
+
+    def at(k: int) -> float:
+        if k < below:
+            return float(edges[0])
+        i = min(int(np.searchsorted(cum, k, side="right")), len(w) - 1)
+        before = cum[i - 1] if i > 0 else below
+        inside = (cum[i] - before) or 1.0
+        frac = min(max((k - before + 0.5) / inside, 0.0), 1.0)
+        return float(edges[i] + frac * width)
+
+    pos = quantile * (n - 1)
+    lo, hi = at(math.floor(pos)), at(math.ceil(pos))
+    return lo + (pos - math.floor(pos)) * (hi - lo)
 
 
-def _cells(b: ColumnBounds, cells: int | None) -> list[tuple[int, int]]:
-    """Domain cells ``[lo, hi]`` in fixed-point units covering the column's bounds."""
-    span = b.int_hi - b.int_lo + 1
+def _cells(
+    b: ColumnBounds, cells: int | None, window: tuple[float, float] | None = None
+) -> list[tuple[int, int]]:
+    """Domain cells ``[lo, hi]`` in fixed-point units covering the bounds (or ``window``)."""
+    first, last = b.int_lo, b.int_hi
+    if window is not None:
+        first = max(first, math.ceil(window[0] * b.scale))
+        last = min(last, math.floor(window[1] * b.scale))
+    span = max(last - first + 1, 1)
     count = min(span, cells or DEFAULT_EXTREMA_CELLS)
     width = -(-span // count)
     out = []
-    start = b.int_lo
-    while start <= b.int_hi:
-        out.append((start, min(start + width - 1, b.int_hi)))
+    start = first
+    while start <= last:
+        out.append((start, min(start + width - 1, last)))
         start += width
-    return out
+    return out or [(first, first)]
 
 
 @dataclass(frozen=True)
 class _Extremum(Statistic):
+    """One OR-bit per cell; without explicit ``cells``, a second pass over the cell found
+    first (with :data:`DEFAULT_EXTREMA_CELLS` cells each time: ``1/128²`` of the range)."""
+
     column: str
     cells: int | None = None
+    window: tuple[float, float] | None = None
 
     def columns(self) -> tuple[str, ...]:
         return (self.column,)
 
     def _names(self, b: ColumnBounds) -> list[tuple[str, tuple[int, int]]]:
-        return [(f"any[{self.column};{lo};{hi}]", (lo, hi)) for lo, hi in _cells(b, self.cells)]
+        return [
+            (f"any[{self.column};{lo};{hi}]", (lo, hi))
+            for lo, hi in _cells(b, self.cells, self.window)
+        ]
 
     def terms(self, bounds: Bounds) -> list[Term]:
         b = bounds[self.column]
@@ -190,6 +292,28 @@ class _Extremum(Statistic):
             Term(n, f"CASE WHEN {c} BETWEEN {lo} AND {hi} THEN 1 ELSE 0 END", 0, 1, 1, Combine.ANY)
             for n, (lo, hi) in self._names(b)
         ]
+
+    def discretisation(self, bounds: Bounds) -> float:
+        """A cell's width: the value is a cell's end (and a step of the precision)."""
+        b = bounds[self.column]
+        lo, hi = _cells(b, self.cells, self.window)[0]
+        return (hi - lo) / b.scale
+
+    def passes(self, bounds: Bounds, noised: bool) -> int:
+        if self.cells is not None or self.window is not None:
+            return 1
+        lo, hi = _cells(bounds[self.column], None)[0]
+        return 1 if hi == lo else 2
+
+    def _pick(self, occupied: list[tuple[int, int]]) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def refine(self, totals: Totals | None, bounds: Bounds, noised: bool) -> Statistic:
+        b = bounds[self.column]
+        cells = _cells(b, self.cells, self.window)
+        occ = cells if totals is None else self._occupied(totals, b) or cells
+        lo, hi = self._pick(occ)
+        return type(self)(self.column, None, (lo / b.scale, hi / b.scale))
 
     def _occupied(self, totals: Totals, b: ColumnBounds) -> list[tuple[int, int]]:
         return [cell for n, cell in self._names(b) if totals[n] > 0.5]
@@ -202,6 +326,9 @@ class Min(_Extremum):
     @property
     def label(self) -> str:
         return f"min({self.column})"
+
+    def _pick(self, occupied: list[tuple[int, int]]) -> tuple[int, int]:
+        return occupied[0]
 
     def decode(self, totals: Totals, bounds: Bounds) -> float:
         b = bounds[self.column]
@@ -216,6 +343,9 @@ class Max(_Extremum):
     @property
     def label(self) -> str:
         return f"max({self.column})"
+
+    def _pick(self, occupied: list[tuple[int, int]]) -> tuple[int, int]:
+        return occupied[-1]
 
     def decode(self, totals: Totals, bounds: Bounds) -> float:
         b = bounds[self.column]

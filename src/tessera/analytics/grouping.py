@@ -33,6 +33,8 @@ def group_term(term: Term, column: str, key: GroupKey) -> Term:
         max(0, term.row_hi),
         term.scale,
         term.combine,
+        row_rounding=term.row_rounding,
+        count_ref=f"{term.count_ref}@{column}={key!r}" if term.count_ref else "",
     )
 
 
@@ -69,6 +71,26 @@ class GroupBy(Statistic):
     def label(self) -> str:
         return f"{self.inner.label} BY {self.column}"
 
+    def integer_columns(self) -> tuple[str, ...]:
+        return self.inner.integer_columns()
+
+    def passes(self, bounds: Bounds, noised: bool) -> int:
+        return self.inner.passes(bounds, noised)
+
+    def refine(self, totals: Totals | None, bounds: Bounds, noised: bool) -> Statistic:
+        """Each group's next pass, from its own totals (:class:`ByKey`)."""
+        inners = []
+        for key in self.keys:
+            sub = None
+            if totals is not None:
+                names = [t.name for t in self.inner.terms(bounds)]
+                sub = {n: totals[f"{n}@{self.column}={key!r}"] for n in names}
+            inners.append(self.inner.refine(sub, bounds, noised))
+        return ByKey(tuple(inners), self.column, self.keys, self.inner.label)
+
+    def discretisation(self, bounds: Bounds) -> float:
+        return self.inner.discretisation(bounds)
+
     def columns(self) -> tuple[str, ...]:
         return self.inner.columns()
 
@@ -90,3 +112,72 @@ class GroupBy(Statistic):
 
     def group_counts(self) -> list[str]:
         return [f"n@{self.column}={key!r}" for key in self.keys]
+
+
+@dataclass(frozen=True)
+class ByKey(Statistic):
+    """A statistic per public key, each its own (a grouped statistic's next pass, where
+    every group's window or step depends on that group's first release)."""
+
+    inners: tuple[Statistic, ...]
+    column: str
+    keys: tuple[GroupKey, ...]
+    inner_label: str
+
+    def __post_init__(self) -> None:
+        if len(self.inners) != len(self.keys) or not self.keys:
+            raise QueryError("ByKey needs one statistic per key")
+        if len(set(self.keys)) != len(self.keys):
+            raise QueryError(f"ByKey over {self.column} needs distinct keys")
+        if len({s.kind for s in self.inners}) != 1:
+            raise QueryError("ByKey's statistics must be of one kind")
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.inners[0].kind
+
+    @property
+    def quantitative(self) -> bool:  # type: ignore[override]
+        return self.inners[0].quantitative
+
+    @property
+    def label(self) -> str:
+        return f"{self.inner_label} BY {self.column}"
+
+    def columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for s in self.inners for c in s.columns()))
+
+    def integer_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for s in self.inners for c in s.integer_columns()))
+
+    def discretisation(self, bounds: Bounds) -> float:
+        return max(s.discretisation(bounds) for s in self.inners)
+
+    def passes(self, bounds: Bounds, noised: bool) -> int:
+        return max(s.passes(bounds, noised) for s in self.inners)
+
+    def refine(self, totals: Totals | None, bounds: Bounds, noised: bool) -> Statistic:
+        inners = []
+        for key, inner in zip(self.keys, self.inners, strict=True):
+            sub = None
+            if totals is not None:
+                names = [t.name for t in inner.terms(bounds)]
+                sub = {n: totals[f"{n}@{self.column}={key!r}"] for n in names}
+            inners.append(inner.refine(sub, bounds, noised))
+        return ByKey(tuple(inners), self.column, self.keys, self.inner_label)
+
+    def terms(self, bounds: Bounds) -> list[Term]:
+        out = []
+        for key, inner in zip(self.keys, self.inners, strict=True):
+            out.append(group_count_term(self.column, key))
+            out += [group_term(t, self.column, key) for t in inner.terms(bounds)]
+        return out
+
+    def decode(self, totals: Totals, bounds: Bounds) -> dict[GroupKey, Any]:
+        out: dict[GroupKey, Any] = {}
+        for key, inner in zip(self.keys, self.inners, strict=True):
+            names = [t.name for t in inner.terms(bounds)]
+            out[key] = inner.decode(
+                {n: totals[f"{n}@{self.column}={key!r}"] for n in names}, bounds
+            )
+        return out

@@ -23,26 +23,57 @@ from tessera.analytics.terms import Plan
 
 if TYPE_CHECKING:
     from tessera.analytics.grouping import GroupKey
-from tessera.errors import ConfigError, PolicyViolation
+from tessera.errors import ConfigError, PolicyViolation, QueryError
+
+MAX_SCALE_BITS = 52  # a scaled value must stay exact in DuckDB's double before it is rounded
 
 
 @dataclass(frozen=True, slots=True)
 class ColumnBounds:
-    """Public bounds of a column and its fixed-point scale ``2^scale_bits``."""
+    """Public bounds of a column and its fixed-point scale ``2^scale_bits``.
+
+    ``scale_bits=None`` (the default) leaves the precision to each query: it is chosen
+    from the bounds and the plaintext capacity (:mod:`tessera.analytics.precision`)
+    and written into the query's ticket, so every provider scales alike. A number
+    names the precision explicitly (``0``: an integer column, exact)."""
 
     lo: float
     hi: float
-    scale_bits: int = 0
+    scale_bits: int | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or self.hi < self.lo:
             raise ValueError(f"column bounds [{self.lo}, {self.hi}] must be finite and ordered")
-        if not 0 <= self.scale_bits <= 32:
-            raise ValueError("scale_bits must be in [0, 32]")
+        if self.scale_bits is not None and not 0 <= self.scale_bits <= MAX_SCALE_BITS:
+            raise ValueError(
+                f"scale_bits must be in [0, {MAX_SCALE_BITS}] or None (chosen per query)"
+            )
+
+    @property
+    def chosen(self) -> bool:
+        """Whether the precision is fixed (explicitly, or by a query's ticket)."""
+        return self.scale_bits is not None
+
+    def with_bits(self, scale_bits: int) -> ColumnBounds:
+        return ColumnBounds(self.lo, self.hi, scale_bits)
+
+    @property
+    def bits(self) -> int:
+        if self.scale_bits is None:
+            raise QueryError(
+                f"column bounds [{self.lo}, {self.hi}]: the precision is chosen per query "
+                "(QueryTicket.precision); use the ticket's bounds"
+            )
+        return self.scale_bits
 
     @property
     def scale(self) -> int:
-        return 1 << self.scale_bits
+        return 1 << self.bits
+
+    @property
+    def resolution(self) -> float:
+        """The fixed-point step: each value is rounded to a multiple of it."""
+        return 1.0 / self.scale
 
     @property
     def int_lo(self) -> int:
@@ -134,7 +165,17 @@ class LocalDatabase:
         cond = compile_filter(where, present) if where else "TRUE"
         scaled = []
         clip_counts = []
-        for col, b in bounds.items():
+        for col, published in bounds.items():
+            b = plan.bounds.get(col, published)
+            if (b.lo, b.hi) != (published.lo, published.hi):
+                raise PolicyViolation(f"the query's bounds of {col} are not the table's")
+            if published.chosen and b.scale_bits != published.scale_bits:
+                raise PolicyViolation(
+                    f"the query scales {col} by 2^{b.scale_bits}, "
+                    f"the table fixes 2^{published.scale_bits}"
+                )
+            if not b.chosen:  # a column the plan does not use: scaled as an integer
+                b = b.with_bits(0)
             q = quote_ident(col)
             scaled.append(
                 f"CAST(ROUND(LEAST(GREATEST({q}::DOUBLE, {b.lo!r}), {b.hi!r}) * {b.scale}) "
@@ -165,13 +206,13 @@ class LocalDatabase:
         return LocalResult(tuple(int(v) for v in row[1:]), int(row[0]), clipped)
 
 
-FLOAT_SCALE_BITS = 10
 BoundsSpec = Any  # ColumnBounds | (lo, hi) | a list of categorical keys
 
 
 def column_spec(spec: BoundsSpec) -> ColumnBounds | tuple[GroupKey, ...]:
-    """A column's public bounds from ``(lo, hi)`` (integers: exact; floats: 2^-10 fixed
-    point), a :class:`ColumnBounds`, or a categorical column's list of public keys."""
+    """A column's public bounds from ``(lo, hi)`` (precision chosen per query), a
+    :class:`ColumnBounds` (which may fix the precision), or a categorical column's list
+    of public keys."""
     if isinstance(spec, ColumnBounds):
         return spec
     if (
@@ -180,8 +221,7 @@ def column_spec(spec: BoundsSpec) -> ColumnBounds | tuple[GroupKey, ...]:
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
     ):
         lo, hi = spec
-        ints = isinstance(lo, int) and isinstance(hi, int)
-        return ColumnBounds(float(lo), float(hi), 0 if ints else FLOAT_SCALE_BITS)
+        return ColumnBounds(float(lo), float(hi))
     if isinstance(spec, list | tuple | set | frozenset):
         return tuple(sorted(spec, key=repr))  # a categorical column's public key set
     raise ValueError(f"bounds must be (lo, hi), a ColumnBounds or a list of keys, got {spec!r}")

@@ -61,7 +61,8 @@ class Sum(Statistic):
         return (self.column,)
 
     def terms(self, bounds: Bounds) -> list[Term]:
-        return [sum_term(self.column, bounds)]
+        # the count lets the sum be centred (less noise) and bounds its rounding
+        return [count_term(self.column), sum_term(self.column, bounds)]
 
     def decode(self, totals: Totals, bounds: Bounds) -> float:
         return totals[f"sum[{self.column}]"]
@@ -184,3 +185,46 @@ class Correlation(_Matrix):
             corr = np.clip(cov / np.outer(sd, sd), -1.0, 1.0)
         np.fill_diagonal(corr, 1.0)
         return float(corr[0, 1]) if len(self.cols) == 2 else corr.tolist()
+
+
+@dataclass(frozen=True)
+class CosineSimilarity(Statistic):
+    """``Σab / √(Σa²·Σb²)`` over the rows where both are present (Drynx's cosine similarity).
+
+    Not invariant to the origin, so the raw sums of products are what it needs; they are
+    summed centred (with the count and both sums, restored exactly) for less noise."""
+
+    a: str
+    b: str
+    kind = "cosine_similarity"
+
+    def __post_init__(self) -> None:
+        if self.a == self.b:
+            raise ValueError("cosine similarity needs two distinct columns")
+
+    @property
+    def label(self) -> str:
+        return f"cosine_similarity({self.a}, {self.b})"
+
+    def columns(self) -> tuple[str, ...]:
+        return (self.a, self.b)
+
+    def terms(self, bounds: Bounds) -> list[Term]:
+        cols = self.columns()
+        return [
+            complete_count_term(cols),
+            *(sum_term(c, bounds, cols) for c in cols),
+            *(
+                product_term(x, y, bounds, cols)
+                for x, y in ((self.a, self.a), (self.a, self.b), (self.b, self.b))
+            ),
+        ]
+
+    def decode(self, totals: Totals, bounds: Bounds) -> float:
+        cols = self.columns()
+        aa = totals[product_name(self.a, self.a, cols)]
+        bb = totals[product_name(self.b, self.b, cols)]
+        ab = totals[product_name(self.a, self.b, cols)]
+        if aa <= 0 or bb <= 0:
+            return math.nan
+        return float(min(1.0, max(-1.0, ab / math.sqrt(aa * bb))))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tessera.analytics.distribution import equal_edges
+from tessera.analytics.models import LinearModel, LogisticModel, binary_rates
 from tessera.analytics.statistic import (
     Bounds,
     Statistic,
@@ -101,26 +102,73 @@ class LinearRegression(_Design):
     def label(self) -> str:
         return f"linear_regression({self.y} ~ {' + '.join(self.x)})"
 
-    def decode(self, totals: Totals, bounds: Bounds) -> dict[str, Any]:
+    def decode(self, totals: Totals, bounds: Bounds) -> LinearModel:
         n, xtx, xty, sy, syy = self.moments(totals)
         p = len(xty)
-        a = xtx + self.ridge * self._penalty(p)
-        beta = np.linalg.lstsq(a, xty, rcond=None)[0]
-        rss = max(0.0, float(syy - 2 * beta @ xty + beta @ xtx @ beta))
-        tss = float(syy - sy * sy / n) if self.intercept and n > 0 else float(syy)
+        if self.intercept:
+            beta, cov, rss, tss = self._centred_fit(n, xtx, xty, sy, syy)
+        else:
+            a = xtx + self.ridge * self._penalty(p)
+            beta = _solve(a, xty)
+            rss = max(0.0, float(syy - 2 * beta @ xty + beta @ xtx @ beta))
+            tss = float(syy)
+            try:
+                inv = np.linalg.inv(a)
+                cov = inv @ xtx @ inv
+            except np.linalg.LinAlgError:
+                cov = np.full((p, p), math.nan)
         dof = n - p
         sigma2 = rss / dof if dof > 0 else math.nan
+        se = np.sqrt(np.clip(np.diag(sigma2 * cov), 0, None))
+        return LinearModel(
+            dict(zip(self.names(), beta.tolist(), strict=True)),
+            n,
+            {
+                "std_errors": dict(zip(self.names(), se.tolist(), strict=True)),
+                "r2": 1.0 - rss / tss if tss > 0 else math.nan,
+            },
+        )
+
+    def _centred_fit(
+        self, n: float, xtx: FloatArray, xty: FloatArray, sy: float, syy: float
+    ) -> tuple[FloatArray, FloatArray, float, float]:
+        """Slopes from the centred moments (the intercept's collinearity with the raw
+        columns would square the condition number), then the intercept; the
+        coefficients' covariance up to ``σ²``, the residual and total sums of squares."""
+        p = len(xty)
+        if n <= 0:
+            nan = np.full(p, math.nan)
+            return nan, np.full((p, p), math.nan), math.nan, math.nan
+        mx, my = xtx[0, 1:] / n, sy / n
+        cxx = xtx[1:, 1:] - n * np.outer(mx, mx)
+        cxy = xty[1:] - n * mx * my
+        cyy = float(syy - n * my * my)
+        a = cxx + self.ridge * np.eye(p - 1)
+        slopes = _solve(a, cxy)
+        beta = np.concatenate([[my - slopes @ mx], slopes])
+        rss = max(0.0, float(cyy - 2 * slopes @ cxy + slopes @ cxx @ slopes))
         try:
-            cov = sigma2 * np.linalg.inv(a) @ xtx @ np.linalg.inv(a)
-            se = np.sqrt(np.clip(np.diag(cov), 0, None))
+            inv = np.linalg.inv(a)
         except np.linalg.LinAlgError:
-            se = np.full(p, math.nan)
-        return {
-            "coefficients": dict(zip(self.names(), beta.tolist(), strict=True)),
-            "std_errors": dict(zip(self.names(), se.tolist(), strict=True)),
-            "r2": 1.0 - rss / tss if tss > 0 else math.nan,
-            "n": n,
-        }
+            return beta, np.full((p, p), math.nan), rss, cyy
+        cs = inv @ cxx @ inv
+        cov = np.empty((p, p))
+        cov[1:, 1:] = cs
+        cov[0, 1:] = cov[1:, 0] = -cs @ mx
+        cov[0, 0] = 1.0 / n + mx @ cs @ mx
+        return beta, cov, rss, cyy
+
+
+def _solve(a: FloatArray, b: FloatArray) -> FloatArray:
+    """``a⁻¹b`` for a symmetric ``a``, equilibrated by its diagonal (least squares if singular)."""
+    d = np.sqrt(np.abs(np.diag(a)))
+    d[d == 0] = 1.0
+    scaled = a / np.outer(d, d)
+    try:
+        z = np.linalg.solve(scaled, b / d)
+    except np.linalg.LinAlgError:
+        z = np.linalg.lstsq(scaled, b / d, rcond=None)[0]
+    return np.asarray(z / d, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -133,14 +181,14 @@ class LogisticRegression(_Design):
     def label(self) -> str:
         return f"logistic_regression({self.y} ~ {' + '.join(self.x)})"
 
-    def decode(self, totals: Totals, bounds: Bounds) -> dict[str, Any]:
+    def decode(self, totals: Totals, bounds: Bounds) -> LogisticModel:
         n, xtx, xty, _, _ = self.moments(totals)
         # Xᵀy' with y' = 2y − 1: 2·Xᵀy − Xᵀ1, and Xᵀ1 is the first row of XᵀX with intercept
         x_sum = xtx[0] if self.intercept else self._column_sums(totals)
         xty_signed = 2 * xty - x_sum
         p = len(xty)
-        w = np.linalg.lstsq(xtx + 4 * self.ridge * self._penalty(p), 2 * xty_signed, rcond=None)[0]
-        return {"coefficients": dict(zip(self.names(), w.tolist(), strict=True)), "n": n}
+        w = _solve(xtx + 4 * self.ridge * self._penalty(p), 2 * xty_signed)
+        return LogisticModel(dict(zip(self.names(), w.tolist(), strict=True)), n)
 
     def _column_sums(self, totals: Totals) -> FloatArray:
         cols = self.columns()
@@ -149,13 +197,14 @@ class LogisticRegression(_Design):
 
 @dataclass(frozen=True)
 class ModelEvaluation(Statistic):
-    """Accuracy and AUC of a public logistic model, or R² of a linear one, on providers' data."""
+    """Accuracy, precision, recall, F1 and AUC of a public logistic model (the AUC from
+    score histograms of ``auc_bins`` bins), or R² of a linear one, on providers' data."""
 
     y: str
     coefficients: tuple[tuple[str, float], ...]  # ("intercept", b0), (feature, w)...
     model: str = "logistic"
     auc_bins: int = 64
-    residual_scale_bits: int = 8
+    residual_scale_bits: int | None = None  # None: 2^40 steps of the squared bound
     _cols: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     kind = "model_evaluation"
@@ -201,6 +250,12 @@ class ModelEvaluation(Statistic):
                     f"eval[{self.label}:correct]", f"{ok} AND (({score}) > 0) = ({y} > 0.5)"
                 )
             )
+            for name, cond in (
+                ("tp", f"({score}) > 0 AND {y} > 0.5"),
+                ("fp", f"({score}) > 0 AND {y} <= 0.5"),
+                ("fn", f"({score}) <= 0 AND {y} > 0.5"),
+            ):
+                out.append(indicator_term(f"eval[{self.label}:{name}]", f"{ok} AND {cond}"))
             edges = equal_edges(lo, hi, self.auc_bins) if hi > lo else (lo, lo + 1.0)
             for cls in (0, 1):
                 for i in range(len(edges) - 1):
@@ -212,14 +267,25 @@ class ModelEvaluation(Statistic):
                     )
                     out.append(indicator_term(f"eval[{self.label}:h{cls}:{i}]", cond))
             return out
-        scale = 1 << self.residual_scale_bits
         yb = bounds[self.y]
         worst = max(abs(yb.hi - lo), abs(yb.lo - hi), abs(yb.hi - hi), abs(yb.lo - lo))
+        bits = self.residual_scale_bits
+        if bits is None:  # a squared residual in 2^40 steps of its bound (3 limbs a row sum)
+            bits = max(0, min(40, 40 - math.ceil(math.log2(worst * worst + 1))))
+        scale = 1 << bits
         cap = math.ceil(worst * worst * scale)
         resid = f"CASE WHEN {ok} THEN ROUND(POWER({y} - ({score}), 2) * {scale}) ELSE 0 END"
         cols = self._cols
         out += [
-            Term(f"eval[{self.label}:rss]", resid, 0, cap, scale),
+            Term(
+                f"eval[{self.label}:rss]",
+                resid,
+                0,
+                cap,
+                scale,
+                row_rounding=0.5 / scale,
+                count_ref=count_name(cols),
+            ),
             sum_term(self.y, bounds, cols),
             product_term(self.y, self.y, bounds, cols),
         ]
@@ -231,7 +297,13 @@ class ModelEvaluation(Statistic):
             correct = totals[f"eval[{self.label}:correct]"]
             h0 = [totals[f"eval[{self.label}:h0:{i}]"] for i in range(self.auc_bins)]
             h1 = [totals[f"eval[{self.label}:h1:{i}]"] for i in range(self.auc_bins)]
-            return {"accuracy": correct / n if n > 0 else math.nan, "auc": auc(h0, h1), "n": n}
+            tp, fp, fn = (totals[f"eval[{self.label}:{k}]"] for k in ("tp", "fp", "fn"))
+            return {
+                "accuracy": correct / n if n > 0 else math.nan,
+                **binary_rates(max(tp, 0.0), max(fp, 0.0), max(fn, 0.0)),
+                "auc": auc(h0, h1),
+                "n": n,
+            }
         rss = totals[f"eval[{self.label}:rss]"]
         sy = totals[sum_name(self.y, self._cols)]
         syy = totals[product_name(self.y, self.y, self._cols)]

@@ -85,6 +85,9 @@ class _Boolean(Statistic):
     def columns(self) -> tuple[str, ...]:
         return self.cols
 
+    def integer_columns(self) -> tuple[str, ...]:
+        return self.cols
+
     def _sql(self, bounds: Bounds) -> str:
         tree = parse_condition(self.condition)
         check_condition(tree, self.cols)

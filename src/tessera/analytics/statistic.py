@@ -7,6 +7,7 @@ decodes the released totals, each already divided by its fixed-point scale.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,6 +43,23 @@ class Statistic(ABC):
     @abstractmethod
     def decode(self, totals: Totals, bounds: Bounds) -> Any:
         """The statistic from released totals (the same bounds as :meth:`terms` got)."""
+
+    def integer_columns(self) -> tuple[str, ...]:
+        """Columns this statistic compares as integers (their precision must be 0 bits)."""
+        return ()
+
+    def discretisation(self, bounds: Bounds) -> float:
+        """The most this statistic's own discretisation (bins, cells) can move it."""
+        return 0.0
+
+    def passes(self, bounds: Bounds, noised: bool) -> int:
+        """How many queries this statistic takes (public: fixed before the first runs)."""
+        return 1
+
+    def refine(self, totals: Totals | None, bounds: Bounds, noised: bool) -> Statistic:
+        """The statistic of the next pass, from this pass's released totals (with the same
+        label); ``totals`` None asks for its shape only (how many terms it will need)."""
+        raise QueryError(f"{self.label} takes one pass")
 
     def check(self, bounds: Bounds) -> None:
         missing = [c for c in self.columns() if c not in bounds]
@@ -104,6 +122,8 @@ def sum_term(column: str, bounds: Bounds, within: Sequence[str] = ()) -> Term:
         max(0, b.int_hi),
         b.scale,
         source=("sum", column, *cols),
+        row_rounding=b.resolution / 2,
+        count_ref=count_name(cols),
     )
 
 
@@ -116,13 +136,17 @@ def product_term(a: str, b: str, bounds: Bounds, within: Sequence[str] = ()) -> 
     if a == b and ra[0] <= 0 <= ra[1]:
         lo = 0
     cols = sorted({a, b, *within})
+    ma, mb = max(abs(ba.lo), abs(ba.hi)), max(abs(bb.lo), abs(bb.hi))
+    sa, sb = ba.resolution, bb.resolution
     return Term(
         product_name(a, b, within),
-        _present(cols, f"{q(a)} * {q(b)}"),
+        _present(cols, f"{q(a)}::HUGEINT * {q(b)}"),
         min(0, lo),
         max(0, hi),
         ba.scale * bb.scale,
         source=("prod", a, b, *cols),
+        row_rounding=ma * sb / 2 + mb * sa / 2 + sa * sb / 4,
+        count_ref=count_name(cols),
     )
 
 
@@ -146,13 +170,11 @@ def centre(terms: Sequence[Term], bounds: Bounds) -> list[Term]:
             count = count_name(rows)
             if count in names:
                 b, c = bounds[col], _center(bounds[col])
-                t = Term(
-                    t.name,
-                    _present(rows, f"({q(col)} - {c})"),
-                    min(0, b.int_lo - c),
-                    max(0, b.int_hi - c),
-                    t.scale,
-                    source=t.source,
+                t = dataclasses.replace(
+                    t,
+                    sql=_present(rows, f"({q(col)} - {c})"),
+                    row_lo=min(0, b.int_lo - c),
+                    row_hi=max(0, b.int_hi - c),
                     centering=Centering(count, (), (c / b.scale,)),
                 )
         elif kind == ("prod",):
@@ -165,13 +187,11 @@ def centre(terms: Sequence[Term], bounds: Bounds) -> list[Term]:
                 lo, hi = _product_bounds(ra, rb)
                 if a == b_:
                     lo = 0
-                t = Term(
-                    t.name,
-                    _present(rows, f"({q(a)} - {ca}) * ({q(b_)} - {cb})"),
-                    min(0, lo),
-                    max(0, hi),
-                    t.scale,
-                    source=t.source,
+                t = dataclasses.replace(
+                    t,
+                    sql=_present(rows, f"({q(a)} - {ca})::HUGEINT * ({q(b_)} - {cb})"),
+                    row_lo=min(0, lo),
+                    row_hi=max(0, hi),
                     centering=Centering(count, sums, (ca / ba.scale, cb / bb.scale)),
                 )
         out.append(t)

@@ -41,6 +41,9 @@ class KaplanMeier(Statistic):
     def columns(self) -> tuple[str, ...]:
         return (self.time, self.event)
 
+    def integer_columns(self) -> tuple[str, ...]:
+        return (self.event,)  # compared with 1
+
     def _bins(self, bounds: Bounds) -> list[tuple[int, int, bool]]:
         s = bounds[self.time].scale
         e = [math.ceil(x * s) for x in self.edges]

@@ -15,10 +15,14 @@ A :class:`Plan` is the ordered list of terms of one query; its
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from tessera.protocol.aggregation import SlotSpec, VectorSpec
+
+if TYPE_CHECKING:
+    from tessera.analytics.local import ColumnBounds
 
 
 class Combine(Enum):
@@ -64,6 +68,10 @@ class Term:
     #: what the term sums, for centring: ("sum", x, *rows) or ("prod", a, b, *rows)
     source: tuple[str, ...] = ()
     centering: Centering | None = None
+    #: the most rounding to fixed point moves one row's value, in the columns' units
+    row_rounding: float = 0.0
+    #: the count term over the same rows (what multiplies ``row_rounding``)
+    count_ref: str = ""
 
     def __post_init__(self) -> None:
         if self.row_hi < self.row_lo:
@@ -93,9 +101,11 @@ class Term:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The terms of one query, in slot order."""
+    """The terms of one query, in slot order, and the bounds they were built from
+    (with each column's precision chosen: what a provider scales its columns by)."""
 
     terms: tuple[Term, ...]
+    bounds: Mapping[str, ColumnBounds] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.terms]

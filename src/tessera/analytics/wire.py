@@ -17,8 +17,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tessera.analytics.distribution import Histogram, Max, Min, Quantile
-from tessera.analytics.grouping import GroupBy
-from tessera.analytics.moments import Correlation, Count, Covariance, Mean, Std, Sum, Variance
+from tessera.analytics.grouping import ByKey, GroupBy
+from tessera.analytics.moments import (
+    Correlation,
+    CosineSimilarity,
+    Count,
+    Covariance,
+    Mean,
+    Std,
+    Sum,
+    Variance,
+)
 from tessera.analytics.regression import LinearRegression, LogisticRegression, ModelEvaluation
 from tessera.analytics.sets import BooleanAnd, BooleanOr, SetIntersection, SetUnion
 from tessera.analytics.statistic import Statistic
@@ -35,6 +44,7 @@ STATISTICS: dict[str, type[Statistic]] = {
         Std,
         Covariance,
         Correlation,
+        CosineSimilarity,
         Histogram,
         Quantile,
         Min,
@@ -48,6 +58,7 @@ STATISTICS: dict[str, type[Statistic]] = {
         BooleanAnd,
         KaplanMeier,
         GroupBy,
+        ByKey,
     )
 }
 MAX_DEPTH = 8

@@ -26,6 +26,7 @@ from typing import Any
 
 from tessera.analytics.grouping import GroupKey
 from tessera.analytics.local import ColumnBounds
+from tessera.analytics.passes import run_in_passes
 from tessera.analytics.release import QueryResult, released
 from tessera.analytics.statistic import Statistic
 from tessera.crypto.dlog import DiscreteLog
@@ -178,24 +179,28 @@ class NetworkAnalyst(StatisticsApi):
             if epsilon <= 0 or not 0 < delta < 1:
                 raise QueryError("epsilon must be positive and delta in (0, 1)")
             rho = float(eps_to_rho(epsilon, delta))
-        secret, analyst_key = keygen(self._rng)
-        ticket = QueryTicket(
-            table=table,
-            statistics=tuple(stats),
-            where=where,
-            rho=rho,
-            delta=delta,
-            analyst_key=analyst_key,
-            bounds=bounds,
-            max_rows=max(int(h["max_rows"]) for h in holders.values()),
-            n=self.n,
-            t=self.t,
-            committee=self.committee,
-            providers=tuple(sorted((name, str(h["address"])) for name, h in holders.items())),
-            nonce=self._rng.randbytes(32),
-            analyst=self.ledger.account,
-        )
-        return self._execute(ticket, holders, secret)
+
+        def one_pass(pass_stats: Sequence[Statistic], pass_rho: float | None) -> QueryResult:
+            secret, analyst_key = keygen(self._rng)
+            ticket = QueryTicket(
+                table=table,
+                statistics=tuple(pass_stats),
+                where=where,
+                rho=pass_rho,
+                delta=delta,
+                analyst_key=analyst_key,
+                bounds=bounds,
+                max_rows=max(int(h["max_rows"]) for h in holders.values()),
+                n=self.n,
+                t=self.t,
+                committee=self.committee,
+                providers=tuple(sorted((name, str(h["address"])) for name, h in holders.items())),
+                nonce=self._rng.randbytes(32),
+                analyst=self.ledger.account,
+            )
+            return self._execute(ticket, holders, secret)
+
+        return run_in_passes(one_pass, stats, bounds, rho)
 
     def _submit(
         self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], receipt: LedgerReceipt

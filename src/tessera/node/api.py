@@ -53,7 +53,9 @@ class StatisticsApi:
         for col in reversed(parsed.group_by):  # GROUP BY a, b: per a, then per b
             keys = self._categories(parsed.table, col)
             stats = [GroupBy(s, col, keys) for s in stats]
-        return self.run(parsed.table, stats, parsed.where, epsilon, delta)
+        result = self.run(parsed.table, stats, parsed.where, epsilon, delta)
+        result.sql = parsed  # aliases, the wide frame, HAVING / ORDER BY / LIMIT over it
+        return result
 
     def contingency(
         self,

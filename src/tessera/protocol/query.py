@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
-from tessera.analytics.grouping import GroupBy, GroupKey
+from tessera.analytics.grouping import ByKey, GroupBy, GroupKey
 from tessera.analytics.local import ColumnBounds
+from tessera.analytics.precision import (
+    DEFAULT_MAX_ROWS,
+    check_precision,
+    choose_precision,
+    resolve,
+)
 from tessera.analytics.statistic import Statistic, centre
 from tessera.analytics.terms import Plan, Term
 from tessera.analytics.wire import statistic_from_json, statistic_to_json
@@ -39,15 +45,20 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def plan_of(stats: Sequence[Statistic], bounds: Mapping[str, ColumnBounds]) -> Plan:
-    """The per-row terms of ``stats`` (each checked against ``bounds``), shared terms once."""
+    """The per-row terms of ``stats`` (each checked against ``bounds``), shared terms once.
+
+    Columns whose precision is not fixed yet get the exact-mode choice for the default
+    maximum of rows (what a query's ticket fixes for real, :attr:`QueryTicket.precision`)."""
     if not stats:
         raise QueryError("a query needs at least one statistic")
+    if not all(b.chosen for b in bounds.values()):
+        bounds = resolve(bounds, choose_precision(stats, bounds, DEFAULT_MAX_ROWS, False))
     terms: dict[str, Term] = {}
     for s in stats:
         s.check(bounds)
         for term in s.terms(bounds):
             terms.setdefault(term.name, term)
-    return Plan(tuple(centre(list(terms.values()), bounds)))
+    return Plan(tuple(centre(list(terms.values()), bounds)), dict(bounds))
 
 
 def noise_plans(plan: Plan, n: int, t: int, rho: float, delta: float) -> list[NoisePlan]:
@@ -65,10 +76,13 @@ def _plan_noise(sensitivity: float, n: int, t: int, rho: float, delta: float) ->
 def group_columns(stat: Statistic) -> list[str]:
     if isinstance(stat, GroupBy):
         return [stat.column, *group_columns(stat.inner)]
+    if isinstance(stat, ByKey):
+        return [stat.column, *(c for s in stat.inners for c in group_columns(s))]
     return []
 
 
-def bounds_to_json(bounds: Mapping[str, ColumnBounds]) -> dict[str, list[float | int]]:
+def bounds_to_json(bounds: Mapping[str, ColumnBounds]) -> dict[str, list[float | int | None]]:
+    """``{column: [lo, hi, scale_bits]}``; ``scale_bits`` is null where each query chooses."""
     return {c: [b.lo, b.hi, b.scale_bits] for c, b in sorted(bounds.items())}
 
 
@@ -78,9 +92,9 @@ def bounds_from_json(data: Any, where: str) -> dict[str, ColumnBounds]:
     out: dict[str, ColumnBounds] = {}
     for col, spec in data.items():
         ok = isinstance(spec, list) and len(spec) == 3
-        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
-        if not ok or not isinstance(spec[2], int):
-            raise DecodeError(f"{where}.{col}: expected [lo, hi, scale_bits]")
+        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec[:2])
+        if not ok or not (spec[2] is None or type(spec[2]) is int):
+            raise DecodeError(f"{where}.{col}: expected [lo, hi, scale_bits or null]")
         try:
             out[col] = ColumnBounds(spec[0], spec[1], spec[2])
         except ValueError as exc:
@@ -95,6 +109,11 @@ class Prepared:
     plan: Plan
     query: AggregationQuery
     noise: tuple[NoisePlan, ...]  # per term; () without differential privacy
+
+    @property
+    def bounds(self) -> Mapping[str, ColumnBounds]:
+        """The ticket's bounds with its precision: what providers scale by."""
+        return self.plan.bounds
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,9 @@ class QueryTicket:
     committee: int  # the committee's id on the ledger
     providers: tuple[tuple[str, str], ...]  # who is asked: (name, ledger account), by name
     nonce: bytes  # the analyst's fresh randomness: two equal queries get two ids
+    #: per bounded column, the fixed-point bits providers scale it by (None: the public
+    #: choice of :func:`~tessera.analytics.precision.choose_precision`)
+    precision: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.analyst_key.is_identity:
@@ -130,6 +152,18 @@ class QueryTicket:
                 raise QueryError(f"provider {name!r}: {address!r} is not an account address")
         if not 16 <= len(self.nonce) <= 64:
             raise QueryError("the query nonce must be 16 to 64 bytes")
+        if self.precision is None:
+            chosen = choose_precision(
+                self.statistics, self.bounds, self.max_rows, self.rho is not None
+            )
+            object.__setattr__(self, "precision", chosen)
+        check_precision(self.statistics, self.bounds, self.bits)
+
+    @property
+    def bits(self) -> Mapping[str, int]:
+        """:attr:`precision`, fixed."""
+        assert self.precision is not None  # set in __post_init__
+        return self.precision
 
     @cached_property
     def query_id(self) -> bytes:
@@ -146,7 +180,7 @@ class QueryTicket:
 
     @cached_property
     def _prepared(self) -> Prepared:
-        plan = plan_of(self.statistics, self.bounds)
+        plan = plan_of(self.statistics, resolve(self.bounds, self.bits))
         spec = plan.vector_spec(self.max_rows)
         noise: tuple[NoisePlan, ...] = ()
         if self.rho is not None:
@@ -172,6 +206,7 @@ class QueryTicket:
             "delta": self.delta,
             "analyst_key": self.analyst_key.encode().hex(),
             "bounds": bounds_to_json(self.bounds),
+            "precision": dict(sorted(self.bits.items())),
             "max_rows": self.max_rows,
             "n": self.n,
             "t": self.t,
@@ -190,7 +225,7 @@ class QueryTicket:
             raise DecodeError(f"{where}: expected an object")
         known = {
             "query_id", "table", "statistics", "where", "rho", "delta", "analyst_key",
-            "bounds", "max_rows", "n", "t", "committee", "providers", "nonce",
+            "bounds", "precision", "max_rows", "n", "t", "committee", "providers", "nonce",
         }  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
@@ -230,6 +265,7 @@ class QueryTicket:
                 committee=field(data, "committee", int, where),
                 providers=tuple((str(a), str(b)) for a, b in providers),
                 nonce=from_hex(field(data, "nonce", str, where), f"{where}.nonce"),
+                precision=_precision_from_json(data.get("precision"), f"{where}.precision"),
             )
         except QueryError as exc:
             raise DecodeError(f"{where}: {exc}") from exc
@@ -237,6 +273,16 @@ class QueryTicket:
         if given is not None and from_hex(given, f"{where}.query_id") != ticket.query_id:
             raise DecodeError(f"{where}.query_id: not the hash of this ticket")
         return ticket
+
+
+def _precision_from_json(data: Any, where: str) -> dict[str, int] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and type(v) is int for k, v in data.items()
+    ):
+        raise DecodeError(f"{where}: expected an object of column: bits")
+    return dict(data)
 
 
 def categories_to_json(cats: Mapping[str, Sequence[GroupKey]]) -> dict[str, list[GroupKey]]:
