@@ -57,6 +57,7 @@ def ticket_for(
         committee=a.committee,
         providers=tuple((n, str(holders[n]["address"])) for n in names),
         nonce=a._rng.randbytes(32),
+        analyst=a.ledger.account,
     )
     return dataclasses.replace(ticket, **change) if change else ticket
 

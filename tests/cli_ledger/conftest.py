@@ -62,7 +62,13 @@ class Market:
         """The computation and a passing verdict, as the nodes and a verifier would post them."""
         self.provider.post_contribution(query_id, h(f"contribution/{query_id!r}"))
         self.node.commit_many(
-            query_id, {"aggregate": h(f"aggregate/{query_id!r}"), "noise": h(f"noise/{query_id!r}")}
+            query_id,
+            {
+                "aggregate": h(f"aggregate/{query_id!r}"),
+                "noise": h(f"noise/{query_id!r}"),
+                "key_switch": h(f"key_switch/{query_id!r}"),
+                "proof_bundle": h(f"bundle/{query_id!r}"),
+            },
         )
         self.analyst.post_result(query_id, h(f"result/{query_id!r}"))
         assert self.verifier.post_verdict(query_id, True).settled
@@ -80,14 +86,23 @@ def _served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Market, 
         deployment = Deployment.load(record)
         admin = LedgerClient(chain, deployment, chain.accounts[0])
         provider, node, analyst, verifier = (admin.as_(a) for a in chain.accounts[1:5])
-        admin.register(provider.account, "provider", point(1))
-        admin.register(node.account, "node", point(2))
-        admin.register(analyst.account, "analyst", point(3))
-        admin.register(verifier.account, "verifier", point(4))
+        admin.register_many(
+            [
+                (provider.account, "provider", point(1)),
+                (node.account, "node", point(2)),
+                (analyst.account, "analyst", point(3)),
+                (verifier.account, "verifier", point(4)),
+            ]
+        )
         admin.mint(node.account, 100_000)
         admin.mint(analyst.account, 100_000)
+        admin.mint(verifier.account, 1_000)
         node.stake(1_000)
-        committee = node.create_committee([node.account], 1, point(5), [point(6)]).committee_id
+        verifier.stake(1_000)
+        verifier.join_pool()
+        endorsed = node.endorse_committee([node.account], 1, point(5), [point(6)])
+        assert endorsed.committee_id is not None
+        committee = endorsed.committee_id
         health = provider.list_dataset(
             h("schema-health"),
             Listing(

@@ -11,7 +11,7 @@ from tessera.cli.main import app
 from tessera.cli.market import purchase_id
 from tessera.dp import eps_to_rho
 from tessera.ledger import Deployment, rho_to_micro
-from tessera.ledger.client import query_id_bytes
+from tessera.ledger.client import query_id_bytes, query_id_for
 
 from .conftest import Market, runner
 
@@ -33,16 +33,19 @@ def test_deploy_json_with_parameters(market: Market, tmp_path: Path) -> None:
     out = tmp_path / "second.json"
     res = runner.invoke(
         app,
-        ["ledger", "deploy", "--rpc", market.url, "--out", str(out), "--quorum", "3", "--json"],
-    )
+        [
+            "ledger", "deploy", "--rpc", market.url, "--out", str(out),
+            "--verifiers-per-query", "5", "--lock-fee", "7", "--json",
+        ],
+    )  # fmt: skip
     assert res.exit_code == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["out"] == str(out) and Deployment.load(out).market == report["market"]
     assert report["market"] != Deployment.load(market.record).market
-    quorum = market.chain.w3.eth.contract(
+    params = market.chain.w3.eth.contract(
         address=report["market"], abi=market.admin.market.abi
-    ).functions.quorum()
-    assert quorum.call() == 3
+    ).functions.params()
+    assert params.call() == [1_000, 5, 7] or tuple(params.call()) == (1_000, 5, 7)
 
 
 def test_list_and_search(market: Market) -> None:
@@ -90,7 +93,9 @@ def test_buy_charges_budget_and_escrows_price(market: Market) -> None:
     )
     cost = rho_to_micro(float(eps_to_rho(0.5, 1e-7)))
     assert report["privacy_cost"] == cost and report["price"] == 1_300
-    assert query_id_bytes(report["query_id"]) == purchase_id(report["purchase"])
+    ticket = purchase_id(report["purchase"])
+    assert query_id_bytes(report["ticket_hash"]) == ticket
+    assert query_id_bytes(report["query_id"]) == query_id_for(market.analyst.account, ticket)
     q = market.admin.query(report["query_id"])
     assert q.analyst == market.analyst.account and q.dataset_ids == (health, finance)
     assert q.privacy_cost == cost and q.price == 1_300 and q.kind == "query"

@@ -148,7 +148,9 @@ def test_an_exact_query_needs_every_dataset_to_allow_it(world: World) -> None:
 
 
 # -- 5. committees without consent ------------------------------------------------------
-def test_a_committee_forms_only_when_every_member_endorsed_it(world: World) -> None:
+def test_a_committee_forms_only_when_n_minus_t_plus_1_members_endorsed_it(world: World) -> None:
+    """A node alone (up to t - 1 = 1 of 3) cannot put the others in a committee with key
+    shares it made up; it takes n - t + 1 = 2 endorsements of the very same proposal."""
     w = world
     members = [n.account for n in w.nodes]
     made_up = [point(90 + i) for i in range(3)]
@@ -159,8 +161,9 @@ def test_a_committee_forms_only_when_every_member_endorsed_it(world: World) -> N
         w.admin.committee_of(first.proposal)
     with pytest.raises(LedgerError, match="already endorsed"):
         w.nodes[0].endorse_committee(members, 2, point(89), made_up)
-    w.nodes[1].endorse_committee(members, 2, point(89), made_up)
-    assert w.admin.registry.functions.committee_count().call() == count  # still not formed
+    other = w.nodes[1].endorse_committee(members, 2, point(89), [point(99)] * 3)
+    assert other.committee_id is None  # another proposal: nothing adds up
+    assert w.admin.registry.functions.committee_count().call() == count
     with pytest.raises(LedgerError, match="unknown committee"):
         w.analyst.submit_query(h("g5"), [w.datasets[0]], count, 1, {"count"})
     last = w.nodes[2].endorse_committee(members, 2, point(89), made_up)

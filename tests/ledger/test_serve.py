@@ -95,7 +95,10 @@ def test_query_flow_through_served_chain(served: tuple[str, Path, Served]) -> No
     admin.mint(node.account, 10_000)
     admin.mint(analyst.account, 10_000)
     node.stake(1_000)
-    committee = node.create_committee([node.account], 1, (G * 5).encode(), [(G * 6).encode()])
+    admin.mint(verifier.account, 1_000)
+    verifier.stake(1_000)
+    verifier.join_pool()
+    committee = node.endorse_committee([node.account], 1, (G * 5).encode(), [(G * 6).encode()])
     listed = provider.list_dataset(
         h("schema"),
         Listing(
@@ -108,10 +111,20 @@ def test_query_flow_through_served_chain(served: tuple[str, Path, Served]) -> No
     )
     assert admin.search("health") == [listed.dataset_id]
 
-    qid = h("served-q1")
-    analyst.submit_query(qid, [listed.dataset_id], committee.committee_id, 150_000, {"count"})
+    assert committee.committee_id is not None
+    qid = analyst.submit_query(
+        h("served-q1"), [listed.dataset_id], committee.committee_id, 150_000, {"count"}
+    ).query_id
     provider.post_contribution(qid, h("contribution"))
-    node.commit_many(qid, {"aggregate": h("aggregate"), "noise": h("noise")})
+    node.commit_many(
+        qid,
+        {
+            "aggregate": h("aggregate"),
+            "noise": h("noise"),
+            "key_switch": h("key_switch"),
+            "proof_bundle": h("bundle"),
+        },
+    )
     analyst.post_result(qid, h("result"))
     assert verifier.post_verdict(qid, True).settled  # quorum 1
     assert admin.query(qid).status == "passed"

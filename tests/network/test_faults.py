@@ -167,6 +167,7 @@ def test_bad_requests_are_refused_and_nothing_is_stored(
         committee=analyst.committee,
         providers=(("lab-d", target.address),),
         nonce=os.urandom(32),
+        analyst=ident.address,
     )
     raw = encode_body({"ticket": ticket.to_json()})
     status, reply = send(sign_request(ident, target.address, "contribute", raw), raw, "contribute")

@@ -9,6 +9,7 @@ analyst) but not a member; PROVIDER is a registered provider; STRANGER is unregi
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from tessera.crypto.threshold import lagrange_at_zero
 from tessera.errors import (
     ConfigError,
     DkgError,
+    LedgerError,
     PolicyViolation,
     ProtocolError,
     TesseraError,
@@ -52,26 +54,54 @@ class _Created:
 
 
 @dataclass
+class _Endorsed:
+    proposal: bytes
+    committee_id: int | None
+
+
+@dataclass
 class Book:
     """The registry as the DKG uses it: committees and participants' roles."""
 
     committees: list[Committee] = field(default_factory=list)
     roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    endorsements: dict[bytes, set[str]] = field(default_factory=dict)
+    formed: dict[bytes, int] = field(default_factory=dict)
 
 
 class FakeLedger:
     def __init__(self, account: str, book: Book) -> None:
         self.account, self.book = account, book
 
-    def create_committee(
+    def record_committee(
         self, members: Sequence[str], t: int, public_key: bytes, shares: Sequence[bytes]
     ) -> _Created:
+        """Put a committee on the fake ledger as is: what a corrupt relay would want."""
         pairs = sorted(zip(members, shares, strict=True), key=lambda p: int(p[0], 16))
         cid = len(self.book.committees)
         self.book.committees.append(
             Committee(cid, tuple(m for m, _ in pairs), t, public_key, tuple(s for _, s in pairs))
         )
         return _Created(cid)
+
+    def endorse_committee(
+        self, members: Sequence[str], t: int, public_key: bytes, shares: Sequence[bytes]
+    ) -> _Endorsed:
+        """The registry's rule: formed once n - t + 1 members endorsed the same proposal."""
+        proposal = hashlib.sha256(repr((sorted(members), t, public_key, list(shares))).encode())
+        key = proposal.digest()
+        signed = self.book.endorsements.setdefault(key, set())
+        signed.add(self.account)
+        cid = None
+        if len(signed) == len(members) - t + 1:
+            cid = self.record_committee(members, t, public_key, shares).committee_id
+            self.book.formed[key] = cid
+        return _Endorsed(key, cid)
+
+    def committee_of(self, proposal: bytes) -> int:
+        if proposal not in self.book.formed:
+            raise LedgerError("committee_of: committee not formed yet", reason=None)
+        return self.book.formed[proposal]
 
     def committee(self, cid: int) -> Committee:
         return self.book.committees[cid]
@@ -464,7 +494,7 @@ def test_a_substituted_dealing_counts_as_a_dropped_one_and_the_relay_learns_no_k
     # the relay registers the key it knows; no honest node adopts it
     fake_key = base_mul(sum(known) % N)
     ledger = net.roles[1].ledger
-    cid = ledger.create_committee(
+    cid = ledger.record_committee(
         list(net.addrs.values()), 2, fake_key.encode(), [fake_key.encode()] * 3
     ).committee_id
     for i in (2, 3):
@@ -565,7 +595,7 @@ def test_honest_nodes_that_finish_agree_even_if_the_relay_equivocates() -> None:
     assert k2 is not None
     shares = [bytes.fromhex(k2["public_shares"][str(i)]) for i in (1, 2, 3)]
     ledger = net.roles[1].ledger
-    cid = ledger.create_committee(
+    cid = ledger.record_committee(
         list(net.addrs.values()), 2, bytes.fromhex(k2["public_key"]), shares
     ).committee_id
     adopted = []

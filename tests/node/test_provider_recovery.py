@@ -43,6 +43,7 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
         table="patients", statistics=(Count(),), where=None, rho=0.1, delta=1e-6,
         analyst_key=G, bounds={"age": ColumnBounds(18, 95)}, max_rows=10_000, n=3, t=2,
         committee=0, providers=(("lab-d", _Ledger.account),), nonce=b"\x01" * 32,
+        analyst=_Ledger.account,
     )  # fmt: skip
     closed = ticket.query_id
     still_open, missing, done = (os.urandom(32) for _ in range(3))

@@ -194,7 +194,7 @@ class DatasetListed:
 
 @dataclass(frozen=True, slots=True)
 class CommitteeEndorsed:
-    """One member's endorsement; ``committee_id`` is set once every member endorsed."""
+    """One member's endorsement; ``committee_id`` is set once n − t + 1 members endorsed."""
 
     proposal: bytes
     committee_id: int | None
@@ -640,7 +640,7 @@ class LedgerClient:
         key_shares: Sequence[bytes],
     ) -> CommitteeEndorsed:
         """Member: endorse a committee and its DKG public key and shares (members in any
-        order). The committee is formed by the last of its members to endorse the same."""
+        order). The committee forms when n − t + 1 members have endorsed the same."""
         if len(members) != len(key_shares):
             raise ValueError("one key share per member")
         if len(members) > MAX_MEMBERS:
@@ -655,11 +655,14 @@ class LedgerClient:
         tx, receipt = self._transact("endorse_committee", fn)
         endorsed = self.registry.events.CommitteeEndorsed().process_receipt(receipt, errors=DISCARD)
         created = self.registry.events.CommitteeCreated().process_receipt(receipt, errors=DISCARD)
-        return CommitteeEndorsed(
-            proposal=bytes(endorsed[0]["args"]["proposal"]),
-            committee_id=int(created[0]["args"]["committee_id"]) if created else None,
-            tx=tx,
-        )
+        proposal = bytes(endorsed[0]["args"]["proposal"])
+        cid: int | None = int(created[0]["args"]["committee_id"]) if created else None
+        if cid is None:  # formed earlier (a late endorsement), or not yet
+            try:
+                cid = self.committee_of(proposal)
+            except LedgerError:
+                cid = None
+        return CommitteeEndorsed(proposal=proposal, committee_id=cid, tx=tx)
 
     def committee_of(self, proposal: bytes) -> int:
         """The id of the committee formed from ``proposal`` (LedgerError if not yet)."""

@@ -5,8 +5,8 @@
 @notice Participants and their roles (provider, computing node, analyst,
         verifier) with their secp256k1 public keys; stakes of computing nodes
         and verifiers in credit tokens; the staked verifier pool; committees,
-        formed only when every member has endorsed the same DKG result;
-        reputation.
+        formed only when n - t + 1 of their members have endorsed the same
+        DKG result; reputation.
 @dev Roles are snekmate's access control. After deployment the admin role
      belongs to the governance timelock alone, so every admin action is
      public and delayed. The market contract is bound once, at deployment;
@@ -216,10 +216,13 @@ def endorse_committee(
 ) -> uint256:
     """
     @notice A member endorses a committee and its DKG result. The committee is
-            formed when every member has endorsed exactly the same members,
-            threshold, key and key shares: nobody is put in a committee, or
-            given key shares, without its own signature. Members are
-            registered computing nodes in strictly ascending address order.
+            formed when n - t + 1 members have endorsed exactly the same
+            members, threshold, key and key shares: the quorum the DKG itself
+            needs, and more than the t - 1 members that may be faulty, so at
+            least one honest member, which endorses only the key it computed
+            with these members, signed it. Nobody can put nodes in a committee
+            with key shares it made up. Members are registered computing nodes
+            in strictly ascending address order.
             Returns the committee id once formed, else max_value(uint256).
     """
     n: uint256 = len(members)
@@ -236,13 +239,15 @@ def endorse_committee(
         previous = member
     assert msg.sender in members, "caller is not a member"
     proposal: bytes32 = keccak256(abi_encode(members, threshold, public_key, key_shares))
-    assert self.committee_of_proposal[proposal] == 0, "committee already formed"
     assert not self.endorsed[proposal][msg.sender], "already endorsed"
     self.endorsed[proposal][msg.sender] = True
     count: uint256 = self.endorsements[proposal] + 1
     self.endorsements[proposal] = count
     log CommitteeEndorsed(proposal=proposal, member=msg.sender, endorsements=count)
-    if count < n:
+    formed: uint256 = self.committee_of_proposal[proposal]
+    if formed != 0:  # a late member endorses a committee already formed
+        return formed - 1
+    if count < n - threshold + 1:
         return max_value(uint256)
     cid: uint256 = self.committee_count
     self.committees[cid] = Committee(

@@ -18,7 +18,7 @@ the run's outcome does not depend on who asks. A node builds the session from it
 own view of the committee (the registered keys by index) and the relay's nonce,
 joins a session once, and keeps a key only once the ledger's committee carries
 exactly what it computed (``dkg/committee``). The committee forms on-chain only once
-every member has endorsed the key it computed itself (``dkg/endorse``).
+n − t + 1 members have endorsed the key each computed itself (``dkg/endorse``).
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ class DkgMember(Role):
     def on_dkg_endorse(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         """Endorse on-chain the committee this node computed: its members, threshold, key
         and every member's public share, from its own DKG result only (the request carries
-        nothing). The committee forms when every member has endorsed the same."""
+        nothing). The committee forms when n − t + 1 members have endorsed the same."""
         self._member_only(sender, "dkg/endorse")
         key = self.key
         if key is None:
@@ -364,7 +364,7 @@ class DkgMember(Role):
                 f"must (failed: {dict(failures)})"
             )
         peers = self._committee()
-        # the committee forms on-chain only when every member endorsed the key it computed
+        # the committee forms on-chain once n - t + 1 members endorsed the key each computed
         proposal = bytes.fromhex(self.on_dkg_endorse({}, self.ledger.account)["proposal"])
         missing: dict[int, str] = {}
         for i in range(1, self.n + 1):
