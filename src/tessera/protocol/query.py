@@ -1,9 +1,11 @@
 """A query as every role receives it: what to compute, over what, at what privacy cost.
 
-The analyst builds a :class:`QueryTicket`. Its id is the hash of its canonical
-JSON (:attr:`QueryTicket.query_id`), and that id is what the analyst submits on
-the ledger: every role recomputes the id from the ticket it receives and acts
-only if the ledger has that query open, so all parties work from the same ticket
+The analyst builds a :class:`QueryTicket` and submits the hash of its canonical
+JSON (:attr:`QueryTicket.ticket_hash`) on the ledger, which names the query
+keccak256(analyst ‖ ticket hash) (:attr:`QueryTicket.query_id`): an id bound to
+its submitter, so nobody can take another's first. Every role recomputes the id
+from the ticket it receives and acts only if the ledger has that query open,
+submitted by the ticket's analyst, so all parties work from the same ticket
 and nobody can hand one party bounds, a committee or a privacy cost that differ
 from another's. Each party then derives, on its own, the same plan of per-row
 terms, the same vector specification and the same noise calibration
@@ -19,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
+
+from Crypto.Hash import keccak
 
 from tessera.analytics.grouping import ByKey, GroupBy, GroupKey
 from tessera.analytics.local import ColumnBounds
@@ -133,6 +137,7 @@ class QueryTicket:
     committee: int  # the committee's id on the ledger
     providers: tuple[tuple[str, str], ...]  # who is asked: (name, ledger account), by name
     nonce: bytes  # the analyst's fresh randomness: two equal queries get two ids
+    analyst: str  # the analyst's ledger account: it submits the query, the id is bound to it
     #: per bounded column, the fixed-point bits providers scale it by (None: the public
     #: choice of :func:`~tessera.analytics.precision.choose_precision`)
     precision: Mapping[str, int] | None = None
@@ -150,6 +155,8 @@ class QueryTicket:
         for name, address in self.providers:
             if not _ADDRESS.fullmatch(address):
                 raise QueryError(f"provider {name!r}: {address!r} is not an account address")
+        if not _ADDRESS.fullmatch(self.analyst):
+            raise QueryError(f"analyst: {self.analyst!r} is not an account address")
         if not 16 <= len(self.nonce) <= 64:
             raise QueryError("the query nonce must be 16 to 64 bytes")
         if self.precision is None:
@@ -166,10 +173,19 @@ class QueryTicket:
         return self.precision
 
     @cached_property
-    def query_id(self) -> bytes:
-        """SHA-256 of the domain tag and the ticket's canonical JSON."""
+    def ticket_hash(self) -> bytes:
+        """SHA-256 of the domain tag and the ticket's canonical JSON: what the analyst
+        submits on the ledger."""
         body = json.dumps(self._body(), sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(_QUERY_DOMAIN + body.encode()).digest()
+
+    @cached_property
+    def query_id(self) -> bytes:
+        """The query's id on the ledger: keccak256(the analyst's 20 bytes ‖ ticket hash),
+        as the market computes it from the submitter's address."""
+        digest = keccak.new(digest_bits=256)
+        digest.update(bytes.fromhex(self.analyst[2:]) + self.ticket_hash)
+        return digest.digest()
 
     def account_of(self, provider: str) -> str | None:
         return dict(self.providers).get(provider)
@@ -213,6 +229,7 @@ class QueryTicket:
             "committee": self.committee,
             "providers": [list(p) for p in self.providers],
             "nonce": self.nonce.hex(),
+            "analyst": self.analyst.lower(),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -226,6 +243,7 @@ class QueryTicket:
         known = {
             "query_id", "table", "statistics", "where", "rho", "delta", "analyst_key",
             "bounds", "precision", "max_rows", "n", "t", "committee", "providers", "nonce",
+            "analyst",
         }  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
@@ -265,6 +283,7 @@ class QueryTicket:
                 committee=field(data, "committee", int, where),
                 providers=tuple((str(a), str(b)) for a, b in providers),
                 nonce=from_hex(field(data, "nonce", str, where), f"{where}.nonce"),
+                analyst=field(data, "analyst", str, where),
                 precision=_precision_from_json(data.get("precision"), f"{where}.precision"),
             )
         except QueryError as exc:
