@@ -231,12 +231,14 @@ def located_quantile(
     if n < 1 or float(w.sum()) <= 0:
         return math.nan
     below = min(max(below, 0.0), n)
-    cum = np.cumsum(w) * (max(n - below, 0.0) / float(w.sum())) + below
+    cum = np.cumsum(w) + below
     width = (edges[-1] - edges[0]) / len(w)
 
     def at(k: int) -> float:
         if k < below:
             return float(edges[0])
+        if k >= cum[-1]:  # above the window
+            return float(edges[-1])
         i = min(int(np.searchsorted(cum, k, side="right")), len(w) - 1)
         before = cum[i - 1] if i > 0 else below
         inside = (cum[i] - before) or 1.0

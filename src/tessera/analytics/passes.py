@@ -72,8 +72,9 @@ def run_in_passes(
     current = list(stats)
     for k in range(1, len(shapes)):
         last = result.passes[-1] if result.passes else result
+        ran = resolve(bounds, last.precision)  # the precision that pass's ticket fixed
         current = [
-            s.refine(last.totals, resolved, noised) if c > k else s
+            s.refine(last.totals, ran, noised) if c > k else s
             for s, c in zip(current, count, strict=True)
         ]
         active = [s for s, c in zip(current, count, strict=True) if c > k]
