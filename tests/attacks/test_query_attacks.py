@@ -63,11 +63,11 @@ def ticket_for(
 
 
 def submit(target: Target, ticket: QueryTicket) -> None:
-    """The analyst submits ``ticket``'s id on the ledger (escrow, budgets)."""
+    """The analyst submits ``ticket``'s hash on the ledger (escrow, budgets)."""
     a = target.analyst
     holders = a._holders("patients")
     a.ledger.submit_query(
-        ticket.query_id,
+        ticket.ticket_hash,
         [int(holders[n]["dataset_id"]) for n, _ in ticket.providers],
         a.committee,
         rho_to_micro(RHO),
@@ -109,7 +109,7 @@ def test_a_ticket_other_than_the_submitted_one_is_refused_by_every_role(target: 
     ticket = ticket_for(target, (Sum("age"),))
     submit(target, ticket)
     bounds = dict(ticket.bounds)
-    bounds["age"] = ColumnBounds(0.0, 1.0, 0)
+    bounds["age"] = ColumnBounds(0.0, 1.0)
     narrow = dataclasses.replace(ticket, bounds=bounds)
     assert narrow.query_id != ticket.query_id
     for i in (1, 2, 3):
