@@ -79,7 +79,18 @@ def _served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Market, 
     record = tmp_path_factory.mktemp("ledger") / "deployment.json"
     with RpcServer(EmbeddedChain(accounts=8), port=0) as server:
         deployed = runner.invoke(
-            app, ["ledger", "deploy", "--rpc", server.url, "--out", str(record), "--json"]
+            app,
+            [
+                "ledger",
+                "deploy",
+                "--rpc",
+                server.url,
+                "--out",
+                str(record),
+                "--timeout-blocks",
+                "20",
+                "--json",
+            ],
         )
         assert deployed.exit_code == 0, deployed.stderr or deployed.output
         chain = RpcChain(server.url)

@@ -118,6 +118,21 @@ def test_buy_training_and_table_output(market: Market) -> None:
     assert again.exit_code == 0 and "query id" in again.stdout and "escrowed" in again.stdout
 
 
+def test_expire_settles_an_unfinished_query_after_its_deadline(market: Market) -> None:
+    health = market.datasets[0]
+    report = _buy(market, str(health), "--epsilon", "0.2")
+    qid = report["query_id"]
+    spent = market.admin.dataset(health).budget_spent
+    assert spent >= report["privacy_cost"]
+    early = market.cli("market", "expire", qid, account=market.analyst.account)
+    assert early.exit_code == 17 and "query not timed out" in early.stderr
+    market.chain.mine(25)
+    done = market.cli_json("market", "expire", qid, account=market.verifier.account)
+    assert isinstance(done, dict) and done["status"] == "expired"
+    # nobody contributed: the dataset's budget comes back
+    assert market.admin.dataset(health).budget_spent == spent - report["privacy_cost"]
+
+
 def test_rate_and_stats_after_a_settled_query(market: Market) -> None:
     health = market.datasets[0]
     report = _buy(market, str(health), "--epsilon", "0.2")

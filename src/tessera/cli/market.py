@@ -83,9 +83,11 @@ def _dataset_json(ds: Dataset) -> dict[str, Any]:
         "price_per_query": ds.price_per_query,
         "price_per_training": ds.price_per_training,
         "node_share_bps": ds.node_share_bps,
+        "allow_exact": ds.allow_exact,
         "active": ds.active,
         "queries": ds.queries,
         "revenue": ds.revenue,
+        "buyers": ds.buyers,
         "rating": ds.rating,
         "rating_count": ds.rating_count,
     }
@@ -275,7 +277,9 @@ def buy(
 @app.command()
 @handle_errors
 def rate(
-    query_id: Annotated[str, typer.Argument(help="The passed query (0x + 64 hex digits).")],
+    query_id: Annotated[
+        str, typer.Argument(help="The passed or completed query (0x + 64 hex digits).")
+    ],
     dataset_id: Annotated[int, typer.Argument(help="A dataset the query used.", min=0)],
     stars: Annotated[int, typer.Argument(help="1 to 5 stars.", min=1, max=5)],
     rpc: RpcOpt = DEFAULT_RPC,
@@ -309,6 +313,34 @@ def rate(
             f"rated dataset {dataset_id} {stars}★ — now {ds.rating:.2f} over "
             f"{ds.rating_count} rating(s); tx {tx.tx_hash}"
         )
+
+
+@app.command()
+@handle_errors
+def expire(
+    query_id: Annotated[str, typer.Argument(help="An open query past its deadline.")],
+    rpc: RpcOpt = DEFAULT_RPC,
+    deployment: DeploymentOpt = DEFAULT_DEPLOYMENT,
+    account: AccountOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Settle a query past its deadline without a verdict majority (anyone may): the
+    workers are paid if its work is on the trail, else what was not used is refunded."""
+    from tessera.ledger.client import query_id_bytes
+
+    try:
+        qid = query_id_bytes(query_id)
+    except ValueError as exc:
+        fail(exc)
+    conn = _open(rpc, deployment, account)
+    caller = _acting(conn, "expire")
+    tx = caller.expire(qid)
+    q = caller.query(qid)
+    report = {"query_id": "0x" + qid.hex(), "status": q.status, "tx_hash": tx.tx_hash}
+    if as_json:
+        emit_json(report)
+    else:
+        Console().print(f"query {report['query_id']}: {q.status}; tx {tx.tx_hash}")
 
 
 @app.command()

@@ -296,7 +296,8 @@ def verify(
         except TesseraError as exc:
             verdicts.append({"verifier": peer.name, "error": str(exc)})
     recheck = _recheck(analyst, transport, qid, q)
-    passed = q.status == "passed" and bool(recheck.get("passed"))
+    # "completed": paid at its deadline with no verdict majority; the re-check here decides
+    passed = q.status in ("passed", "completed") and bool(recheck.get("passed"))
     report = {
         "query_id": "0x" + qid.hex(),
         "status": q.status,
@@ -325,7 +326,7 @@ def verify(
     if not passed:
         from tessera.errors import VerificationFailed
 
-        if q.status != "passed":
+        if q.status not in ("passed", "completed"):
             why = f"the ledger says {q.status}"
         elif recheck.get("passed") is None:
             why = f"not re-checked here: {recheck.get('error')}"
