@@ -3,19 +3,21 @@ the audit trail, the verifiers' verdict and settlement."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
-from tessera.errors import BudgetExceeded, PolicyViolation
+from tessera.errors import BudgetExceeded, PolicyViolation, TransportError
 from tessera.ledger import Listing
 from tessera.ledger.session import NODE_STAKE
 from tessera.node.local_network import DatasetPolicy, LocalNetwork
 from tessera.node.roles.verifier import check_trail
 from tessera.protocol.aggregation import AggregationRecord
 from tessera.protocol.wire import record_from_json
-from tessera.testing.adversary import corrupt_key_switch, corrupt_noise
+from tessera.testing.adversary import TamperingTransport, corrupt_key_switch, corrupt_noise
 
 PRICE = 1_000
 POLICY = DatasetPolicy(
@@ -157,3 +159,37 @@ def test_node_with_a_bad_noise_proof_is_slashed_and_the_trail_still_matches(
     failures = check_trail(trail, record, res.ticket, nodes, led.analyst.address)
     assert any("contribution of" in f for f in failures)
     assert any("proof bundle" in f for f in failures)
+
+
+def test_an_analyst_that_never_asks_the_verifiers_still_pays_at_the_deadline(
+    dlog: DiscreteLog,
+) -> None:
+    """Fair exchange through the deployed roles: the analyst takes the result and never
+    has it verified (nor needs to commit it); at the deadline anyone settles the query
+    for the providers and nodes that did the work."""
+    net, pooled = network(dlog, seed=31)
+    led = net.ledger
+
+    def withhold(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        if path == "verify":
+            raise TransportError("the analyst never asks the verifiers")
+        return None
+
+    net.analyst.transport = TamperingTransport(net.analyst.transport, withhold)
+    led.admin.set_params(80, 1, 0)  # governance: an 80-block deadline (the default is 1,000)
+    before = balances(net)
+    res = net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    assert abs(res.value - len(pooled)) < 50  # the analyst holds its result
+    assert not res.verified and res.ledger is not None and res.ledger.status == "open"
+    qid = res.ledger.query_id
+    assert led.admin.work_complete(qid)
+    q = led.admin.query(qid)
+    led.chain.mine(q.deadline - led.chain.w3.eth.block_number + 1)
+    led.providers["p0"].client.expire(qid)  # anyone may: here a provider
+    assert led.admin.query(qid).status == "completed"
+    after = balances(net)
+    for name in ("p0", "p1"):
+        assert after[name] - before[name] == PRICE * 7_000 // 10_000
+    paid = {i: after[f"node-{i}"] - before[f"node-{i}"] for i in led.nodes}
+    assert sum(paid.values()) == 2 * PRICE * 3_000 // 10_000 and all(paid.values())
+    assert before["analyst"] - after["analyst"] == 2 * PRICE
