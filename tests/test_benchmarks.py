@@ -29,3 +29,21 @@ def test_crypto_benchmark_quick_json(tmp_path: Path) -> None:
         "dkg_7_4_s",
     ):
         assert report[key] > 0
+
+
+def test_accuracy_benchmark_quick_json() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    report = json.loads(out.stdout)
+    assert set(report) == {"exact", "dp_ratio"}
+    for stat in ("mean", "variance", "sum", "correlation", "cosine_similarity"):
+        assert 0 <= report["exact"][stat] <= 1e-6
+    assert report["exact"]["regression"] <= 1e-4
+    assert report["exact"]["median_of_range"] <= 1e-3
+    for ratio in report["dp_ratio"].values():
+        assert 0.5 < ratio < 5  # distributing the noise costs a bounded factor
