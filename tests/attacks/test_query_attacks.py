@@ -16,6 +16,7 @@ import pytest
 from tessera.analytics.local import ColumnBounds
 from tessera.analytics.moments import Count, Sum
 from tessera.crypto.group import G
+from tessera.data import medical
 from tessera.dp import eps_to_rho
 from tessera.errors import (
     DecodeError,
@@ -24,8 +25,9 @@ from tessera.errors import (
     PolicyViolation,
     ProtocolError,
     TesseraError,
+    TransportError,
 )
-from tessera.ledger import rho_to_micro
+from tessera.ledger import LedgerClient, rho_to_micro
 from tessera.ledger.session import query_kind
 from tessera.protocol import codec
 from tessera.protocol.aggregation import NoiseContribution, SlotNoise, VectorContribution
@@ -324,3 +326,35 @@ def test_the_identity_point_is_refused_as_an_analyst_key(target: Target) -> None
     ):
         err = refused(lambda peer=peer, path=path: ask(target, peer, path, {"ticket": data}))
         assert isinstance(err, DecodeError) and "identity" in str(err)
+
+
+# -- 12. fair exchange: the result is paid for even if the analyst stays silent -------------
+def test_an_analyst_that_keeps_its_result_unverified_still_pays_for_the_work(
+    target: Target,
+) -> None:
+    """The analyst decrypts and never asks a verifier, so nothing ever votes. At the
+    deadline anyone settles the query for the workers: the analyst cannot keep the result
+    and take the price back (``tests/ledger/test_market_games.py`` plays the same without
+    a result commitment)."""
+
+    def withhold(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        if path == "verify":
+            raise TransportError("the analyst never asks the verifiers")
+        return None
+
+    ledger = target.analyst.ledger
+    admin = LedgerClient(ledger.chain, ledger.deployment, ledger.deployment.admin)
+    params = admin.params()
+    admin.set_params(80, params.verifiers_per_query, params.lock_fee)  # governance: 80 blocks
+    res = target.tampering(withhold).run("patients", (Count(),), epsilon=1.0)
+    assert res.ledger is not None and not res.verified
+    qid = res.ledger.query_id
+    q = ledger.query(qid)
+    assert q.status == "open" and ledger.work_complete(qid)
+    provider = target.ledger_of(target.identities[medical.PROVIDERS[0]])
+    before = provider.balance()
+    ledger.chain.mine(q.deadline - ledger.chain.w3.eth.block_number + 1)
+    provider.expire(qid)
+    assert ledger.query(qid).status == "completed"
+    cut = ledger.dataset(q.dataset_ids[0]).price_per_query * 8_000 // 10_000
+    assert provider.balance() - before == cut
