@@ -196,3 +196,39 @@ def test_serve_refuses_a_public_host() -> None:
     assert server.process.wait(timeout=STARTUP_SECONDS) == 2
     assert server.process.stderr is not None
     assert "loopback" in server.process.stderr.read()
+
+
+def test_one_key_used_from_many_threads_and_clients_loses_no_transaction(
+    served: tuple[str, Path, Served],
+) -> None:
+    """Eight threads, each with its own client of the same signing key, send at once over
+    JSON-RPC: every transaction lands, with consecutive nonces (once 5 in 8 failed with
+    'Invalid transaction nonce')."""
+    url, record, _ = served
+    chain = RpcChain(url)
+    deployment = Deployment.load(record)
+    key = hashlib.sha256(b"one key, many senders").digest()
+    from eth_account import Account
+
+    account = Account.from_key(key).address
+    tx = chain.w3.eth.send_transaction(
+        {"from": chain.accounts[0], "to": account, "value": 10**20}  # type: ignore[typeddict-item]
+    )
+    chain.w3.eth.wait_for_transaction_receipt(tx)
+    errors: list[BaseException] = []
+
+    def send(i: int) -> None:
+        client = LedgerClient(chain, deployment, account, signer=key)
+        try:
+            for j in range(3):
+                client.approve(deployment.market, 10 * i + j + 1)
+        except BaseException as exc:  # collected and reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert chain.w3.eth.get_transaction_count(account) == 24

@@ -368,6 +368,19 @@ def revert_reason(exc: BaseException) -> str | None:
 
 
 _on_chain = threading.local()
+#: Signed sends of one account, one at a time in this process (all its clients share it).
+_ACCOUNT_LOCKS: dict[str, threading.Lock] = {}
+_ACCOUNT_LOCKS_GUARD = threading.Lock()
+#: How often a transaction is signed again when another sender took its nonce.
+NONCE_RETRIES: Final = 8
+_NONCE_CLASH = re.compile(
+    r"nonce too low|invalid transaction nonce|already known|replacement", re.I
+)
+
+
+def _account_lock(account: str) -> threading.Lock:
+    with _ACCOUNT_LOCKS_GUARD:
+        return _ACCOUNT_LOCKS.setdefault(account.lower(), threading.Lock())
 
 
 def chain_seconds() -> float:
@@ -406,7 +419,6 @@ class LedgerClient:
         self.account = Web3.to_checksum_address(account)
         self.gas_log: list[Tx] = []
         self._signer: LocalAccount | None = None
-        self._send_lock = threading.Lock()
         self._committees: dict[int, Committee] = {}  # a committee never changes once created
         #: governance batches this client scheduled and has not executed yet
         self.pending_governance: list[tuple[Any, ...]] = []
@@ -438,7 +450,7 @@ class LedgerClient:
         other.chain, other.deployment = self.chain, self.deployment
         other.account = Web3.to_checksum_address(account)
         other.gas_log = self.gas_log
-        other._signer, other._send_lock = None, threading.Lock()
+        other._signer = None
         other._committees = self._committees
         other.pending_governance = self.pending_governance
         other.token, other.registry, other.market = self.token, self.registry, self.market
@@ -455,17 +467,7 @@ class LedgerClient:
             if self._signer is None:
                 tx_hash = fn.transact({"from": self.account, "gas": TX_GAS})
             else:
-                with self._send_lock:
-                    tx = fn.build_transaction(
-                        {
-                            "from": self.account,
-                            "gas": TX_GAS,
-                            "gasPrice": w3.eth.gas_price,
-                            "nonce": w3.eth.get_transaction_count(self.account, "pending"),
-                        }
-                    )
-                    signed = self._signer.sign_transaction(tx)  # type: ignore[arg-type]
-                    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+                tx_hash = self._send_signed(fn)
             return w3.eth.wait_for_transaction_receipt(tx_hash)
 
         receipt = _call(action, send)
@@ -481,6 +483,38 @@ class LedgerClient:
         )
         self.gas_log.append(tx)
         return tx, receipt
+
+    def _send_signed(self, fn: ContractFunction) -> Any:
+        """Sign and send with the account's next nonce. One account's transactions are
+        serialised within the process (every client of it shares one lock); one sent at
+        the same moment from another process takes the nonce first, and then this one is
+        signed again with the next nonce, a few times, before giving up with a message
+        that says so."""
+        w3 = self.chain.w3
+        assert self._signer is not None
+        lock = _account_lock(self.account)
+        for attempt in range(NONCE_RETRIES):
+            with lock:
+                tx = fn.build_transaction(
+                    {
+                        "from": self.account,
+                        "gas": TX_GAS,
+                        "gasPrice": w3.eth.gas_price,
+                        "nonce": w3.eth.get_transaction_count(self.account, "pending"),
+                    }
+                )
+                signed = self._signer.sign_transaction(tx)  # type: ignore[arg-type]
+                try:
+                    return w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Exception as exc:
+                    if not _NONCE_CLASH.search(str(exc)):
+                        raise
+            time.sleep(0.05 * (attempt + 1))
+        raise LedgerError(
+            f"account {self.account} is sending from elsewhere at the same time: its nonce "
+            f"was taken {NONCE_RETRIES} times in a row; send from one process at a time",
+            reason=None,
+        )
 
     def _tx(self, action: str, fn: ContractFunction) -> Tx:
         return self._transact(action, fn)[0]
