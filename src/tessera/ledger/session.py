@@ -108,8 +108,14 @@ def refusal(
             f"the ledger refused the query: it needs rho={cost / MICRO:.6g} per dataset but "
             + "; ".join(short)
         )
+    if exc.reason == "dataset does not allow exact queries":
+        return PolicyViolation(
+            "the ledger refused the query: a dataset requires differential privacy: pass epsilon"
+        )
     if exc.reason in ("operation not allowed", "dataset not listed"):
         return PolicyViolation(f"the ledger refused the query: {exc.reason}")
+    if exc.reason == "an analyst cannot buy its own data":
+        return PolicyViolation("the ledger refused the query: an analyst cannot buy its own data")
     return exc
 
 
