@@ -101,7 +101,9 @@ def test_buy_charges_budget_and_escrows_price(market: Market) -> None:
     assert q.privacy_cost == cost and q.price == 1_300 and q.kind == "query"
     assert q.operations == frozenset({"count"})
     assert market.admin.escrowed() == 1_300
-    assert before - market.admin.balance(market.analyst.account) == 1_300
+    # the deployment's default lock fee, 10 credits per committee member, is paid at once
+    assert q.fee == report["lock_fee"] == 10
+    assert before - market.admin.balance(market.analyst.account) == 1_300 + 10
     assert market.admin.dataset(finance).budget_spent == cost
     receipt = market.chain.w3.eth.get_transaction_receipt(report["tx_hash"])
     assert receipt["status"] == 1

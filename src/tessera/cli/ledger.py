@@ -209,8 +209,12 @@ def deploy_command(
         int, typer.Option(help="Blocks a query has for its work and verdicts (its deadline).")
     ] = 1_000,
     lock_fee: Annotated[
-        int, typer.Option(help="Credits a query pays each committee member, never refunded.")
-    ] = 0,
+        int,
+        typer.Option(
+            help="Credits a query pays each committee member, never refunded: what locking "
+            "the members' stake costs its submitter."
+        ),
+    ] = 10,
     governance_delay: Annotated[
         int, typer.Option(help="Seconds every admin action waits in the timelock.")
     ] = 0,

@@ -254,6 +254,7 @@ def buy(
         "query_id": qid_hex,
         "ticket_hash": "0x" + ticket_hash.hex(),
         "price": price,
+        "lock_fee": analyst.query(submitted.query_id).fee,
         "privacy_cost": cost,
         "rho": rho,
         "tx_hash": tx.tx_hash,
@@ -268,6 +269,7 @@ def buy(
     table.add_column("value")
     table.add_row("query id", qid_hex)
     table.add_row("price", f"{price} credits (escrowed)")
+    table.add_row("lock fee", f"{report['lock_fee']} credits (paid to the committee)")
     table.add_row("privacy cost", f"{cost:,} µρ (ε={epsilon}, δ={delta}) on each dataset")
     table.add_row("datasets", ", ".join(map(str, datasets)))
     table.add_row("tx", tx.tx_hash)
