@@ -125,6 +125,7 @@ def test_an_unregistered_account_cannot_commit(world: World) -> None:
         "key_switch": "not a computing node",
         "proof_bundle": "not a computing node",
         "result": "not the query's analyst",
+        "exclusion": "not a provider",
     }
     assert set(reasons) == set(COMMITMENT_KINDS)
     for kind, reason in reasons.items():

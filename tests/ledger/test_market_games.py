@@ -190,6 +190,23 @@ def test_budget_spent_by_a_query_that_used_no_data_comes_back(world: World) -> N
     assert w.admin.balance(w.providers[1].account) - before == 1_600
 
 
+def test_an_excluded_provider_keeps_its_budget_spent_and_earns_no_cut(world: World) -> None:
+    """A provider that looked at its data and left it out (below its minimum cohort) says
+    so on-chain: its budget stays spent (the look itself tells something), its cut goes
+    back to the analyst, and it cannot also contribute."""
+    w = world
+    d = w.datasets[1]
+    qid = submit(w, "g6c", [d], 100_000, ops={"count"})
+    w.providers[1].commit(qid, "exclusion", h("g6c/excluded"))
+    with pytest.raises(LedgerError, match="already committed"):
+        w.providers[1].post_contribution(qid, h("g6c/c"))
+    before = w.admin.balance(w.providers[1].account)
+    w.chain.mine(60)
+    w.analyst.expire(qid)
+    assert w.admin.dataset(d).budget_spent == 100_000
+    assert w.admin.balance(w.providers[1].account) == before
+
+
 # -- 7. catalog flooding ------------------------------------------------------------------
 def test_nobody_can_fill_a_tag_index_for_the_others(world: World) -> None:
     w = world

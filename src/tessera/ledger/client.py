@@ -69,7 +69,7 @@ OPERATIONS: Final[tuple[str, ...]] = (
 
 #: Kinds of audit-trail commitments (the contract's numbering).
 CommitmentKind = Literal[
-    "contribution", "aggregate", "noise", "key_switch", "proof_bundle", "result"
+    "contribution", "aggregate", "noise", "key_switch", "proof_bundle", "result", "exclusion"
 ]
 COMMITMENT_KINDS: Final[tuple[CommitmentKind, ...]] = (
     "contribution",
@@ -78,6 +78,7 @@ COMMITMENT_KINDS: Final[tuple[CommitmentKind, ...]] = (
     "key_switch",
     "proof_bundle",
     "result",
+    "exclusion",  # a provider looked at its data and left it out (below its minimum cohort)
 )
 QueryKind = Literal["query", "training"]
 #: ``completed``: settled for the workers at its deadline, without a verdict quorum.

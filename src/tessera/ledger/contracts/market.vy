@@ -55,7 +55,7 @@ MAX_TAGS: constant(uint256) = 8
 MAX_PAGE: constant(uint256) = 128
 MAX_TOP: constant(uint256) = 16
 MAX_COMMITTERS: constant(uint256) = 32
-MAX_TRAIL: constant(uint256) = 192  # 6 kinds x MAX_COMMITTERS
+MAX_TRAIL: constant(uint256) = 224  # 7 kinds x MAX_COMMITTERS
 BPS: constant(uint256) = 10000
 REPUTATION_REWARD: constant(int256) = 1
 REPUTATION_PENALTY: constant(int256) = -10
@@ -79,6 +79,7 @@ NOISE: constant(uint8) = 2
 KEY_SWITCH: constant(uint8) = 3
 PROOF_BUNDLE: constant(uint8) = 4
 RESULT: constant(uint8) = 5
+EXCLUSION: constant(uint8) = 6  # a provider's data was looked at and left out (below its cohort)
 
 
 struct Dataset:
@@ -645,9 +646,11 @@ def _quorum(query_id: bytes32) -> uint256:
 @internal
 def _commit(query_id: bytes32, kind: uint8, digest: bytes32):
     assert digest != empty(bytes32), "empty digest"
-    if kind == CONTRIBUTION:
+    if kind == CONTRIBUTION or kind == EXCLUSION:
         assert staticcall registry.hasRole(PROVIDER_ROLE, msg.sender), "not a provider"
         assert self._is_query_provider(query_id, msg.sender), "not a provider of this query"
+        other: uint8 = CONTRIBUTION + EXCLUSION - kind
+        assert self.commitments[query_id][other][msg.sender] == empty(bytes32), "already committed"
     elif kind == RESULT:
         assert msg.sender == self.queries[query_id].analyst, "not the query's analyst"
     elif kind <= PROOF_BUNDLE:
@@ -705,7 +708,7 @@ struct Commitment:
 def trail(query_id: bytes32) -> DynArray[Commitment, MAX_TRAIL]:
     """@notice The whole audit trail of a query in one call: every commitment, by kind."""
     out: DynArray[Commitment, MAX_TRAIL] = []
-    for kind: uint8 in range(RESULT + 1):
+    for kind: uint8 in range(EXCLUSION + 1):
         for author: address in self.committers[query_id][kind]:
             out.append(
                 Commitment(kind=kind, author=author, digest=self.commitments[query_id][kind][author])
@@ -834,7 +837,8 @@ def _pay_providers(query_id: bytes32, pay: bool) -> (uint256, uint256):
         cut: uint256 = self.queries[query_id].provider_cuts[i]
         if self.commitments[query_id][CONTRIBUTION][provider] == empty(bytes32):
             refund += cut
-            self.datasets[dataset_id].budget_spent -= cost
+            if self.commitments[query_id][EXCLUSION][provider] == empty(bytes32):
+                self.datasets[dataset_id].budget_spent -= cost  # its data was never used
             continue
         if not pay:
             continue

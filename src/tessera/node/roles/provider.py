@@ -59,8 +59,9 @@ class ProviderRole(Role):
 
         A query still open on the ledger stays resumable (asked again, the provider
         continues from what it stored); one the ledger has closed is marked failed,
-        with the reason, so nothing is left half-done and unrecorded. Returns the
-        queries marked, by id."""
+        with the reason, so nothing is left half-done and unrecorded. If this provider
+        committed nothing to it (no contribution, no exclusion), its budget comes back, as
+        the ledger gives it back: the two counts agree. Returns the queries marked, by id."""
         marked: dict[str, str] = {}
         for key, state in self.store.items("query").items():
             if state.get("status") != "running":
@@ -74,7 +75,17 @@ class ProviderRole(Role):
                 self.progress_.update(key, "resumable")
                 continue
             reason = f"interrupted by a restart; the query is {status} on the ledger"
-            self.store.put("query", key, {**state, "status": "failed", "reason": reason})
+            qid = bytes.fromhex(key)
+            try:
+                trail = self.ledger.audit_trail(qid, verdicts=False)
+                mine = self.ledger.account
+                used = mine in trail.of("contribution") or mine in trail.of("exclusion")
+            except LedgerError:
+                used = True  # cannot tell: keep it spent (never under-count)
+            with self.store.transaction() as st:
+                if not used:
+                    self._give_back(st, state)
+                st.put("query", key, {**state, "status": "failed", "reason": reason})
             self.progress_.update(key, "failed", reason=reason)
             marked[key] = reason
         return marked
@@ -152,7 +163,20 @@ class ProviderRole(Role):
                     f"{table.policy.budget_rho - spent:.4g} remains"
                 )
             st.put("budget", ticket.table, spent + rho)
-            st.put("query", key, {"status": "running", "started": time.time()})
+            st.put(
+                "query",
+                key,
+                {"status": "running", "started": time.time(), "table": ticket.table, "rho": rho},
+            )
+
+    @staticmethod
+    def _give_back(st: Any, state: Mapping[str, Any]) -> None:
+        """Return a query's budget to its table: this provider committed nothing for it (the
+        ledger returns it too, for a dataset that committed nothing)."""
+        table, rho = state.get("table"), float(state.get("rho") or 0.0)
+        if table is not None and rho:
+            spent = float(st.get("budget", table) or 0.0)
+            st.put("budget", table, max(0.0, spent - rho))
 
     def _run(
         self, ticket: QueryTicket, key: str, table: Table, committee_key: Point
@@ -177,8 +201,18 @@ class ProviderRole(Role):
             if res.rows < pol.min_cohort or any(0 < res.values[i] < pol.min_cohort for i in groups):
                 reason = "cohort or group below the provider's minimum"
             if reason is not None:
+                # the data was looked at: the budget stays spent, and the ledger is told so
+                # (an exclusion commitment keeps it spent there too, and pays no cut)
                 response = {"excluded": reason}
-                self.store.put("query", key, {"status": "excluded", "response": response})
+                trail = self.ledger.audit_trail(ticket.query_id, verdicts=False)
+                if self.ledger.account not in trail.of("exclusion"):
+                    body = reason.encode()
+                    self.ledger.commit(
+                        ticket.query_id,
+                        "exclusion",
+                        codec.digest("exclusion", ticket.query_id, body),
+                    )
+                self.store.put("query", key, {**state, "status": "excluded", "response": response})
                 self.progress_.update(key, "excluded")
                 return response
             self.progress_.update(key, "encrypting")
