@@ -314,3 +314,10 @@ def test_admin_actions_wait_for_the_timelock(world: World) -> None:
     _advance_time(w.chain, 3_601)
     admin.execute_governance()
     assert reg.min_stake().call() == 7
+
+
+def test_a_query_over_too_many_datasets_is_refused_with_a_reason(world: World) -> None:
+    w = world
+    with pytest.raises(LedgerError) as err:
+        w.analyst.submit_query(h("many"), range(17), w.committee, 1, {"count"})
+    assert err.value.reason == "too many datasets" and "at most 16" in str(err.value)

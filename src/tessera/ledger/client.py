@@ -94,6 +94,7 @@ _STATUS: Final[dict[int, QueryStatus]] = {
 MICRO: Final = 1_000_000
 MAX_BOUNDS_BYTES: Final = 512
 MAX_MEMBERS: Final = 16
+MAX_QUERY_DATASETS: Final = 16
 #: Gas allowance of every transaction (the costliest, a 16-dataset query, needs < 3M).
 TX_GAS: Final = 8_000_000
 QueryId = bytes | str
@@ -842,6 +843,12 @@ class LedgerClient:
         large amount passes ``approve=False`` and saves those calls.
         """
         ids = sorted(set(dataset_ids))
+        if len(ids) > MAX_QUERY_DATASETS:
+            raise LedgerError(
+                f"submit_query: a query reads at most {MAX_QUERY_DATASETS} datasets on-chain, "
+                f"this one {len(ids)}",
+                reason="too many datasets",
+            )
         if approve:
             fee = self.params().lock_fee * len(self.committee(committee).members)
             self._ensure_allowance(self.deployment.market, self.quote(ids, kind) + fee)
