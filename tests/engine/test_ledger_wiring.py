@@ -193,3 +193,35 @@ def test_an_analyst_that_never_asks_the_verifiers_still_pays_at_the_deadline(
     paid = {i: after[f"node-{i}"] - before[f"node-{i}"] for i in led.nodes}
     assert sum(paid.values()) == 2 * PRICE * 3_000 // 10_000 and all(paid.values())
     assert before["analyst"] - after["analyst"] == 2 * PRICE
+
+
+def test_a_providers_own_budget_agrees_with_the_ledger(dlog: DiscreteLog) -> None:
+    """One provider contributes, one looks and is left out (no row matches: below its
+    cohort), one is never asked (its table is not in the query): after settlement each
+    provider's own count of spent budget is the ledger's."""
+    g = np.random.default_rng(5)
+    net = LocalNetwork(3, 2, seed=5, dlog=dlog)
+    ages = {
+        "p0": g.integers(18, 50, 80),
+        "p1": g.integers(60, 90, 80),
+        "p2": g.integers(18, 90, 80),
+    }
+    for name, age in ages.items():
+        net.add_provider(
+            name,
+            tables={"patients" if name != "p2" else "visits": pd.DataFrame({"age": age})},
+            bounds={"patients" if name != "p2" else "visits": {"age": (0, 100)}},
+            policies={"patients" if name != "p2" else "visits": POLICY},
+        )
+    res = net.sql("SELECT COUNT(*) FROM patients WHERE age < 55", epsilon=1.0)
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+    assert res.providers == ["p0"] and "p1" in res.excluded
+    led = net.ledger
+    for name, table in (("p0", "patients"), ("p1", "patients"), ("p2", "visits")):
+        role = net.providers[name].role
+        own = float(role.store.get("budget", table) or 0.0)
+        dataset = led.admin.dataset(role.dataset_id(table) or 0)
+        assert dataset.budget_spent == round(own * 1_000_000) or (
+            abs(dataset.budget_spent - own * 1_000_000) <= 1
+        ), (name, own, dataset.budget_spent)
+    assert float(net.providers["p1"].role.store.get("budget", "patients")) > 0  # it looked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,20 +23,47 @@ from tessera.protocol.query import QueryTicket
 @dataclass
 class _Query:
     status: str
+    deadline: int = 10**9
+
+
+@dataclass
+class _Trail:
+    committed: dict[str, dict[str, bytes]]
+
+    def of(self, kind: str) -> dict[str, bytes]:
+        return self.committed.get(kind, {})
 
 
 class _Ledger:
-    """The one call recovery makes: a query's status (a missing query raises, as on-chain)."""
+    """The calls recovery makes: a query's status and what this provider committed to it
+    (a missing query raises, as on-chain)."""
 
     account = "0x" + "11" * 20
 
-    def __init__(self, statuses: dict[bytes, str]) -> None:
-        self.statuses = statuses
+    def __init__(
+        self,
+        statuses: dict[bytes, str],
+        committed: set[bytes] = frozenset(),  # type: ignore[assignment]
+        late: set[bytes] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
+        self.statuses, self.committed, self.late = statuses, committed, late
+        self.chain = SimpleNamespace(w3=SimpleNamespace(eth=SimpleNamespace(block_number=100)))
+        self.expired: list[bytes] = []
 
     def query(self, qid: bytes) -> _Query:
         if qid not in self.statuses:
             raise LedgerError("query: unknown query", reason="unknown query")
-        return _Query(self.statuses[qid])
+        return _Query(self.statuses[qid], 50 if qid in self.late else 10**9)
+
+    def expire(self, qid: bytes) -> None:
+        assert self.statuses[qid] == "open" and qid in self.late
+        self.statuses[qid] = "expired"
+        self.expired.append(qid)
+
+    def audit_trail(self, qid: bytes, verdicts: bool = True) -> _Trail:
+        self.query(qid)
+        mine = {self.account: b"\x01" * 32} if qid in self.committed else {}
+        return _Trail({"contribution": mine})
 
 
 def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> None:
@@ -46,11 +74,20 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
         analyst=_Ledger.account,
     )  # fmt: skip
     closed = ticket.query_id
-    still_open, missing, done = (os.urandom(32) for _ in range(3))
-    ledger = _Ledger({closed: "passed", still_open: "open", done: "passed"})
+    still_open, missing, done, used, late = (os.urandom(32) for _ in range(5))
+    ledger = _Ledger(
+        {closed: "passed", still_open: "open", done: "passed", used: "expired", late: "open"},
+        committed={used},
+        late={late},
+    )
     store = Store(tmp_path / "state.sqlite")
-    for qid in (closed, still_open, missing):
-        store.put("query", qid.hex(), {"status": "running", "started": 0})
+    for qid in (closed, still_open, missing, used, late):
+        store.put(
+            "query",
+            qid.hex(),
+            {"status": "running", "started": 0, "table": "patients", "rho": 0.1},
+        )
+    store.put("budget", "patients", 0.5)
     store.put("query", done.hex(), {"status": "done", "response": {"contribution": "00"}})
     table = Table(
         str(medical.sample_path("lab-d")), {"age": ColumnBounds(18, 95)}, {}, DatasetPolicy()
@@ -59,11 +96,16 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
 
     marked = role.recover()
 
-    assert set(marked) == {closed.hex(), missing.hex()}
+    assert set(marked) == {closed.hex(), missing.hex(), used.hex(), late.hex()}
+    # the query left open past its deadline (its verifiers died) is settled: escrow released
+    assert ledger.expired == [late] and "expired on the ledger" in marked[late.hex()]
+    # the closed query this provider committed nothing to gives its budget back, as the
+    # ledger does; the one it contributed to, and the one the ledger cannot tell, do not
+    assert store.get("budget", "patients") == pytest.approx(0.3)  # closed and late gave back
     assert "passed on the ledger" in marked[closed.hex()]
     assert store.get("query", still_open.hex())["status"] == "running"
     assert store.get("query", done.hex())["status"] == "done"
-    assert role.query_counts() == {"failed": 2, "running": 1, "done": 1}
+    assert role.query_counts() == {"failed": 4, "running": 1, "done": 1}
     assert role.progress()["jobs"][still_open.hex()]["stage"] == "resumable"
     # asked again about a failed query, the provider says why instead of starting over
     with pytest.raises(ProtocolError, match="interrupted by a restart"):

@@ -413,6 +413,13 @@ class NetworkAnalyst(StatisticsApi):
         failures = tuple(f for v in verdicts for f in v["failures"])
         if not verdicts:
             failures = ("no verifier answered",)
+        if q.status == "open":  # no majority of the drawn verifiers voted
+            failures += (
+                f"the query is still open on the ledger: with no majority of its drawn "
+                f"verifiers it settles at its deadline, block {q.deadline} (anyone may then "
+                f"call expire: `tessera market expire 0x{qid.hex()}`)",
+            )
+            passed = False
         cheaters = tuple(sorted({c for v in verdicts for c in v["cheaters"]}))
         verdict = Verdict(
             passed,

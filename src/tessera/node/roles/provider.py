@@ -58,7 +58,9 @@ class ProviderRole(Role):
         """After a restart: settle the fate of queries left running by a crash.
 
         A query still open on the ledger stays resumable (asked again, the provider
-        continues from what it stored); one the ledger has closed is marked failed,
+        continues from what it stored), unless it is past its deadline: then the provider
+        settles it (``expire``, which anyone may call) and its escrow is released. One the
+        ledger has closed is marked failed,
         with the reason, so nothing is left half-done and unrecorded. If this provider
         committed nothing to it (no contribution, no exclusion), its budget comes back, as
         the ledger gives it back: the two counts agree. Returns the queries marked, by id."""
@@ -71,6 +73,8 @@ class ProviderRole(Role):
                 status = self.ledger.query(bytes.fromhex(key)).status
             except LedgerError:
                 status = "unknown"
+            if status == "open":
+                status = self._expire_if_late(bytes.fromhex(key))
             if status == "open":
                 self.progress_.update(key, "resumable")
                 continue
@@ -168,6 +172,18 @@ class ProviderRole(Role):
                 key,
                 {"status": "running", "started": time.time(), "table": ticket.table, "rho": rho},
             )
+
+    def _expire_if_late(self, qid: bytes) -> str:
+        """A query left open past its deadline (its verifiers or the chain died) is settled
+        now, as anyone may: its escrow is released. Returns its status."""
+        try:
+            q = self.ledger.query(qid)
+            if q.status == "open" and self.ledger.chain.w3.eth.block_number > q.deadline:
+                self.ledger.expire(qid)
+                return self.ledger.query(qid).status
+            return q.status
+        except LedgerError:
+            return "open"  # cannot settle it now: stays resumable
 
     @staticmethod
     def _give_back(st: Any, state: Mapping[str, Any]) -> None:
