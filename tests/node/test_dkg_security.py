@@ -39,7 +39,7 @@ from tessera.node.envelope import ReplayGuard, StaticDirectory
 from tessera.node.identity import Identity
 from tessera.node.roles import NodeRole
 from tessera.node.roles.committee import PATHS
-from tessera.node.store import Store
+from tessera.node.store import SqliteStore
 from tessera.node.transport import InProcessTransport
 
 MALLORY = Identity(bytes([0x4D]) * 32)
@@ -165,7 +165,7 @@ def make_net(n: int = 3, t: int = 2, seed: str = "net", down: Sequence[int] = ()
             n,
             t,
             FakeLedger(ident.address, book),  # type: ignore[arg-type]
-            Store(":memory:"),
+            SqliteStore(":memory:"),
             ident.private_key,
             lambda: keys,
             rng=SeededRng(f"{seed}/node-{i}"),
@@ -614,7 +614,7 @@ def test_honest_nodes_that_finish_agree_even_if_the_relay_equivocates() -> None:
 def test_a_committee_smaller_than_2t_minus_1_is_refused(tmp_path: Path) -> None:
     net = make_net(n=3, t=2, seed="size")
     small = NodeRole(
-        1, 3, 3, net.roles[1].ledger, Store(":memory:"), net.ids[1].private_key,
+        1, 3, 3, net.roles[1].ledger, SqliteStore(":memory:"), net.ids[1].private_key,
         lambda: {i: net.ids[i].public_key for i in net.ids},
         node_addresses=lambda: net.addrs,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from tessera.crypto.group import G
 from tessera.data import medical
 from tessera.errors import LedgerError, ProtocolError
 from tessera.node.roles import ProviderRole, Table
-from tessera.node.store import Store
+from tessera.node.store import SqliteStore
 from tessera.protocol.policy import DatasetPolicy
 from tessera.protocol.query import QueryTicket
 
@@ -80,7 +80,7 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
         committed={used},
         late={late},
     )
-    store = Store(tmp_path / "state.sqlite")
+    store = SqliteStore(tmp_path / "state.sqlite")
     for qid in (closed, still_open, missing, used, late):
         store.put(
             "query",
@@ -112,4 +112,4 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
         role.handle("contribute", {"ticket": ticket.to_json()}, "0x" + "22" * 20)
     # and the store survives a reopen as it was left
     store.close()
-    assert Store(tmp_path / "state.sqlite").get("query", closed.hex())["status"] == "failed"
+    assert SqliteStore(tmp_path / "state.sqlite").get("query", closed.hex())["status"] == "failed"

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hpke as chpke
 from tessera.errors import ConfigError, DecodeError, InvalidProof
 from tessera.node.telemetry import hpke, keys
 from tessera.node.telemetry.config import load_task_config, write_task
-from tessera.node.telemetry.store import BucketDelta, TelemetryStore
+from tessera.node.telemetry.store import BucketDelta, SqliteTelemetryStore
 from tessera.protocol.telemetry import (
     BatchInterval,
     DpSpec,
@@ -172,7 +172,7 @@ def _allow_unreleased(previous: list[Release]) -> bool:
 
 
 def test_store_claims_and_replays(tmp_path: Path) -> None:
-    store = TelemetryStore(tmp_path / "s.sqlite")
+    store = SqliteTelemetryStore(tmp_path / "s.sqlite")
     ids = [bytes([i]) * 16 for i in range(3)]
     assert store.claim_report_ids(TASK, b"up", ids[:2]) == [True, True]
     assert store.claim_report_ids(TASK, b"up", ids) == [False, False, True]
@@ -181,12 +181,12 @@ def test_store_claims_and_replays(tmp_path: Path) -> None:
     assert store.claim_report_ids(TASK, b"up", ids[:1]) == [True]
     store.close()
     # Durable across reopening.
-    again = TelemetryStore(tmp_path / "s.sqlite")
+    again = SqliteTelemetryStore(tmp_path / "s.sqlite")
     assert again.claim_report_ids(TASK, b"up", ids) == [False, False, False]
 
 
 def test_store_accumulates_and_refuses_released_buckets() -> None:
-    store = TelemetryStore(":memory:")
+    store = SqliteTelemetryStore(":memory:")
     d1 = BucketDelta(bytes([1, 2]), 2, report_checksum([b"a" * 16, b"b" * 16]))
     d2 = BucketDelta(bytes([3, 4]), 1, report_checksum([b"c" * 16]))
     assert store.accumulate(TASK, b"", {0: d1, 60: d2}, _concat, _allow_unreleased) == set()
@@ -213,7 +213,7 @@ def test_store_accumulates_and_refuses_released_buckets() -> None:
 
 
 def test_store_release_is_atomic() -> None:
-    store = TelemetryStore(":memory:")
+    store = SqliteTelemetryStore(":memory:")
 
     def refuse(prev: dict[int, list[Release]], t: object) -> None:
         raise RuntimeError("batch rules say no")
@@ -225,7 +225,7 @@ def test_store_release_is_atomic() -> None:
 
 
 def test_store_pending_reports() -> None:
-    store = TelemetryStore(":memory:")
+    store = SqliteTelemetryStore(":memory:")
     store.put_pending(
         TASK, [(b"b" * 16, 60, b"two"), (b"a" * 16, 0, b"one"), (b"c" * 16, 120, b"x")]
     )

@@ -6,6 +6,7 @@
     name = "hospital-a"
     port = 7101                       # on 127.0.0.1
     data_dir = "state/hospital-a"     # its SQLite store and replay guard
+    # store = "postgresql://tessera@db.example/hospital_a"  # default: data_dir/state.sqlite
     keystore = "keys/hospital-a.json" # Ethereum keystore v3 (its ledger account and signing key)
     password_env = "TESSERA_KEY_PASSWORD"   # or password_file = "..."
     peers = "peers.json"              # the network: name, role, address, url, index
@@ -39,6 +40,7 @@ from typing import Any
 from tessera.errors import ConfigError
 from tessera.node.analyst import Peer
 from tessera.node.files import atomic_write
+from tessera.node.store import is_dsn
 
 ROLES = ("provider", "node", "verifier")
 POLICY_FIELDS = {
@@ -71,6 +73,11 @@ class RoleConfig:
     t: int = 0
     adversary: str = ""  # tests only: a tessera.testing.adversary wrapper for this role
     tables: dict[str, TableConfig] = field(default_factory=dict)
+    store: str = ""  # a postgresql:// DSN or an SQLite path; "" is data_dir/state.sqlite
+
+    @property
+    def store_location(self) -> str:
+        return self.store or str(self.data_dir / "state.sqlite")
 
     def peers(self) -> list[Peer]:
         return load_peers(self.peers_file)
@@ -148,6 +155,13 @@ def load_role_config(path: Path | str) -> RoleConfig:
             )
         if not tables:
             raise ConfigError(f"{where}: a provider needs at least one table")
+    store = _get(data, "store", str, where, "")
+    if is_dsn(store):
+        from tessera.node.store_postgres import check_dsn
+
+        check_dsn(store, where)
+    elif store:
+        store = str(rel(store))
     return RoleConfig(
         path=path,
         role=role,
@@ -164,6 +178,7 @@ def load_role_config(path: Path | str) -> RoleConfig:
         t=t,
         adversary=_get(data, "adversary", str, where, ""),
         tables=tables,
+        store=store,
     )
 
 

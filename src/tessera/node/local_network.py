@@ -36,7 +36,7 @@ from tessera.node.envelope import LedgerDirectory, ReplayGuard
 from tessera.node.identity import Identity
 from tessera.node.roles import NodeRole, ProviderRole, Table, VerifierRole
 from tessera.node.runner import list_datasets
-from tessera.node.store import Store
+from tessera.node.store import SqliteStore
 from tessera.node.transport import InProcessTransport
 from tessera.protocol.policy import DatasetPolicy
 
@@ -91,7 +91,7 @@ class LocalNetwork(StatisticsApi):
                 computing_nodes,
                 threshold,
                 account.client,
-                Store(":memory:"),
+                SqliteStore(":memory:"),
                 account.secret_key,
                 lambda: public_keys,
                 rng=self._rng(f"node-{i}"),
@@ -105,7 +105,7 @@ class LocalNetwork(StatisticsApi):
         self.verifiers: list[VerifierRole] = []
         peers = [Peer(f"node-{i}", "node", a, index=i) for i, a in addresses.items()]
         for v in self.ledger.verifiers:
-            role = VerifierRole(v.label, v.client, Store(":memory:"))
+            role = VerifierRole(v.label, v.client, SqliteStore(":memory:"))
             self._route(v, role)
             self.verifiers.append(role)
             peers.append(Peer(v.label, "verifier", v.address))
@@ -181,7 +181,7 @@ class LocalNetwork(StatisticsApi):
             policy = (policies or {}).get(tbl, DatasetPolicy())
             parsed[tbl] = Table(tables[tbl], numeric, cats, policy)
         account = self.ledger.add_provider(name)
-        role = ProviderRole(name, parsed, account.client, Store(":memory:"), self._rng(name))
+        role = ProviderRole(name, parsed, account.client, SqliteStore(":memory:"), self._rng(name))
         for tbl, t in parsed.items():
             missing = set(t.bounds) | set(t.categories)
             missing -= set(role.db.columns(tbl))

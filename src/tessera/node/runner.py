@@ -24,7 +24,7 @@ from tessera.node.config import RoleConfig
 from tessera.node.envelope import LedgerDirectory, ReplayGuard
 from tessera.node.identity import Identity, load_keystore
 from tessera.node.roles import NodeRole, ProviderRole, Role, Table, VerifierRole
-from tessera.node.store import Store
+from tessera.node.store import open_store
 from tessera.node.transport import HttpTransport
 from tessera.protocol.policy import DatasetPolicy
 
@@ -141,7 +141,7 @@ def assemble(cfg: RoleConfig) -> Assembled:
             f"{cfg.path}: {identity.address} is not registered as a {cfg.role} with this key"
         )
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(cfg.data_dir / "state.sqlite")
+    store = open_store(cfg.store_location)
     guard = ReplayGuard(cfg.data_dir / "replay.sqlite")
     # the key directory reads the registry through its own connection: lookups then never
     # interleave with the role's transactions on one client

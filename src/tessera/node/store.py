@@ -1,7 +1,18 @@
-"""A role's own durable state: one SQLite file, JSON values by (kind, key).
+"""A role's own durable state: JSON values by (kind, key), in SQLite or PostgreSQL.
 
-Writes are transactions (a crash leaves a value either as it was or as it was
-written), the journal is WAL, and the file is created private to its owner.
+:class:`Store` is the interface the roles use. :class:`SqliteStore` (one file,
+the default) and :class:`~tessera.node.store_postgres.PostgresStore` (a server)
+implement it with the same semantics, checked by one contract test
+(``tests/store/test_store_contract.py``):
+
+- a write is a transaction: a crash leaves a value either as it was or as it was
+  written;
+- everything written inside :meth:`Store.transaction` commits together or not at
+  all, and is rolled back if the block raises;
+- transactions are serialised, across threads and across processes, so a
+  read-modify-write inside one never loses another's write.
+
+:func:`open_store` picks the implementation from a role's ``store`` setting.
 """
 
 from __future__ import annotations
@@ -10,15 +21,53 @@ import json
 import os
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from tessera.errors import ConfigError
 
+#: The schemes of a ``store`` setting that names a PostgreSQL server.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-class Store:
+
+def is_dsn(location: Path | str) -> bool:
+    """Whether a ``store`` setting is a PostgreSQL DSN rather than an SQLite path."""
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+class Store(ABC):
+    """JSON values by ``(kind, key)``; see the module docstring for the guarantees."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Store]:
+        """Everything written inside commits together or not at all."""
+
+    @abstractmethod
+    def get(self, kind: str, key: str) -> Any:
+        """The value at ``(kind, key)``, or ``None``."""
+
+    @abstractmethod
+    def put(self, kind: str, key: str, value: Any) -> None:
+        """Set ``(kind, key)`` to ``value`` (JSON; NaN and infinities refused)."""
+
+    @abstractmethod
+    def items(self, kind: str) -> dict[str, Any]:
+        """Every key of ``kind`` with its value."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def encode_value(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+class SqliteStore(Store):
+    """One SQLite file (or ``":memory:"``), WAL journal, created private to its owner."""
+
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -40,7 +89,6 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        """Everything written inside commits together or not at all."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -58,7 +106,7 @@ class Store:
         return None if row is None else json.loads(row[0])
 
     def put(self, kind: str, key: str, value: Any) -> None:
-        text = json.dumps(value, sort_keys=True, allow_nan=False)
+        text = encode_value(value)
         with self._lock:
             self._db.execute(
                 "INSERT INTO items (kind, key, value) VALUES (?, ?, ?)"
@@ -74,3 +122,16 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def open_store(location: Path | str) -> Store:
+    """The store a ``store`` setting names: a ``postgresql://`` DSN, else an SQLite path.
+
+    An unreadable file, a malformed DSN or an unreachable server is a
+    :class:`ConfigError` naming the store.
+    """
+    if is_dsn(location):
+        from tessera.node.store_postgres import PostgresStore
+
+        return PostgresStore(str(location))
+    return SqliteStore(location)

@@ -67,7 +67,12 @@ from tessera.node.telemetry.keys import (
     store_verify_key,
 )
 from tessera.node.telemetry.refusal import refusal
-from tessera.node.telemetry.store import BatchTotals, BucketDelta, TelemetryStore
+from tessera.node.telemetry.store import (
+    BatchTotals,
+    BucketDelta,
+    TelemetryStore,
+    open_telemetry_store,
+)
 from tessera.protocol.telemetry.collection import (
     Release,
     add_noise,
@@ -357,9 +362,9 @@ class AggregatorNode:
             verify_key = load_verify_key(me.state_dir)
             if agg_id == 0 and verify_key is None:
                 verify_key = store_verify_key(me.state_dir, secrets.token_bytes(32))
-            key = str(me.store_path)
+            key = me.store_location
             if key not in stores:
-                stores[key] = TelemetryStore(me.store_path)
+                stores[key] = open_telemetry_store(key)
             self.tasks[cfg.task_id] = TaskRuntime(
                 config=cfg, agg_id=agg_id, store=stores[key], keys=keys, verify_key=verify_key
             )

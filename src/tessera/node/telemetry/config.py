@@ -24,6 +24,7 @@ publishes only its public configuration (:mod:`tessera.node.telemetry.keys`)::
     url = "http://127.0.0.1:8701"
     public_config = "public/agg0.json"   # published by this aggregator
     state_dir = "agg0"                   # this aggregator's own keys and store
+    # store = "postgresql://agg0@db.example/agg0"   # or a path; default state_dir/store.sqlite
 
     [collector]
     public_config = "public/collector.json"
@@ -44,6 +45,7 @@ from urllib.parse import urlsplit
 from tessera.errors import ConfigError
 from tessera.node.files import atomic_write
 from tessera.node.serve import is_loopback
+from tessera.node.store import is_dsn
 from tessera.node.telemetry.keys import (
     PartyKeys,
     PublicConfig,
@@ -88,6 +90,7 @@ class AggregatorEndpoint(Party):
     """One aggregator as the task file describes it."""
 
     url: str = ""
+    store: str = ""  # a postgresql:// DSN (no password) or an SQLite path; "" is the default
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -98,6 +101,11 @@ class AggregatorEndpoint(Party):
     @property
     def store_path(self) -> Path:
         return self.own_state_dir() / "store.sqlite"
+
+    @property
+    def store_location(self) -> str:
+        """Where this aggregator keeps its store: ``store``, else ``state_dir/store.sqlite``."""
+        return self.store or str(self.store_path)
 
 
 @dataclass(frozen=True)
@@ -175,21 +183,23 @@ _RETIRED = {
     "auth_token_file": "credentials are derived from each party's own keys",
     "hpke_public_key_file": "each party publishes its own public_config",
     "hpke_private_key_file": "each party keeps its own keys in its state_dir",
-    "store": "an aggregator keeps its store in its state_dir",
+    "store": "only an [[aggregators]] entry has a store",
 }
 
 
-def _refuse_retired(table: dict[str, Any], where: str) -> None:
+def _refuse_retired(table: dict[str, Any], where: str, allowed: tuple[str, ...] = ()) -> None:
     for key, why in _RETIRED.items():
-        if key in table:
+        if key in table and key not in allowed:
             raise ConfigError(
                 f"{where}: {key} is no longer supported ({why}); "
                 "recreate the task with `tessera telemetry init`"
             )
 
 
-def _party(entry: dict[str, Any], base: Path, where: str, name: str) -> tuple[Path, Path | None]:
-    _refuse_retired(entry, where)
+def _party(
+    entry: dict[str, Any], base: Path, where: str, name: str, allowed: tuple[str, ...] = ()
+) -> tuple[Path, Path | None]:
+    _refuse_retired(entry, where, allowed)
     if "public_config" not in entry:
         raise ConfigError(
             f"{where}: missing key 'public_config' ({name} has no credential: a task "
@@ -198,6 +208,21 @@ def _party(entry: dict[str, Any], base: Path, where: str, name: str) -> tuple[Pa
     public = _path(base, _get(entry, "public_config", str, where))
     assert public is not None
     return public, _path(base, _get(entry, "state_dir", str, where, None))
+
+
+def _store(entry: dict[str, Any], base: Path, where: str) -> str:
+    """An aggregator's ``store``: a DSN without a password, or a path; "" if unset."""
+    store: str = _get(entry, "store", str, where, "")
+    if not is_dsn(store):
+        return str(_path(base, store)) if store else ""
+    from tessera.node.store_postgres import check_dsn, redact
+
+    if check_dsn(store, where).get("password"):
+        raise ConfigError(
+            f"{where}: store {redact(store)} has a password, and the task file is shared "
+            "with every party: put it in ~/.pgpass (or $PGPASSFILE) or $PGPASSWORD instead"
+        )
+    return store
 
 
 def parse_task_config(doc: dict[str, Any], path: Path) -> TaskConfig:
@@ -256,8 +281,9 @@ def parse_task_config(doc: dict[str, Any], path: Path) -> TaskConfig:
             raise ConfigError(f"{w}: must be a table")
         url = _get(entry, "url", str, w).rstrip("/")
         _check_url(url, w, insecure)
-        public, state = _party(entry, base, w, f"aggregator {i}")
-        aggs.append(AggregatorEndpoint(f"aggregator {i}", public, state, url))
+        public, state = _party(entry, base, w, f"aggregator {i}", ("store",))
+        store = _store(entry, base, w)
+        aggs.append(AggregatorEndpoint(f"aggregator {i}", public, state, url, store))
     if len({a.url for a in aggs}) != len(aggs):
         raise ConfigError(f"{where}: aggregator urls must be distinct")
     try:

@@ -1,24 +1,31 @@
-"""SQLite store of an aggregator: claimed report ids, per-bucket aggregates, releases.
+"""An aggregator's store: claimed report ids, per-bucket aggregates, releases.
 
-Every method that writes runs in one ``BEGIN IMMEDIATE`` transaction, so a failure
-leaves nothing half-written. Aggregate shares are opaque encoded bytes; the caller
-passes the VDAF's merge function.
+:class:`TelemetryStore` holds the logic; :class:`SqliteTelemetryStore` (the
+default) and :class:`~tessera.node.telemetry.store_postgres.PostgresTelemetryStore`
+give it a database. Every method that writes runs in one serialised write
+transaction (SQLite's ``BEGIN IMMEDIATE``, or PostgreSQL's advisory lock), so a
+failure leaves nothing half-written and the replay and release checks are atomic
+across threads and processes. Aggregate shares are opaque encoded bytes; the
+caller passes the VDAF's merge function.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from tessera.errors import ConfigError
+from tessera.node.store import is_dsn
 from tessera.protocol.telemetry.collection import ZERO_CHECKSUM, Release, xor_checksums
 from tessera.protocol.telemetry.messages import BatchInterval
 
-_SCHEMA = """
+_SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS report_ids (
     task_id BLOB NOT NULL, scope BLOB NOT NULL, report_id BLOB NOT NULL,
     PRIMARY KEY (task_id, scope, report_id)
@@ -76,35 +83,38 @@ class BatchTotals:
     checksum: bytes
 
 
-class TelemetryStore:
-    """One aggregator's durable state (``":memory:"`` for tests)."""
+class Cursor(Protocol):
+    """What a statement returns (``sqlite3.Cursor``, ``psycopg.Cursor``)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise ConfigError(f"cannot open telemetry store {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
+    @property
+    def rowcount(self) -> int: ...
 
-    def close(self) -> None:
-        self._db.close()
+    def fetchone(self) -> Any: ...
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def fetchall(self) -> list[Any]: ...
+
+
+class Sql(Protocol):
+    """A connection the shared SQL runs on; parameters are written ``?``."""
+
+    def execute(self, sql: str, params: Sequence[Any], /) -> Cursor: ...
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> object: ...
+
+
+class TelemetryStore(ABC):
+    """One aggregator's durable state; a subclass gives it a database."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Sql]:
+        """A write transaction, serialised with every other writer of this store."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Sql]:
+        """A consistent view for reading several rows."""
 
     # -- report ids -------------------------------------------------------------------
 
@@ -114,7 +124,8 @@ class TelemetryStore:
         with self._tx() as db:
             for rid in ids:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO report_ids VALUES (?, ?, ?)", (task_id, scope, rid)
+                    "INSERT INTO report_ids VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (task_id, scope, rid),
                 )
                 out.append(cur.rowcount == 1)
         return out
@@ -139,8 +150,8 @@ class TelemetryStore:
 
     def pending_reports(self, task_id: bytes, start: int, end: int) -> list[bytes]:
         """Encoded reports with ``start <= time < end``, in report-id order."""
-        with self._lock:
-            cur = self._db.execute(
+        with self._read() as db:
+            cur = db.execute(
                 "SELECT report FROM pending_reports WHERE task_id = ? AND time >= ? AND time < ?"
                 " ORDER BY report_id",
                 (task_id, start, end),
@@ -151,13 +162,11 @@ class TelemetryStore:
 
     def released(self, task_id: bytes, buckets: Sequence[int]) -> dict[int, list[Release]]:
         """Releases so far (batch and aggregation parameter), per bucket (empty if none)."""
-        with self._lock:
-            return self._released(self._db, task_id, buckets)
+        with self._read() as db:
+            return self._released(db, task_id, buckets)
 
     @staticmethod
-    def _released(
-        db: sqlite3.Connection, task_id: bytes, buckets: Sequence[int]
-    ) -> dict[int, list[Release]]:
+    def _released(db: Sql, task_id: bytes, buckets: Sequence[int]) -> dict[int, list[Release]]:
         out: dict[int, list[Release]] = {b: [] for b in buckets}
         for b in buckets:
             cur = db.execute(
@@ -199,7 +208,10 @@ class TelemetryStore:
                     count = int(row[1]) + delta.report_count
                     checksum = xor_checksums(bytes(row[2]), delta.checksum)
                 db.execute(
-                    "INSERT OR REPLACE INTO batch_aggregates VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO batch_aggregates VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (task_id, agg_param, bucket) DO UPDATE SET"
+                    " agg_share = excluded.agg_share, report_count = excluded.report_count,"
+                    " checksum = excluded.checksum",
                     (task_id, agg_param, bucket, share, count, checksum),
                 )
         return refused
@@ -209,9 +221,9 @@ class TelemetryStore:
         shares: list[bytes] = []
         count = 0
         checksum = ZERO_CHECKSUM
-        with self._lock:
+        with self._read() as db:
             for b in buckets:
-                row = self._db.execute(
+                row = db.execute(
                     "SELECT agg_share, report_count, checksum FROM batch_aggregates"
                     " WHERE task_id = ? AND agg_param = ? AND bucket = ?",
                     (task_id, agg_param, b),
@@ -226,8 +238,8 @@ class TelemetryStore:
         self, task_id: bytes, interval: BatchInterval, agg_param: bytes
     ) -> Released | None:
         """The kept answer of a batch already released under ``agg_param``, if any."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT report_count, checksum, response FROM responses WHERE task_id = ?"
                 " AND batch_start = ? AND batch_duration = ? AND agg_param = ?",
                 (task_id, interval.start, interval.duration, agg_param),
@@ -290,3 +302,48 @@ class TelemetryStore:
                 (*key, count, checksum, response),
             )
         return Released(True, response, count, checksum)
+
+
+class SqliteTelemetryStore(TelemetryStore):
+    """The store in one SQLite file (``":memory:"`` for tests)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SQLITE_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"cannot open telemetry store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Sql]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[Sql]:
+        with self._lock:
+            yield self._db
+
+
+def open_telemetry_store(location: Path | str) -> TelemetryStore:
+    """The store an aggregator's ``store`` setting names: a ``postgresql://`` DSN or a path."""
+    if is_dsn(location):
+        from tessera.node.telemetry.store_postgres import PostgresTelemetryStore
+
+        return PostgresTelemetryStore(str(location))
+    return SqliteTelemetryStore(location)

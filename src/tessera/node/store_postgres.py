@@ -1,0 +1,128 @@
+"""The stores on a PostgreSQL server (psycopg 3): connections, serialised writes, the role store.
+
+Each store keeps one connection, used by one thread at a time. A write
+transaction first takes a transaction-scoped advisory lock named after the
+store and the connection's schema, then runs at READ COMMITTED: writers of one
+store are serialised (as SQLite's ``BEGIN IMMEDIATE`` does) across threads and
+processes, and each statement after the lock sees every earlier writer's commit.
+Several stores can share a database in separate schemas (``?options=-csearch_path%3Dname``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import conninfo
+
+from tessera.errors import ConfigError
+from tessera.node.store import Store, encode_value
+
+#: Seconds to wait for the server before a store refuses to open.
+CONNECT_TIMEOUT = 10
+
+#: Advisory-lock classes, one per kind of store (the other key is the schema's hash).
+ROLE_STORE_LOCK = 1
+TELEMETRY_STORE_LOCK = 2
+
+
+def redact(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***``, for messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def check_dsn(dsn: str, where: str) -> dict[str, Any]:
+    """The DSN's parameters; a malformed one is a :class:`ConfigError` naming ``where``."""
+    try:
+        return conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise ConfigError(f"{where}: store {redact(dsn)} is not a valid DSN: {exc}") from exc
+
+
+def connect(dsn: str, what: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection; a bad DSN or an unreachable server is a :class:`ConfigError`."""
+    check_dsn(dsn, what)
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+    except psycopg.Error as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise ConfigError(f"{what} {redact(dsn)}: cannot connect to PostgreSQL: {reason}") from exc
+
+
+@contextmanager
+def write_transaction(db: psycopg.Connection[tuple[Any, ...]], lock: int) -> Iterator[None]:
+    """A transaction holding the store's write lock; rolled back if the block raises."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (lock,))
+        yield
+
+
+def setup(db: psycopg.Connection[tuple[Any, ...]], lock: int, schema: str, what: str) -> None:
+    """Create the tables under the write lock (concurrent first starts do not race)."""
+    try:
+        with write_transaction(db, lock):
+            for statement in filter(str.strip, schema.split(";")):
+                db.execute(statement)
+    except psycopg.Error as exc:
+        db.close()
+        raise ConfigError(f"{what}: cannot set up its tables: {exc}") from exc
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+)
+"""
+
+
+class PostgresStore(Store):
+    """The role store in a PostgreSQL database (same table as :class:`SqliteStore`)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        what = f"store {redact(dsn)}"
+        self._db = connect(dsn, "store")
+        setup(self._db, ROLE_STORE_LOCK, _SCHEMA, what)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        with self._lock, write_transaction(self._db, ROLE_STORE_LOCK):
+            yield self
+
+    def get(self, kind: str, key: str) -> Any:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM items WHERE kind = %s AND key = %s", (kind, key)
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, kind: str, key: str, value: Any) -> None:
+        text = encode_value(value)
+        # a write outside a transaction takes the lock too, as SQLite's does: it is
+        # ordered before or after another's read-modify-write, never in between
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO items (kind, key, value) VALUES (%s, %s, %s)"
+                " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+                (kind, key, text),
+            )
+
+    def items(self, kind: str) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM items WHERE kind = %s", (kind,))
+            return {k: json.loads(v) for k, v in rows.fetchall()}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
