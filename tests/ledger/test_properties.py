@@ -40,6 +40,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -64,6 +65,7 @@ MAX_DRAWN = 16
 MISSING_ROLE = "access_control: account is missing role"
 NOT_OWNER = "ownable: caller is not the owner"
 NO_FUNDS = "erc20: transfer amount exceeds balance"
+SWEEP_EVERY = 3  # steps between full comparisons of the chain with the model
 STATUS = {1: "open", 2: "passed", 3: "failed", 4: "expired", 5: "completed"}
 SETTLED = ("passed", "failed", "expired", "completed")
 
@@ -244,6 +246,9 @@ class Env:
             s.approve(admin.deployment.registry, MAX_UINT)
         for s in (p0, analyst, extra):
             s.stake(STAKE)
+        # headroom: a slash or a small unstake leaves a node or verifier still eligible
+        for s in (*w.nodes, *w.verifiers):
+            s.stake(2 * STAKE)
         for s in (p0, n2, analyst):
             s.join_pool()
         pair = [w.nodes[0].account, w.nodes[1].account]
@@ -361,6 +366,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.serial = 0
         self.touched: set[bytes] = set()
         self.block_hashes: dict[int, bytes] = {}
+        self.sweeps = 0
 
     # -- helpers ------------------------------------------------------------------
     def client(self, address: str) -> LedgerClient:
@@ -411,15 +417,6 @@ class LedgerMachine(RuleBasedStateMachine):
         return burned
 
     # -- catalog ------------------------------------------------------------------
-    @rule(
-        who=picks,
-        cap=st.integers(0, 1_500_000),
-        price_query=st.integers(0, 3_000),
-        price_training=st.integers(0, 6_000),
-        share=st.integers(0, BPS),
-        ops=st.frozensets(st.sampled_from(OPS), max_size=5),
-        exact=st.booleans(),
-    )
     def list_dataset(
         self, who: int, cap: int, price_query: int, price_training: int, share: int, ops: Any,
         exact: bool,
@@ -487,23 +484,27 @@ class LedgerMachine(RuleBasedStateMachine):
             self.m.datasets[d].active = False
 
     @rule(
-        delist=st.integers(0, 3),
+        action=st.integers(0, 5),
         who=picks,
         which=picks,
-        cap_delta=st.integers(-200_000, 1_000_000),
+        cap=st.integers(0, 1_500_000),
         price_query=st.integers(0, 3_000),
+        price_training=st.integers(0, 6_000),
         share=st.integers(0, BPS),
         ops=st.frozensets(st.sampled_from(OPS), max_size=5),
         exact=st.booleans(),
     )
-    def change_listing(
-        self, delist: int, who: int, which: int, cap_delta: int, price_query: int, share: int,
-        ops: Any, exact: bool,
+    def catalog(
+        self, action: int, who: int, which: int, cap: int, price_query: int,
+        price_training: int, share: int, ops: Any, exact: bool,
     ) -> None:  # fmt: skip
-        if delist == 0:
+        """A provider (or not) lists, delists or updates a dataset (or one never listed)."""
+        if action <= 1:
+            self.list_dataset(who, cap, price_query, price_training, share, ops, exact)
+        elif action == 2:
             self.delist_dataset(who, which)
         else:
-            self.update_dataset(who, which, cap_delta, price_query, share, ops, exact)
+            self.update_dataset(who, which, cap - 200_000, price_query, share, ops, exact)
 
     # -- queries ---------------------------------------------------------------------
     def predict_submit(
@@ -585,12 +586,21 @@ class LedgerMachine(RuleBasedStateMachine):
         ops_mask=st.integers(0, 2**5 - 1),
         training=st.booleans(),
         drop=dropouts,
+        then=st.sampled_from([2, 4, 0, 3, 5, 1]),
+        mask=st.integers(0, 7),
     )
     def buy(
         self, who: int, subset: list[int], committee: bool, cost: int, ops_mask: int,
-        training: bool, drop: int,
+        training: bool, drop: int, then: int, mask: int,
     ) -> None:  # fmt: skip
-        """A well-formed query, then its parties commit, except those that drop out."""
+        """A well-formed query, then its parties commit, except those that drop out; then
+        perhaps its drawn verifiers decide it (passed, failed, with a dissenter)."""
+        self.trade_query(who, subset, committee, cost, ops_mask, training, drop, then, mask)
+
+    def trade_query(
+        self, who: int, subset: list[int], committee: bool, cost: int, ops_mask: int,
+        training: bool, drop: int, then: int, mask: int,
+    ) -> bytes | None:  # fmt: skip
         m = self.m
         analyst = self.env.analysts[[0, 0, 0, 1, 2, 2][who]]
         ids = sorted({d % len(m.datasets) for d in subset})
@@ -599,8 +609,32 @@ class LedgerMachine(RuleBasedStateMachine):
         ops = self.operations(ids, ops_mask) or frozenset({"count"})
         ticket = self.label("query")
         qid = self.submit(analyst, ticket, ids, int(committee), cost, ops, training)
-        if qid is not None:
-            self.participate(qid, drop)
+        if qid is None:
+            return None
+        self.participate(qid, drop)
+        if then >= 2:
+            dissent = 9 if then < 4 else then - 4  # 9: nobody dissents
+            self.decide_on(qid, then % 2 == 0, self.cheaters_of(qid, mask), dissent, False)
+        return qid
+
+    @rule(how=st.integers(0, 5))
+    def trade(self, how: int) -> None:
+        """A routine trade over the first two datasets, everybody working (but in 4): it
+        passes (0), fails naming cheaters (1), passes over a dissenter (2), or runs out
+        with its work done (3) or not (4), or passes with the other committee (5)."""
+        drop = 0b1111111000 if how == 4 else 1 << 9
+        then = [2, 3, 4, 0, 0, 2][how]
+        mask = 2 if how == 1 else 0  # the second member cheats in 1
+        qid = self.trade_query(0, [0, 1], how == 5, 1_000 + how, 7, False, drop, then, mask)
+        if qid is not None and how in (3, 4):
+            self.run_out_on(qid, 0, False, True)
+
+    @initialize(fee=st.sampled_from([10, 0, 25]))
+    def a_busy_market(self, fee: int) -> None:
+        """Every run starts with a lock fee set by governance and a query whose work is
+        complete, left open."""
+        self.set_params(True, self.m.timeout, self.m.verifiers_per_query, fee)
+        self.trade_query(0, [0, 1], False, 1_000, 1, False, 1 << 9, 0, 0)
 
     def operations(self, ids: list[int], mask: int) -> frozenset[str]:
         """The operations of ``mask`` among those every listed dataset of ``ids`` allows."""
@@ -741,7 +775,11 @@ class LedgerMachine(RuleBasedStateMachine):
         kinds=st.lists(st.sampled_from(COMMITMENT_KINDS), min_size=1, max_size=2, unique=True),
     )
     def commit(self, which: int, who: int, kinds: list[str]) -> None:
-        self.do_commit(pick(self.env.everyone, who), self.some_query(which), kinds)
+        """A party to the query, or anyone, commits one or two kinds (perhaps late)."""
+        qid = self.some_query(which)
+        q = self.m.queries.get(qid)
+        parties = self.parties(q) if q else []
+        self.do_commit(pick([*parties, *self.env.everyone], who), qid, kinds)
 
     def participate(self, qid: bytes, drop: int) -> None:
         """The parties of an open query commit, except those whose bit of ``drop`` is set:
@@ -946,7 +984,12 @@ class LedgerMachine(RuleBasedStateMachine):
         """The drawn verifiers vote the same verdict until the query settles; perhaps one
         of them dissents first (and is outvoted), perhaps an undrawn verifier tries first."""
         qid = pick(self.m.open_queries(), which)
-        cheaters = self.cheaters_of(qid, mask)
+        self.decide_on(qid, passed, self.cheaters_of(qid, mask), dissent, undrawn, which)
+
+    def decide_on(
+        self, qid: bytes, passed: bool, cheaters: tuple[str, ...], dissent: int, undrawn: bool,
+        which: int = 0,
+    ) -> None:  # fmt: skip
         assigned = self.draw_for(qid, self.next_block())
         if undrawn:
             others = [v for v in self.env.voters if v not in assigned]
@@ -999,7 +1042,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def run_out(self, which: int, who: int, finish: bool, late: bool) -> None:
         """An open query's work is finished (or not), its deadline passes (or is about to),
         then someone expires it: the workers are paid if the work is complete."""
-        qid = pick(self.m.open_queries(), which)
+        self.run_out_on(pick(self.m.open_queries(), which), who, finish, late)
+
+    def run_out_on(self, qid: bytes, who: int, finish: bool, late: bool) -> None:
         if finish:
             self.participate(qid, 1 << 9)  # everybody, but the analyst keeps quiet
         q = self.m.queries[qid]
@@ -1038,24 +1083,31 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # -- registry and governance ---------------------------------------------------------
     @rule(
-        action=st.integers(0, 9),
+        action=st.integers(0, 11),
         who=picks,
         amount=st.integers(0, 8_000),
-        min_stake=st.sampled_from([0, 1_000, 5_000, 8_000]),
-        slash=st.sampled_from([0, 1_000, 5_000, 50_000]),
+        min_stake=st.sampled_from([5_000, 0, 1_000, 12_000]),
+        slash=st.sampled_from([5_000, 0, 1_000, 50_000]),
+        timeout=st.sampled_from([50, 12, 3]),
+        wanted=st.sampled_from([3, 1, 2, 5]),
+        fee=st.sampled_from([25, 0, 10, 400]),
     )
     def registry_action(
-        self, action: int, who: int, amount: int, min_stake: int, slash: int
-    ) -> None:
-        """Stake, unstake, join or leave the pool, change the stake rules, (de)register."""
+        self, action: int, who: int, amount: int, min_stake: int, slash: int, timeout: int,
+        wanted: int, fee: int,
+    ) -> None:  # fmt: skip
+        """Stake, unstake, join or leave the pool; governance changes the stake rules, the
+        market's parameters (deadline, verifiers per query, lock fee), roles."""
         if action <= 1:
-            self.stake(who, amount % 3_001)
+            self.stake(who, 0 if amount == 8_000 else amount % 3_000 + 1)
         elif action <= 3:
-            self.unstake(who, amount)
+            self.unstake(who, amount if amount > 7_000 else amount // 4)
         elif action <= 5:
             self.pool_move(who)
         elif action <= 7:
-            self.set_stake_rules(who % 3 != 0, min_stake, slash)
+            self.set_stake_rules(who % 3 != 2, min_stake, slash)
+        elif action <= 9:
+            self.set_params(who % 4 != 3, timeout, wanted, fee)
         else:
             self.toggle_role(who % 3)
 
@@ -1125,13 +1177,7 @@ class LedgerMachine(RuleBasedStateMachine):
         sender = w.admin if min_stake == 0 else w.nodes[0]
         self.attempt(MISSING_ROLE, lambda: send(sender, fn))
 
-    @rule(
-        by_admin=st.integers(0, 3),
-        timeout=st.sampled_from([3, 12, 50]),
-        wanted=st.sampled_from([1, 2, 3, 5]),
-        fee=st.sampled_from([0, 0, 10, 25, 400]),
-    )
-    def set_params(self, by_admin: int, timeout: int, wanted: int, fee: int) -> None:
+    def set_params(self, by_admin: bool, timeout: int, wanted: int, fee: int) -> None:
         """Governance changes the deadline, the verifiers per query and the lock fee of
         queries submitted from now on; open queries keep theirs."""
         w = self.env.world
@@ -1236,7 +1282,33 @@ class LedgerMachine(RuleBasedStateMachine):
             assert paid + q.observed[q.analyst] == q.price
 
     @invariant()
+    def queries_match_model(self) -> None:
+        """Every query the step touched is as the model has it; the counters too."""
+        m, market, read = self.m, self.c.market, self.env.reader
+        assert int(read(market, "query_count")) == m.query_count == len(m.queries)
+        settled = sum(
+            1 for q in m.queries.values() if q.status in ("passed", "failed", "completed")
+        )
+        assert int(read(market, "settled_queries")) == m.settled == settled
+        assert int(read(market, "total_volume")) == m.volume
+        for qid in self.touched:  # an untouched query's on-chain record cannot have changed
+            self.check_query(qid)
+        self.touched.clear()
+
+    @invariant()
     def chain_matches_model(self) -> None:
+        """The rest of the state (locks, reputation, pool, parameters, the catalog, revenue):
+        every third step and at the end of each run, where a difference left by any earlier
+        step still shows (the chain changes only through the steps)."""
+        self.sweeps += 1
+        if self.sweeps % SWEEP_EVERY:
+            return
+        self.sweep()
+
+    def teardown(self) -> None:
+        self.sweep()
+
+    def sweep(self) -> None:
         m, c, read = self.m, self.c, self.env.reader
         registry, market = c.registry, c.market
         for a in dict.fromkeys(self.env.stakers):
@@ -1270,16 +1342,6 @@ class LedgerMachine(RuleBasedStateMachine):
                 len(ds.ratings),
             )  # fmt: skip
         assert list(read(market, "top_datasets", 16)) == m.top()
-        # queries: counters, and a settled query never settles again (its status is final)
-        assert int(read(market, "query_count")) == m.query_count == len(m.queries)
-        settled = sum(
-            1 for q in m.queries.values() if q.status in ("passed", "failed", "completed")
-        )
-        assert int(read(market, "settled_queries")) == m.settled == settled
-        assert int(read(market, "total_volume")) == m.volume
-        for qid in {*m.open_queries(), *self.touched}:
-            self.check_query(qid)
-        self.touched.clear()
         for p in self.env.world.providers:
             assert int(read(market, "provider_revenue", p.account)) == m.provider_revenue[p.account]
         for n in self.env.world.nodes:
@@ -1321,4 +1383,4 @@ def test_market_matches_model(world: World) -> None:
     class Machine(LedgerMachine):
         ENV = env
 
-    run_state_machine_as_test(Machine, settings=settings(max_examples=6, stateful_step_count=20))
+    run_state_machine_as_test(Machine, settings=settings(max_examples=8, stateful_step_count=30))
