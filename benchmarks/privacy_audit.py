@@ -275,7 +275,7 @@ class Sizes:
     estimate: int
 
 
-QUICK = Sizes(scale=600, train=300, select=2_000, estimate=5_000)
+QUICK = Sizes(scale=1_000, train=300, select=2_000, estimate=5_000)
 FULL = Sizes(scale=3_000, train=2_000, select=15_000, estimate=60_000)
 
 

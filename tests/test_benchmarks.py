@@ -47,3 +47,19 @@ def test_accuracy_benchmark_quick_json() -> None:
     assert report["exact"]["median_of_range"] <= 1e-3
     for ratio in report["dp_ratio"].values():
         assert 0.5 < ratio < 5  # distributing the noise costs a bounded factor
+
+
+def test_privacy_audit_benchmark_quick_json() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "privacy_audit.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    report = json.loads(out.stdout)
+    assert set(report) == {"count", "sum", "histogram", "regression"}
+    for r in report.values():
+        assert set(r) == {"claimed_eps", "measured_eps", "lower_bound", "p_true", "p_low", "p_high"}
+        assert r["lower_bound"] <= r["claimed_eps"]
+        assert r["p_true"] > 0.001 and r["p_low"] < 0.05 and r["p_high"] < 0.05
