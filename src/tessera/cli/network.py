@@ -18,6 +18,7 @@ Exit codes (from :data:`tessera.errors.EXIT_CODES`)::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,7 +132,7 @@ def _plain(value: Any) -> Any:
     """A result value as JSON (tuples as lists, non-finite floats as null)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a dict, or a model (a mapping of its fields)
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
