@@ -34,7 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -46,7 +46,7 @@ from tessera.analytics.regression import LinearRegression
 from tessera.analytics.statistic import Statistic
 from tessera.crypto.group import G
 from tessera.crypto.rng import SeededRng
-from tessera.dp import ExactSampler, NoiseSampler, eps_to_rho, rho_to_eps_delta
+from tessera.dp import ExactSampler, NoiseSampler, OpenDPSampler, eps_to_rho, rho_to_eps_delta
 from tessera.protocol.query import Prepared, QueryTicket
 
 DELTA = 1e-6
@@ -104,9 +104,14 @@ class ScaledSampler:
         raise NotImplementedError
 
 
-def honest_samplers(prepared: Prepared, seed: str, factor: Fraction = Fraction(1)) -> list[Any]:
-    """One seeded CKS20 sampler per honest node (m of them), σ scaled by ``factor``."""
+def honest_samplers(
+    prepared: Prepared, seed: str, factor: Fraction = Fraction(1), *, opendp: bool = False
+) -> list[Any]:
+    """One sampler per honest node (m of them), σ scaled by ``factor``: CKS20 on a seeded
+    source (as a seeded network draws), or OpenDP on the OS CSPRNG (a node's default)."""
     m = prepared.noise[0].honest_quorum
+    if opendp:
+        return [ScaledSampler(OpenDPSampler(), factor) for _ in range(m)]
     return [
         ScaledSampler(ExactSampler(SeededRng(f"audit/{seed}/node{i}")), factor) for i in range(m)
     ]
@@ -155,11 +160,14 @@ def randomized_pit(x: np.ndarray, dist: DiscreteGaussian, rng: np.random.Generat
     return np.asarray(lo + rng.random(len(x)) * (hi - lo))
 
 
-def scale_test(prepared: Prepared, factor: Fraction, samples: int, seed: str) -> float:
+def scale_test(
+    prepared: Prepared, factor: Fraction, samples: int, seed: str, *, opendp: bool = False
+) -> float:
     """KS p-value of ``samples`` aggregate noise values (all terms, drawn as whole vectors)
     against the claimed N_Z(0, m·σ_node²) per term, the sampler's σ scaled by ``factor``."""
     d = len(prepared.noise)
-    noise = aggregate_noise(prepared, honest_samplers(prepared, seed, factor), -(-samples // d))
+    samplers = honest_samplers(prepared, seed, factor, opendp=opendp)
+    noise = aggregate_noise(prepared, samplers, -(-samples // d))
     rng = np.random.default_rng(list(f"pit/{seed}".encode()))
     claims = [DiscreteGaussian(p.sigma_sq) for p in prepared.noise]
     u = np.concatenate([randomized_pit(noise[:, j], c, rng) for j, c in enumerate(claims)])
@@ -264,6 +272,27 @@ def estimate_epsilon(
     return best
 
 
+def analytic_epsilon(mechanism: str, prepared: Prepared, delta: float) -> float:
+    """The exact ε at ``delta`` of the idealised release (a continuous Gaussian per term,
+    of the claimed variance): the Gaussian privacy profile at μ = ‖Δ/σ‖₂ (Balle–Wang 2018,
+    Thm. 8), what an optimal attack with unlimited samples would find."""
+    v_d, v_d2 = neighbours(mechanism, prepared)
+    mu = math.sqrt(
+        sum(
+            float(x) ** 2 / float(p.sigma_sq)
+            for x, p in zip(v_d2 - v_d, prepared.noise, strict=True)
+        )
+    )
+
+    def gap(e: float) -> float:
+        return (
+            float(stats.norm.cdf(-e / mu + mu / 2) - math.exp(e) * stats.norm.cdf(-e / mu - mu / 2))
+            - delta
+        )
+
+    return float(optimize.brentq(gap, 0.0, 100.0))
+
+
 # -- the report -----------------------------------------------------------------------------
 
 
@@ -282,6 +311,7 @@ FULL = Sizes(scale=3_000, train=2_000, select=15_000, estimate=60_000)
 def audit(mechanism: str, sizes: Sizes) -> dict[str, Any]:
     """Scale p-values for both committees and ε measured for n = 3, t = 2."""
     pvals: dict[str, dict[str, float]] = {}
+    seeded = [f"{n},{t}" for n, t in COMMITTEES]
     for n, t in COMMITTEES:
         prepared = ticket(mechanism, n, t).prepare()
         pvals[f"{n},{t}"] = {
@@ -289,6 +319,10 @@ def audit(mechanism: str, sizes: Sizes) -> dict[str, Any]:
             for key, f in zip(("p_low", "p_true", "p_high"), SCALES, strict=True)
         }
     tk = ticket(mechanism, *COMMITTEES[0])
+    pvals["3,2 OpenDP"] = {  # unseeded: OpenDP draws from the OS
+        key: scale_test(tk.prepare(), f, sizes.scale, "", opendp=True)
+        for key, f in zip(("p_low", "p_true", "p_high"), SCALES, strict=True)
+    }
     e = estimate_epsilon(
         mechanism,
         tk.prepare(),
@@ -300,11 +334,12 @@ def audit(mechanism: str, sizes: Sizes) -> dict[str, Any]:
     )
     return {
         "claimed_eps": claimed_epsilon(tk),
+        "analytic_eps": analytic_epsilon(mechanism, tk.prepare(), tk.delta),
         "measured_eps": e.point,
         "lower_bound": e.lower,
-        "p_true": min(p["p_true"] for p in pvals.values()),
-        "p_low": max(p["p_low"] for p in pvals.values()),
-        "p_high": max(p["p_high"] for p in pvals.values()),
+        "p_true": min(p["p_true"] for c, p in pvals.items() if c in seeded),
+        "p_low": max(p["p_low"] for c, p in pvals.items() if c in seeded),
+        "p_high": max(p["p_high"] for c, p in pvals.items() if c in seeded),
         "by_committee": pvals,
         "direction": e.direction,
         "hits": list(e.hits),
@@ -331,20 +366,18 @@ def main() -> None:
         f"samples: scale {sizes.scale}, ε: train {sizes.train}, select {sizes.select}, "
         f"estimate {sizes.estimate} per dataset; ε at δ = {DELTA:g}, n = 3, t = 2"
     )
-    head = f"{'mechanism':<11} {'claimed ε':>9} {'measured ε':>10} {'95% lower':>9}"
-    print(head + "   committee   p(σ×0.7)  p(σ×1.0)  p(σ×1.3)   seconds")
+    print(
+        f"{'mechanism':<11} {'claimed ε':>9} {'exact ε':>8} {'measured ε':>10} {'95% lower':>9}"
+        "   committee         p(σ×0.7)  p(σ×1.0)  p(σ×1.3)   seconds"
+    )
     for m, r in report.items():
+        eps = (r["claimed_eps"], r["analytic_eps"], r["measured_eps"], r["lower_bound"])
+        left = f"{m:<11} {eps[0]:>9.3f} {eps[1]:>8.3f} {eps[2]:>10.3f} {eps[3]:>9.3f}"
         for i, (c, p) in enumerate(r["by_committee"].items()):
-            left = (
-                f"{m:<11} {r['claimed_eps']:>9.3f} {r['measured_eps']:>10.3f} "
-                f"{r['lower_bound']:>9.3f}"
-                if i == 0
-                else " " * 42
-            )
             secs = f"{seconds[m]:>9.1f}" if i == 0 else ""
             print(
-                f"{left}   n,t = {c:<5} {p['p_low']:>9.2e} {p['p_true']:>9.3f} "
-                f"{p['p_high']:>9.2e} {secs}"
+                f"{left if i == 0 else '':<51}   n,t = {c:<11} {p['p_low']:>9.2e} "
+                f"{p['p_true']:>9.3f} {p['p_high']:>9.2e} {secs}"
             )
 
 
