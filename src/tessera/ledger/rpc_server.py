@@ -6,12 +6,15 @@ they use :class:`~tessera.ledger.chain.RpcChain`. Requests are dispatched one
 at a time (a lock) to web3's ``EthereumTesterProvider``; results are rewritten
 into standard JSON-RPC form (hex quantities, camelCase keys). Errors::
 
-    -32700  parse error            the body is not JSON (or not UTF-8, or has NaN/Infinity)
-    -32600  invalid request        not a JSON-RPC 2.0 request object, an empty or
+    -32700  parse error            the body is not JSON (or not UTF-8, or has NaN/Infinity,
+                                   a number beyond a double's range, an integer over
+                                   4,300 digits)
+    -32600  invalid request        not a JSON-RPC 2.0 request object (an id that is not a
+                                   string, an integer or null), an empty or
                                    oversized batch, or JSON nested deeper than
                                    :data:`~tessera.protocol.json_limits.MAX_DEPTH`
     -32601  method not found
-    -32602  invalid params
+    -32602  invalid params         a parameter of the wrong type or shape, named
     -32603  internal error
     -32000  execution reverted: <reason>   (``data`` carries the ABI-encoded Error(string))
 
@@ -38,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import re
 import socket
@@ -62,6 +66,7 @@ from web3.types import RPCEndpoint
 from tessera.errors import DecodeError
 from tessera.ledger.chain import ERROR_SELECTOR, EmbeddedChain, decode_revert_data
 from tessera.node.serve import NodeServer
+from tessera.protocol import json_limits
 from tessera.protocol.json_limits import MAX_DEPTH, check_depth
 
 #: Largest request body accepted (1 MiB: a contract deployment is ~30 kB of hex).
@@ -176,6 +181,95 @@ def _quantity(value: Any, name: str) -> int:
         raise JsonRpcError(INVALID_PARAMS, f"{name} must be a quantity") from None
 
 
+# -- parameter shapes -------------------------------------------------------------------
+
+_HEX: Final = re.compile(r"0x[0-9a-fA-F]*")
+_TAGS: Final = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
+_Check = Callable[[Any], bool]
+
+
+def _is_hex(value: Any, size: int | None = None) -> bool:
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
+        return False
+    return size is None or len(value) == 2 + 2 * size
+
+
+def _is_quantity(value: Any) -> bool:
+    return _is_hex(value) and len(value) > 2
+
+
+def _is_block(value: Any) -> bool:
+    return value in _TAGS or _is_quantity(value)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_percentiles(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in value
+    )
+
+
+_ADDRESS: Final = ("an address (0x and 40 hex digits)", lambda v: _is_hex(v, 20))
+_HASH: Final = ("a 32-byte hash (0x and 64 hex digits)", lambda v: _is_hex(v, 32))
+_QUANTITY: Final = ("a quantity (0x-prefixed hex)", _is_quantity)
+_BLOCK: Final = ("a block number or tag (latest, earliest, pending, safe, finalized)", _is_block)
+_DATA: Final = ("hex data (0x-prefixed)", _is_hex)
+_BOOL: Final = ("true or false", lambda v: isinstance(v, bool))
+_TX: Final = ("a transaction object", _is_object)
+_FILTER: Final = ("a filter object", _is_object)
+_PERCENTILES: Final = ("a list of percentiles", _is_percentiles)
+
+#: What each position of a method's params must be, and how many may be left out at the
+#: end (methods without params ignore any they are given). Checked before the call, so a value of the wrong type is -32602 with a message
+#: naming it, never an exception from inside the chain.
+_SHAPES: Final[dict[str, tuple[tuple[tuple[str, _Check], ...], int]]] = {
+    "eth_getBalance": ((_ADDRESS, _BLOCK), 1),
+    "eth_getCode": ((_ADDRESS, _BLOCK), 1),
+    "eth_getTransactionCount": ((_ADDRESS, _BLOCK), 1),
+    "eth_getStorageAt": ((_ADDRESS, _QUANTITY, _BLOCK), 1),
+    "eth_call": ((_TX, _BLOCK), 1),
+    "eth_estimateGas": ((_TX, _BLOCK), 1),
+    "eth_createAccessList": ((_TX, _BLOCK), 1),
+    "eth_sendTransaction": ((_TX,), 0),
+    "eth_sendRawTransaction": ((_DATA,), 0),
+    "eth_getTransactionReceipt": ((_HASH,), 0),
+    "eth_getTransactionByHash": ((_HASH,), 0),
+    "eth_getBlockByNumber": ((_BLOCK, _BOOL), 1),
+    "eth_getBlockByHash": ((_HASH, _BOOL), 1),
+    "eth_getBlockTransactionCountByNumber": ((_BLOCK,), 0),
+    "eth_getBlockTransactionCountByHash": ((_HASH,), 0),
+    "eth_getTransactionByBlockNumberAndIndex": ((_BLOCK, _QUANTITY), 0),
+    "eth_getTransactionByBlockHashAndIndex": ((_HASH, _QUANTITY), 0),
+    "eth_getLogs": ((_FILTER,), 0),
+    "eth_newFilter": ((_FILTER,), 0),
+    "eth_getFilterChanges": ((_QUANTITY,), 0),
+    "eth_getFilterLogs": ((_QUANTITY,), 0),
+    "eth_uninstallFilter": ((_QUANTITY,), 0),
+    "eth_feeHistory": ((_QUANTITY, _BLOCK, _PERCENTILES), 1),
+    "web3_sha3": ((_DATA,), 0),
+    "evm_revert": ((_QUANTITY,), 0),
+}
+
+
+def check_params(method: str, params: list[Any]) -> None:
+    """Raise -32602 naming the first parameter of ``method`` that has the wrong shape."""
+    shape = _SHAPES.get(method)
+    if shape is None:
+        return
+    kinds, optional = shape
+    if not len(kinds) - optional <= len(params) <= len(kinds):
+        wanted = f"{len(kinds) - optional} to {len(kinds)}" if optional else str(len(kinds))
+        problem = f"invalid params: {method} takes {wanted} params, not {len(params)}"
+        raise JsonRpcError(INVALID_PARAMS, problem)
+    for position, (value, (what, ok)) in enumerate(zip(params, kinds, strict=False), 1):
+        if not ok(value):
+            problem = f"invalid params: {method} param {position} must be {what}"
+            raise JsonRpcError(INVALID_PARAMS, problem)
+
+
 # -- dispatch ---------------------------------------------------------------------------
 
 
@@ -255,6 +349,8 @@ class EmbeddedRpc:
 
     def call(self, method: str, params: list[Any]) -> Any:
         """The JSON-RPC result of ``method``; raises :class:`JsonRpcError`."""
+        if method in self._native or self._known(method):
+            check_params(method, params)
         if method in self._native:
             if self._journal is not None and method in ("evm_snapshot", "evm_revert"):
                 raise JsonRpcError(METHOD_NOT_FOUND, f"{method} is off on a persistent chain")
@@ -271,10 +367,15 @@ class EmbeddedRpc:
                     self._record(method, params)
         except TransactionFailed as exc:
             raise _revert_error(exc) from exc
-        except (TesterValidationError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except (TesterValidationError, ValueError) as exc:  # the chain's own validation
             raise JsonRpcError(INVALID_PARAMS, f"invalid params for {method}: {exc}") from exc
+        except (TypeError, KeyError, IndexError, AttributeError) as exc:
+            # A value of the wrong type deep inside the provider: its text names Python
+            # internals ("unhashable type: 'dict'"), not the parameter.
+            problem = f"invalid params for {method}: a parameter has the wrong type or shape"
+            raise JsonRpcError(INVALID_PARAMS, problem) from exc
         except Exception as exc:  # py-evm and eth-tester errors share no base class
-            raise JsonRpcError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}") from exc
+            raise JsonRpcError(INTERNAL_ERROR, f"internal error in {method}") from exc
         error = response.get("error")
         if error is not None:
             message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
@@ -288,8 +389,15 @@ class EmbeddedRpc:
         if not isinstance(request, dict):
             return _error_response(None, JsonRpcError(INVALID_REQUEST, "invalid request"))
         request_id = request.get("id")
+        if request_id is _NOT_FINITE:
+            problem = (
+                "invalid request: the id is NaN or Infinity; ids are strings, integers or null"
+            )
+            return _error_response(None, JsonRpcError(INVALID_REQUEST, problem))
         if not isinstance(request_id, str | int | type(None)) or isinstance(request_id, bool):
-            request_id = None
+            kind = type(request_id).__name__
+            problem = f"invalid request: the id is a {kind}; ids are strings, integers or null"
+            return _error_response(None, JsonRpcError(INVALID_REQUEST, problem))
         method, params = request.get("method"), request.get("params", [])
         if request.get("jsonrpc") != "2.0" or not isinstance(method, str):
             problem = "invalid request: needs jsonrpc '2.0' and a method name"
@@ -326,8 +434,33 @@ class EmbeddedRpc:
         return (400 if refused else 200), reply
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+class _NotFinite:
+    """Where the body had NaN, Infinity or a number too large for a float (``1e999999``)."""
+
+    def __repr__(self) -> str:
+        return "NaN"
+
+
+_NOT_FINITE: Final = _NotFinite()
+
+
+def _parse(text: str) -> tuple[Any, bool]:
+    """The JSON value of ``text``, and whether a number in it was not finite."""
+    found = False
+
+    def not_finite(_: str) -> Any:
+        nonlocal found
+        found = True
+        return _NOT_FINITE
+
+    def number(text: str) -> Any:
+        value = float(text)
+        return value if math.isfinite(value) else not_finite(text)
+
+    value = json.loads(
+        text, parse_constant=not_finite, parse_float=number, parse_int=json_limits.parse_integer
+    )
+    return value, found
 
 
 def parse_body(body: bytes) -> Any:
@@ -335,7 +468,9 @@ def parse_body(body: bytes) -> Any:
 
     The body must be UTF-8 (-32700), nest no deeper than :data:`MAX_DEPTH` (-32600,
     measured before parsing: the decoder recurses, and deep enough JSON would crash
-    the process) and be JSON without NaN or Infinity (-32700).
+    the process) and be JSON with finite numbers (NaN, Infinity and ``1e999999``
+    are refused: -32700, or -32600 when it is the id of a request) and integers of
+    at most :data:`~tessera.protocol.json_limits.MAX_INT_DIGITS` digits (-32700).
     """
     try:
         text = body.decode("utf-8")
@@ -347,11 +482,17 @@ def parse_body(body: bytes) -> Any:
     except DecodeError as exc:
         raise JsonRpcError(INVALID_REQUEST, f"invalid request: the body is {exc}") from None
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer over 4300 digits
+        value, not_finite = _parse(text)
+    except DecodeError as exc:  # an integer too long
+        raise JsonRpcError(PARSE_ERROR, f"parse error: {exc}") from None
+    except ValueError as exc:  # JSONDecodeError
         raise JsonRpcError(PARSE_ERROR, f"parse error: {exc}") from None
     except RecursionError:  # not reached below MAX_DEPTH; kept as a second line
         raise JsonRpcError(INVALID_REQUEST, "invalid request: the body nests too deeply") from None
+    if not_finite and not (isinstance(value, dict) and value.get("id") is _NOT_FINITE):
+        problem = "parse error: NaN, Infinity and numbers out of a double's range are not JSON"
+        raise JsonRpcError(PARSE_ERROR, problem)
+    return value
 
 
 def _error_response(request_id: Any, error: JsonRpcError) -> dict[str, Any]:

@@ -22,7 +22,8 @@ big-endian), the nonce and ``SHA-256(body)``. A receiver accepts a request only 
 
 The nonce is stored only after the signature verified, so a forged request cannot
 burn an honest sender's nonce. Bodies are strict JSON (:func:`decode_body`):
-an object, UTF-8, no duplicate keys, no NaN or Infinity.
+an object, UTF-8, no duplicate keys, finite numbers only (no NaN or Infinity),
+integers of at most 4,300 digits.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from tessera.errors import DecodeError, Replay, Unauthorized
 from tessera.node.identity import Identity, recover_public_key, to_checksum_address
-from tessera.protocol.json_limits import MAX_DEPTH, check_depth
+from tessera.protocol import json_limits
+from tessera.protocol.json_limits import MAX_DEPTH
 
 if TYPE_CHECKING:
     from tessera.ledger.client import LedgerClient, Role
@@ -194,21 +196,9 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
     ).encode("utf-8")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise DecodeError(f"malformed JSON body: duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise DecodeError(f"malformed JSON body: {name} is not JSON")
-
-
 def decode_body(data: bytes) -> dict[str, Any]:
-    """A strict JSON object: UTF-8, no duplicate keys, no NaN/Infinity (:class:`DecodeError`).
+    """A strict JSON object: UTF-8, no duplicate keys, finite numbers, integers of at most
+    :data:`~tessera.protocol.json_limits.MAX_INT_DIGITS` digits (:class:`DecodeError`).
 
     Nesting deeper than :data:`~tessera.protocol.json_limits.MAX_DEPTH` is refused
     before parsing (:func:`~tessera.protocol.json_limits.check_depth`): the C parser
@@ -216,19 +206,9 @@ def decode_body(data: bytes) -> dict[str, Any]:
     a deep enough body would overflow the stack and crash the process.
     """
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(f"malformed JSON body: not UTF-8 ({exc.reason})") from exc
-    try:
-        check_depth(data, MAX_DEPTH)
+        value = json_limits.loads(data, MAX_DEPTH)
     except DecodeError as exc:
         raise DecodeError(f"malformed JSON body: {exc}") from exc
-    try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise DecodeError(f"malformed JSON body: {exc}") from exc
-    except RecursionError as exc:
-        raise DecodeError("malformed JSON body: nested too deeply") from exc
     if not isinstance(value, dict):
         raise DecodeError(f"malformed JSON body: an object is expected, not {type(value).__name__}")
     return value

@@ -14,12 +14,20 @@ it. Up to the first error, this is exactly how a JSON parser splits the text
 into strings and structure, so the parser can never nest deeper than the scan
 says. A ``]`` or ``}`` with nothing open is counted as closing nothing, so
 stray closers cannot hide the openers after them.
+
+:func:`loads` is the strict parser behind that guard, shared by every decoder
+of network JSON: numbers that are not finite (``1e999999``, NaN, Infinity) and
+integers longer than :data:`MAX_INT_DIGITS` (Python's own limit, which would
+otherwise raise a bare ``ValueError``) are refused with
+:class:`~tessera.errors.DecodeError`, as are duplicate keys.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -36,6 +44,8 @@ _STRING: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _OPEN_ARRAY: Final = ord("[")
 _OPEN_OBJECT: Final = ord("{")
+#: Longest integer accepted, in digits (CPython's default int/str conversion limit).
+MAX_INT_DIGITS: Final = 4300
 #: Brackets handled per step of the depth walk (bounds its memory: 8 bytes a bracket).
 _CHUNK: Final = 1 << 16
 
@@ -67,3 +77,64 @@ def check_depth(data: bytes, limit: int = MAX_DEPTH) -> None:
     """Raise :class:`~tessera.errors.DecodeError` if ``data`` nests deeper than ``limit``."""
     if nesting_depth(data, limit) > limit:
         raise DecodeError(f"nested deeper than {limit}")
+
+
+def parse_integer(text: str) -> int:
+    """An integer of JSON text, refused (:class:`DecodeError`) beyond :data:`MAX_INT_DIGITS`."""
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise DecodeError(f"an integer of {digits} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise DecodeError(f"the number {text[:40]} is not finite (NaN and Infinity are refused)")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise DecodeError(f"{name} is not JSON (NaN and Infinity are refused)")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise DecodeError(f"duplicate key {k[:80]!r}")
+        out[k] = v
+    return out
+
+
+def loads(text: str | bytes, limit: int = MAX_DEPTH) -> Any:
+    """Strict JSON: depth at most ``limit``, finite numbers, integers of at most
+    :data:`MAX_INT_DIGITS` digits, no duplicate keys; else :class:`DecodeError`.
+
+    Bytes must be UTF-8. The message names the problem, never a Python exception type.
+    """
+    if isinstance(text, bytes):
+        data = text
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"not UTF-8 ({exc.reason})") from exc
+    else:
+        data = text.encode("utf-8", "surrogatepass")
+    check_depth(data, limit)
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_int=parse_integer,
+            parse_float=_finite,
+            parse_constant=_constant,
+        )
+    except json.JSONDecodeError as exc:
+        raise DecodeError(str(exc)) from exc
+    except RecursionError as exc:  # not reached below MAX_DEPTH; a second line
+        raise DecodeError("nested too deeply") from exc
+    except DecodeError:
+        raise
+    except ValueError as exc:  # any other conversion the parser could not make
+        raise DecodeError(f"not JSON: {exc}") from exc
