@@ -33,6 +33,7 @@ from tessera.analytics.sets import BooleanAnd, BooleanOr, SetIntersection, SetUn
 from tessera.analytics.statistic import Statistic
 from tessera.analytics.survival import KaplanMeier
 from tessera.errors import DecodeError, QueryError
+from tessera.protocol import json_limits
 
 STATISTICS: dict[str, type[Statistic]] = {
     cls.__name__: cls
@@ -130,7 +131,7 @@ def statistics_to_json(stats: Sequence[Statistic]) -> str:
 
 
 def statistics_from_json(text: str | bytes | Sequence[Mapping[str, Any]]) -> list[Statistic]:
-    data: Any = json.loads(text) if isinstance(text, str | bytes) else list(text)
+    data: Any = json_limits.loads(text) if isinstance(text, str | bytes) else list(text)
     if not isinstance(data, list) or not data:
         raise DecodeError("statistics: a non-empty JSON list is expected")
     return [statistic_from_json(d) for d in data]
