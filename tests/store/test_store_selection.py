@@ -110,9 +110,12 @@ def test_an_aggregator_store_is_a_dsn_without_a_password(tmp_path: Path) -> None
     cfg = load_task_config(_task(tmp_path / "a", [dsn, "agg1.sqlite"]))
     assert cfg.aggregators[0].store_location == dsn
     assert cfg.aggregators[1].store_location == str(tmp_path / "a" / "agg1.sqlite")
-    with pytest.raises(ConfigError, match=r"has a password.*pgpass") as info:
-        load_task_config(_task(tmp_path / "b", ["postgresql://agg0:hunter2@db.example/agg0"]))
-    assert "hunter2" not in str(info.value)
+    for i, dsn in enumerate(
+        ["postgresql://agg0:hunter2@db.example/agg0", "postgresql://db.example/a?password=hunter2"]
+    ):
+        with pytest.raises(ConfigError, match=r"has a password.*pgpass") as info:
+            load_task_config(_task(tmp_path / f"b{i}", [dsn]))
+        assert "hunter2" not in str(info.value)
 
 
 def test_an_aggregator_whose_store_is_unreachable_exits_with_a_config_error(

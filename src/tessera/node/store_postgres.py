@@ -32,12 +32,16 @@ TELEMETRY_STORE_LOCK = 2
 
 
 def redact(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***``, for messages."""
+    """``dsn`` with any password (``user:pw@`` or ``?password=``) replaced by ``***``."""
     parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = "&".join(
+        "password=***" if item.split("=", 1)[0] == "password" else item
+        for item in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 def check_dsn(dsn: str, where: str) -> dict[str, Any]:
