@@ -68,8 +68,8 @@ def test_measured_epsilon_never_exceeds_the_claim(mechanism: str) -> None:
         tk.prepare(),
         delta=tk.delta,
         train=1_000,
-        select=10_000,
-        estimate=40_000,
+        select=8_000,
+        estimate=30_000,
         seed=f"test/eps/{mechanism}",
     )
     assert e.lower <= claimed, f"ε lower bound {e.lower:.3f} above the claimed {claimed}"
@@ -83,9 +83,9 @@ def test_epsilon_audit_catches_a_quarter_of_the_noise() -> None:
         "count",
         tk.prepare(),
         delta=tk.delta,
-        train=1_000,
-        select=10_000,
-        estimate=40_000,
+        train=500,
+        select=4_000,
+        estimate=10_000,
         seed="test/eps/quarter",
         factor=Fraction(1, 4),
     )
