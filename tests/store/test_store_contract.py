@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tessera.errors import BatchTooSmall, ConfigError
+from tessera.errors import BatchTooSmall, ConfigError, TransportError
 from tessera.node.store import SqliteStore, Store, open_store
 from tessera.node.store_postgres import PostgresStore
 from tessera.node.telemetry.store import (
@@ -396,3 +396,35 @@ class socket_closed_port:
 
     def __exit__(self, *_: object) -> None:
         self._sock.close()
+
+
+# -- a lost server (PostgreSQL only) --------------------------------------------------------
+
+
+def _terminate(dsn: str, *stores: object) -> None:
+    """Cut the stores' connections, as a server restart does."""
+    pids = [st._conn._db.info.backend_pid for st in stores]  # type: ignore[attr-defined]
+    with psycopg.connect(dsn, autocommit=True) as db:
+        for pid in pids:
+            db.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # waits for it
+
+
+def test_a_lost_server_fails_the_operation_and_the_next_one_reconnects(
+    postgres_dsn: str,
+) -> None:
+    st = open_store(postgres_dsn)
+    tst = open_telemetry_store(postgres_dsn)
+    try:
+        st.put("budget", "t", 1.0)
+        tst.claim_report_ids(TASK, b"up", [b"\x01" * 16])
+        _terminate(postgres_dsn, st, tst)
+        lost = pytest.raises(TransportError, match="lost the PostgreSQL server")
+        with lost, st.transaction() as tx:
+            tx.put("budget", "t", 2.0)
+        with pytest.raises(TransportError, match="lost the PostgreSQL server"):
+            tst.claim_report_ids(TASK, b"up", [b"\x02" * 16])
+        assert st.get("budget", "t") == 1.0  # reconnected; nothing half-written
+        assert tst.claim_report_ids(TASK, b"up", [b"\x01" * 16, b"\x02" * 16]) == [False, True]
+    finally:
+        st.close()
+        tst.close()

@@ -6,6 +6,9 @@ store and the connection's schema, then runs at READ COMMITTED: writers of one
 store are serialised (as SQLite's ``BEGIN IMMEDIATE`` does) across threads and
 processes, and each statement after the lock sees every earlier writer's commit.
 Several stores can share a database in separate schemas (``?options=-csearch_path%3Dname``).
+
+A lost server fails the operation with a :class:`TransportError` (nothing half
+written: the server rolls back the transaction) and the next operation reconnects.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import conninfo
 
-from tessera.errors import ConfigError
+from tessera.errors import ConfigError, TransportError
 from tessera.node.store import Store, encode_value
 
 #: Seconds to wait for the server before a store refuses to open.
@@ -81,6 +84,45 @@ def setup(db: psycopg.Connection[tuple[Any, ...]], lock: int, schema: str, what:
         raise ConfigError(f"{what}: cannot set up its tables: {exc}") from exc
 
 
+class Connection:
+    """A store's one connection: reopened after the server was lost, errors converted."""
+
+    def __init__(self, dsn: str, what: str, lock: int, schema: str) -> None:
+        self.dsn, self.what, self.lock, self.schema = dsn, what, lock, schema
+        self._db = self._open()
+
+    def _open(self) -> psycopg.Connection[tuple[Any, ...]]:
+        db = connect(self.dsn, self.what)
+        setup(db, self.lock, self.schema, f"{self.what} {redact(self.dsn)}")
+        return db
+
+    @contextmanager
+    def use(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """The connection (reopened if it broke); a lost server is a TransportError."""
+        if self._db.broken:
+            try:
+                self._db = self._open()
+            except ConfigError as exc:
+                raise TransportError(f"{exc} (the server was lost)") from exc
+        try:
+            yield self._db
+        except psycopg.OperationalError as exc:
+            if not self._db.broken:
+                raise  # the server is there, and refused this statement
+            raise TransportError(
+                f"{self.what} {redact(self.dsn)}: lost the PostgreSQL server: {exc}"
+            ) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A serialised write transaction (see the module docstring)."""
+        with self.use() as db, write_transaction(db, self.lock):
+            yield db
+
+    def close(self) -> None:
+        self._db.close()
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -94,19 +136,17 @@ class PostgresStore(Store):
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        what = f"store {redact(dsn)}"
-        self._db = connect(dsn, "store")
-        setup(self._db, ROLE_STORE_LOCK, _SCHEMA, what)
+        self._conn = Connection(dsn, "store", ROLE_STORE_LOCK, _SCHEMA)
         self._lock = threading.RLock()
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        with self._lock, write_transaction(self._db, ROLE_STORE_LOCK):
+        with self._lock, self._conn.write():
             yield self
 
     def get(self, kind: str, key: str) -> Any:
-        with self._lock:
-            row = self._db.execute(
+        with self._lock, self._conn.use() as db:
+            row = db.execute(
                 "SELECT value FROM items WHERE kind = %s AND key = %s", (kind, key)
             ).fetchone()
         return None if row is None else json.loads(row[0])
@@ -115,18 +155,18 @@ class PostgresStore(Store):
         text = encode_value(value)
         # a write outside a transaction takes the lock too, as SQLite's does: it is
         # ordered before or after another's read-modify-write, never in between
-        with self.transaction():
-            self._db.execute(
+        with self._lock, self._conn.write() as db:
+            db.execute(
                 "INSERT INTO items (kind, key, value) VALUES (%s, %s, %s)"
                 " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
                 (kind, key, text),
             )
 
     def items(self, kind: str) -> dict[str, Any]:
-        with self._lock:
-            rows = self._db.execute("SELECT key, value FROM items WHERE kind = %s", (kind,))
+        with self._lock, self._conn.use() as db:
+            rows = db.execute("SELECT key, value FROM items WHERE kind = %s", (kind,))
             return {k: json.loads(v) for k, v in rows.fetchall()}
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._conn.close()

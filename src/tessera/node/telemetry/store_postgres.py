@@ -9,13 +9,7 @@ from typing import Any
 
 import psycopg
 
-from tessera.node.store_postgres import (
-    TELEMETRY_STORE_LOCK,
-    connect,
-    redact,
-    setup,
-    write_transaction,
-)
+from tessera.node.store_postgres import TELEMETRY_STORE_LOCK, Connection
 from tessera.node.telemetry.store import Cursor, Sql, TelemetryStore
 
 _SCHEMA = """
@@ -68,22 +62,20 @@ class PostgresTelemetryStore(TelemetryStore):
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._db = connect(dsn, "telemetry store")
-        setup(self._db, TELEMETRY_STORE_LOCK, _SCHEMA, f"telemetry store {redact(dsn)}")
-        self._sql = _Postgres(self._db)
+        self._conn = Connection(dsn, "telemetry store", TELEMETRY_STORE_LOCK, _SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._db.close()
+        self._conn.close()
 
     @contextmanager
     def _tx(self) -> Iterator[Sql]:
-        with self._lock, write_transaction(self._db, TELEMETRY_STORE_LOCK):
-            yield self._sql
+        with self._lock, self._conn.write() as db:
+            yield _Postgres(db)
 
     @contextmanager
     def _read(self) -> Iterator[Sql]:
         # one snapshot for every row read, whatever other processes commit meanwhile
-        with self._lock, self._db.transaction():
-            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield self._sql
+        with self._lock, self._conn.use() as db, db.transaction():
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield _Postgres(db)
