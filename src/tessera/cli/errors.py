@@ -10,10 +10,13 @@ a usage error.
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
+import typer.rich_utils
 from rich.console import Console
 
 from tessera.errors import TesseraError, exit_code
@@ -24,7 +27,17 @@ EXIT_BAD_ARGUMENT = 2
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_err = Console(stderr=True)
+
+def _colour() -> bool:
+    """Whether stderr gets colour: a terminal, or ``FORCE_COLOR`` set (``NO_COLOR`` wins)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or sys.stderr.isatty()
+
+
+# typer's usage errors (a missing argument, an unknown option) use this console setting.
+typer.rich_utils.FORCE_TERMINAL = _colour()
+_err = Console(stderr=True, force_terminal=_colour(), no_color=not _colour())
 
 
 def report_error(exc: Exception) -> int:

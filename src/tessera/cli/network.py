@@ -28,7 +28,7 @@ from rich.table import Table
 
 from tessera.cli.errors import fail, handle_errors
 from tessera.cli.ledger import JsonOpt, emit_json
-from tessera.errors import TesseraError, TransportError
+from tessera.errors import ConfigError, TesseraError, TransportError
 
 node_app = typer.Typer(help="Run one role process.", no_args_is_help=True, add_completion=False)
 network_app = typer.Typer(
@@ -95,8 +95,11 @@ def network_up(
 @handle_errors
 def network_down(state_dir: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """Stop every process of the network (the roles first, the chain last)."""
-    from tessera.node.launcher import Network
+    from tessera.node.launcher import STATE_FILE, Network
 
+    if not (state_dir / STATE_FILE).is_file():
+        problem = "no such directory" if not state_dir.is_dir() else f"no {STATE_FILE} in it"
+        raise ConfigError(f"no network in {state_dir} ({problem}): nothing to stop")
     stopped = Network(state_dir).down()
     if as_json:
         emit_json({"stopped": stopped})

@@ -160,6 +160,21 @@ def serve(
     run(config, aggregator, on_ready=ready)
 
 
+def _checked_measurement(cfg: Any, text: str) -> Any:
+    """A measurement the task's VDAF accepts, or a ``ValueError`` naming it and the task's
+    parameters (the VDAF shards it with throwaway randomness to check its range)."""
+    spec = cfg.vdaf_spec
+    try:
+        value = spec.parse_measurement(text)
+        vdaf = cfg.vdaf()
+        zeros = bytes(vdaf.RAND_SIZE)
+        vdaf.shard(b"check", spec.encode_measurement(value), bytes(vdaf.NONCE_SIZE), zeros)
+    except ValueError as exc:
+        params = ", ".join(f"{k}={v}" for k, v in spec.params) or "no parameters"
+        raise ValueError(f"measurement {text!r} refused by {spec.kind} ({params}): {exc}") from None
+    return value
+
+
 @app.command()
 @handle_errors
 def submit(
@@ -180,9 +195,7 @@ def submit(
 
     try:
         cfg = load_task_config(config)
-        values = [cfg.vdaf_spec.parse_measurement(m) for m in measurements]
-        for v in values:
-            cfg.vdaf_spec.encode_measurement(v)  # refuse a bad value before any upload
+        values = [_checked_measurement(cfg, m) for m in measurements]  # before any upload
         when = int(time.time()) if at is None else at
         with TelemetryClient(cfg) as client:
             outcomes = client.submit(values, when, SystemRng())
