@@ -6,6 +6,7 @@ is here too, the long one is recorded in ``docs/reliability.md``."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from tessera.node.envelope import decode_body
 from tessera.protocol import json_limits
 
 DECODERS = decoders()
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("TESSERA_FUZZ_EXAMPLES", "2")) * 8
 
 
 def _inputs(decoder: Decoder) -> st.SearchStrategy[bytes]:

@@ -36,7 +36,7 @@ from tessera.node.local_network import LocalNetwork
 from tessera.node.openapi import endpoints, role_schema
 from tessera.protocol.policy import DatasetPolicy
 
-EXAMPLES = int(os.environ.get("TESSERA_FUZZ_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("TESSERA_FUZZ_EXAMPLES", "2"))
 HUGE = "9" * 4301
 
 

@@ -199,7 +199,7 @@ def _is_quantity(value: Any) -> bool:
 
 
 def _is_block(value: Any) -> bool:
-    return value in _TAGS or _is_quantity(value)
+    return (isinstance(value, str) and value in _TAGS) or _is_quantity(value)
 
 
 def _is_object(value: Any) -> bool:
@@ -223,8 +223,9 @@ _FILTER: Final = ("a filter object", _is_object)
 _PERCENTILES: Final = ("a list of percentiles", _is_percentiles)
 
 #: What each position of a method's params must be, and how many may be left out at the
-#: end (methods without params ignore any they are given). Checked before the call, so a value of the wrong type is -32602 with a message
-#: naming it, never an exception from inside the chain.
+#: end (methods without params ignore any they are given). Checked before the call, so a
+#: value of the wrong type is -32602 with a message naming it, never an exception from
+#: inside the chain.
 _SHAPES: Final[dict[str, tuple[tuple[tuple[str, _Check], ...], int]]] = {
     "eth_getBalance": ((_ADDRESS, _BLOCK), 1),
     "eth_getCode": ((_ADDRESS, _BLOCK), 1),
@@ -497,6 +498,45 @@ def parse_body(body: bytes) -> Any:
 
 def _error_response(request_id: Any, error: JsonRpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.as_json()}
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The OpenAPI 3 description of the server: ``POST /`` with a request or a batch, each
+    method with the params :func:`check_params` checks (fuzzers generate requests from it)."""
+    request = {
+        "type": "object",
+        "required": ["jsonrpc", "method"],
+        "properties": {
+            "jsonrpc": {"type": "string", "enum": ["2.0"]},
+            "id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "method": {"type": "string", "enum": sorted(_SHAPES)},
+            "params": {"type": "array", "maxItems": 4},
+        },
+    }
+    body = {"oneOf": [request, {"type": "array", "items": request, "minItems": 1}]}
+    reply = {"description": "a JSON-RPC response (or a batch of them)"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "tessera chain (JSON-RPC 2.0)", "version": "1"},
+        "paths": {
+            "/": {
+                "post": {
+                    "operationId": "json_rpc",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": body}},
+                    },
+                    "responses": {
+                        "200": reply,
+                        "204": {"description": "notifications only"},
+                        "400": reply,
+                        "403": reply,
+                        "413": reply,
+                    },
+                }
+            }
+        },
+    }
 
 
 # -- HTTP ---------------------------------------------------------------------------------
