@@ -123,7 +123,8 @@ class Harness:
         ]
         self.supply = self.admin.total_supply()
         self.datasets = {
-            d.provider: d for d in (self.admin.dataset(i) for i in range(self.admin.dataset_count()))
+            d.provider: d
+            for d in (self.admin.dataset(i) for i in range(self.admin.dataset_count()))
         }
 
     def close(self) -> None:
@@ -234,7 +235,7 @@ class Harness:
                 broken.append(f"settled: {qid.hex()[:12]} has no recorded outcome")
             if a.claims_passed and q.status != "passed":
                 broken.append(f"verified: {qid.hex()[:12]} verified, but {q.status} on-chain")
-        for name, addr in self.providers.items():
+        for name in self.providers:
             for key, state in self.provider_store(name).items():
                 st = self.status(bytes.fromhex(key))
                 if state.get("status") == "running" and st in CLOSED:
@@ -297,8 +298,7 @@ class Harness:
                 honest = [
                     m
                     for m in self.nodes
-                    if m not in cheaters
-                    and (m in trail.of("noise") or m in trail.of("key_switch"))
+                    if m not in cheaters and (m in trail.of("noise") or m in trail.of("key_switch"))
                 ]
                 for m in honest:
                     owed[m] += q.node_pool // len(honest)
@@ -308,7 +308,8 @@ class Harness:
                 broken.append(f"payments: {account} holds {balances[account]}, owed {amount}")
         analyst = balances[self.analyst.ledger.account]
         if analyst != ANALYST_CREDITS - spent:
-            broken.append(f"payments: the analyst holds {analyst}, expected {ANALYST_CREDITS - spent}")
+            expected = ANALYST_CREDITS - spent
+            broken.append(f"payments: the analyst holds {analyst}, expected {expected}")
         return broken
 
 
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-seconds", type=float, default=3000.0)
     ap.add_argument("--seed", default="nightly")
     ap.add_argument("--max-delay", type=float, default=6.0, help="latest kill, in seconds")
-    ap.add_argument("--quick", action="store_true", help="4 trials, one per kind of role (the CI test)")
+    ap.add_argument("--quick", action="store_true", help="4 trials, one per role kind (CI)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:

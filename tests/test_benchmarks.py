@@ -63,3 +63,25 @@ def test_privacy_audit_benchmark_quick_json() -> None:
         assert set(r) == {"claimed_eps", "measured_eps", "lower_bound", "p_true", "p_low", "p_high"}
         assert r["lower_bound"] <= r["claimed_eps"]
         assert r["p_true"] > 0.001 and r["p_low"] < 0.05 and r["p_high"] < 0.05
+
+
+def test_load_benchmark_quick_json() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "load.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    report = json.loads(out.stdout)
+    q, t = report["queries"], report["telemetry"]
+    assert q["analysts"] == 4 and q["completed"] >= 1
+    assert q["lost"] == 0 and q["invariants_broken"] == []
+    assert q["completed"] + q["failed"] == q["queries"]
+    assert 0 < q["latency_s"]["p50"] <= q["latency_s"]["p90"] <= q["latency_s"]["p99"]
+    assert t["lost"] == 0 and t["reports"] == 2_000
+    assert t["outcomes"]["valid"] == {"accepted": t["valid"]}
+    assert t["outcomes"]["replay"] == {"replayed": t["replays"]}
+    assert sum(t["outcomes"]["malformed"].values()) == t["malformed"]
+    assert "accepted" not in t["outcomes"]["malformed"]
+    assert t["collected_count"] == t["valid"] and t["collected_sum"] == t["expected_sum"]
