@@ -54,6 +54,7 @@ class Decoder:
     decode: Callable[[bytes], Any]
     seeds: Callable[[], list[bytes]]
     json: bool = False  # the input is JSON text (structured strategies apply)
+    allowed: tuple[type[Exception], ...] = ALLOWED  # the module's documented error types
 
 
 def _json(decode: Callable[[Any], Any]) -> Callable[[bytes], Any]:
@@ -283,11 +284,42 @@ def _decoders() -> list[Decoder]:
 
 
 @functools.cache
+def _rpc() -> Any:
+    from tessera.ledger.chain import EmbeddedChain
+    from tessera.ledger.rpc_server import EmbeddedRpc
+
+    return EmbeddedRpc(EmbeddedChain())
+
+
+def _rpc_handle(data: bytes) -> Any:
+    """A JSON-RPC body as the server takes it: every outcome is a reply, never an exception."""
+    status, reply = _rpc().handle_body(data)
+    assert status in (200, 400) and (reply is None or isinstance(reply, dict | list))
+    return reply
+
+
+def _rpc_decoders() -> list[Decoder]:
+    from tessera.ledger.rpc_server import JsonRpcError, parse_body
+
+    seeds = [
+        b'{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x%s","latest"]}'
+        % (b"11" * 20),
+        b'[{"jsonrpc":"2.0","id":"a","method":"eth_chainId","params":[]},'
+        b'{"jsonrpc":"2.0","method":"eth_blockNumber"}]',
+        b'{"jsonrpc":"2.0","id":2,"method":"eth_getBlockByNumber","params":["0x0",false]}',
+    ]
+    return [
+        Decoder("rpc_server.parse_body", parse_body, lambda: seeds, True, (JsonRpcError,)),
+        Decoder("rpc_server.handle_body", _rpc_handle, lambda: seeds, True, ()),
+    ]
+
+
+@functools.cache
 def decoders() -> dict[str, Decoder]:
-    return {d.name: d for d in _decoders()}
+    return {d.name: d for d in [*_decoders(), *_rpc_decoders()]}
 
 
 def check(decoder: Decoder, data: bytes) -> None:
     """Run ``decoder`` on ``data``: a value or an allowed error, anything else propagates."""
-    with contextlib.suppress(*ALLOWED):
+    with contextlib.suppress(*decoder.allowed):
         decoder.decode(data)

@@ -55,7 +55,7 @@ def _child(names: list[str], inputs: int, seconds: float, stats: Path, corpus: P
         row["inputs"] += 1
         try:
             decoder.decode(data)
-        except decoders.ALLOWED:
+        except decoder.allowed:
             pass
         except Exception as exc:
             row["crashes"] += 1
