@@ -55,8 +55,11 @@ from tessera.node.launcher import ANALYST_CREDITS, Network, open_session
 KINDS = ("provider", "node", "verifier", "chain")
 CLOSED = ("passed", "failed", "completed", "expired")
 PAID = ("passed", "completed", "expired")  # contributing providers are paid their cut
-TIMEOUT_BLOCKS = 150  # a query's deadline: short, so settling a stuck one is quick
+TIMEOUT_BLOCKS = (
+    60  # a query's deadline: short, so settling a stuck one is quick (and the journal short)
+)
 QUERY_TIMEOUT = 240.0  # seconds a query thread may take before the trial counts it hung
+RESTART_TIMEOUT = 600.0  # a restarted chain replays its whole journal: slow on a long run
 
 
 @dataclass
@@ -173,14 +176,14 @@ class Harness:
             # with the chain down every role's ledger call fails: the query ends with an
             # error; bring the chain back at once so the other roles are not left waiting
             time.sleep(0.5)
-            self.net.restart("chain")
+            self.net.restart("chain", timeout=RESTART_TIMEOUT)
         worker.join(QUERY_TIMEOUT)
         if worker.is_alive():
             t.broken.append(f"hung: the query did not end within {QUERY_TIMEOUT:.0f} s")
         if kind != "chain":
             if kind == "provider":
                 self.settle(mine_only=True)  # its recover() then sees the query closed
-            self.net.restart(victim)
+            self.net.restart(victim, timeout=RESTART_TIMEOUT)
         self.settle()
         t.broken += self.check()
         t.statuses = [self.status(q) for q in self._current]

@@ -148,6 +148,7 @@ def run_queries(h: Harness, analysts: list[NetworkAnalyst], seconds: float) -> d
     h.settle_all(a["qid"] for a in attempts)
     completed = failed = lost = 0
     reasons: dict[str, int] = {}
+    samples: dict[str, str] = {}  # one full reason of each kind
     for e in attempts:
         status = h.status(e["qid"])
         e["status"] = status
@@ -161,6 +162,7 @@ def run_queries(h: Harness, analysts: list[NetworkAnalyst], seconds: float) -> d
             failed += 1
             key = (e["reason"] or status).split(":")[0][:60]
             reasons[key] = reasons.get(key, 0) + 1
+            samples.setdefault(key, (e["reason"] or status)[:400])
         if status not in (*CLOSED, "none"):
             lost += 1
     broken = h.check_books(attempts)
@@ -173,6 +175,7 @@ def run_queries(h: Harness, analysts: list[NetworkAnalyst], seconds: float) -> d
         "failed": failed,
         "lost": lost + hung,
         "failure_reasons": reasons,
+        "failure_samples": samples,
         "queries_per_minute": round(60 * completed / wall, 2),
         "latency_s": {f"p{q}": percentile(latencies, q) for q in (50, 90, 99)},
         "invariants_broken": broken,

@@ -431,8 +431,11 @@ class Network:
                 return int(p["pid"])
         raise ConfigError(f"no process named {name!r}")
 
-    def restart(self, name: str) -> None:
-        """Start process ``name`` (a role, or ``chain``) again as it was started."""
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Start process ``name`` (a role, or ``chain``) again as it was started.
+
+        ``timeout``: seconds to wait for it to answer. A restarted chain replays its whole
+        journal first, so its start-up grows with the chain's history."""
         entry = next((p for p in self.state["processes"] if p["name"] == name), None)
         if entry is None:
             raise ConfigError(f"no process named {name!r}")
@@ -441,11 +444,11 @@ class Network:
         proc = self._start(name, entry["cmd"], env)
         log = self.dir / "logs" / f"{name}.log"
         if name == "chain":
-            wait_until(_chain_ready(self.state["rpc"]), name, proc, log)
+            wait_until(_chain_ready(self.state["rpc"]), name, proc, log, timeout)
             return
         peer = next(p for p in _load_peer_list(Path(self.state["peers"])) if p.name == name)
         with HttpTransport(Identity.generate(), {peer.address: peer.url}) as t:
-            wait_until(_healthy(t, peer.address), name, proc, log)
+            wait_until(_healthy(t, peer.address), name, proc, log, timeout)
 
 
 def _load_peer_list(path: Path) -> list[Peer]:
