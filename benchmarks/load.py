@@ -44,6 +44,7 @@ from web3.types import Wei
 
 from tessera.crypto.rng import SeededRng
 from tessera.ledger import rho_to_micro
+from tessera.ledger.deploy import DEFAULT_TIMEOUT_BLOCKS
 from tessera.node.analyst import NetworkAnalyst
 from tessera.node.dlog_cache import discrete_log
 from tessera.node.identity import Identity
@@ -184,6 +185,9 @@ def run_queries(h: Harness, analysts: list[NetworkAnalyst], seconds: float) -> d
 
 class LoadHarness(Harness):
     """The crash harness's network and checks, over many analysts' queries."""
+
+    # the standard deadline: 16 concurrent queries share the blocks (each commits ~20 times)
+    TIMEOUT_BLOCKS = DEFAULT_TIMEOUT_BLOCKS
 
     def __init__(self, state_dir: Path, seed: str) -> None:
         super().__init__(state_dir, seed)
