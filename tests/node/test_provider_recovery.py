@@ -113,3 +113,22 @@ def test_restart_fails_closed_queries_and_keeps_open_ones(tmp_path: Path) -> Non
     # and the store survives a reopen as it was left
     store.close()
     assert SqliteStore(tmp_path / "state.sqlite").get("query", closed.hex())["status"] == "failed"
+
+
+def test_a_query_failed_by_the_chain_is_reconciled_without_a_restart(tmp_path: Path) -> None:
+    """The chain failed the provider's commitment and the query expired while the provider
+    lived on: the next time anyone asks for its info (or a new query) it settles the
+    query's fate and gives the budget back, as the ledger did."""
+    stuck = os.urandom(32)
+    ledger = _Ledger({stuck: "expired"})
+    store = SqliteStore(tmp_path / "state.sqlite")
+    store.put("query", stuck.hex(), {"status": "running", "table": "patients", "rho": 0.2})
+    store.put("budget", "patients", 0.2)
+    table = Table(
+        str(medical.sample_path("lab-d")), {"age": ColumnBounds(18, 95)}, {}, DatasetPolicy()
+    )
+    role = ProviderRole("lab-d", {"patients": table}, ledger, store)  # type: ignore[arg-type]
+    info = role.handle("info", {}, "0x" + "22" * 20)
+    assert info["tables"]["patients"]["budget_spent"] == 0.0
+    state = store.get("query", stuck.hex())
+    assert state["status"] == "failed" and "left unfinished" in state["reason"]

@@ -53,9 +53,11 @@ class ProviderRole(Role):
         self.db = LocalDatabase({t: tb.source for t, tb in self.tables.items()})
         self.progress_ = Progress("provider", name)
         self._lock = threading.Lock()  # one query at a time per provider: budgets stay exact
+        self._reconciling = threading.Lock()
 
-    def recover(self) -> dict[str, str]:
-        """After a restart: settle the fate of queries left running by a crash.
+    def recover(self, why: str = "interrupted by a restart") -> dict[str, str]:
+        """After a restart, and whenever the provider is asked for its info or a new query:
+        settle the fate of queries left running (by a crash, or a chain that failed it).
 
         A query still open on the ledger stays resumable (asked again, the provider
         continues from what it stored), unless it is past its deadline: then the provider
@@ -78,7 +80,7 @@ class ProviderRole(Role):
             if status == "open":
                 self.progress_.update(key, "resumable")
                 continue
-            reason = f"interrupted by a restart; the query is {status} on the ledger"
+            reason = f"{why}; the query is {status} on the ledger"
             qid = bytes.fromhex(key)
             try:
                 trail = self.ledger.audit_trail(qid, verdicts=False)
@@ -104,7 +106,20 @@ class ProviderRole(Role):
         value = self.store.get("dataset", table)
         return None if value is None else int(value)
 
+    def reconcile(self) -> None:
+        """Bring queries left ``running`` in line with the ledger now, not only at the next
+        restart (a chain that failed mid-query leaves them so while this process lives):
+        one that closed without this provider's commitment gives its budget back, as the
+        ledger did. Skipped if another reconciliation is under way."""
+        if not self._reconciling.acquire(blocking=False):
+            return
+        try:
+            self.recover("left unfinished")
+        finally:
+            self._reconciling.release()
+
     def on_info(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        self.reconcile()
         return {
             "name": self.name,
             "address": self.ledger.account,
@@ -127,6 +142,8 @@ class ProviderRole(Role):
         ticket = QueryTicket.from_json(body.get("ticket"))
         key = ticket.query_id.hex()
         with self._lock:
+            if self.store.get("query", key) is None:
+                self.reconcile()  # before spending budget on a new query
             state = self.store.get("query", key)
             if state is not None and state.get("status") in ("done", "excluded"):
                 return dict(state["response"])  # asked again: the same answer
