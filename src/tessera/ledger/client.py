@@ -565,7 +565,7 @@ class LedgerClient:
         targets = [c.address for c, _, _ in calls]
         payloads = [bytes.fromhex(c.encode_abi(name, args)[2:]) for c, name, args in calls]
         salt = os.urandom(32)
-        delay = int(self._view("get_minimum_delay", self.governance.functions.get_minimum_delay()))
+        delay = self.governance_delay()
         f = self.governance.functions
         args = (targets, [0] * len(calls), payloads, b"\0" * 32, salt)
         tx = self._tx(f"schedule_{action}", f.schedule_batch(*args, delay))
