@@ -16,6 +16,8 @@ Every error Tessera raises on purpose derives from :class:`TesseraError`::
     │   ├── BatchTooSmall    a telemetry batch under the task's minimum batch size
     │   └── BatchCollected   a telemetry batch already released
     ├── LedgerError          the chain refused a transaction (carries the revert reason)
+    │   └── ChainUnreachable the chain's JSON-RPC endpoint cannot be reached (also a
+    │                        TransportError: the exit code and status of one)
     ├── TransportError       a peer could not be reached or answered badly
     │   └── RemoteError      a peer refused with an error this tree does not name
     ├── ConfigError          a configuration or key file is missing or malformed
@@ -95,6 +97,18 @@ class TransportError(TesseraError):
     """A peer that could not be reached, or that answered badly."""
 
 
+class ChainUnreachable(LedgerError, TransportError):
+    """The chain's JSON-RPC endpoint at ``url`` refused the connection, dropped it or did
+    not answer in time: nothing was refused, the ledger is down (or the URL is wrong).
+
+    A :class:`LedgerError` (code that handles a failed ledger call handles it) and a
+    :class:`TransportError` (exit code 18, like any peer that cannot be reached)."""
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        super().__init__(message, reason=None)
+        self.url = url
+
+
 class RemoteError(TransportError):
     """A peer that refused a request with an error not in this tree; ``status`` is HTTP's."""
 
@@ -133,6 +147,7 @@ EXIT_CODES: tuple[tuple[type[TesseraError], int], ...] = (
     (DkgError, 15),
     (ProtocolError, 14),
     (DlogError, 16),
+    (ChainUnreachable, 18),
     (LedgerError, 17),
     (TransportError, 18),
     (ConfigError, 19),

@@ -72,8 +72,19 @@ class World:
 
 
 def make_chain(accounts: int = 12) -> Chain:
-    """The chain under test: ``TESSERA_LEDGER_RPC``'s, else a fresh embedded one."""
+    """The chain under test: ``TESSERA_LEDGER_RPC``'s, else a fresh embedded one.
+
+    An external chain is one for the whole run: the tests share it through snapshots
+    and reverts, which parallel workers would undo under each other. Run them in one
+    process (``-n 0``, as ``.ci/run`` does); each worker gets its own embedded chain."""
     if RPC_URL:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        if workers > 1:
+            pytest.fail(
+                f"the ledger tests against {RPC_URL} share one chain: run them with -n 0, "
+                f"not {workers} workers",
+                pytrace=False,
+            )
         chain: Chain = RpcChain(RPC_URL)
         if len(chain.accounts) < accounts:
             pytest.fail(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol, cast
 
+import requests
 from eth_abi.abi import decode as abi_decode
 from eth_tester import EthereumTester, PyEVMBackend
 from web3 import Web3
@@ -18,7 +19,7 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse, Wei
 
-from tessera.errors import LedgerError
+from tessera.errors import ChainUnreachable, LedgerError
 
 DEFAULT_ACCOUNTS = 20
 #: Ether given to each pre-funded account of the embedded chain (gas money only).
@@ -144,9 +145,32 @@ def normalize_revert(response: RPCResponse) -> RPCResponse:
     return cast(RPCResponse, {**response, "error": {"code": 3, "message": text, "data": data}})
 
 
+def unreachable(url: str, exc: BaseException) -> ChainUnreachable:
+    """The error for a chain at ``url`` that did not answer: what happened, and what to do."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.Timeout):
+        why = "no answer in time"
+    elif "refused" in text.lower():
+        why = "connection refused"
+    elif "aborted" in text.lower() or "disconnected" in text.lower() or "reset" in text.lower():
+        why = "the connection was dropped mid-request"
+    else:
+        why = type(exc).__name__
+    return ChainUnreachable(
+        f"cannot reach the chain at {url} ({why}): the ledger is down or that is not its "
+        "URL. Check that the chain is running (`tessera network status --dir DIR` shows "
+        "it; `tessera ledger serve` starts one) and that `rpc` names it, then retry",
+        url=url,
+    )
+
+
 class _RevertNormalizingProvider(HTTPProvider):
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        return normalize_revert(super().make_request(method, params))
+        try:
+            response = super().make_request(method, params)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise unreachable(str(self.endpoint_uri), exc) from exc
+        return normalize_revert(response)
 
 
 class RpcChain:
@@ -157,7 +181,9 @@ class RpcChain:
         self._w3 = Web3(_RevertNormalizingProvider(url, request_kwargs={"timeout": timeout}))
         try:
             self._accounts = [Web3.to_checksum_address(a) for a in self._w3.eth.accounts]
-        except Exception as exc:  # connection refused, bad URL, not JSON-RPC
+        except ChainUnreachable:
+            raise
+        except Exception as exc:  # a bad URL, not JSON-RPC
             raise LedgerError(f"cannot reach the chain at {url}: {exc}") from exc
 
     @property

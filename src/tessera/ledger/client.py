@@ -29,7 +29,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 
-from tessera.errors import LedgerError
+from tessera.errors import ChainUnreachable, LedgerError
 from tessera.ledger.chain import Chain
 from tessera.ledger.compile import load_artifact
 from tessera.ledger.deploy import Deployment
@@ -396,6 +396,8 @@ def _call(action: str, fn: Callable[[], _T]) -> _T:
     start = time.perf_counter()
     try:
         return fn()
+    except ChainUnreachable as exc:  # the endpoint, not the contract: say which call
+        raise ChainUnreachable(f"{action}: {exc}", url=exc.url) from exc
     except LedgerError:
         raise
     except Exception as exc:  # web3, eth-tester and py-evm errors have no common base
@@ -523,6 +525,10 @@ class LedgerClient:
 
     def _view(self, action: str, fn: ContractFunction) -> Any:
         return _call(action, lambda: fn.call({"from": self.account}))
+
+    def block_number(self) -> int:
+        """The chain's head block; :class:`~tessera.errors.ChainUnreachable` if it is down."""
+        return int(_call("block_number", lambda: self.chain.w3.eth.block_number))
 
     # -- credit token ---------------------------------------------------------
     def mint(self, to: str, amount: int) -> Tx:

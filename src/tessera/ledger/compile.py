@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.errors import LedgerError
-from tessera.node.files import atomic_write
+from tessera.node.files import atomic_write, file_lock
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 CONTRACT_NAMES = ("credit_token", "registry", "market", "governance")
@@ -99,11 +99,7 @@ def _compile(name: str) -> Artifact:
     )
 
 
-def load_artifact(name: str, directory: Path | None = None) -> Artifact:
-    """The compiled ``name`` contract, from the cache or freshly compiled (then cached)."""
-    if name not in CONTRACT_NAMES:
-        raise LedgerError(f"unknown contract {name!r}")
-    path = (directory or cache_dir()) / f"{name}-{source_digest(name)[:32]}.json"
+def _read_artifact(name: str, path: Path) -> Artifact | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Artifact(
@@ -113,17 +109,37 @@ def load_artifact(name: str, directory: Path | None = None) -> Artifact:
             runtime_size=int(data["runtime_size"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
-        pass  # missing or unreadable: rebuild, never trust a damaged file
-    artifact = _compile(name)
-    record = {
-        "abi": artifact.abi,
-        "bytecode": artifact.bytecode,
-        "runtime_size": artifact.runtime_size,
-    }
-    with contextlib.suppress(OSError):  # a read-only cache only costs a recompilation
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(record).encode())
-    return artifact
+        return None  # missing or unreadable: rebuild, never trust a damaged file
+
+
+def load_artifact(name: str, directory: Path | None = None) -> Artifact:
+    """The compiled ``name`` contract, from the cache or freshly compiled (then cached).
+
+    Several processes may ask at once (parallel test workers, roles starting together):
+    the first compiles under a lock on the artifact, the others wait and read its file.
+    The file itself is written atomically, so a reader never sees part of it."""
+    if name not in CONTRACT_NAMES:
+        raise LedgerError(f"unknown contract {name!r}")
+    path = (directory or cache_dir()) / f"{name}-{source_digest(name)[:32]}.json"
+    cached = _read_artifact(name, path)
+    if cached is not None:
+        return cached
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):  # a read-only cache: compile without the lock
+            stack.enter_context(file_lock(path.with_name(f".{path.stem}.lock")))
+            cached = _read_artifact(name, path)  # another process compiled it meanwhile
+            if cached is not None:
+                return cached
+        artifact = _compile(name)
+        record = {
+            "abi": artifact.abi,
+            "bytecode": artifact.bytecode,
+            "runtime_size": artifact.runtime_size,
+        }
+        with contextlib.suppress(OSError):  # a read-only cache only costs a recompilation
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(record).encode())
+        return artifact
 
 
 def load_all(directory: Path | None = None) -> dict[str, Artifact]:

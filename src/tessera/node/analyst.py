@@ -35,6 +35,7 @@ from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.dp import eps_to_rho
 from tessera.errors import (
+    ChainUnreachable,
     InvalidProof,
     LedgerError,
     PolicyViolation,
@@ -229,10 +230,54 @@ class NetworkAnalyst(StatisticsApi):
     def _execute(
         self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], secret: int
     ) -> QueryResult:
+        receipt = LedgerReceipt(query_id="0x" + ticket.query_id.hex(), status="new", price=0)
+        try:
+            return self._query(ticket, holders, secret, receipt)
+        except TesseraError as exc:
+            down = self._chain_failure(exc, receipt)
+            if down is None:
+                raise
+            raise down from exc
+
+    def _chain_failure(self, exc: TesseraError, receipt: LedgerReceipt) -> ChainUnreachable | None:
+        """A query that failed because the chain went down, as one error that says so.
+
+        The roles then fail in ways that hide it (a provider that cannot commit, nodes that
+        cannot check the trail: "only 0 nodes gave valid shares"), so on any failure the
+        analyst asks the chain itself; one that does not answer is what is reported, with
+        its URL, what to do, and what becomes of the query."""
+        cause = exc if isinstance(exc, ChainUnreachable) else None
+        try:
+            self.ledger.block_number()
+        except ChainUnreachable as probe:
+            cause = probe
+        except LedgerError:
+            pass
+        if cause is None:
+            return None
+        message = str(cause)
+        if "cannot reach the chain" in message:
+            message = message[message.index("cannot reach the chain") :]
+        if "submit_query" in receipt.transactions:
+            fate = (
+                f"Query {receipt.query_id} is on the ledger: with the chain back it stays "
+                "open until its deadline, then `tessera market expire` settles it (the work "
+                "done is paid, the rest refunded, unused privacy budget returned)."
+            )
+        else:
+            fate = f"Query {receipt.query_id} was not submitted: nothing was spent."
+        return ChainUnreachable(f"{message}. {fate}", url=cause.url)
+
+    def _query(
+        self,
+        ticket: QueryTicket,
+        holders: Mapping[str, Mapping[str, Any]],
+        secret: int,
+        receipt: LedgerReceipt,
+    ) -> QueryResult:
         t_start = time.perf_counter()
         qid = ticket.query_id
         roles: dict[str, dict[str, float]] = {}
-        receipt = LedgerReceipt(query_id="0x" + qid.hex(), status="new", price=0)
         self.on_progress("submitting the query to the ledger")
         self._submit(ticket, holders, receipt)
         prepared = ticket.prepare()

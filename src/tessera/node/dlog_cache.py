@@ -5,18 +5,19 @@ two cores) and kept in the
 cache directory (``$TESSERA_CACHE_DIR``, else ``$XDG_CACHE_HOME/tessera``, else
 ``~/.cache/tessera``). A file that fails its checksum or size check is
 rebuilt, never trusted; writes go to a temporary file renamed into place, so a
-crash leaves either the old file or none.
+crash leaves either the old file or none; processes that miss at once build it once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tessera.crypto.dlog import DEFAULT_BOUND, BabyStepTable, DiscreteLog, segment
 from tessera.errors import DecodeError
-from tessera.node.files import atomic_write
+from tessera.node.files import atomic_write, file_lock
 
 _loaded: dict[tuple[Path, int], BabyStepTable] = {}
 
@@ -33,23 +34,34 @@ def table_path(bound: int, directory: Path | None = None) -> Path:
     return (directory or cache_dir()) / f"dlog-secp256k1-{bound}.bin"
 
 
+def _read_table(path: Path, bound: int) -> BabyStepTable | None:
+    if not path.exists():
+        return None
+    try:
+        table = BabyStepTable.from_bytes(path.read_bytes())
+    except (DecodeError, OSError):
+        return None
+    return table if table.bound == bound else None
+
+
 def load_table(bound: int = DEFAULT_BOUND, directory: Path | None = None) -> BabyStepTable:
-    """The cached table for ``bound``, rebuilt and rewritten if missing or corrupt."""
+    """The cached table for ``bound``, rebuilt and rewritten if missing or corrupt.
+
+    Processes that miss at once (parallel test workers, roles starting together) build
+    it once: the first under a lock on the file, the others then read what it wrote."""
     path = table_path(bound, directory)
     key = (path, bound)
     if key in _loaded:
         return _loaded[key]
-    table: BabyStepTable | None = None
-    if path.exists():
-        try:
-            table = BabyStepTable.from_bytes(path.read_bytes())
-            if table.bound != bound:
-                table = None
-        except DecodeError:
-            table = None
+    table = _read_table(path, bound)
     if table is None:
-        table = _build_parallel(bound)
-        _atomic_write(path, table.to_bytes())
+        with contextlib.ExitStack() as stack:
+            with contextlib.suppress(OSError):  # a read-only cache: build without the lock
+                stack.enter_context(file_lock(path.with_name(f".{path.name}.lock")))
+                table = _read_table(path, bound)
+            if table is None:
+                table = _build_parallel(bound)
+                _atomic_write(path, table.to_bytes())
     _loaded[key] = table
     return table
 

@@ -3,15 +3,19 @@
 Key files, the peers file, role configurations, the network state, deployment
 records, the compiled-contract and discrete-log caches, telemetry task files: a
 reader (or a crash, or a power cut) sees the old file or the new one, never part of
-either.
+either. Caches that several processes may fill at once (the compiled contracts, the
+discrete-log table; parallel test workers, two roles starting together) are built
+under :func:`file_lock`, so one process builds and the others read its file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -56,3 +60,19 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``path``, created if missing, until the
+    block ends; the lock is released with the file descriptor, also when the process dies.
+
+    Raises :class:`OSError` if the lock file cannot be created (a read-only directory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

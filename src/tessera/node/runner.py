@@ -178,12 +178,14 @@ def assemble(cfg: RoleConfig) -> Assembled:
             transport=transport,
             node_addresses=lambda: nodes,
         )
-        if cfg.adversary:
-            from tessera.testing.adversary import ADVERSARIES
-
-            role = ADVERSARIES[cfg.adversary](role)
     else:
-        role = VerifierRole(cfg.name, ledger, store)
+        verifier = VerifierRole(cfg.name, ledger, store)
+        verifier.recover()  # votes on the queries it was cut short on before it serves
+        role = verifier
+    if cfg.adversary:
+        from tessera.testing.adversary import ADVERSARIES
+
+        role = ADVERSARIES[cfg.adversary](role)
     return Assembled(role, identity, ledger, directory, guard, transport)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tessera.errors import (
+    ChainUnreachable,
     DecodeError,
     LedgerError,
     NotFound,
@@ -65,9 +67,76 @@ class Role:
         return self.progress_.snapshot()
 
 
+class Recovering(Role):
+    """A role whose work for a query can be cut short (kill -9, a chain that fails mid-way)
+    and is kept in its store until it is finished: ``recover()`` at start, ``reconcile()``
+    whenever the role is asked for work, both through :func:`reconcile_with_ledger`."""
+
+    _reconciling: threading.Lock
+
+    def recover(self, why: str = "interrupted by a restart") -> dict[str, str]:
+        """Settle the work left unfinished; returns the queries closed, by id, with why."""
+        raise NotImplementedError  # pragma: no cover - each role's own
+
+    def reconcile(self) -> None:
+        """:meth:`recover` now, while the process lives (a chain that failed mid-query
+        leaves work unfinished without a restart). Skipped if one is under way."""
+        if not self._reconciling.acquire(blocking=False):
+            return
+        try:
+            self.recover("left unfinished")
+        finally:
+            self._reconciling.release()
+
+
+def expire_if_late(ledger: LedgerClient, query_id: bytes) -> str:
+    """The query's status, after settling it (``expire``, which anyone may call) if it is
+    still open past its deadline (its verifiers or the chain died): its escrow is released.
+    ``open`` if that cannot be done now."""
+    try:
+        q = ledger.query(query_id)
+        if q.status == "open" and ledger.chain.w3.eth.block_number > q.deadline:
+            ledger.expire(query_id)
+            return ledger.query(query_id).status
+        return q.status
+    except LedgerError:
+        return "open"  # cannot settle it now: stays resumable
+
+
+def reconcile_with_ledger(
+    ledger: LedgerClient,
+    unfinished: Mapping[str, Mapping[str, Any]],
+    resume: Callable[[bytes, Mapping[str, Any]], None],
+    close: Callable[[bytes, Mapping[str, Any], str], None],
+) -> None:
+    """Bring a role's unfinished work (by query id, in hex) in line with the ledger.
+
+    A query the ledger holds open is resumed (``resume``), unless it is past its deadline:
+    then it is settled first and closed. One the ledger has closed, or does not know
+    (status ``unknown``), is closed with its status (``close``). While the chain cannot
+    be reached nothing is decided: the work stays for the next reconciliation."""
+    for key, state in unfinished.items():
+        qid = bytes.fromhex(key)
+        status: str
+        try:
+            status = ledger.query(qid).status
+        except ChainUnreachable:
+            return  # the chain is down: every other query would fail the same way
+        except LedgerError:
+            status = "unknown"
+        if status == "open":
+            status = expire_if_late(ledger, qid)
+        if status == "open":
+            resume(qid, state)
+        else:
+            close(qid, state, status)
+
+
 def _on_ledger(ledger: LedgerClient, query_id: bytes) -> Query:
     try:
         return ledger.query(query_id)
+    except ChainUnreachable:
+        raise  # the chain is down: not a query it does not hold
     except LedgerError as exc:
         raise PolicyViolation(f"query 0x{query_id.hex()} is not on the ledger") from exc
 

@@ -19,7 +19,7 @@ from tessera.errors import (
     ProtocolError,
 )
 from tessera.ledger import LedgerClient
-from tessera.node.roles.base import Progress, Role, admitted
+from tessera.node.roles.base import Progress, Recovering, admitted, reconcile_with_ledger
 from tessera.node.store import Store
 from tessera.protocol import codec
 from tessera.protocol.aggregation import (
@@ -39,7 +39,7 @@ class Table:
     policy: DatasetPolicy
 
 
-class ProviderRole(Role):
+class ProviderRole(Recovering):
     def __init__(
         self,
         name: str,
@@ -57,31 +57,22 @@ class ProviderRole(Role):
 
     def recover(self, why: str = "interrupted by a restart") -> dict[str, str]:
         """After a restart, and whenever the provider is asked for its info or a new query:
-        settle the fate of queries left running (by a crash, or a chain that failed it).
+        settle the fate of queries left running (by a crash, or a chain that failed it),
+        through :func:`~tessera.node.roles.base.reconcile_with_ledger`.
 
         A query still open on the ledger stays resumable (asked again, the provider
-        continues from what it stored), unless it is past its deadline: then the provider
-        settles it (``expire``, which anyone may call) and its escrow is released. One the
-        ledger has closed is marked failed,
+        continues from what it stored), unless it is past its deadline: then it is settled
+        (``expire``) and its escrow released. One the ledger has closed is marked failed,
         with the reason, so nothing is left half-done and unrecorded. If this provider
         committed nothing to it (no contribution, no exclusion), its budget comes back, as
         the ledger gives it back: the two counts agree. Returns the queries marked, by id."""
         marked: dict[str, str] = {}
-        for key, state in self.store.items("query").items():
-            if state.get("status") != "running":
-                continue
-            status: str
-            try:
-                status = self.ledger.query(bytes.fromhex(key)).status
-            except LedgerError:
-                status = "unknown"
-            if status == "open":
-                status = self._expire_if_late(bytes.fromhex(key))
-            if status == "open":
-                self.progress_.update(key, "resumable")
-                continue
-            reason = f"{why}; the query is {status} on the ledger"
-            qid = bytes.fromhex(key)
+
+        def resume(qid: bytes, state: Mapping[str, Any]) -> None:
+            self.progress_.update(qid.hex(), "resumable")
+
+        def close(qid: bytes, state: Mapping[str, Any], status: str) -> None:
+            key, reason = qid.hex(), f"{why}; the query is {status} on the ledger"
             try:
                 trail = self.ledger.audit_trail(qid, verdicts=False)
                 mine = self.ledger.account
@@ -94,6 +85,11 @@ class ProviderRole(Role):
                 st.put("query", key, {**state, "status": "failed", "reason": reason})
             self.progress_.update(key, "failed", reason=reason)
             marked[key] = reason
+
+        running = {
+            k: v for k, v in self.store.items("query").items() if v.get("status") == "running"
+        }
+        reconcile_with_ledger(self.ledger, running, resume, close)
         return marked
 
     def query_counts(self) -> dict[str, int]:
@@ -105,18 +101,6 @@ class ProviderRole(Role):
     def dataset_id(self, table: str) -> int | None:
         value = self.store.get("dataset", table)
         return None if value is None else int(value)
-
-    def reconcile(self) -> None:
-        """Bring queries left ``running`` in line with the ledger now, not only at the next
-        restart (a chain that failed mid-query leaves them so while this process lives):
-        one that closed without this provider's commitment gives its budget back, as the
-        ledger did. Skipped if another reconciliation is under way."""
-        if not self._reconciling.acquire(blocking=False):
-            return
-        try:
-            self.recover("left unfinished")
-        finally:
-            self._reconciling.release()
 
     def on_info(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         self.reconcile()
@@ -189,18 +173,6 @@ class ProviderRole(Role):
                 key,
                 {"status": "running", "started": time.time(), "table": ticket.table, "rho": rho},
             )
-
-    def _expire_if_late(self, qid: bytes) -> str:
-        """A query left open past its deadline (its verifiers or the chain died) is settled
-        now, as anyone may: its escrow is released. Returns its status."""
-        try:
-            q = self.ledger.query(qid)
-            if q.status == "open" and self.ledger.chain.w3.eth.block_number > q.deadline:
-                self.ledger.expire(qid)
-                return self.ledger.query(qid).status
-            return q.status
-        except LedgerError:
-            return "open"  # cannot settle it now: stays resumable
 
     @staticmethod
     def _give_back(st: Any, state: Mapping[str, Any]) -> None:

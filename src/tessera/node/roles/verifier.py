@@ -12,13 +12,22 @@ A node is named a cheater only for a message it committed whose proof fails.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from tessera.crypto.group import Point
-from tessera.errors import NotFound, PolicyViolation, ProtocolError
+from tessera.errors import LedgerError, NotFound, PolicyViolation, ProtocolError, TesseraError
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
-from tessera.node.roles.base import Progress, Role, _hex32, on_ledger
+from tessera.ledger.client import VerdictPosted
+from tessera.node.roles.base import (
+    Progress,
+    Recovering,
+    _hex32,
+    _on_ledger,
+    on_ledger,
+    reconcile_with_ledger,
+)
 from tessera.node.store import Store
 from tessera.protocol import codec
 from tessera.protocol.aggregation import AggregationRecord, Verdict, verify_record
@@ -109,23 +118,60 @@ def check_query(
     return verify_record(record), q, nodes
 
 
-class VerifierRole(Role):
-    """Checks a query's record against its proofs and its on-chain trail, then votes."""
+class VerifierRole(Recovering):
+    """Checks a query's record against its proofs and its on-chain trail, then votes.
+
+    A query it was drawn for and may vote on is kept in its store (``pending``: the ticket
+    and the record it was asked about) before the work starts, until the verdict is
+    stored. Killed before it voted, the verifier finds it there on restart
+    (:meth:`recover`), or the next time it is asked for work (:meth:`reconcile`), checks
+    it again against the ledger's trail and votes, so the query settles and its escrow
+    is released instead of waiting for the deadline."""
 
     def __init__(self, name: str, ledger: LedgerClient, store: Store) -> None:
         self.name, self.ledger, self.store = name, ledger, store
         self.progress_ = Progress("verifier", name)
+        self._voting = threading.Lock()  # one verdict at a time: a query is voted once
+        self._reconciling = threading.Lock()
 
     def on_verify(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         """Verify a query's record and vote once; any registered participant may ask."""
         ticket = QueryTicket.from_json(body.get("ticket"))
+        self.reconcile()  # first, the queries a crash or a failed chain left unvoted
+        return self.verify(ticket, body.get("record"))
+
+    def verify(self, ticket: QueryTicket, record_json: Any) -> dict[str, Any]:
+        """The verdict on ``ticket``'s query, voted if this verifier was drawn for it."""
         qid = ticket.query_id
         key = qid.hex()
-        done = self.store.get("verdict", key)
-        if done is not None:
-            return dict(done)
-        self.progress_.update(key, "verifying")
-        verdict, q, nodes = check_query(self.ledger, ticket, body.get("record"))
+        with self._voting:
+            done = self.store.get("verdict", key)
+            if done is not None:
+                return dict(done)
+            self.progress_.update(key, "verifying")
+            q = _on_ledger(self.ledger, qid)
+            drawn = q.status == "open" and self.ledger.account in self.ledger.verifiers_of(qid)
+            if drawn:  # kept before the work: killed from here on, recover() votes
+                self.store.put(
+                    "pending",
+                    key,
+                    {"status": "waiting", "ticket": ticket.to_json(), "record": record_json},
+                )
+            try:
+                result = self._check_and_vote(ticket, record_json)
+            except LedgerError:
+                raise  # the chain failed: the query stays pending, to vote on later
+            except TesseraError as exc:  # a record that cannot be voted on: not retried
+                if drawn:
+                    self.store.put("pending", key, {"status": "refused", "reason": str(exc)})
+                raise
+            self.progress_.update(key, "voted", passed=result["passed"])
+            return result
+
+    def _check_and_vote(self, ticket: QueryTicket, record_json: Any) -> dict[str, Any]:
+        qid = ticket.query_id
+        key = qid.hex()
+        verdict, q, nodes = check_query(self.ledger, ticket, record_json)
         cheaters = sorted({*verdict.cheaters, *verdict.noise_cheaters})
         settled, tx = False, None
         if q.status == "open":
@@ -135,14 +181,55 @@ class VerifierRole(Role):
                 )
             # the vote is on the providers' and nodes' work; the analyst's own release
             # cannot fail a query (the price is owed once the work is on the trail)
-            posted = self.ledger.post_verdict(qid, verdict.work_ok, [nodes[i] for i in cheaters])
-            settled, tx = posted.settled, posted.tx.tx_hash
+            try:
+                posted = self.vote(qid, verdict.work_ok, [nodes[i] for i in cheaters])
+                settled, tx = posted.settled, posted.tx.tx_hash
+            except LedgerError as exc:
+                if exc.reason != "already voted":
+                    raise
+                # voted before a crash that came before the verdict was stored: the vote
+                # on the ledger stands
         result = verdict_json(verdict, cheaters, settled, self.ledger.query(qid).status, tx)
         with self.store.transaction() as st:
             st.put("verdict", key, result)
-            st.put("record", key, {"ticket": ticket.to_json(), "record": body.get("record")})
-        self.progress_.update(key, "voted", passed=verdict.ok)
+            st.put("record", key, {"ticket": ticket.to_json(), "record": record_json})
+            if st.get("pending", key) is not None:
+                st.put("pending", key, {"status": "voted"})
         return result
+
+    def vote(self, query_id: bytes, work_ok: bool, cheaters: list[str]) -> VerdictPosted:
+        """Post this verifier's verdict on the ledger (a step a test may wrap)."""
+        return self.ledger.post_verdict(query_id, work_ok, cheaters)
+
+    def recover(self, why: str = "interrupted by a restart") -> dict[str, str]:
+        """After a restart, and whenever the verifier is asked to verify: vote on every
+        query it was drawn for, was asked about and has not voted on yet, checked again
+        against the ledger's trail (:func:`~tessera.node.roles.base.reconcile_with_ledger`).
+        One the ledger has closed meanwhile (or that is past its deadline, which this
+        settles) is dropped, with the reason. Returns the queries dropped or refused."""
+        closed: dict[str, str] = {}
+
+        def resume(qid: bytes, state: Mapping[str, Any]) -> None:
+            key = qid.hex()
+            try:
+                self.verify(QueryTicket.from_json(state.get("ticket")), state.get("record"))
+            except LedgerError:
+                return  # the chain again: left for the next reconciliation
+            except TesseraError as exc:
+                closed[key] = str(exc)
+
+        def close(qid: bytes, state: Mapping[str, Any], status: str) -> None:
+            key = qid.hex()
+            reason = f"{why}; the query is {status} on the ledger before this verifier voted"
+            self.store.put("pending", key, {"status": "closed", "reason": reason})
+            self.progress_.update(key, "closed", reason=reason)
+            closed[key] = reason
+
+        waiting = {
+            k: v for k, v in self.store.items("pending").items() if v.get("status") == "waiting"
+        }
+        reconcile_with_ledger(self.ledger, waiting, resume, close)
+        return closed
 
     def _kept(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         qid = _hex32(body.get("query_id"), "query_id")
