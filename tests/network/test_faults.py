@@ -17,6 +17,7 @@ import pytest
 
 from tessera.analytics.moments import Count
 from tessera.crypto.group import G
+from tessera.errors import ChainUnreachable, exit_code
 from tessera.node.analyst import NetworkAnalyst
 from tessera.node.envelope import encode_body, sign_request
 from tessera.node.identity import Identity
@@ -238,3 +239,117 @@ def test_computing_node_killed_mid_query(
     assert res.record.used_nodes == [1, 2]
     assert 3 not in res.record.key_switch_shares
     assert 55 < res.value < 64
+
+
+def wait_dead(network: Network, name: str, seconds: float = 10) -> None:
+    """Until the process ``name`` is gone (it killed itself); reaped if it is our child."""
+    pid = network.pid_of(name)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} is still running")
+
+
+def test_verifier_killed_before_voting_votes_when_restarted(
+    network: Network, session: tuple[NetworkAnalyst, HttpTransport]
+) -> None:
+    """The verifier is killed (SIGKILL, by the ``crash-before-vote`` wrapper of
+    ``tessera.testing.faults``) at the moment it would vote: the analyst gets an unverified
+    result and the query stays open, its escrow held. Restarted as it was, the verifier
+    finds the query in its store, checks it again against the ledger's trail and votes:
+    the query passes and its escrow is released, long before the deadline."""
+    analyst, transport = session
+    config = network.dir / "config" / "verifier-1.toml"
+    honest = config.read_text()
+    config.write_text('adversary = "crash-before-vote"\n' + honest)
+    try:
+        kill(network, "verifier-1")
+        network.restart("verifier-1")
+        escrow_before = analyst.ledger.escrowed()
+        res = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+        wait_dead(network, "verifier-1")
+    finally:
+        config.write_text(honest)
+    qid = bytes.fromhex(res.query_id.removeprefix("0x"))
+    assert not res.verified and "no verifier answered" in res.verdict.failures
+    q = analyst.ledger.query(qid)
+    assert q.status == "open" and analyst.ledger.escrowed() == escrow_before + q.price
+    assert analyst.ledger.chain.w3.eth.block_number < q.deadline  # not settled by expiry
+
+    network.restart("verifier-1")
+    assert analyst.ledger.query(qid).status == "passed"
+    assert analyst.ledger.escrowed() == escrow_before
+    verifier = peer(analyst, "verifier-1").address
+    verdict = transport.call(verifier, "verdict", {"query_id": qid.hex()})
+    assert verdict["passed"] and verdict["settled"] and verdict["status"] == "passed"
+    again = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)  # it serves as before
+    assert again.verified and again.ledger is not None and again.ledger.status == "passed"
+
+
+def test_the_chain_stopped_mid_query_is_reported_with_its_url(
+    network: Network, session: tuple[NetworkAnalyst, HttpTransport], monkeypatch: Any
+) -> None:
+    """The chain dies while the nodes key-switch (they can no longer check the trail): the
+    analyst's error names the chain and what to do, not "only 0 nodes gave valid shares"
+    nor a raw connection error; the command line prints it as one line, exit code 18."""
+    from typer.testing import CliRunner
+
+    import tessera.cli.network as cli_network
+    from tessera.cli.main import app
+
+    analyst, _ = session
+    rpc = network.state["rpc"]
+
+    def on_progress(message: str) -> None:
+        if message == "key switching":
+            kill(network, "chain")
+
+    analyst.on_progress = on_progress
+    try:
+        with pytest.raises(ChainUnreachable) as caught:
+            analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    finally:
+        analyst.on_progress = lambda _m: None
+        network.restart("chain")
+    message = str(caught.value)
+    assert caught.value.url == rpc and f"cannot reach the chain at {rpc}" in message
+    assert "tessera network status" in message and "is on the ledger" in message
+    assert "only 0 nodes" not in message and "Connection aborted" not in message
+    assert exit_code(caught.value) == 18
+
+    # the same through the command line: one line on stderr, no traceback
+    opened = cli_network._session
+
+    def session_that_loses_the_chain(state_dir: Any) -> NetworkAnalyst:
+        a = opened(state_dir)
+        shown = a.on_progress
+
+        def progress(message: str) -> None:
+            shown(message)
+            if message == "key switching":
+                kill(network, "chain")
+
+        a.on_progress = progress
+        return a
+
+    monkeypatch.setattr(cli_network, "_session", session_that_loses_the_chain)
+    try:
+        res = CliRunner().invoke(
+            app, ["query", "SELECT COUNT(*) FROM patients", "--dir", str(network.dir)]
+        )
+    finally:
+        network.restart("chain")
+    assert res.exit_code == 18, res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"ChainUnreachable: cannot reach the chain at {rpc}" in errors[0]
+    assert "Traceback" not in res.stderr and "only 0 nodes" not in res.stderr
+    after = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)  # the chain is back
+    assert after.verified and after.ledger is not None and after.ledger.status == "passed"

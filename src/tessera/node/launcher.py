@@ -491,7 +491,8 @@ def open_session(state_dir: Path, rng: Any = None) -> tuple[NetworkAnalyst, Http
     if not net.state.get("committee") and net.state.get("committee") != 0:
         raise ConfigError(f"no running network in {state_dir} (network up)")
     identity = load_keystore(Path(net.state["analyst_keystore"]), net.password)
-    ledger = connect_ledger(net.state["rpc"], Path(net.state["deployment"]), identity)
+    # a few seconds, not a role's 30: a user asking while the chain is down is told so
+    ledger = connect_ledger(net.state["rpc"], Path(net.state["deployment"]), identity, wait=5.0)
     peers = _load_peer_list(Path(net.state["peers"]))
     transport = HttpTransport(identity, {p.address: p.url for p in peers})
     analyst = NetworkAnalyst(

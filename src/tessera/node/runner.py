@@ -16,7 +16,13 @@ from typing import Any
 
 from tessera.analytics.local import ColumnBounds, column_spec
 from tessera.crypto.group import Point
-from tessera.errors import ConfigError, LedgerError, ProtocolError, TransportError
+from tessera.errors import (
+    ChainUnreachable,
+    ConfigError,
+    LedgerError,
+    ProtocolError,
+    TransportError,
+)
 from tessera.ledger import Deployment, LedgerClient, RpcChain
 from tessera.ledger.client import MAX_BOUNDS_BYTES, encode_bounds
 from tessera.ledger.session import make_listing, schema_hash
@@ -53,6 +59,8 @@ def connect_ledger(
             return LedgerClient(chain, deployment, identity.address, signer=identity.private_key)
         except (LedgerError, TransportError, OSError) as exc:
             if time.monotonic() > deadline:
+                if isinstance(exc, ChainUnreachable):
+                    raise  # it names the chain and says what to do
                 raise TransportError(f"cannot reach the chain at {rpc}: {exc}") from exc
             time.sleep(0.25)
 
