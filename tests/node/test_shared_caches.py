@@ -1,4 +1,4 @@
-"""Caches that several processes fill at once: built once, under a lock, never read half-written.
+"""What several processes share: caches (built once, under a lock), loopback ports.
 
 Parallel test workers (pytest-xdist) and roles starting together share the user cache
 directory: the compiled contracts (``ledger/compile.py``) and the discrete-log table
@@ -8,6 +8,7 @@ that each open the lock file exclude each other as processes do; the tests use t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ import pytest
 
 from tessera.crypto.dlog import BabyStepTable
 from tessera.ledger import compile as contracts
-from tessera.node import dlog_cache
+from tessera.node import dlog_cache, launcher
 from tessera.node.files import file_lock
 
 
@@ -99,3 +100,19 @@ def test_the_dlog_table_is_built_once_by_concurrent_loaders(
         tables = list(pool.map(lambda _: dlog_cache.load_table(bound, tmp_path), range(4)))
     assert builds == [bound]
     assert all(t.to_bytes() == tables[0].to_bytes() for t in tables)
+
+
+def test_a_port_handed_out_is_not_handed_out_again_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``free_port`` is what every network start uses (chain and role ports, bound later by
+    the child process): two processes must not be given one port in that window."""
+    monkeypatch.setattr(launcher, "PORT_RESERVATIONS", tmp_path / "ports")
+    assert launcher._reserve(40_001) and not launcher._reserve(40_001)
+    old = time.time() - launcher.PORT_RESERVATION_SECONDS - 1
+    os.utime(tmp_path / "ports" / "40001", (old, old))
+    assert launcher._reserve(40_001)  # an old reservation is taken over
+    assert not launcher._reserve(40_001)
+    ports = [launcher.free_port() for _ in range(200)]
+    assert len(set(ports)) == 200
+    assert {p.name for p in (tmp_path / "ports").iterdir()} >= {str(p) for p in ports}

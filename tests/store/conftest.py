@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tessera.node.launcher import free_port as launcher_free_port
 
 ENV = "TESSERA_TEST_POSTGRES"
 INSTALL_HINT = (
@@ -42,10 +43,7 @@ def _server_bin() -> Path | None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return launcher_free_port()  # reserved: parallel workers never get the same
 
 
 def _start_cluster(bin_dir: Path, root: Path) -> tuple[str, list[str]]:

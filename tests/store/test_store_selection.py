@@ -17,6 +17,7 @@ import pytest
 from tessera.crypto.rng import SeededRng
 from tessera.errors import ConfigError, exit_code
 from tessera.node.config import load_role_config
+from tessera.node.launcher import free_port as launcher_free_port
 from tessera.node.telemetry.client import TelemetryClient
 from tessera.node.telemetry.collector import TelemetryCollector
 from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
@@ -30,10 +31,7 @@ SERVE = [sys.executable, "-m", "tessera.cli.telemetry", "serve"]
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return launcher_free_port()  # reserved: parallel workers never get the same
 
 
 # -- role configs --------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tessera.node.launcher import free_port as launcher_free_port
 from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
 from tessera.node.telemetry.keys import PartyKeys, aggregator_credential
 from tessera.protocol.telemetry import DpSpec, VdafSpec
@@ -73,10 +73,7 @@ TASK_END = {"ending": T0 + 5 * PRECISION}
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return launcher_free_port()  # reserved: parallel workers never get the same
 
 
 @dataclass

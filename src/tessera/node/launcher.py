@@ -39,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -63,10 +64,43 @@ NODE_BOND = 10 * NODE_STAKE  # what each node stakes: a node slashed once still 
 ETH = 10**20
 
 
+#: Ports :func:`free_port` handed out lately, one empty file each, shared by every process.
+PORT_RESERVATIONS = Path(tempfile.gettempdir()) / "tessera-ports"
+#: How long a port handed out stays reserved (the process given it binds it within that).
+PORT_RESERVATION_SECONDS = 120.0
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now that no other process got from this function in the last
+    two minutes. The port is bound later, by the process it is given to, so two networks
+    started at once (parallel test workers, two ``network up``) could otherwise be handed
+    the same one; a reservation file (created with ``O_EXCL``) makes them take turns."""
+    port = 0
+    for _ in range(64):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        if _reserve(port):
+            return port
+    return port  # every try reserved elsewhere: the port is at least free now
+
+
+def _reserve(port: int) -> bool:
+    mark = PORT_RESERVATIONS / str(port)
+    try:
+        PORT_RESERVATIONS.mkdir(mode=0o1777, exist_ok=True)
+        os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - mark.stat().st_mtime < PORT_RESERVATION_SECONDS:
+                return False
+            os.utime(mark)  # an old reservation: the port is ours now
+        except OSError:
+            pass
+        return True
+    except OSError:  # no shared directory here: the port is free, which is all we know
+        return True
 
 
 @dataclass
