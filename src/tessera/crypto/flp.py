@@ -468,6 +468,142 @@ class MultihotCountVec(Valid[list[bool], list[int]]):
         return list(output)
 
 
+def chunk_length_for(inputs: int) -> int:
+    """The chunk length of a ``ParallelSum`` gadget over ``inputs`` values that fills its
+    wire polynomials: ``P - 1`` calls for a power of two ``P`` (the prover interpolates
+    on ``P`` points), ``P`` chosen for the shortest proof ``2 chunk + 2P - 1``."""
+    if inputs <= 0:
+        raise ValueError("inputs must be positive")
+    best: tuple[int, int] | None = None
+    p = 2
+    while p <= 2 * inputs + 2:
+        chunk = -(-inputs // (p - 1))
+        size = 2 * chunk + 2 * p - 1
+        if best is None or size < best[0]:
+            best = (size, chunk)
+        p *= 2
+    assert best is not None
+    return best[1]
+
+
+class FixedPointBoundedL2VecSum(Valid[list[int], list[int]]):
+    """Fixed-point vectors of L2 norm at most a public bound; element-wise sum.
+
+    The circuit of libprio-rs's ``Prio3FixedPointBoundedL2VecSum`` with the bound as a
+    parameter. A measurement is ``length`` signed integers ``v_i`` in
+    ``[-2^(bits-1), 2^(bits-1))`` (a real vector scaled by ``2^(bits-1) / C`` and
+    rounded) with ``sum v_i^2 <= norm_bound_sq``. It is encoded as the ``bits`` binary
+    digits of each offset entry ``v_i + 2^(bits-1)``, then the squared norm in the
+    weighted bits of :class:`Sum` (so ``0 <= norm <= norm_bound_sq`` exactly). The
+    circuit range-checks every digit (gadget 0, ``ParallelSum(Mul(), chunk_length)``
+    with joint randomness), recomputes the squared norm from the digits (gadget 1,
+    ``ParallelSum(Mul(), norm_chunk_length)`` on pairs ``(v_i, v_i)``) and checks it
+    equals the encoded one. The field must hold ``length * 2^(2 bits - 2)`` without
+    wrapping around, so no sum of squares can alias a small norm.
+    """
+
+    EVAL_OUTPUT_LEN = 2
+
+    def __init__(
+        self,
+        field: type[NttField],
+        length: int,
+        bits: int,
+        norm_bound_sq: int,
+        chunk_length: int,
+        norm_chunk_length: int,
+    ) -> None:
+        if length <= 0 or chunk_length <= 0 or norm_chunk_length <= 0:
+            raise ValueError("invalid FixedPointBoundedL2VecSum parameters")
+        if not 2 <= bits <= 32:
+            raise ValueError("bits must be in [2, 32]")
+        if norm_bound_sq <= 0:
+            raise ValueError("norm_bound_sq must be positive")
+        if length * (1 << (2 * bits - 2)) >= field.MODULUS // 2:
+            raise ValueError("length and bits too large for the field: the norm would wrap")
+        self.field = field
+        self.length = length
+        self.bits = bits
+        self.offset = 1 << (bits - 1)
+        self.norm_bound_sq = norm_bound_sq
+        self.norm_bits = norm_bound_sq.bit_length()
+        self.norm_last_weight = norm_bound_sq - ((1 << (self.norm_bits - 1)) - 1)
+        self.chunk_length = chunk_length
+        self.norm_chunk_length = norm_chunk_length
+        self.MEAS_LEN = length * bits + self.norm_bits
+        self.GADGETS = [ParallelSum(Mul(), chunk_length), ParallelSum(Mul(), norm_chunk_length)]
+        self.GADGET_CALLS = [
+            (self.MEAS_LEN + chunk_length - 1) // chunk_length,
+            (length + norm_chunk_length - 1) // norm_chunk_length,
+        ]
+        self.OUTPUT_LEN = length
+        self.JOINT_RAND_LEN = self.GADGET_CALLS[0]
+
+    def encode(self, measurement: list[int]) -> list[int]:
+        if len(measurement) != self.length:
+            raise ValueError("incorrect measurement length")
+        out: list[int] = []
+        norm = 0
+        for v in measurement:
+            if not -self.offset <= v < self.offset:
+                raise ValueError("entry of measurement vector is out of range")
+            out += self.field.encode_into_bit_vec(v + self.offset, self.bits)
+            norm += v * v
+        if norm > self.norm_bound_sq:
+            raise ValueError("measurement exceeds the L2 norm bound")
+        return out + _encode_weighted_bits(self.field, norm, self.norm_bits, self.norm_last_weight)
+
+    def eval(
+        self, meas: list[int], joint_rand: list[int], num_shares: int, gadgets: Sequence[Gadget]
+    ) -> list[int]:
+        modulus = self.field.MODULUS
+        range_check = _chunked_range_check(
+            self.field,
+            gadgets[0],
+            meas,
+            joint_rand,
+            num_shares,
+            self.chunk_length,
+            self.GADGET_CALLS[0],
+        )
+        shift = self.offset * pow(num_shares, -1, modulus) % modulus
+        entries = [(q - shift) % modulus for q in self._entries(meas)]
+        chunk = self.norm_chunk_length
+        calls = self.GADGET_CALLS[1]
+        entries += [0] * (calls * chunk - self.length)
+        norm = 0
+        for i in range(calls):
+            inputs = [0] * (2 * chunk)
+            for j, y in enumerate(entries[i * chunk : (i + 1) * chunk]):
+                inputs[2 * j] = y
+                inputs[2 * j + 1] = y
+            norm += gadgets[1].eval(self.field, inputs)
+        claimed = _decode_weighted_bits(
+            self.field, meas[self.length * self.bits :], self.norm_last_weight
+        )
+        return [range_check, (norm - claimed) % modulus]
+
+    def _entries(self, meas: list[int]) -> list[int]:
+        """The offset entries ``v_i + 2^(bits-1)`` (shares of them) from their digits."""
+        b = self.bits
+        return [
+            self.field.decode_from_bit_vec(meas[i * b : (i + 1) * b]) for i in range(self.length)
+        ]
+
+    def truncate(self, meas: list[int]) -> list[int]:
+        return self._entries(meas)
+
+    def decode(self, output: list[int], num_measurements: int) -> list[int]:
+        """The signed sums ``sum v_i`` (the aggregate minus the offsets, centred)."""
+        modulus = self.field.MODULUS
+        shift = num_measurements * self.offset
+        out = []
+        for x in output:
+            y = (x - shift) % modulus
+            out.append(y - modulus if y > modulus // 2 else y)
+        return out
+
+
 class PolyEvalTest(Valid[int, int]):
     """Test-only circuit of the upstream vectors: ``x (x - 1) (x - 2) == 0`` via one PolyEval."""
 

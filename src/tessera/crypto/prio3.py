@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 from tessera.crypto.field import Field64, Field128, NttField
 from tessera.crypto.flp import (
     Count,
+    FixedPointBoundedL2VecSum,
     FlpBBCGGI19,
     Histogram,
     MultihotCountVec,
@@ -651,6 +652,37 @@ class Prio3MultihotCountVec(Prio3[list[bool], list[int]]):
         self.MAX_WEIGHT = max_weight
         self.CHUNK_LENGTH = chunk_length
         valid = MultihotCountVec(self.FIELD, length, max_weight, chunk_length)
+        super().__init__(shares, valid, self.ID)
+
+
+class Prio3FixedPointBoundedL2VecSum(Prio3[list[int], list[int]]):
+    """Sum of fixed-point vectors with a proven L2 norm bound (Field128, one proof).
+
+    Not in the draft: the circuit of libprio-rs's ``Prio3FixedPointBoundedL2VecSum``
+    (:class:`~tessera.crypto.flp.FixedPointBoundedL2VecSum`) under a private-use ID,
+    so its reports do not interoperate with libprio's. For vectors of 10^4 parameters
+    and more, shard and verify with :mod:`tessera.crypto.prio3_l2` (compiled, the same
+    bytes).
+    """
+
+    ID = 0xFFFF1003
+    FIELD = Field128
+
+    def __init__(
+        self,
+        shares: int,
+        length: int,
+        bits: int,
+        norm_bound_sq: int,
+        chunk_length: int,
+        norm_chunk_length: int,
+    ) -> None:
+        self.LENGTH = length
+        self.BITS = bits
+        self.NORM_BOUND_SQ = norm_bound_sq
+        valid = FixedPointBoundedL2VecSum(
+            self.FIELD, length, bits, norm_bound_sq, chunk_length, norm_chunk_length
+        )
         super().__init__(shares, valid, self.ID)
 
 
