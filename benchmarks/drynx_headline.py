@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_gas_used = {a: g for a, g in _mean_gas(net.ledger.admin.gas_log).items()}
     feats = list(FEATURES)
 
-    res, wall = timed(lambda: net.logistic_regression("records", "diabetic", feats, epsilon=eps))
+    res, wall = timed(
+        lambda: net.logistic_regression("records", "diabetic", feats, newton_steps=0, epsilon=eps)
+    )
     test = make_data(100_000 if not args.quick else 5_000, 99)
     acc = accuracy(res.value["coefficients"], test)
     acc_sklearn = sklearn_accuracy(_pooled, test, feats)
@@ -291,7 +293,9 @@ def processes(
                 analyst._dlog = lambda: discrete_log(bound=1 << 14)
             analyst._dlog()  # load the table once, as the in-process network does at build
             res, wall = timed(
-                lambda: analyst.logistic_regression("records", "diabetic", feats, epsilon=eps)
+                lambda: analyst.logistic_regression(
+                    "records", "diabetic", feats, newton_steps=0, epsilon=eps
+                )
             )
             analyst.close()
             transport.close()
@@ -299,7 +303,7 @@ def processes(
             net.down()
     local, _pooled = build(providers, rows, nodes, t, quick)
     res_in, wall_in = timed(
-        lambda: local.logistic_regression("records", "diabetic", feats, epsilon=eps)
+        lambda: local.logistic_regression("records", "diabetic", feats, newton_steps=0, epsilon=eps)
     )
     roles = {k: round(max(v.values()), 3) for k, v in res.role_seconds.items()}
     out = {

@@ -137,12 +137,17 @@ def test_ridge_matches_closed_form(dlog: DiscreteLog) -> None:
     assert got == pytest.approx(want.tolist(), rel=1e-6)
 
 
-@pytest.mark.parametrize("seed", [3, 4])
-def test_logistic_regression_accuracy_close_to_sklearn(dlog: DiscreteLog, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "steps"), [(3, 0), (4, 1)])
+def test_logistic_regression_accuracy_close_to_sklearn(
+    dlog: DiscreteLog, seed: int, steps: int
+) -> None:
+    """The one-shot estimate, and one Newton step after it (the fit to scikit-learn's
+    coefficients after the default eight is in tests/engine/test_exact.py)."""
     net, pooled = network(dlog, [600, 900, 500], seed=seed)
     test = patients(seed * 1000 + 7, 3000)
     feats = ["age", "bmi", "smoker"]
-    res = net.logistic_regression("patients", y="diabetic", x=feats)
+    res = net.logistic_regression("patients", y="diabetic", x=feats, newton_steps=steps)
+    assert len(res.passes) == (steps + 1 if steps else 0)
     w = res.value["coefficients"]
     score = w["intercept"] + sum(w[f] * test[f] for f in feats)
     ours = float(((score > 0).astype(int) == test.diabetic).mean())

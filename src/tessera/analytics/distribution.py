@@ -76,7 +76,11 @@ class Histogram(Statistic):
 
     def terms(self, bounds: Bounds) -> list[Term]:
         conds = _bin_conditions(self.column, _int_edges(bounds[self.column], self.edges))
-        return [indicator_term(n, c) for n, c in zip(self._names(), conds, strict=True)]
+        part = f"bins[{self.column};{';'.join(repr(e) for e in self.edges)}]"
+        return [
+            indicator_term(n, c, ((part, str(i)),))
+            for i, (n, c) in enumerate(zip(self._names(), conds, strict=True))
+        ]
 
     def decode(self, totals: Totals, bounds: Bounds) -> list[float]:
         return [totals[n] for n in self._names()]
@@ -144,22 +148,32 @@ class Quantile(Statistic):
         return f"{self.column}{w}"
 
     def _names(self, b: ColumnBounds) -> list[str]:
-        return [f"qbin[{self._prefix()};{i}]" for i in range(len(self._edges(b)) - 1)]
+        bins = len(self._edges(b)) - 1  # in the name: quantiles over other bins differ
+        return [f"qbin[{self._prefix()};{bins};{i}]" for i in range(bins)]
 
     def terms(self, bounds: Bounds) -> list[Term]:
         b = bounds[self.column]
         c = q(self.column)
         if self._one_per_value(b):
             values = range(b.int_lo, b.int_hi + 1)
-            return [indicator_term(f"eq[{self.column};{v}]", f"{c} = {v}") for v in values]
+            part = f"eq[{self.column}]"
+            return [
+                indicator_term(f"eq[{self.column};{v}]", f"{c} = {v}", ((part, str(v)),))
+                for v in values
+            ]
         ints = _int_edges(b, self._edges(b))
+        part = f"qbins[{self._prefix()};{len(ints) - 1}]"  # the bins and the rows below
         out = [count_term(self.column)]
         if self.window is not None:
-            out.append(indicator_term(f"below[{self._prefix()}]", f"{c} < {ints[0]}"))
+            below = f"{c} < {ints[0]}"
+            out.append(indicator_term(f"below[{self._prefix()}]", below, ((part, "below"),)))
         conds = _bin_conditions(self.column, ints)
         if self.window is not None:  # inside a window the last bin is half-open too
             conds[-1] = f"{c} >= {ints[-2]} AND {c} < {ints[-1]}"
-        return out + [indicator_term(n, k) for n, k in zip(self._names(b), conds, strict=True)]
+        return out + [
+            indicator_term(n, k, ((part, str(i)),))
+            for i, (n, k) in enumerate(zip(self._names(b), conds, strict=True))
+        ]
 
     def _counts(self, totals: Totals, b: ColumnBounds) -> tuple[float, float, np.ndarray]:
         counts = np.array([totals[n] for n in self._names(b)])
@@ -290,9 +304,19 @@ class _Extremum(Statistic):
     def terms(self, bounds: Bounds) -> list[Term]:
         b = bounds[self.column]
         c = q(self.column)
+        names = self._names(b)
+        part = f"cells[{self.column};{names[0][1][0]};{names[-1][1][1]};{len(names)}]"
         return [
-            Term(n, f"CASE WHEN {c} BETWEEN {lo} AND {hi} THEN 1 ELSE 0 END", 0, 1, 1, Combine.ANY)
-            for n, (lo, hi) in self._names(b)
+            Term(
+                n,
+                f"CASE WHEN {c} BETWEEN {lo} AND {hi} THEN 1 ELSE 0 END",
+                0,
+                1,
+                1,
+                Combine.ANY,
+                cell=((part, str(lo)),),
+            )
+            for n, (lo, hi) in names
         ]
 
     def discretisation(self, bounds: Bounds) -> float:

@@ -35,6 +35,7 @@ def group_term(term: Term, column: str, key: GroupKey) -> Term:
         term.combine,
         row_rounding=term.row_rounding,
         count_ref=f"{term.count_ref}@{column}={key!r}" if term.count_ref else "",
+        cell=((f"group[{column}]", repr(key)), *term.cell),
     )
 
 
@@ -44,6 +45,7 @@ def group_count_term(column: str, key: GroupKey) -> Term:
         f"CASE WHEN {q(column)} = {_sql_literal(key)} THEN 1 ELSE 0 END",
         0,
         1,
+        cell=((f"group[{column}]", repr(key)),),
     )
 
 

@@ -185,10 +185,12 @@ class LocalDatabase:
         passthrough = [quote_ident(c) for c in extra_columns if c not in bounds]
         view_cols = ", ".join([*scaled, *passthrough]) or "1 AS _one"
         src = quote_ident(table)
+        derived = "".join(f", {sql} AS {quote_ident(name)}" for name, sql in plan.derived())
         sql = (
             f"WITH base AS (SELECT * FROM {src} WHERE {cond}), "
-            f"clipped AS (SELECT {view_cols} FROM base) "
-            f"SELECT COUNT(*), {plan.select_sql()} FROM clipped"
+            f"clipped AS (SELECT {view_cols} FROM base), "
+            f"derived AS (SELECT *{derived} FROM clipped) "
+            f"SELECT COUNT(*), {plan.select_sql()} FROM derived"
         )
         try:
             row = self._con.execute(sql).fetchone()

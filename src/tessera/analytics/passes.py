@@ -5,11 +5,12 @@ the bins that hold its order statistics (:class:`~tessera.analytics.distribution
 a logistic regression may take Newton steps from its first estimate
 (:class:`~tessera.analytics.regression.LogisticRegression`). How many passes a statistic
 takes is public and fixed before the first one runs (:meth:`Statistic.passes`), so the
-privacy cost is too: a query of budget ``ρ`` gives each pass the share of ``ρ`` that its
-terms are of all passes' terms (every term gets the same ``ρ`` as in a single query of
-all of them), and by composition of zCDP the passes together cost ``ρ``. Each pass is
-submitted, admitted, noised, switched and verified like any query; the next pass is
-built from the previous one's released totals only (post-processing).
+privacy cost is too: a query of budget ``ρ`` gives each pass the share of ``ρ`` that the
+terms one row can touch in it are of those of all passes (every term gets the same ``ρ``
+as in a single query of all of them), and by composition of zCDP the passes together
+cost ``ρ``. Each pass is submitted, admitted, noised, switched and verified like any
+query; the next pass is built from the previous one's released totals only
+(post-processing).
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ def schedule(
 def split_budget(
     shapes: Sequence[Sequence[Statistic]], bounds: Mapping[str, ColumnBounds], rho: float
 ) -> list[float]:
-    """Each pass's ``ρ``: its share of all the passes' terms."""
+    """Each pass's ``ρ``: its share of the terms a row can touch over all passes."""
     from tessera.protocol.query import plan_of  # the protocol builds on analytics
 
-    terms = [len(plan_of(list(shape), bounds).terms) for shape in shapes]
+    terms = [plan_of(list(shape), bounds).row_reach() for shape in shapes]
     return [rho * t / sum(terms) for t in terms]
 
 

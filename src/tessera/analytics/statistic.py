@@ -198,8 +198,9 @@ def centre(terms: Sequence[Term], bounds: Bounds) -> list[Term]:
     return out
 
 
-def indicator_term(name: str, condition: str) -> Term:
-    return Term(name, f"CASE WHEN {condition} THEN 1 ELSE 0 END", 0, 1)
+def indicator_term(name: str, condition: str, cell: tuple[tuple[str, str], ...] = ()) -> Term:
+    """``1[condition]``; ``cell``: the partition cell it counts (see :class:`Term`)."""
+    return Term(name, f"CASE WHEN {condition} THEN 1 ELSE 0 END", 0, 1, cell=cell)
 
 
 def literal(value: float) -> str:

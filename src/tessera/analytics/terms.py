@@ -14,7 +14,7 @@ A :class:`Plan` is the ordered list of terms of one query; its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -72,6 +72,13 @@ class Term:
     row_rounding: float = 0.0
     #: the count term over the same rows (what multiplies ``row_rounding``)
     count_ref: str = ""
+    #: the cells of disjoint partitions a row must fall in for this term to be non-zero,
+    #: outermost first: ``(("group[sex]", "'F'"), ("bins[age;…]", "3"))``. Terms of one
+    #: partition's different cells never both count one row (see :func:`row_reach`).
+    cell: tuple[tuple[str, str], ...] = ()
+    #: per-row values ``sql`` refers to by name, each computed once per row before the
+    #: terms: ``(("_p", "<expression over the columns>"),)`` (see :meth:`Plan.derived`)
+    derived: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.row_hi < self.row_lo:
@@ -99,6 +106,34 @@ class Term:
         return max(abs(self.row_lo), abs(self.row_hi))
 
 
+def row_reach(terms: Sequence[Term]) -> int:
+    """The most terms one row can make non-zero: what a query's privacy budget is split
+    over (:func:`~tessera.protocol.query.noise_plans`).
+
+    A row falls in one cell of each partition, so of a histogram's bins, a quantile's
+    window or a GROUP BY's groups it touches one. Terms outside any partition all count;
+    for each partition, its fullest cell counts (recursively, for a partition nested in
+    another's cell). Partitions side by side are counted as if a row could be in the
+    fullest cell of each: an upper bound, so the split never charges less than a row
+    can cost."""
+    free = 0
+    nested: dict[str, dict[str, list[Term]]] = {}
+    for t in terms:
+        if not t.cell:
+            free += 1
+            continue
+        (partition, cell), rest = t.cell[0], t.cell[1:]
+        inner = nested.setdefault(partition, {}).setdefault(cell, [])
+        inner.append(_strip(t, rest))
+    return free + sum(
+        max(row_reach(inside) for inside in cells.values()) for cells in nested.values()
+    )
+
+
+def _strip(term: Term, cell: tuple[tuple[str, str], ...]) -> Term:
+    return Term(term.name, term.sql, term.row_lo, term.row_hi, cell=cell)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The terms of one query, in slot order, and the bounds they were built from
@@ -118,6 +153,19 @@ class Plan:
         if max_rows < 1:
             raise ValueError("max_rows must be positive")
         return VectorSpec(tuple(t.slot(max_rows) for t in self.terms))
+
+    def row_reach(self) -> int:
+        """:func:`row_reach` of this plan's terms."""
+        return row_reach(self.terms)
+
+    def derived(self) -> list[tuple[str, str]]:
+        """The per-row values the terms name, once each, in order of first use."""
+        out: dict[str, str] = {}
+        for t in self.terms:
+            for name, sql in t.derived:
+                if out.setdefault(name, sql) != sql:
+                    raise ValueError(f"derived value {name} is defined twice, differently")
+        return list(out.items())
 
     def index(self, name: str) -> int:
         for i, t in enumerate(self.terms):

@@ -238,13 +238,24 @@ def model_logistic(
     table: Annotated[str, typer.Option(help="Table name.")],
     target: Annotated[str, typer.Option(help="The 0/1 outcome column.")],
     features: Annotated[str, typer.Option(help="Comma-separated feature columns.")],
+    newton_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=32,
+            help="Newton steps after the first estimate, a query each "
+            "(default: 8 exact, 2 with noise; 0: one-shot).",
+        ),
+    ] = None,
+    ridge: Annotated[float, typer.Option(min=0.0, help="L2 penalty λ (scikit-learn's 1/C).")] = 0.0,
     epsilon: EpsOpt = 1.0,
     state_dir: DirOpt = DEFAULT_DIR,
     as_json: JsonOpt = False,
 ) -> None:
-    """Logistic regression (one-shot, Aono's approximation) over the network."""
+    """Logistic regression over the network: a one-shot estimate (Aono's approximation),
+    then Newton steps towards the maximum-likelihood fit."""
     res = _session(state_dir).logistic_regression(
-        table, target, features.split(","), epsilon=epsilon
+        table, target, features.split(","), ridge=ridge, newton_steps=newton_steps, epsilon=epsilon
     )
     _show(res, as_json)
 

@@ -144,11 +144,15 @@ class StatisticsApi:
         x: Sequence[str],
         *,
         ridge: float = 0.0,
+        newton_steps: int | None = None,
         where: str | None = None,
         epsilon: float | None = None,
         delta: float = DEFAULT_DELTA,
     ) -> QueryResult:
-        return self.run(table, [LogisticRegression(y, tuple(x), ridge)], where, epsilon, delta)
+        """Logistic regression: a first estimate, then ``newton_steps`` Newton steps, each a
+        query of its own (None: 8 exact, 2 under noise; 0: the one-shot estimate)."""
+        stat = LogisticRegression(y, tuple(x), ridge, newton_steps=newton_steps)
+        return self.run(table, [stat], where, epsilon, delta)
 
     def evaluate_model(
         self,

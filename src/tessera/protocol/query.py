@@ -66,8 +66,10 @@ def plan_of(stats: Sequence[Statistic], bounds: Mapping[str, ColumnBounds]) -> P
 
 
 def noise_plans(plan: Plan, n: int, t: int, rho: float, delta: float) -> list[NoisePlan]:
-    """Per term, each node's noise: the budget ``rho`` splits evenly over the terms."""
-    per_term = rho / len(plan.terms)
+    """Per term, each node's noise: the budget ``rho`` splits evenly over the most terms
+    one row can touch (:meth:`~tessera.analytics.terms.Plan.row_reach`: one bin of a
+    histogram, one group of a GROUP BY), so that no row costs more than ``rho``."""
+    per_term = rho / plan.row_reach()
     return [_plan_noise(term.sensitivity, n, t, per_term, delta) for term in plan.terms]
 
 
