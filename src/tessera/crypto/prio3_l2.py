@@ -646,3 +646,24 @@ def to_ints(arr: U64) -> list[int]:
     """Field128 elements from limbs."""
     flat: list[int] = np.ascontiguousarray(arr).reshape(-1).tolist()
     return [lo | (hi << 64) for lo, hi in zip(flat[0::2], flat[1::2], strict=True)]
+
+
+def from_signed(values: Any) -> U64:
+    """Signed integers (``|v| < 2^63``) as Field128 limbs, ``v mod p``."""
+    v = np.asarray(values, dtype=np.int64)
+    out = np.zeros((v.shape[0], 2), dtype=np.uint64)
+    neg = v < 0
+    mag = np.abs(v).astype(np.uint64)
+    out[:, 0] = np.where(neg, np.uint64(1) - mag, mag)
+    hi = np.uint64(_F128_HI)
+    out[:, 1] = np.where(neg, np.where(mag >= 2, hi - np.uint64(1), hi), np.uint64(0))
+    return out
+
+
+def add(a: U64, b: U64) -> U64:
+    """Element-wise sum of two limb vectors."""
+    if a.shape != b.shape:
+        raise ValueError("mismatched vector sizes")
+    out = a.copy()
+    _add_into(out, b)
+    return out
