@@ -226,11 +226,9 @@ def _query(
     # Output share: the offset entries from their digits.
     for i in range(length):
         acc0, acc1 = _ZERO, _ZERO
-        pw0, pw1 = _ONE, _ZERO
-        for k in range(bits):
-            a0, a1 = _mul(pw0, pw1, meas[i * bits + k, 0], meas[i * bits + k, 1])
-            acc0, acc1 = _add(acc0, acc1, a0, a1)
-            pw0, pw1 = _add(pw0, pw1, pw0, pw1)
+        for k in range(bits - 1, -1, -1):  # Horner: sum_k 2^k digit_k
+            acc0, acc1 = _add(acc0, acc1, acc0, acc1)
+            acc0, acc1 = _add(acc0, acc1, meas[i * bits + k, 0], meas[i * bits + k, 1])
         out_share[i, 0], out_share[i, 1] = acc0, acc1
 
     # -- gadget 0: range check of every digit --------------------------------------
@@ -260,12 +258,20 @@ def _query(
             verifier[1 + 2 * j, 0], verifier[1 + 2 * j, 1] = _add(
                 verifier[1 + 2 * j, 0], verifier[1 + 2 * j, 1], a0, a1
             )
-            xs0, xs1 = _sub(x0, x1, sinv0, sinv1)
-            a0, a1 = _mul(xs0, xs1, l0, l1)
+            a0, a1 = _mul(x0, x1, l0, l1)  # the - 1/num_shares part is added below
             verifier[2 + 2 * j, 0], verifier[2 + 2 * j, 1] = _add(
                 verifier[2 + 2 * j, 0], verifier[2 + 2 * j, 1], a0, a1
             )
             lr0, lr1 = _mul(lr0, lr1, r0, r1)
+    # Every slot of every call has its x - 1/num_shares: subtract sinv * sum_i L_(i+1)(t).
+    ls0, ls1 = _ZERO, _ZERO
+    for i in range(calls0):
+        ls0, ls1 = _add(ls0, ls1, lag[i + 1, 0], lag[i + 1, 1])
+    ls0, ls1 = _mul(ls0, ls1, sinv0, sinv1)
+    for j in range(chunk0):
+        verifier[2 + 2 * j, 0], verifier[2 + 2 * j, 1] = _sub(
+            verifier[2 + 2 * j, 0], verifier[2 + 2 * j, 1], ls0, ls1
+        )
     base0 = arity0
     g0 = _poly_at(proof, base0, 2 * p0, roots0, t0, t1)
     if g0[2]:
