@@ -276,7 +276,9 @@ def _intervals(
     bounds: Mapping[str, ColumnBounds],
     draws: int = 400,
 ) -> dict[str, Any]:
-    """95% intervals of every numeric result, by simulating the known noise.
+    """95% intervals of every numeric result: the statistic's own
+    (:meth:`~tessera.analytics.statistic.Statistic.interval`), or by simulating the known
+    noise around the released totals.
 
     Pure post-processing of released values. Each leaf of a structured result (a
     histogram, regression coefficients, a survival curve) gets its interval; results
@@ -296,6 +298,10 @@ def _intervals(
             continue
         if not any(sd):
             out[s.label] = _rebuild(point, [(v, v) for v in leaves])
+            continue
+        own = s.interval(scaled, dict(zip(names, sd, strict=True)), bounds)
+        if own is not None:
+            out[s.label] = own
             continue
         rows = []
         for row in sims:

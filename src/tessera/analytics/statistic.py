@@ -52,6 +52,12 @@ class Statistic(ABC):
         """The most this statistic's own discretisation (bins, cells) can move it."""
         return 0.0
 
+    def interval(self, totals: Totals, sd: Mapping[str, float], bounds: Bounds) -> Any | None:
+        """Its own 95% interval from the released totals and each term's noise sd (in
+        the columns' units), shaped like its value; None: simulate the noise
+        (:func:`~tessera.analytics.release.released` does)."""
+        return None
+
     def passes(self, bounds: Bounds, noised: bool) -> int:
         """How many queries this statistic takes (public: fixed before the first runs)."""
         return 1
