@@ -105,6 +105,12 @@ class _Affine:
         k = self.features * self.outputs
         return params[:k].reshape(self.features, self.outputs), params[k : self.size]
 
+    def mean_grad(self, x: Array, delta: Array) -> Array:
+        """The mean over rows of :meth:`per_example`, without the per-row matrix."""
+        rows = x.shape[0]
+        out: Array = np.concatenate([(x.T @ delta).ravel() / rows, delta.mean(axis=0)])
+        return out
+
     def per_example(self, x: Array, delta: Array) -> Array:
         """Per-row gradients of ``W`` and ``b`` for output gradients ``delta``."""
         rows = x.shape[0]
@@ -139,6 +145,11 @@ class LinearRegression(Model):
         self._check(params, x)
         delta = (self._out(params, x) - np.asarray(y, dtype=np.float64))[:, None]
         return self._layer.per_example(x, delta) + self.l2 * params
+
+    def grad(self, params: Array, x: Array, y: Any) -> Array:
+        self._check(params, x)
+        delta = (self._out(params, x) - np.asarray(y, dtype=np.float64))[:, None]
+        return self._layer.mean_grad(x, delta) + self.l2 * params
 
     def loss(self, params: Array, x: Array, y: Any) -> float:
         self._check(params, x)
@@ -176,6 +187,11 @@ class LogisticRegression(Model):
         self._check(params, x)
         delta = (_sigmoid(self._logit(params, x)) - np.asarray(y, dtype=np.float64))[:, None]
         return self._layer.per_example(x, delta) + self.l2 * params
+
+    def grad(self, params: Array, x: Array, y: Any) -> Array:
+        self._check(params, x)
+        delta = (_sigmoid(self._logit(params, x)) - np.asarray(y, dtype=np.float64))[:, None]
+        return self._layer.mean_grad(x, delta) + self.l2 * params
 
     def loss(self, params: Array, x: Array, y: Any) -> float:
         self._check(params, x)
@@ -218,6 +234,11 @@ class SoftmaxRegression(Model):
         self._check(params, x)
         delta = self._probs(params, x) - _one_hot(y, self.classes)
         return self._layer.per_example(x, delta) + self.l2 * params
+
+    def grad(self, params: Array, x: Array, y: Any) -> Array:
+        self._check(params, x)
+        delta = self._probs(params, x) - _one_hot(y, self.classes)
+        return self._layer.mean_grad(x, delta) + self.l2 * params
 
     def loss(self, params: Array, x: Array, y: Any) -> float:
         self._check(params, x)

@@ -24,18 +24,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from coincurve import PrivateKey
 
-from tessera.crypto import prio3_l2
 from tessera.crypto.prio3 import Prio3FixedPointBoundedL2VecSum
+from tessera.crypto.rng import Rng, SeededRng
 from tessera.dp.accountant import PrivacyAccountant
+from tessera.dp.distributed import NoisePlan
 from tessera.dp.samplers import NoiseSampler
-from tessera.errors import BudgetExceeded, InvalidProof
+from tessera.errors import BudgetExceeded, ProtocolError
 from tessera.learning import secure
+from tessera.learning.committee import NodeRound
 from tessera.learning.fedavg import dp_fedavg_mean, fedavg_mean, server_step
 from tessera.learning.fixed_point import FixedPoint, Ints, clip_l2
 from tessera.learning.local import LocalConfig, clipped_gradient_sum, train_locally
 from tessera.learning.models import Array, Model
 from tessera.learning.privacy import TrainingBudget, round_noise
+from tessera.protocol.training import SealedReport, positions, report_digest, seal_report
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +211,11 @@ def train(
             delta=config.delta,
         )
     training_id = rng.bytes(16)
-    seen: set[bytes] = set()
+    committee = (
+        _Committee.make(vdaf, training_id, plan, sampler, SeededRng(rng.bytes(32)))
+        if vdaf is not None
+        else None
+    )
     per_round = config.providers_per_round or len(datasets)
     records: list[RoundRecord] = []
     for r in range(config.rounds):
@@ -242,9 +250,8 @@ def train(
                     clipped += 1
                 payload = providers[i].payload(u, config)
                 reports.append(providers[i].report(r, vdaf, ctx, fixed_point, payload, rng))
-            total, accepted, excluded = _aggregate(
-                vdaf, ctx, rng.bytes(vdaf.VERIFY_KEY_SIZE), reports, names, plan, sampler, seen
-            )
+            assert committee is not None
+            total, accepted, excluded = _aggregate(committee, r, reports, names)
             if accepted:
                 real = fixed_point.decode(total)
                 if config.unit == "row":
@@ -278,56 +285,93 @@ def train(
 
 
 def _aggregate(
-    vdaf: Any,
-    ctx: bytes,
-    verify_key: bytes,
+    committee: _Committee,
+    round_index: int,
     reports: Sequence[secure.Report],
     names: Sequence[str],
-    plan: Any,
-    sampler: NoiseSampler | None,
-    seen: set[bytes],
 ) -> tuple[Ints, list[str], list[tuple[str, str]]]:
-    """Every node verifies, the nodes decide, each sums its accepted shares plus noise."""
-    nodes = vdaf.SHARES
-    out_shares: list[list[Any]] = [[] for _ in range(nodes)]
-    accepted: list[str] = []
-    excluded: list[tuple[str, str]] = []
+    """The round through :class:`~tessera.learning.committee.NodeRound`: commitments,
+    sealed reports fixed, seeds revealed, each node prepares its shares, every node
+    decides on every report, each releases its noised aggregate share."""
+    vdaf = committee.vdaf
+    nodes = [
+        NodeRound(
+            i,
+            committee.secrets[i],
+            vdaf,
+            committee.training_id,
+            round_index,
+            committee.plan,
+            committee.sampler,
+            committee.rng,
+            seen=committee.seen[i],
+        )
+        for i in sorted(committee.secrets)
+    ]
+    commitments = {node.index: node.commitment() for node in nodes}
+    excluded: dict[str, str] = {}
+    sealed: dict[str, SealedReport] = {}
     for name, report in zip(names, reports, strict=True):
-        if len(report.input_shares) != nodes:
-            excluded.append((name, "malformed: wrong number of shares"))
-            continue
-        if report.nonce in seen:
-            excluded.append((name, "replayed: the report's nonce was seen before"))
-            continue
-        seen.add(report.nonce)
-        prepared = [
-            secure.prepare(
-                vdaf, verify_key, ctx, j, report.nonce, report.public_share, report.input_shares[j]
-            )
-            for j in range(nodes)
-        ]
-        failed = next((p for p in prepared if isinstance(p, Exception)), None)
-        if failed is not None:
-            excluded.append((name, f"{type(failed).__name__}: {failed}"))
-            continue
-        ok = [p for p in prepared if not isinstance(p, Exception)]
-        message = secure.decide(vdaf, ctx, [vshare for _, vshare in ok])
-        if isinstance(message, Exception):
-            excluded.append((name, f"{type(message).__name__}: {message}"))
-            continue
         try:
-            outs = [prio3_l2.verify_next(state, message) for state, _ in ok]
-        except InvalidProof as exc:  # the joint randomness disagrees
-            excluded.append((name, f"{type(exc).__name__}: {exc}"))
-            continue
-        for j in range(nodes):
-            out_shares[j].append(outs[j])
-        accepted.append(name)
-    agg_shares = []
-    for j in range(nodes):
-        noise = None
-        if plan is not None:
-            assert sampler is not None
-            noise = secure.draw_noise(plan, sampler, vdaf.LENGTH)
-        agg_shares.append(secure.aggregate_share(vdaf, out_shares[j], noise))
-    return secure.unshard(vdaf, agg_shares, len(accepted)), accepted, excluded
+            sealed[name] = seal_report(
+                committee.training_id,
+                round_index,
+                name,
+                report.nonce,
+                report.public_share,
+                report.input_shares,
+                committee.public_keys,
+                committee.rng,
+            )
+        except ValueError as exc:
+            excluded[name] = f"malformed: {exc}"
+    digests = {name: report_digest(rep) for name, rep in sealed.items()}
+    for node in nodes:
+        node.lock(digests)
+    seeds = {node.index: node.reveal() for node in nodes}
+    for node in nodes:
+        node.agree(commitments, seeds)
+    for name, rep in sealed.items():
+        by_node = {node.index: node.prepare(name, rep) for node in nodes}
+        order = positions(rep.nonce, list(by_node))
+        in_positions = [by_node[i] for i in order]
+        for node in nodes:
+            node.decide(name, in_positions)
+    accepted = nodes[0].accepted()
+    if any(node.accepted() != accepted for node in nodes):
+        raise ProtocolError("the nodes accepted different reports")  # pragma: no cover
+    for node in nodes:
+        for name, reason in node.exclusions().items():
+            excluded.setdefault(name, reason)
+    shares = [node.release() for node in nodes]
+    total = secure.unshard(vdaf, shares, len(accepted))
+    order_names = [n for n in names if n in excluded]
+    return total, [n for n in names if n in accepted], [(n, excluded[n]) for n in order_names]
+
+
+@dataclass
+class _Committee:
+    """What the in-process committee holds across rounds: keys, noise, replay memory."""
+
+    vdaf: Prio3FixedPointBoundedL2VecSum
+    training_id: bytes
+    secrets: dict[int, bytes]
+    public_keys: dict[int, bytes]
+    plan: NoisePlan | None
+    sampler: NoiseSampler | None
+    rng: Rng
+    seen: dict[int, set[bytes]]
+
+    @classmethod
+    def make(
+        cls,
+        vdaf: Prio3FixedPointBoundedL2VecSum,
+        training_id: bytes,
+        plan: NoisePlan | None,
+        sampler: NoiseSampler | None,
+        rng: Rng,
+    ) -> _Committee:
+        secrets = {i: rng.scalar().to_bytes(32, "big") for i in range(1, vdaf.SHARES + 1)}
+        public = {i: PrivateKey(s).public_key.format(compressed=True) for i, s in secrets.items()}
+        seen: dict[int, set[bytes]] = {i: set() for i in secrets}
+        return cls(vdaf, training_id, secrets, public, plan, sampler, rng, seen)
