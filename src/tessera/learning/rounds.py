@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from coincurve import PrivateKey
@@ -153,6 +153,15 @@ class RoundRecord:
     score: float | None = None
 
 
+class Observer(Protocol):
+    """Told of the initial model and of every round's model (for a store, a registry, a
+    progress display); what it does is its own (I/O lives in ``tessera.node``)."""
+
+    def start(self, model: Model, params: Array) -> None: ...
+
+    def round(self, model: Model, params: Array, record: RoundRecord) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class TrainingResult:
     params: Array
@@ -186,6 +195,7 @@ def train(
     accountant: PrivacyAccountant | None = None,
     validation: tuple[Array, Any] | None = None,
     init: Array | None = None,
+    observer: Observer | None = None,
 ) -> TrainingResult:
     """Train ``model`` over the providers' tables (see the module docstring)."""
     if not parties:
@@ -196,6 +206,8 @@ def train(
     if budget is not None and sampler is None:
         raise ValueError("differential privacy needs a noise sampler")
     params = model.init(rng) if init is None else init.copy()
+    if observer is not None:
+        observer.start(model, params)
     fixed_point = _fixed_point(config, datasets)
     length = model.num_params + (1 if config.unit == "provider" and config.weighted else 0)
     vdaf = secure.update_vdaf(length, fixed_point, nodes) if config.secure else None
@@ -281,6 +293,8 @@ def train(
                 score=score,
             )
         )
+        if observer is not None:
+            observer.round(model, params, records[-1])
     return TrainingResult(params, tuple(records))
 
 

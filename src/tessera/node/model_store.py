@@ -16,6 +16,10 @@ import httpx
 from multiformats import CID, multihash
 
 from tessera.errors import DecodeError, InvalidProof, TransportError
+from tessera.learning.models import Array, Model
+from tessera.learning.rounds import RoundRecord
+from tessera.learning.serialize import encode_model
+from tessera.ledger.client import rho_to_micro
 from tessera.node.files import atomic_write
 
 
@@ -109,3 +113,46 @@ class IpfsHttpStore:
                 f"IPFS block/get of {cid} at {self.api_url} failed: {exc}"
             ) from exc
         return check(cid, resp.content)
+
+
+class RegistryLike(Protocol):
+    def open_training(self, training: bytes, committee: int, cid: str) -> str: ...
+
+    def record_round(self, training: bytes, cid: str, parent: str, rho_micro: int) -> str: ...
+
+
+class ModelLog:
+    """A :class:`tessera.learning.rounds.Observer` that stores every round's model by CID
+    and, given a registry (:class:`tessera.ledger.model_registry.ModelRegistry`), chains
+    it there: ``(CID, parent CID, micro-ρ of the round)``."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        training: bytes,
+        registry: RegistryLike | None = None,
+        committee: int = 0,
+    ) -> None:
+        self.store, self.training, self.registry, self.committee = (
+            store,
+            training,
+            registry,
+            committee,
+        )
+        self.cids: list[str] = []
+
+    def start(self, model: Model, params: Array) -> None:
+        cid = self.store.put(encode_model(model, params, {"round": 0, "parent": None}))
+        if self.registry is not None:
+            self.registry.open_training(self.training, self.committee, cid)
+        self.cids = [cid]
+
+    def round(self, model: Model, params: Array, record: RoundRecord) -> None:
+        if not self.cids:
+            raise ValueError("the training was not started")
+        parent = self.cids[-1]
+        meta = {"round": record.index + 1, "parent": parent, "epsilon": record.epsilon_spent}
+        cid = self.store.put(encode_model(model, params, meta))
+        if self.registry is not None:
+            self.registry.record_round(self.training, cid, parent, rho_to_micro(record.rho))
+        self.cids.append(cid)
