@@ -32,12 +32,12 @@ import pandas as pd
 import statsmodels.api as sm
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 
-from tessera.analytics.distribution import Quantile
+from tessera.analytics.distribution import Histogram, Quantile, equal_edges
 from tessera.analytics.local import ColumnBounds, LocalDatabase
 from tessera.analytics.moments import Correlation, CosineSimilarity, Mean, Sum, Variance
 from tessera.analytics.passes import run_in_passes
 from tessera.analytics.precision import choose_precision, resolve
-from tessera.analytics.regression import LinearRegression
+from tessera.analytics.regression import LinearRegression, LogisticRegression
 from tessera.analytics.release import QueryResult, released
 from tessera.analytics.statistic import Statistic
 from tessera.crypto.rng import SeededRng
@@ -61,6 +61,15 @@ def tables(quick: bool) -> dict[str, pd.DataFrame]:
             f.columns = [c.replace(" ", "_").replace("(", "").replace(")", "") for c in f.columns]
             out[name] = f
     return out
+
+
+#: each table's binary outcome for the logistic regression
+BINARY = {
+    "diabetes": lambda f: (f["target"] > f["target"].median()).astype(int),
+    "breast_cancer": lambda f: f["target"],
+    "wine": lambda f: (f["target"] == 0).astype(int),
+    "iris": lambda f: (f["target"] == 1).astype(int),
+}
 
 
 def bounds_of(frame: pd.DataFrame) -> dict[str, ColumnBounds]:
@@ -94,7 +103,8 @@ def providers_totals(parts: list[pd.DataFrame], plan: Any, bounds: Any) -> list[
 
 
 def exact_errors(name: str, frame: pd.DataFrame) -> dict[str, float]:
-    cols = [c for c in frame.columns if frame[c].nunique() > 2][:6]
+    label = BINARY[name](frame) if name in BINARY else None
+    cols = [c for c in frame.columns if frame[c].nunique() > 2 and c != "target"][:6]
     y, xs = cols[0], cols[1:]
     frame = frame[cols]
     bounds = bounds_of(frame)
@@ -154,6 +164,20 @@ def exact_errors(name: str, frame: pd.DataFrame) -> dict[str, float]:
     ols = sm.OLS(frame[y], sm.add_constant(frame[xs])).fit().params.to_numpy()
     for got, want in zip([model.intercept_, *model.coef_], ols, strict=True):
         note("regression", got, want)
+    if label is not None:  # logistic regression (Newton passes) against scikit-learn's fit
+        from sklearn.linear_model import LogisticRegression as SkLogistic
+
+        frame = frame.assign(label=label)
+        bounds["label"] = ColumnBounds(0.0, 1.0)
+        shuffled = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+        parts = [shuffled.iloc[a:b] for a, b in itertools.pairwise(cuts)]
+        fit = run_in_passes(run_once, [LogisticRegression("label", tuple(xs), 1.0)], bounds, None)
+        logit = fit.value
+        sk = SkLogistic(C=1.0, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+        sk.fit(frame[xs], frame["label"])
+        want_w = [*sk.intercept_, *sk.coef_[0]]
+        for got, want in zip([*logit.intercept_, *logit.coef_[0]], want_w, strict=True):
+            note("logistic", got, want)
     return err
 
 
@@ -169,14 +193,22 @@ def dp_ratio(frame: pd.DataFrame, draws: int) -> dict[str, float]:
     bounds = bounds_of(frame[cols])
     rho = float(eps_to_rho(EPS, DELTA))
     out = {}
-    for stat in (Mean("bmi"), Variance("bp"), Correlation(("bmi", "bp")), Sum("s5")):
+    dp_stats: list[tuple[str, Statistic]] = [
+        ("mean", Mean("bmi")),
+        ("variance", Variance("bp")),
+        ("correlation", Correlation(("bmi", "bp"))),
+        ("sum", Sum("s5")),
+        ("histogram", Histogram("bmi", equal_edges(18.0, 43.0, 10))),
+        ("median", Quantile("bmi", 0.5, bins=64)),
+    ]
+    for key, stat in dp_stats:
         b = resolve(bounds, choose_precision([stat], bounds, MAX_ROWS, True))
         plan = plan_of([stat], b)
         exact = providers_totals([frame], plan, bounds)
         noise = noise_plans(plan, N, T, rho, DELTA)
         zero = [0.0] * len(plan.terms)
         truth = _release([stat], plan, exact, bounds, zero, None).values[stat.label]
-        per_term = rho / len(plan.terms)
+        per_term = rho / plan.row_reach()  # the split the engine makes (noise_plans)
         central = []
         for t in plan.terms:  # OpenDP's discrete Gaussian, one term, sensitivity t.sensitivity
             scale = t.sensitivity / math.sqrt(2 * per_term)
@@ -189,14 +221,12 @@ def dp_ratio(frame: pd.DataFrame, draws: int) -> dict[str, float]:
             for node in range(N):
                 sampler = ExactSampler(SeededRng(f"accuracy/{stat.label}/{run}/{node}"))
                 noisy = [v + p.draw(sampler) for v, p in zip(noisy, noise, strict=True)]
-            ours.append(
-                abs(_release([stat], plan, noisy, bounds, zero, None).values[stat.label] - truth)
-            )
+            got = _release([stat], plan, noisy, bounds, zero, None).values[stat.label]
+            ours.append(float(np.mean(np.abs(np.asarray(got) - np.asarray(truth)))))
             cen = [int(m([v])[0]) for m, v in zip(central, exact, strict=True)]
-            theirs.append(
-                abs(_release([stat], plan, cen, bounds, zero, None).values[stat.label] - truth)
-            )
-        out[type(stat).__name__.lower()] = float(np.mean(ours) / np.mean(theirs))
+            got = _release([stat], plan, cen, bounds, zero, None).values[stat.label]
+            theirs.append(float(np.mean(np.abs(np.asarray(got) - np.asarray(truth)))))
+        out[key] = float(np.mean(ours) / np.mean(theirs))
     return out
 
 
