@@ -179,3 +179,18 @@ def test_training_stops_when_a_budget_would_be_exceeded() -> None:
         )
     assert accountant.budget("cancer3").spent == pytest.approx(2 * per_round)
     assert accountant.budget("cancer0").spent == pytest.approx(2 * per_round)
+
+
+def test_invalid_training_requests_are_refused() -> None:
+    datasets, *_ = _split("cancer", 5)
+    model = LogisticRegression(30)
+    with pytest.raises(ValueError, match="providers_per_round"):
+        train(model, datasets, TrainingConfig(providers_per_round=6), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="same name"):
+        train(model, [datasets[0], datasets[0]], TrainingConfig(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="noise sampler"):
+        train(model, datasets, TrainingConfig(epsilon=1.0), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="secure aggregation"):
+        TrainingConfig(epsilon=1.0, secure=False)
+    with pytest.raises(ValueError, match="max_rows"):
+        Dataset("d", datasets[0].x, datasets[0].y, max_rows=0)

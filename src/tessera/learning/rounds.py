@@ -52,6 +52,10 @@ class Dataset:
     max_rows: int
 
     def __post_init__(self) -> None:
+        if self.max_rows < 1:
+            raise ValueError(f"{self.name}: max_rows must be positive")
+        if self.x.ndim != 2 or len(self.y) != self.x.shape[0]:
+            raise ValueError(f"{self.name}: need a 2-d feature table and one label per row")
         if self.x.shape[0] > self.max_rows:
             raise ValueError(f"{self.name}: {self.x.shape[0]} rows exceed max_rows")
 
@@ -229,6 +233,12 @@ def train(
         else None
     )
     per_round = config.providers_per_round or len(datasets)
+    if not 1 <= per_round <= len(datasets):
+        raise ValueError(
+            f"providers_per_round must be in [1, {len(datasets)}], got {config.providers_per_round}"
+        )
+    if len({d.name for d in datasets}) != len(datasets):
+        raise ValueError("two providers with the same name")
     records: list[RoundRecord] = []
     for r in range(config.rounds):
         chosen = sorted(rng.choice(len(datasets), size=per_round, replace=False).tolist())
@@ -271,7 +281,9 @@ def train(
                     step = real / rows
                 elif config.weighted:
                     # the noised total weight, kept away from zero (noise can make it small)
-                    weight = max(real[-1] / config.clip, 1.0 / datasets[0].max_rows)
+                    # one row of the largest table is the least weight a round can hold
+                    floor = 1.0 / max(d.max_rows for d in datasets)
+                    weight = max(real[-1] / config.clip, floor)
                     step = real[:-1] / weight
                 else:
                     step = dp_fedavg_mean(real, len(accepted))
