@@ -16,6 +16,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from tessera.analytics.distribution import Histogram, Quantile
+from tessera.analytics.grouping import GroupBy
 from tessera.analytics.local import ColumnBounds, LocalDatabase
 from tessera.analytics.moments import (
     Correlation,
@@ -27,7 +28,7 @@ from tessera.analytics.moments import (
     Variance,
 )
 from tessera.analytics.precision import choose_precision, resolve
-from tessera.analytics.regression import LinearRegression
+from tessera.analytics.regression import LinearRegression, LogisticRegression
 from tessera.analytics.release import _leaves, released
 from tessera.analytics.statistic import Statistic
 from tessera.crypto.rng import SeededRng
@@ -40,7 +41,10 @@ N, T = 3, 2
 DELTA = 1e-6
 
 FRAME = load_diabetes(as_frame=True, scaled=False).frame
+FRAME["high"] = (FRAME["target"] > 140).astype(int)  # a binary outcome
 BOUNDS = {
+    "sex": ColumnBounds(1.0, 2.0, 0),
+    "high": ColumnBounds(0.0, 1.0),
     "age": ColumnBounds(18.0, 80.0),
     "bmi": ColumnBounds(18.0, 43.0),
     "bp": ColumnBounds(62.0, 134.0),
@@ -58,6 +62,8 @@ STATS: list[tuple[Statistic, float]] = [
     # itself, the standard errors come out biased low and their intervals cover 65-90%
     # (the coefficients' 97-99%), as docs/analytics.md states
     (LinearRegression("target", ("bmi", "bp")), 4.0),
+    (LogisticRegression("high", ("bmi", "bp"), 1.0, newton_steps=0), 1.0),  # one pass
+    (GroupBy(Mean("bmi"), "sex", (1, 2)), 1.0),
     (Histogram("age", (18.0, 30.0, 45.0, 60.0, 80.0)), 1.0),
     # quantiles: a coarse histogram (a first pass), and a fine window (a second pass)
     (Quantile("bmi", 0.5, bins=64), 1.0),
