@@ -70,14 +70,14 @@ def test_digits_fedavg_and_secure_aggregation_match_centralised_training() -> No
     plain = train(
         model,
         datasets,
-        TrainingConfig(rounds=15, local=local, secure=False),
+        TrainingConfig(rounds=12, local=local, secure=False),
         np.random.default_rng(1),
         validation=(xte, yte),
     )
     secure = train(
         model,
         datasets,
-        TrainingConfig(rounds=15, local=local, clip=5.0),
+        TrainingConfig(rounds=12, local=local, clip=5.0),
         np.random.default_rng(1),
         validation=(xte, yte),
     )
@@ -97,7 +97,7 @@ def test_digits_with_row_level_differential_privacy_at_epsilon_8() -> None:
     datasets, xtr, ytr, xte, yte = _split("digits", 6)
     model = SoftmaxRegression(64, 10)
     central = model.score(_central(model, xtr, ytr, 20, 0.5), xte, yte)
-    config = TrainingConfig(rounds=20, unit="row", clip=1.0, epsilon=8.0, server_learning_rate=2.0)
+    config = TrainingConfig(rounds=12, unit="row", clip=1.0, epsilon=8.0, server_learning_rate=3.0)
     result = train(
         model,
         datasets,
