@@ -49,3 +49,5 @@ def test_invalid_parameters_are_refused() -> None:
         FixedPoint(0.0)
     with pytest.raises(ValueError):
         FixedPoint(1.0, 1)
+    with pytest.raises(ValueError, match="non-finite"):
+        FixedPoint(1.0).encode(np.array([1.0, np.nan]), np.random.default_rng(0))

@@ -58,7 +58,10 @@ class FixedPoint:
 
     def encode(self, update: Array, rng: np.random.Generator) -> Ints:
         """The integer vector of ``update`` (clipped to ``norm_bound`` first)."""
-        clipped, _ = clip_l2(np.asarray(update, dtype=np.float64), self.norm_bound)
+        u = np.asarray(update, dtype=np.float64)
+        if not np.isfinite(u).all():
+            raise ValueError("the update has non-finite entries (local training diverged?)")
+        clipped, _ = clip_l2(u, self.norm_bound)
         top = (1 << (self.bits - 1)) - 1
         scaled = np.clip(clipped * self.scale, -top, top)
         low = np.floor(scaled)
