@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from coincurve import PrivateKey, PublicKey
 
@@ -51,10 +51,37 @@ class Round(Enum):
     ACCUSATIONS = "accusations"  # the author's shares that fail a dealer's extraction
     REVEALS = "reveals"  # the author's shares of dealers proven to have cheated
     RESULT = "result"  # the public key, public shares and QUAL the author computed
+    # proactive resharing (tessera.crypto.reshare), a session of its own
+    RESHARE_DEALING = "reshare-dealing"  # an old member's Feldman commitments, sealed shares
+    RESHARE_COMPLAINTS = "reshare-complaints"  # a new member's dealers whose share failed
+    RESHARE_ANSWERS = "reshare-answers"  # a dealer's shares of the members that complained
 
 
-#: The rounds in the order they are run (round ``k`` reads what round ``k − 1`` said).
-ROUNDS: Final = tuple(Round)
+#: The DKG's rounds in the order they are run (round ``k`` reads what round ``k − 1`` said).
+ROUNDS: Final = (
+    Round.DEALING,
+    Round.COMPLAINTS,
+    Round.ANSWERS,
+    Round.EXTRACTION,
+    Round.ACCUSATIONS,
+    Round.REVEALS,
+    Round.RESULT,
+)
+#: A resharing's rounds, in order.
+RESHARE_ROUNDS: Final = (Round.RESHARE_DEALING, Round.RESHARE_COMPLAINTS, Round.RESHARE_ANSWERS)
+
+
+class Session(Protocol):
+    """What signing and checking a message needs of its session: its id, its authors'
+    count and each author's registered key (:class:`DkgSession`, or a resharing's)."""
+
+    @property
+    def id(self) -> bytes: ...
+
+    @property
+    def n(self) -> int: ...
+
+    def key_of(self, index: int) -> bytes: ...
 
 
 def _lp(data: bytes) -> bytes:
@@ -174,7 +201,7 @@ def _hex(value: Any, where: str, limit: int) -> bytes:
 
 
 def sign_message(
-    session: DkgSession, kind: Round, author: int, payload: bytes, secret_key: bytes
+    session: Session, kind: Round, author: int, payload: bytes, secret_key: bytes
 ) -> SignedMessage:
     """``payload`` of ``kind`` signed by node ``author`` with its registered key's secret."""
     if not 1 <= author <= session.n:
@@ -187,7 +214,7 @@ def sign_message(
     return SignedMessage(kind, author, bytes(payload), bytes(signature))
 
 
-def message_valid(session: DkgSession, msg: SignedMessage) -> bool:
+def message_valid(session: Session, msg: SignedMessage) -> bool:
     """Whether ``msg`` was signed, for this session, by its author's registered key."""
     if not 1 <= msg.author <= session.n or len(msg.signature) != SIGNATURE_SIZE:
         return False
