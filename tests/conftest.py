@@ -1,9 +1,21 @@
-"""Shared test configuration: a fast, reproducible hypothesis profile."""
+"""Shared test configuration: a fast, reproducible hypothesis profile, and how the suite is
+split between pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject.toml).
+
+Each test file is one unit of work (an ``xdist_group``), so a module's fixtures (a
+network of real processes, a compiled world) are built once, on one worker, and its
+tests run in their order. The directories whose tests share a session fixture are one
+unit each: the telemetry aggregators' processes, the served chain of the market
+command line, the ledger's deployed world, the PostgreSQL server. Units are handed out
+longest first (``SLOW_FIRST``, from ``pytest --durations``), so that the last one to
+start is short and the two workers finish together.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -14,3 +26,63 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tessera"))
+
+TESTS = Path(__file__).parent
+
+#: Directories whose tests share a session-scoped fixture: one unit of work each.
+SHARED_SESSION = ("telemetry", "cli_ledger", "ledger", "store")
+
+#: Units that take longest, longest first: seconds in one serial run on the shared 2-core
+#: machine (``--junitxml``, setup and teardown included). Every other unit follows, in
+#: collection order; they take under 20 s each.
+SLOW_FIRST = (
+    "engine/test_local_network.py",  # 409
+    "ledger",  # 262
+    "test_benchmarks.py",  # 146
+    "telemetry",  # 144
+    "network/test_crash_consistency.py",  # 137
+    "attacks/test_query_attacks.py",  # 114
+    "test_cli.py",  # 90
+    "network/test_faults.py",  # 84
+    "network/test_cheating.py",  # 77
+    "network/test_differential.py",  # 74
+    "network/test_dkg_attacks.py",  # 53
+    "engine/test_ledger_wiring.py",  # 49
+    "analytics/test_dp_coverage.py",  # 40
+    "cli_ledger",  # 34
+    "network/test_network_cli.py",  # 30
+    "analytics/test_exact_tables.py",  # 29
+    "dp/test_privacy_audit.py",  # 26
+    "crypto/test_flp_batch.py",  # 26
+    "fuzz/test_decoders.py",  # 20
+    "store",  # 19
+)
+
+
+def unit_of(path: Path) -> str:
+    """The unit of work of a test file: its directory's if that shares a session fixture."""
+    try:
+        rel = path.relative_to(TESTS)
+    except ValueError:  # a test file outside tests/
+        return str(path)
+    if len(rel.parts) > 1 and rel.parts[0] in SHARED_SESSION:
+        return rel.parts[0]
+    return rel.as_posix()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist registers the mark; without it (-p no:xdist) it is still a known mark
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one worker")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(unit_of(Path(item.path))))
+    rank = {unit: i for i, unit in enumerate(SLOW_FIRST)}
+
+    def order(item: pytest.Item) -> int:
+        return rank.get(unit_of(Path(item.path)), len(rank))
+
+    items.sort(key=order)  # stable: each file keeps its own order
