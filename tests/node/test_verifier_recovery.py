@@ -8,12 +8,14 @@ over real processes, with ``kill -9``: ``tests/network/test_faults.py``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
-from tessera.errors import ChainUnreachable
+from tessera.errors import ChainUnreachable, ProtocolError
 from tessera.ledger.client import VerdictPosted
 from tessera.node.local_network import DatasetPolicy, LocalNetwork
 from tessera.node.roles import VerifierRole
@@ -104,3 +106,24 @@ def test_a_query_closed_before_the_restart_is_dropped_with_its_reason(dlog: Disc
     assert "completed on the ledger before this verifier voted" in closed[qid.hex()]
     assert restarted.store.get("pending", qid.hex())["status"] == "closed"
     assert restarted.recover() == {}
+
+
+def test_a_record_that_is_not_the_trail_is_refused_and_nothing_is_kept(dlog: DiscreteLog) -> None:
+    """Only a record that is exactly the query's trail is kept for a vote: a refused request
+    stores nothing (the verify path's refusals stay side-effect free)."""
+    net = network(dlog)
+    verifier = net.verifiers[0]
+    honest = verifier.on_verify
+    kept: list[dict[str, Any]] = []
+
+    def on_verify(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        short = {**body["record"], "contributions": body["record"]["contributions"][:1]}
+        with pytest.raises(ProtocolError, match="not this query's"):
+            honest({**body, "record": short}, sender)
+        kept.append(verifier.store.items("pending"))
+        return honest(body, sender)
+
+    verifier.on_verify = on_verify  # type: ignore[method-assign]
+    res = net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    assert kept == [{}]
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"

@@ -24,7 +24,6 @@ from tessera.node.roles.base import (
     Progress,
     Recovering,
     _hex32,
-    _on_ledger,
     on_ledger,
     reconcile_with_ledger,
 )
@@ -106,6 +105,16 @@ def check_query(
     Raises :class:`~tessera.errors.ProtocolError` if the record is not exactly what the
     query's parties committed on-chain (then there is nothing to vote on); else returns
     the proofs' verdict. Anyone holding the ticket and the record can run it."""
+    record, q, nodes = trail_record(ledger, ticket, record_json)
+    return verify_record(record), q, nodes
+
+
+def trail_record(
+    ledger: LedgerClient, ticket: QueryTicket, record_json: Any
+) -> tuple[AggregationRecord, Query, dict[int, str]]:
+    """The record, bound to the ticket's query and the registry's committee, once it is
+    shown to be exactly the query's on-chain trail (else :class:`ProtocolError`): the part
+    of :func:`check_query` before the proofs."""
     q, committee = on_ledger(ledger, ticket)
     nodes = committee.nodes
     record = record_from_json(record_json)
@@ -115,7 +124,7 @@ def check_query(
     )
     if mismatch:
         raise ProtocolError("the record is not this query's: " + "; ".join(mismatch))
-    return verify_record(record), q, nodes
+    return record, q, nodes
 
 
 class VerifierRole(Recovering):
@@ -141,7 +150,11 @@ class VerifierRole(Recovering):
         return self.verify(ticket, body.get("record"))
 
     def verify(self, ticket: QueryTicket, record_json: Any) -> dict[str, Any]:
-        """The verdict on ``ticket``'s query, voted if this verifier was drawn for it."""
+        """The verdict on ``ticket``'s query, voted if this verifier was drawn for it.
+
+        A record that is not the query's trail is refused before anything is stored; one
+        that is, for an open query this verifier was drawn for, is kept (``pending``)
+        before its proofs are checked and the vote is cast, until the verdict is stored."""
         qid = ticket.query_id
         key = qid.hex()
         with self._voting:
@@ -149,29 +162,29 @@ class VerifierRole(Recovering):
             if done is not None:
                 return dict(done)
             self.progress_.update(key, "verifying")
-            q = _on_ledger(self.ledger, qid)
-            drawn = q.status == "open" and self.ledger.account in self.ledger.verifiers_of(qid)
-            if drawn:  # kept before the work: killed from here on, recover() votes
+            record, q, nodes = trail_record(self.ledger, ticket, record_json)
+            if q.status == "open" and self.ledger.account in self.ledger.verifiers_of(qid):
+                # killed from here on, or the chain fails: recover() votes on it later
                 self.store.put(
                     "pending",
                     key,
                     {"status": "waiting", "ticket": ticket.to_json(), "record": record_json},
                 )
-            try:
-                result = self._check_and_vote(ticket, record_json)
-            except LedgerError:
-                raise  # the chain failed: the query stays pending, to vote on later
-            except TesseraError as exc:  # a record that cannot be voted on: not retried
-                if drawn:
-                    self.store.put("pending", key, {"status": "refused", "reason": str(exc)})
-                raise
+            verdict = verify_record(record)
+            result = self._vote_and_keep(ticket, record_json, verdict, q, nodes)
             self.progress_.update(key, "voted", passed=result["passed"])
             return result
 
-    def _check_and_vote(self, ticket: QueryTicket, record_json: Any) -> dict[str, Any]:
+    def _vote_and_keep(
+        self,
+        ticket: QueryTicket,
+        record_json: Any,
+        verdict: Verdict,
+        q: Query,
+        nodes: Mapping[int, str],
+    ) -> dict[str, Any]:
         qid = ticket.query_id
         key = qid.hex()
-        verdict, q, nodes = check_query(self.ledger, ticket, record_json)
         cheaters = sorted({*verdict.cheaters, *verdict.noise_cheaters})
         settled, tx = False, None
         if q.status == "open":
@@ -215,8 +228,11 @@ class VerifierRole(Recovering):
                 self.verify(QueryTicket.from_json(state.get("ticket")), state.get("record"))
             except LedgerError:
                 return  # the chain again: left for the next reconciliation
-            except TesseraError as exc:
-                closed[key] = str(exc)
+            except TesseraError as exc:  # never votable: not tried again
+                reason = f"{why}; refused: {exc}"
+                self.store.put("pending", key, {"status": "refused", "reason": reason})
+                self.progress_.update(key, "refused", reason=reason)
+                closed[key] = reason
 
         def close(qid: bytes, state: Mapping[str, Any], status: str) -> None:
             key = qid.hex()
