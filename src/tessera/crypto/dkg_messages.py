@@ -92,6 +92,27 @@ def _index(i: int) -> bytes:
     return i.to_bytes(2, "big")
 
 
+def session_digest(*parts: bytes) -> bytes:
+    """SHA-256 of the length-prefixed (4-byte big-endian) parts: a session's id."""
+    return hashlib.sha256(b"".join(_lp(x) for x in parts)).digest()
+
+
+def member_keys(keys: Sequence[bytes], where: str) -> tuple[bytes, ...]:
+    """``keys`` as distinct 33-byte secp256k1 public keys (ValueError naming the one that
+    is not, as ``<where>: member i``)."""
+    out = tuple(bytes(k) for k in keys)
+    for i, k in enumerate(out, 1):
+        if len(k) != KEY_SIZE:
+            raise ValueError(f"{where}: member {i}'s key is not {KEY_SIZE} bytes")
+        try:
+            PublicKey(k)
+        except Exception as exc:
+            raise ValueError(f"{where}: member {i}'s key is not a secp256k1 key") from exc
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where}: two members share a key")
+    return out
+
+
 @dataclass(frozen=True)
 class DkgSession:
     """One run of the DKG: its committee (registered keys by index), ``n``, ``t`` and a nonce."""
@@ -105,34 +126,16 @@ class DkgSession:
     def __post_init__(self) -> None:
         if not 1 <= self.n < 2**16 or not 1 <= self.t <= self.n:
             raise ValueError(f"session: bad committee size n={self.n}, t={self.t}")
-        members = tuple(bytes(k) for k in self.members)
-        if len(members) != self.n:
-            raise ValueError(f"session: {len(members)} member keys for n={self.n}")
-        for i, k in enumerate(members, 1):
-            if len(k) != KEY_SIZE:
-                raise ValueError(f"session: member {i}'s key is not {KEY_SIZE} bytes")
-            try:
-                PublicKey(k)
-            except Exception as exc:
-                raise ValueError(f"session: member {i}'s key is not a secp256k1 key") from exc
-        if len(set(members)) != len(members):
-            raise ValueError("session: two members share a key")
+        if len(self.members) != self.n:
+            raise ValueError(f"session: {len(self.members)} member keys for n={self.n}")
+        members = member_keys(self.members, "session")
         if len(self.nonce) != NONCE_SIZE:
             raise ValueError(f"session: the nonce is {NONCE_SIZE} bytes")
         object.__setattr__(self, "members", members)
         object.__setattr__(self, "nonce", bytes(self.nonce))
-        digest = hashlib.sha256(
-            b"".join(
-                _lp(x)
-                for x in (
-                    SESSION_DOMAIN,
-                    _index(self.n),
-                    _index(self.t),
-                    *members,
-                    self.nonce,
-                )
-            )
-        ).digest()
+        digest = session_digest(
+            SESSION_DOMAIN, _index(self.n), _index(self.t), *members, self.nonce
+        )
         object.__setattr__(self, "id", digest)
 
     def key_of(self, index: int) -> bytes:
