@@ -212,6 +212,7 @@ def test_plain_http_to_a_remote_peer_is_refused(tmp_path: Path) -> None:
 def test_a_lost_aggregate_share_response_can_be_retried(deployment: Deployment) -> None:
     """Finding 4: the helper answers a repeated request with the same stored share."""
     config = deployment.configs["credentials"]
+    collector = TelemetryCollector(config)  # publishes its configuration, as it would first
     t = T0 + 31 * PRECISION
     builder = ReportBuilder(config)
     rng = SeededRng(1903)
@@ -223,14 +224,21 @@ def test_a_lost_aggregate_share_response_can_be_retried(deployment: Deployment) 
     req = AggregateShareReq(interval, b"", len(reports), checksum).encode()
     url = f"{config.aggregators[1].url}/tasks/{config.task_id_hex}/aggregate_shares"
     headers = _auth(leader_credential(config))
-    first = httpx.post(url, content=req, headers=headers)  # its response "lost"
+    # the leader sends the reports to the helper in the background after the upload: until
+    # the helper holds all four, it refuses (422, storing nothing); its first 200 is "lost"
+    deadline = time.monotonic() + 60
+    first = httpx.post(url, content=req, headers=headers)
+    while first.status_code == 422 and time.monotonic() < deadline:
+        assert "aggregators disagree on the batch" in first.text, first.text
+        time.sleep(0.2)
+        first = httpx.post(url, content=req, headers=headers)
     again = httpx.post(url, content=req, headers=headers)
     assert first.status_code == again.status_code == 200
     assert first.content == again.content
     wrong = AggregateShareReq(interval, b"", len(reports) - 1, checksum).encode()
     assert httpx.post(url, content=wrong, headers=headers).status_code == 422
     # The collection the leader then makes uses the helper's stored share.
-    with TelemetryCollector(config) as collector:
+    with collector:
         res = collector.collect(interval)
     assert (res.report_count, res.result) == (4, [1, 0, 1, 2])
 
