@@ -17,6 +17,7 @@ on the providers' data (accuracy and AUC, or R²) in a query of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
@@ -344,27 +345,17 @@ class LogisticRegression(_Design):
         """The next Newton pass, at the point this pass's totals give."""
         left = self._steps(noised) - 1
         bits = self.row_bits or (NEWTON_ROW_BITS_NOISED if noised else NEWTON_ROW_BITS_EXACT)
-        common = {
-            "y": self.y,
-            "x": self.x,
-            "ridge": self.ridge,
-            "intercept": self.intercept,
-            "row_bits": bits,
-        }
-        p = len(self.names())
         if totals is None:  # the shape only: any point has the same terms
-            return LogisticRegression(**common, newton_steps=left, at=(0.0,) * p)  # type: ignore[arg-type]
-        if self.at is None:
-            nxt, best, best_loss = self._first(totals), None, None
+            point: tuple[float, ...] = (0.0,) * len(self.names())
+            best, best_loss = None, None
+        elif self.at is None:
+            point = tuple(float(v) for v in self._first(totals))
+            best, best_loss = None, None
         else:
             nxt, b, best_loss = self._newton(totals)
-            best = tuple(float(v) for v in b)
-        return LogisticRegression(
-            **common,  # type: ignore[arg-type]
-            newton_steps=left,
-            at=tuple(float(v) for v in nxt),
-            best=best,
-            best_loss=best_loss,
+            point, best = tuple(float(v) for v in nxt), tuple(float(v) for v in b)
+        return dataclasses.replace(
+            self, newton_steps=left, row_bits=bits, at=point, best=best, best_loss=best_loss
         )
 
     def decode(self, totals: Totals, bounds: Bounds) -> LogisticModel:
