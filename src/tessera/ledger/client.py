@@ -33,6 +33,7 @@ from tessera.errors import ChainUnreachable, LedgerError
 from tessera.ledger.chain import Chain
 from tessera.ledger.compile import load_artifact
 from tessera.ledger.deploy import Deployment
+from tessera.ledger.draw import BeaconEntry, EpochRecord, seed_commitment
 
 #: Participant roles, as the registry names them.
 Role = Literal["provider", "node", "analyst", "verifier"]
@@ -330,6 +331,44 @@ class Participant:
     stake: int
     locks: int
     reputation: int
+
+
+@dataclass(frozen=True, slots=True)
+class DrawRules:
+    """The node pool's rules (governance): cool-down, beacon windows, penalty, committee."""
+
+    cooldown_blocks: int  # a pool node's stake is released this many blocks after it asks
+    commit_blocks: int
+    reveal_blocks: int
+    reveal_penalty: int  # stake burned from a node that committed and did not reveal
+    committee_size: int
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bond:
+    """An account's stake as the node pool sees it."""
+
+    stake: int  # active stake
+    unbonding: int  # asked back, still slashable, released at ``release_block``
+    release_block: int
+    bonded_until: int  # until this block, unstaking waits the cool-down (2**256 - 1: in the pool)
+    in_node_pool: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeDrawn:
+    """The outcome of ``draw_committee``: the members in draw order (empty if too few
+    nodes revealed), the seed, and the nodes penalised for not revealing."""
+
+    epoch: int
+    drawn: tuple[str, ...]
+    seed: bytes
+    missed: tuple[str, ...]
+    tx: Tx
+
+
+_EPOCH_STATUS: Final[dict[int, str]] = {1: "open", 2: "drawn", 3: "failed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -724,6 +763,152 @@ class LedgerClient:
             key_shares=tuple(bytes(s) for s in shares),
         )
         return self._committees[committee_id]
+
+    # -- the node pool, its beacon and the epoch committees ----------------------------
+    def set_draw_rules(self, rules: DrawRules) -> Tx:
+        """Admin, through governance: the node pool's cool-down, beacon windows, reveal
+        penalty, and the size and threshold of the committees drawn from then on."""
+        args = [
+            (
+                rules.cooldown_blocks,
+                rules.commit_blocks,
+                rules.reveal_blocks,
+                rules.reveal_penalty,
+                rules.committee_size,
+                rules.threshold,
+            )
+        ]
+        return self.govern("set_draw_rules", [(self.registry, "set_draw_rules", args)])
+
+    def draw_rules(self) -> DrawRules:
+        raw = self._view("draw_rules", self.registry.functions.draw_rules())
+        return DrawRules(*(int(x) for x in raw))
+
+    def join_node_pool(self) -> Tx:
+        """Computing node (with the minimum stake): offer itself to epoch committee draws.
+        From then on its stake is released only after the cool-down."""
+        return self._tx("join_node_pool", self.registry.functions.join_node_pool())
+
+    def leave_node_pool(self) -> Tx:
+        """Leave the node pool; the stake stays bonded for the cool-down."""
+        return self._tx("leave_node_pool", self.registry.functions.leave_node_pool())
+
+    def node_pool(self) -> list[str]:
+        raw = self._view("node_pool_members", self.registry.functions.node_pool_members())
+        return [Web3.to_checksum_address(a) for a in raw]
+
+    def withdraw(self) -> Tx:
+        """Release the stake asked back with :meth:`unstake` once its cool-down is over."""
+        return self._tx("withdraw", self.registry.functions.withdraw())
+
+    def bond(self, account: str | None = None) -> Bond:
+        who = Web3.to_checksum_address(account or self.account)
+        f = self.registry.functions
+        return Bond(
+            stake=int(self._view("stakes", f.stakes(who))),
+            unbonding=int(self._view("unbonding", f.unbonding(who))),
+            release_block=int(self._view("release_block", f.release_block(who))),
+            bonded_until=int(self._view("bonded_until", f.bonded_until(who))),
+            in_node_pool=bool(self._view("in_node_pool", f.in_node_pool(who))),
+        )
+
+    def draw_weight(self, stake: int, reputation: int) -> int:
+        """The contract's weight of a node with ``stake`` and ``reputation``."""
+        return int(self._view("weight", self.registry.functions.weight(stake, reputation)))
+
+    def open_epoch(self) -> tuple[int, Tx]:
+        """Anyone: open the next epoch (its beacon's commit window starts now)."""
+        tx, receipt = self._transact("open_epoch", self.registry.functions.open_epoch())
+        opened = self.registry.events.EpochOpened().process_receipt(receipt, errors=DISCARD)
+        return int(opened[0]["args"]["epoch"]), tx
+
+    def commit_seed(self, epoch: int, secret: bytes) -> Tx:
+        """Pool node: commit to ``secret`` (32 bytes, kept until :meth:`reveal_seed`)."""
+        commitment = seed_commitment(secret, self.account, epoch)
+        return self._tx("commit_seed", self.registry.functions.commit_seed(epoch, commitment))
+
+    def reveal_seed(self, epoch: int, secret: bytes) -> Tx:
+        return self._tx("reveal_seed", self.registry.functions.reveal_seed(epoch, secret))
+
+    def draw_committee(self, epoch: int) -> CommitteeDrawn:
+        """Anyone, after the reveal window: penalise the nodes that did not reveal and draw."""
+        tx, receipt = self._transact(
+            "draw_committee", self.registry.functions.draw_committee(epoch)
+        )
+        ev = self.registry.events
+        missed = tuple(
+            Web3.to_checksum_address(e["args"]["node"])
+            for e in ev.RevealMissed().process_receipt(receipt, errors=DISCARD)
+        )
+        drawn: tuple[str, ...] = ()
+        for e in ev.CommitteeDrawn().process_receipt(receipt, errors=DISCARD):
+            drawn = tuple(Web3.to_checksum_address(a) for a in e["args"]["drawn"])
+        seed = bytes(self._view("epoch", self.registry.functions.epoch(epoch))[5])
+        return CommitteeDrawn(epoch=epoch, drawn=drawn, seed=seed, missed=missed, tx=tx)
+
+    def epoch_count(self) -> int:
+        return int(self._view("epoch_count", self.registry.functions.epoch_count()))
+
+    def epoch(self, epoch: int) -> EpochRecord:
+        """Everything the registry holds about ``epoch``'s beacon and draw: enough for
+        :func:`tessera.ledger.draw.redraw` to recompute the committee."""
+        f = self.registry.functions
+        size, threshold, commit_end, reveal_end, _mix, seed, status, committee = self._view(
+            "epoch", f.epoch(epoch)
+        )
+        entries = []
+        for raw in self._view("epoch_participants", f.epoch_participants(epoch)):
+            node = Web3.to_checksum_address(raw)
+            revealed = bool(self._view("revealed", f.revealed(epoch, node)))
+            entries.append(
+                BeaconEntry(
+                    node=node,
+                    commitment=bytes(self._view("commitments", f.commitments(epoch, node))),
+                    stake=int(self._view("snapshot_stake", f.snapshot_stake(epoch, node))),
+                    reputation=int(
+                        self._view("snapshot_reputation", f.snapshot_reputation(epoch, node))
+                    ),
+                    secret=bytes(self._view("secrets", f.secrets(epoch, node)))
+                    if revealed
+                    else None,
+                )
+            )
+        drawn = tuple(Web3.to_checksum_address(a) for a in self._view("drawn", f.drawn(epoch)))
+        return EpochRecord(
+            epoch=epoch,
+            size=int(size),
+            threshold=int(threshold),
+            commit_end=int(commit_end),
+            reveal_end=int(reveal_end),
+            status=_EPOCH_STATUS.get(int(status), "unknown"),
+            seed=bytes(seed),
+            entries=tuple(entries),
+            drawn=drawn,
+            committee_id=int(committee) - 1 if int(committee) else None,
+        )
+
+    def endorse_drawn_committee(
+        self, epoch: int, public_key: bytes, key_shares: Sequence[bytes]
+    ) -> CommitteeEndorsed:
+        """Drawn member: endorse the epoch committee's DKG result. The members are the
+        drawn nodes in ascending address order (node ``i`` is the ``i``-th); ``key_shares``
+        are their public key shares in that order."""
+        fn = self.registry.functions.endorse_drawn_committee(
+            epoch, public_key, [bytes(k) for k in key_shares]
+        )
+        tx, receipt = self._transact("endorse_drawn_committee", fn)
+        endorsed = self.registry.events.CommitteeEndorsed().process_receipt(receipt, errors=DISCARD)
+        proposal = bytes(endorsed[0]["args"]["proposal"])
+        cid: int | None
+        try:
+            cid = self.epoch_committee(epoch)
+        except LedgerError:
+            cid = None
+        return CommitteeEndorsed(proposal=proposal, committee_id=cid, tx=tx)
+
+    def epoch_committee(self, epoch: int) -> int:
+        """The committee the epoch's drawn members formed (LedgerError if none yet)."""
+        return int(self._view("epoch_committee", self.registry.functions.epoch_committee(epoch)))
 
     # -- catalog and market ---------------------------------------------------------
     @staticmethod
