@@ -10,10 +10,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tessera.errors import DecodeError, InvalidProof, TransportError
+from tessera.errors import DecodeError, InvalidProof, NotFound, TransportError
 from tessera.learning import MLP, LinearRegression, LogisticRegression, SoftmaxRegression
 from tessera.learning.serialize import decode_model, encode_model
-from tessera.node.model_store import IpfsHttpStore, LocalModelStore, cid_of
+from tessera.node.model_store import IpfsHttpStore, LocalModelStore, cid_of, parse_cid
 
 
 def _cid_by_hand(data: bytes) -> str:
@@ -68,13 +68,45 @@ def test_the_local_store_checks_what_it_reads(tmp_path: Path) -> None:
     cid = store.put(data)
     assert cid == cid_of(data) and store.put(data) == cid
     assert store.get(cid) == data and store.list() == [cid]
-    (tmp_path / "models" / cid).write_bytes(data[:-1] + b"\1")
-    with pytest.raises(InvalidProof, match="do not hash"):
+    tampered = data[:-1] + b"\1"
+    (tmp_path / "models" / cid).write_bytes(tampered)
+    with pytest.raises(InvalidProof, match="do not hash") as refused:
         store.get(cid)
-    with pytest.raises(KeyError):
+    assert cid in str(refused.value) and cid_of(tampered) in str(refused.value)
+    with pytest.raises(NotFound, match="no model"):
         store.get(cid_of(b"other"))
     with pytest.raises(DecodeError):
         store.get("not-a-cid")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "b",
+        "not-a-cid",
+        "../../etc/passwd",
+        "bafk!!",
+        "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4y",  # truncated digest
+        "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",  # CIDv0 (dag-pb)
+        "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",  # dag-cbor
+        "b" + "a" * 5000,
+    ],
+)
+def test_a_malformed_or_foreign_cid_is_a_decode_error(text: str, tmp_path: Path) -> None:
+    with pytest.raises(DecodeError):
+        parse_cid(text)
+    with pytest.raises(DecodeError):
+        LocalModelStore(tmp_path).get(text)
+
+
+def test_the_same_cid_in_another_base_reads_the_same_file(tmp_path: Path) -> None:
+    from multiformats import CID
+
+    store = LocalModelStore(tmp_path)
+    data = encode_model(LinearRegression(1), np.array([1.0, 2.0]))
+    cid = store.put(data)
+    assert store.get(str(CID.decode(cid).set(base="base58btc"))) == data
 
 
 def test_the_ipfs_store_uses_block_put_and_get_and_checks_the_node() -> None:

@@ -1,4 +1,5 @@
-"""Deploy the credit token, the registry and the market, and wire them together."""
+"""Deploy the credit token, the registry, the market and the model registry, and wire them
+together."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ class Deployment:
     market: str
     governance: str  # the timelock: the registry's admin and the market's owner
     block: int
+    #: The model registry (``model_registry.vy``), bound to ``market``; empty in a record
+    #: written before it was part of every deployment.
+    model_registry: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -41,8 +45,12 @@ class Deployment:
     def from_json(cls, text: str) -> Deployment:
         try:
             data = json.loads(text)
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-        except (ValueError, KeyError, TypeError) as exc:
+            fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "model_registry"}
+            model_registry = data.get("model_registry", "")
+            if not isinstance(model_registry, str):
+                raise TypeError("model_registry is not an address")
+            return cls(**fields, model_registry=model_registry)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LedgerError(f"malformed deployment record: {exc}") from exc
 
     def save(self, path: Path) -> None:
@@ -90,6 +98,8 @@ def deploy(
     (registers participants, stake rules) and owns the market (query parameters), so
     every admin action waits ``governance_delay`` seconds in public before it runs. The
     market is bound to the registry once, here, and the deployer keeps no other right.
+    The model registry is deployed last, bound to the market (it reads training queries
+    there); it has no admin.
     """
     if not 1 <= verifiers_per_query <= 16:
         raise ValueError("verifiers_per_query must be in [1, 16]")
@@ -130,6 +140,7 @@ def deploy(
         raise
     except Exception as exc:
         raise LedgerError(f"handing the contracts to governance failed: {exc}") from exc
+    model_registry = _deploy_one(chain, artifacts["model_registry"], admin, market)
     return Deployment(
         chain_id=int(w3.eth.chain_id),
         admin=admin,
@@ -138,4 +149,5 @@ def deploy(
         market=market,
         governance=governance,
         block=int(w3.eth.block_number),
+        model_registry=model_registry,
     )

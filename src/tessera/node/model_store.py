@@ -9,13 +9,14 @@ to an IPFS node's HTTP API (``/api/v0/block/put`` and ``/api/v0/block/get``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Protocol
 
 import httpx
 from multiformats import CID, multihash
 
-from tessera.errors import DecodeError, InvalidProof, TransportError
+from tessera.errors import DecodeError, InvalidProof, NotFound, TransportError
 from tessera.learning.models import Array, Model
 from tessera.learning.rounds import RoundRecord
 from tessera.learning.serialize import encode_model
@@ -30,9 +31,11 @@ def cid_of(data: bytes) -> str:
 
 def parse_cid(text: str) -> CID:
     """A CID this store can check (CIDv1, raw, sha2-256), or ``DecodeError``."""
+    if not isinstance(text, str) or len(text) > 256:
+        raise DecodeError(f"not a CID: {str(text)[:80]!r}")
     try:
         cid = CID.decode(text)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError) as exc:  # multiformats' errors vary
         raise DecodeError(f"not a CID: {text!r}") from exc
     if cid.version != 1 or cid.codec.name != "raw" or cid.hashfun.name != "sha2-256":
         raise DecodeError(f"{text}: expected a CIDv1 of a raw block with sha2-256")
@@ -40,10 +43,11 @@ def parse_cid(text: str) -> CID:
 
 
 def check(cid: str, data: bytes) -> bytes:
-    """``data`` if it is what ``cid`` addresses, else ``InvalidProof``."""
+    """``data`` if it is what ``cid`` addresses, else ``InvalidProof`` naming both CIDs."""
     parse_cid(cid)
-    if cid_of(data) != str(CID.decode(cid).set(base="base32")):
-        raise InvalidProof(f"the bytes fetched for {cid} do not hash to it")
+    actual = cid_of(data)
+    if actual != str(CID.decode(cid).set(base="base32")):
+        raise InvalidProof(f"the bytes fetched for {cid} do not hash to it: their CID is {actual}")
     return data
 
 
@@ -73,7 +77,7 @@ class LocalModelStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
-            raise KeyError(f"no model {cid} in {self.directory}") from exc
+            raise NotFound(f"no model {cid} in {self.directory}") from exc
         return check(cid, data)
 
     def list(self) -> list[str]:
@@ -116,15 +120,41 @@ class IpfsHttpStore:
 
 
 class RegistryLike(Protocol):
-    def open_training(self, training: bytes, committee: int, cid: str) -> str: ...
+    """What :class:`ModelLog` needs of :class:`tessera.ledger.model_registry.ModelRegistry`."""
 
-    def record_round(self, training: bytes, cid: str, parent: str, rho_micro: int) -> str: ...
+    def open_training(self, training: bytes, committee: int, cid: str) -> object: ...
+
+    def open_local_training(self, training: bytes, cid: str) -> object: ...
+
+    def record_round(self, training: bytes, cid: str, parent: str, query_id: bytes) -> object: ...
+
+    def record_local_round(
+        self, training: bytes, cid: str, parent: str, rho_micro: int
+    ) -> object: ...
+
+
+def round_query_id(record: RoundRecord) -> bytes | None:
+    """The market query that ran ``record``'s round (``RoundRecord.query_id``, the hex of
+    32 bytes), or ``None`` for a round off the market."""
+    text = getattr(record, "query_id", None)
+    if text is None:
+        return None
+    if not isinstance(text, str) or not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", text):
+        raise ValueError(f"round {record.index + 1}: {text!r} is not a market query id")
+    return bytes.fromhex(text.removeprefix("0x"))
 
 
 class ModelLog:
     """A :class:`tessera.learning.rounds.Observer` that stores every round's model by CID
     and, given a registry (:class:`tessera.ledger.model_registry.ModelRegistry`), chains
-    it there: ``(CID, parent CID, micro-ρ of the round)``."""
+    it there.
+
+    A market training (the default) records each round with the market query that ran it
+    (``RoundRecord.query_id``): the registry takes the round's ρ from that query, and a
+    round without one stops the training with ``ValueError`` rather than go unrecorded.
+    ``local=True`` opens the training as local on the registry: rounds name no query and
+    the registry holds the micro-ρ stated here (``rho_to_micro(record.rho)``).
+    """
 
     def __init__(
         self,
@@ -132,27 +162,52 @@ class ModelLog:
         training: bytes,
         registry: RegistryLike | None = None,
         committee: int = 0,
+        *,
+        local: bool = False,
     ) -> None:
-        self.store, self.training, self.registry, self.committee = (
-            store,
-            training,
-            registry,
-            committee,
-        )
+        self.store, self.training, self.registry = store, training, registry
+        self.committee, self.local = committee, local
         self.cids: list[str] = []
 
     def start(self, model: Model, params: Array) -> None:
-        cid = self.store.put(encode_model(model, params, {"round": 0, "parent": None}))
+        meta = {"round": 0, "parent": None, "training": "0x" + self.training.hex()}
+        cid = self.store.put(encode_model(model, params, meta))
         if self.registry is not None:
-            self.registry.open_training(self.training, self.committee, cid)
+            if self.local:
+                self.registry.open_local_training(self.training, cid)
+            else:
+                self.registry.open_training(self.training, self.committee, cid)
         self.cids = [cid]
 
     def round(self, model: Model, params: Array, record: RoundRecord) -> None:
         if not self.cids:
             raise ValueError("the training was not started")
+        query = round_query_id(record)
+        if self.registry is not None and not self.local and query is None:
+            raise ValueError(
+                f"round {record.index + 1} names no market query: a market training's "
+                "registry entry needs one (ModelLog(local=True) records a local training)"
+            )
+        if self.local and query is not None:
+            raise ValueError(
+                f"round {record.index + 1} ran as market query 0x{query.hex()}, "
+                "but the training is local"
+            )
         parent = self.cids[-1]
-        meta = {"round": record.index + 1, "parent": parent, "epsilon": record.epsilon_spent}
+        meta: dict[str, object] = {
+            "round": record.index + 1,
+            "parent": parent,
+            "epsilon": record.epsilon_spent,
+            "training": "0x" + self.training.hex(),
+        }
+        if query is not None:
+            meta["query_id"] = "0x" + query.hex()
         cid = self.store.put(encode_model(model, params, meta))
         if self.registry is not None:
-            self.registry.record_round(self.training, cid, parent, rho_to_micro(record.rho))
+            if query is not None:
+                self.registry.record_round(self.training, cid, parent, query)
+            else:
+                self.registry.record_local_round(
+                    self.training, cid, parent, rho_to_micro(record.rho)
+                )
         self.cids.append(cid)
