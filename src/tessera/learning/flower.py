@@ -455,6 +455,9 @@ class TesseraFedAvg(Strategy):
         self.stopped: str | None = None
         #: Every reply the strategy received, per round: what arrived at the server.
         self.received: dict[int, list[FitRes]] = {}
+        #: Each round's released sum (real units, noise included; the weight last when
+        #: weighted): what the committee released to the analyst, public.
+        self.released: dict[int, Array] = {}
         #: Seconds each round's aggregation took (verification, noise, the step).
         self.aggregate_s: dict[int, float] = {}
 
@@ -526,6 +529,7 @@ class TesseraFedAvg(Strategy):
         if outcome.accepted:
             total = secure.unshard(self.vdaf, outcome.shares, len(outcome.accepted))
             real = fp.decode(total)
+            self.released[server_round] = real
             if self.spec.max_rows is not None:
                 # the noised total weight, kept away from zero: one row of the largest
                 # table is the least weight a round can hold
