@@ -12,6 +12,7 @@ from tessera.cli.errors import handle_errors
 from tessera.cli.keys import app as keys_app
 from tessera.cli.ledger import app as ledger_app
 from tessera.cli.market import app as market_app
+from tessera.cli.models import model_list as _model_commands  # noqa: F401 (model list|show|pull)
 from tessera.cli.network import model_app, network_app, node_app
 from tessera.cli.network import query as query_command
 from tessera.cli.network import verify as verify_command

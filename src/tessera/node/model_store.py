@@ -111,12 +111,25 @@ class IpfsHttpStore:
         parse_cid(cid)
         try:
             resp = self.client.post(f"{self.api_url}/api/v0/block/get", params={"arg": cid})
-            resp.raise_for_status()
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"IPFS block/get of {cid} at {self.api_url} failed: {exc}"
             ) from exc
+        if resp.status_code != 200:
+            raise TransportError(
+                f"IPFS block/get of {cid} at {self.api_url} failed: HTTP {resp.status_code}"
+                f"{_node_message(resp)}"
+            )
         return check(cid, resp.content)
+
+
+def _node_message(resp: httpx.Response) -> str:
+    """The IPFS node's own one-line reason (Kubo answers errors as ``{"Message": ...}``)."""
+    try:
+        message = resp.json().get("Message")
+    except (ValueError, AttributeError):
+        return ""
+    return f" ({' '.join(str(message).split())[:200]})" if message else ""
 
 
 class RegistryLike(Protocol):
