@@ -7,8 +7,17 @@ unshards. Every step runs here, one after the other, on this machine; ``round_s`
 round's critical path when the providers and the nodes work in parallel, as deployed:
 ``max(local + proof) + max(node verification + aggregation + noise) + decisions + unshard``
 (``serial_s`` is the sum of everything). Not measured yet: the ledger (the round is not
-wired into the roles) and Flower's SecAgg+ (``flwr`` is not a dependency yet):
-``flower_round_s`` is empty.
+wired into the roles).
+
+Flower, same model and clients (``flower_round_s``; needs the ``flower`` extra): a Flower
+server and one Flower client per provider on loopback (Flower's gRPC transport, the
+clients in threads of this one process, so their work is serial), one round timed from
+the strategy's ``configure_fit`` to the end of its ``aggregate_fit``, the second of two
+(the first loads kernels and connections). ``fedavg`` is Flower's own ``FedAvg`` with
+plaintext parameters; ``tessera`` is ``tessera.learning.flower.TesseraFedAvg`` with the
+``TesseraMod`` client mod (proof and sealing at each client, 3 in-process nodes verify,
+noise at ε = 8 over 20 rounds). Flower's SecAgg+ is not measured: its workflow needs
+Flower's Message-API server (a SuperLink, or the Ray simulation engine).
 
 Accuracy: digits split Dirichlet(0.3) over 6 providers, softmax regression: central
 training, FedAvg, secure aggregation without noise, and row-level DP at each epsilon.
@@ -148,6 +157,104 @@ def round_time(providers: int, params: int, seed: int = 0) -> dict[str, float]:
     }
 
 
+def flower_round_time(providers: int, params: int, seed: int = 0) -> dict[str, float]:
+    """One Flower round at ``providers`` x ``params``: Flower's FedAvg and Tessera's
+    strategy over the same clients (see the module docstring)."""
+    import logging
+
+    from flwr.client import NumPyClient
+    from flwr.clientapp import ClientApp
+    from flwr.common import NDArrays, Scalar, ndarrays_to_parameters
+    from flwr.server.strategy import FedAvg
+
+    from tessera.learning.flower import (
+        InProcessCommittee,
+        SecureAggregation,
+        TesseraFedAvg,
+        TesseraMod,
+        flatten,
+        run_loopback,
+    )
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    rng = np.random.default_rng(seed)
+    xtr, _, ytr, _ = _digits()
+    hidden = max(1, round((params - 10) / 75))
+    model = MLP(64, hidden, 10)
+    parts = dirichlet_split(ytr, providers, 0.3, rng, min_rows=1)
+    init = [model.init(rng)]
+
+    class Client(NumPyClient):
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def fit(
+            self, parameters: NDArrays, config: dict[str, Scalar]
+        ) -> tuple[NDArrays, int, dict[str, Scalar]]:
+            p = parts[self.index]
+            start = flatten(parameters)
+            local = np.random.default_rng([seed, self.index])
+            u = train_locally(model, start, xtr[p], ytr[p], LocalConfig(1, 0.1, 32), local)
+            return [start + u], len(p), {}
+
+    def timed(base: type) -> Any:
+        class Timed(base):  # type: ignore[misc,valid-type]
+            times: dict[int, float]
+
+            def configure_fit(self, server_round: int, *a: Any, **kw: Any) -> Any:
+                self.times = getattr(self, "times", {})
+                self.times[server_round] = time.perf_counter()
+                return super().configure_fit(server_round, *a, **kw)
+
+            def aggregate_fit(self, server_round: int, *a: Any, **kw: Any) -> Any:
+                out = super().aggregate_fit(server_round, *a, **kw)
+                self.times[server_round] = time.perf_counter() - self.times[server_round]
+                return out
+
+        return Timed
+
+    def app(index: int, mod: TesseraMod | None = None) -> ClientApp:
+        return ClientApp(
+            client_fn=lambda _ctx: Client(index).to_client(), mods=[mod] if mod else []
+        )
+
+    fedavg = timed(FedAvg)(
+        initial_parameters=ndarrays_to_parameters(init),
+        fraction_evaluate=0.0,
+        min_fit_clients=providers,
+        min_available_clients=providers,
+    )
+    run_loopback(fedavg, [app(i) for i in range(providers)], 2, timeout=3600)
+    committee = InProcessCommittee(NODES, sampler=OpenDPSampler(), rng=SeededRng(seed))
+    spec = SecureAggregation(committee.node_keys, clip=1.0)
+    tessera = timed(TesseraFedAvg)(
+        initial_parameters=init,
+        committee=committee,
+        spec=spec,
+        num_rounds=20,
+        epsilon=8.0,
+        threshold=THRESHOLD,
+        min_fit_clients=providers,
+        min_available_clients=providers,
+    )
+    mods = [TesseraMod(spec, f"p{i}", SeededRng(seed * 1000 + i)) for i in range(providers)]
+    run_loopback(tessera, [app(i, mods[i]) for i in range(providers)], 2, timeout=3600)
+    return {
+        "params": float(model.num_params),
+        "fedavg_s": fedavg.times[2],
+        "tessera_s": tessera.times[2],
+        "tessera_aggregate_s": tessera.aggregate_s[2],
+    }
+
+
+def _flower(sizes: list[tuple[int, ...]]) -> dict[str, dict[str, float]]:
+    try:
+        import flwr  # noqa: F401
+    except ImportError:
+        return {}
+    return {f"{p}x{n}": flower_round_time(p, n) for p, n in sizes}
+
+
 def accuracy(epsilons: list[float]) -> dict[str, float]:
     xtr, xte, ytr, yte = _digits()
     parts = dirichlet_split(ytr, 6, 0.3, np.random.default_rng(0), min_rows=10)
@@ -191,6 +298,7 @@ def main() -> None:
         "--sizes", default=None, help="comma-separated PROVIDERSxPARAMS, e.g. 10x10000,100x100000"
     )
     parser.add_argument("--no-accuracy", action="store_true", help="round times only")
+    parser.add_argument("--no-flower", action="store_true", help="skip the Flower rounds")
     args = parser.parse_args()
     if args.sizes:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
@@ -200,9 +308,11 @@ def main() -> None:
         sizes = [(10, 10_000), (100, 10_000), (10, 100_000), (100, 100_000)]
     round_time(2, 200)  # load the compiled kernels
     rounds = {f"{p}x{n}": round_time(p, n) for p, n in sizes}
+    flower = {} if args.no_flower else _flower(sizes)
     report = {
         "round_s": {k: v["round_s"] for k, v in rounds.items()},
-        "flower_round_s": {},
+        "flower_round_s": {k: v["fedavg_s"] for k, v in flower.items()},
+        "flower_tessera_round_s": {k: v["tessera_s"] for k, v in flower.items()},
         "breakdown": rounds,
         "accuracy": {} if args.no_accuracy else accuracy([8.0] if args.quick else [1.0, 4.0, 8.0]),
     }
@@ -223,7 +333,17 @@ def main() -> None:
     print(f"{'size':>12} | " + " | ".join(f"{c:>10.10}" for c in cols))
     for key, row in rounds.items():
         print(f"{key:>12} | " + " | ".join(f"{row[c]:>10.3f}" for c in cols))
-    print("Flower SecAgg+: not measured (flwr is not a dependency yet)")
+    if flower:
+        print("Flower, one round on loopback (clients in threads of one process):")
+        print(f"{'size':>12} | {'FedAvg':>10} | {'Tessera':>10} | {'ratio':>10}")
+        for key, row in flower.items():
+            ratio = row["tessera_s"] / row["fedavg_s"]
+            print(
+                f"{key:>12} | {row['fedavg_s']:>10.3f} | {row['tessera_s']:>10.3f} | {ratio:>10.1f}"
+            )
+    else:
+        print("Flower: not measured (--no-flower, or the flower extra is not installed)")
+    print("Flower SecAgg+: not measured (needs Flower's Message-API server)")
     print("accuracy:", json.dumps({k: round(v, 4) for k, v in report["accuracy"].items()}))
 
 
