@@ -258,3 +258,15 @@ def test_a_market_training_stops_at_a_round_without_its_query(world: World, tmp_
     with pytest.raises(ValueError, match="round 1 names no market query"):
         _train(log)
     assert registry.rounds(training) == 0 and len(log.cids) == 1
+
+
+def test_a_ledger_session_has_the_registry_for_its_analyst() -> None:
+    """The in-process network's session deploys it too: its analyst opens a training."""
+    from tessera.ledger.session import LedgerSession
+
+    session = LedgerSession()
+    d = session.deployment
+    reg = ModelRegistry(session.analyst.client)
+    assert reg.address == d.model_registry and reg.market() == d.market
+    tx = reg.open_local_training(T, cid_of(b"session model"))
+    assert tx.gas_used > 0 and reg.analyst_of(T) == session.analyst.address
