@@ -12,6 +12,7 @@ Privacy budgets and costs are integers in micro-units of zCDP ρ
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -357,6 +358,16 @@ class Bond:
 
 
 @dataclass(frozen=True, slots=True)
+class EpochOpened:
+    """A new epoch: commits up to block ``commit_end``, reveals after it up to ``reveal_end``."""
+
+    epoch: int
+    commit_end: int
+    reveal_end: int
+    tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
 class CommitteeDrawn:
     """The outcome of ``draw_committee``: the members in draw order (empty if too few
     nodes revealed), the seed, and the nodes penalised for not revealing."""
@@ -515,8 +526,14 @@ class LedgerClient:
 
         receipt = _call(action, send)
         if receipt["status"] != 1:
-            before = int(receipt["blockNumber"]) - 1
-            _call(action, lambda: fn.call({"from": self.account}, block_identifier=before))
+            # Replay the call on the state of the transaction's own block (a reverted
+            # transaction changed nothing there): a chain that runs a call at block N
+            # with `block.number` N then sees the number the transaction saw, so a
+            # check on it (a window that closed with this block) gives its own reason.
+            # One that runs it with N + 1 refuses nothing there: then the block before.
+            mined = int(receipt["blockNumber"])
+            for at in (mined, mined - 1):
+                _call(action, functools.partial(fn.call, {"from": self.account}, at))
             raise LedgerError(f"{action}: transaction reverted", reason=None)
         tx = Tx(
             action=action,
@@ -816,11 +833,18 @@ class LedgerClient:
         """The contract's weight of a node with ``stake`` and ``reputation``."""
         return int(self._view("weight", self.registry.functions.weight(stake, reputation)))
 
-    def open_epoch(self) -> tuple[int, Tx]:
+    def open_epoch(self) -> EpochOpened:
         """Anyone: open the next epoch (its beacon's commit window starts now)."""
         tx, receipt = self._transact("open_epoch", self.registry.functions.open_epoch())
-        opened = self.registry.events.EpochOpened().process_receipt(receipt, errors=DISCARD)
-        return int(opened[0]["args"]["epoch"]), tx
+        args = self.registry.events.EpochOpened().process_receipt(receipt, errors=DISCARD)[0][
+            "args"
+        ]
+        return EpochOpened(
+            epoch=int(args["epoch"]),
+            commit_end=int(args["commit_end"]),
+            reveal_end=int(args["reveal_end"]),
+            tx=tx,
+        )
 
     def commit_seed(self, epoch: int, secret: bytes) -> Tx:
         """Pool node: commit to ``secret`` (32 bytes, kept until :meth:`reveal_seed`)."""
@@ -859,18 +883,16 @@ class LedgerClient:
         entries = []
         for raw in self._view("epoch_participants", f.epoch_participants(epoch)):
             node = Web3.to_checksum_address(raw)
-            revealed = bool(self._view("revealed", f.revealed(epoch, node)))
+            commitment, stake, reputation, revealed, secret = self._view(
+                "beacon_entry", f.beacon_entry(epoch, node)
+            )
             entries.append(
                 BeaconEntry(
                     node=node,
-                    commitment=bytes(self._view("commitments", f.commitments(epoch, node))),
-                    stake=int(self._view("snapshot_stake", f.snapshot_stake(epoch, node))),
-                    reputation=int(
-                        self._view("snapshot_reputation", f.snapshot_reputation(epoch, node))
-                    ),
-                    secret=bytes(self._view("secrets", f.secrets(epoch, node)))
-                    if revealed
-                    else None,
+                    commitment=bytes(commitment),
+                    stake=int(stake),
+                    reputation=int(reputation),
+                    secret=bytes(secret) if revealed else None,
                 )
             )
         drawn = tuple(Web3.to_checksum_address(a) for a in self._view("drawn", f.drawn(epoch)))

@@ -84,6 +84,13 @@ struct DrawRules:
     committee_size: uint256
     threshold: uint256
 
+struct BeaconEntry:
+    commitment: bytes32
+    stake: uint256  # recorded at the commitment: the node's weight in the draw
+    reputation: int256
+    revealed: bool
+    secret: bytes32
+
 struct Epoch:
     size: uint256
     threshold: uint256
@@ -106,11 +113,11 @@ pending_epoch: public(HashMap[address, uint256])  # epoch + 1 of the account's l
 epochs: HashMap[uint256, Epoch]
 epoch_count: public(uint256)
 participants: HashMap[uint256, DynArray[address, MAX_NODE_POOL]]  # in commit order
-commitments: public(HashMap[uint256, HashMap[address, bytes32]])
-snapshot_stake: public(HashMap[uint256, HashMap[address, uint256]])
-snapshot_reputation: public(HashMap[uint256, HashMap[address, int256]])
-revealed: public(HashMap[uint256, HashMap[address, bool]])
-secrets: public(HashMap[uint256, HashMap[address, bytes32]])
+commitments: HashMap[uint256, HashMap[address, bytes32]]
+snapshot_stake: HashMap[uint256, HashMap[address, uint256]]
+snapshot_reputation: HashMap[uint256, HashMap[address, int256]]
+revealed: HashMap[uint256, HashMap[address, bool]]
+secrets: HashMap[uint256, HashMap[address, bytes32]]
 drawn_order: HashMap[uint256, DynArray[address, MAX_MEMBERS]]
 
 event ParticipantRegistered:
@@ -393,7 +400,7 @@ def _check_no_open_commitment(account: address):
 def join_node_pool():
     """@notice A staked computing node offers itself to be drawn into epoch committees."""
     assert access_control.hasRole[NODE_ROLE][msg.sender], "not a computing node"
-    assert self.stakes[msg.sender] >= self.min_stake and self.stakes[msg.sender] > 0, "node under-staked"
+    assert self.stakes[msg.sender] >= self.min_stake, "node under-staked"
     assert not self.in_node_pool[msg.sender], "already in the node pool"
     assert len(self.node_pool) < MAX_NODE_POOL, "node pool full: 64 nodes at most"
     self.node_pool.append(msg.sender)
@@ -561,6 +568,19 @@ def epoch(epoch: uint256) -> Epoch:
 def epoch_participants(epoch: uint256) -> DynArray[address, MAX_NODE_POOL]:
     """@notice The nodes that committed to the epoch's beacon, in commit order."""
     return self.participants[epoch]
+
+
+@external
+@view
+def beacon_entry(epoch: uint256, node: address) -> BeaconEntry:
+    """@notice A node's commitment, recorded stake and reputation, and reveal in `epoch`."""
+    return BeaconEntry(
+        commitment=self.commitments[epoch][node],
+        stake=self.snapshot_stake[epoch][node],
+        reputation=self.snapshot_reputation[epoch][node],
+        revealed=self.revealed[epoch][node],
+        secret=self.secrets[epoch][node],
+    )
 
 
 @external
