@@ -229,6 +229,19 @@ def test_every_bad_input_is_a_clear_error(served: Served, tmp_path: Path) -> Non
         app, ["model", "list", "--rpc", served.url, "--deployment", str(tmp_path / "old.json")]
     )
     refused(legacy, 19, "names no model registry")
+    # a record whose registry reads another market (here: the token, as if it were one)
+    from tessera.ledger.compile import load_artifact
+    from tessera.ledger.deploy import _deploy_one
+
+    d = served.world.deployment
+    foreign = _deploy_one(served.world.chain, load_artifact("model_registry"), d.admin, d.token)
+    (tmp_path / "foreign.json").write_text(
+        json.dumps({**json.loads(served.record.read_text()), "model_registry": foreign})
+    )
+    other = runner.invoke(
+        app, ["model", "list", "--rpc", served.url, "--deployment", str(tmp_path / "foreign.json")]
+    )
+    refused(other, 19, "reads the market at", d.token)
     down = runner.invoke(
         app,
         ["model", "list", "--rpc", "http://127.0.0.1:9", "--deployment", str(served.record)],

@@ -115,9 +115,21 @@ def _registry(rpc: str, deployment: Path) -> ModelRegistry:
     except ValueError as exc:
         fail(exc)
     try:
-        return ModelRegistry(conn.client())
+        registry = ModelRegistry(conn.client())
     except LedgerError as exc:
         raise ConfigError(f"{deployment}: {exc}") from exc
+    try:
+        bound = registry.market()
+    except LedgerError as exc:
+        raise ConfigError(
+            f"{deployment}: no model registry answers at {registry.address}: {exc}"
+        ) from exc
+    if bound.lower() != conn.deployment.market.lower():
+        raise ConfigError(
+            f"{deployment}: the model registry at {registry.address} reads the market at "
+            f"{bound}, not this deployment's market {conn.deployment.market}"
+        )
+    return registry
 
 
 def _store(store: Path, ipfs: str | None) -> ModelStore:
