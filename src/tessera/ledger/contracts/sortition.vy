@@ -4,8 +4,9 @@
 @notice Draw `k` distinct accounts out of a list of candidates from a public
         seed: a partial Fisher-Yates shuffle keyed by keccak256(seed, i).
         Anyone can recompute a draw from the seed and the candidates. Used by
-        the market to assign verifiers to a query; the committee draw uses the
-        same function.
+        the market to assign verifiers to a query. `_weighted_draw` draws each
+        epoch's committee in the registry, by weight (`tessera.ledger.draw` is
+        the same in Python).
 @dev Stateless: a module of internal functions only.
 """
 
