@@ -393,4 +393,5 @@ def test_round_epsilon_audit_catches_a_quarter_of_the_noise(neighbours: Neighbou
         {"train": 300, "select": 2_000, "estimate": 5_000},
         "eps/quarter",
     )
+    print(f"σ/4: ε {e.point:.3f}, 95% lower bound {e.lower:.3f}")
     assert e.lower > neighbours.d.plan.epsilon, f"ε ≥ {e.lower:.3f} only"
