@@ -238,6 +238,38 @@ def test_the_server_receives_sealed_reports_and_never_a_clients_parameters(
     assert providers == {f"client{i}" for i in range(CLIENTS)}
 
 
+def _first_updates(clip: float) -> list[Array]:
+    """What each client's first round sends before quantising: its update from zeros,
+    clipped (the clients' local training is seeded by client and round)."""
+    out = []
+    for i, (x, y) in enumerate(PARTS):
+        u = train_locally(MODEL, np.zeros(31), x, y, LOCAL, np.random.default_rng([i, 1]))
+        out.append(u * min(1.0, clip / float(np.linalg.norm(u))))
+    return out
+
+
+def test_the_step_is_fedavgs_weighted_mean_or_the_plain_mean_of_clipped_updates(
+    secure_run: dict[str, Any],
+) -> None:
+    # weighted by rows (max_rows set), clip 4 (the updates' norms are about 0.5)
+    updates = _first_updates(4.0)
+    rows = np.array([len(y) for _, y in PARTS], dtype=float)
+    weighted = sum(r * u for r, u in zip(rows, updates, strict=True)) / rows.sum()
+    unit = 4.0 * np.sqrt(2) / 2**15  # the fixed point's step
+    np.testing.assert_allclose(secure_run["params"][1], weighted, rtol=0, atol=unit)
+    # unweighted (no max_rows), clip 0.55: every accepted update clipped and weighing one
+    norms = [float(np.linalg.norm(u)) for u in updates]
+    assert min(norms) < 0.55 < max(norms)  # the clip binds for some clients
+    committee = _committee(5)
+    spec = SecureAggregation(committee.node_keys, clip=0.55)
+    capture = Capture()
+    strategy = _strategy(committee, spec, observer=capture, model=MODEL)
+    run_loopback(strategy, [_app(i, _mod(spec, i)) for i in range(CLIENTS)], 1)
+    plain = sum(_first_updates(0.55)) / CLIENTS
+    np.testing.assert_allclose(capture.params[1], plain, rtol=0, atol=0.55 / 2**15)
+    assert not np.allclose(plain, weighted, rtol=0, atol=20 * unit)
+
+
 def _mallory(spec: SecureAggregation, factor: float) -> TesseraMod:
     """A client mod that proves its update negated and scaled to ``factor`` times the
     bound, with a false claim about its norm (every entry in range;
