@@ -62,10 +62,10 @@ interface Market:
     def query(query_id: bytes32) -> Query: view
 
 
+# One slot less per round: micro-rho (< 2**192) and the block number share one word.
 struct Stored:
     cid: String[MAX_CID]
-    rho_micro: uint256
-    block: uint256
+    rho_and_block: uint256  # rho_micro << 64 | block
     query_id: bytes32
 
 
@@ -125,7 +125,7 @@ def _open(training: bytes32, committee: uint256, cid: String[MAX_CID], local: bo
     self.committee_of[training] = committee
     self.local_of[training] = local
     self._rounds[training][0] = Stored(
-        cid=cid, rho_micro=0, block=block.number, query_id=empty(bytes32)
+        cid=cid, rho_and_block=block.number, query_id=empty(bytes32)
     )
     log TrainingOpened(
         training=training, analyst=msg.sender, committee=committee, cid=cid, local=local
@@ -161,9 +161,10 @@ def _append(
 ):
     r: uint256 = self.rounds_of[training]
     assert keccak256(parent) == keccak256(self._rounds[training][r].cid), "parent is not the latest round"
+    assert rho_micro < 2**192, "privacy cost out of range"
     total: uint256 = self.total_rho_micro[training] + rho_micro
     self._rounds[training][r + 1] = Stored(
-        cid=cid, rho_micro=rho_micro, block=block.number, query_id=query_id
+        cid=cid, rho_and_block=(rho_micro << 64) | block.number, query_id=query_id
     )
     self.rounds_of[training] = r + 1
     self.total_rho_micro[training] = total
@@ -232,7 +233,11 @@ def round_of(training: bytes32, r: uint256) -> Round:
     if r > 0:
         parent = self._rounds[training][r - 1].cid
     return Round(
-        cid=s.cid, parent=parent, rho_micro=s.rho_micro, block=s.block, query_id=s.query_id
+        cid=s.cid,
+        parent=parent,
+        rho_micro=s.rho_and_block >> 64,
+        block=s.rho_and_block % 2**64,
+        query_id=s.query_id,
     )
 
 
