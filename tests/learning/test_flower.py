@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -377,3 +378,45 @@ def test_every_rounds_model_is_stored_by_cid(tmp_path: Any) -> None:
     _, params, meta = decode_model(LocalModelStore(tmp_path).get(log.cids[-1]))
     np.testing.assert_array_equal(params, flatten(strategy.parameters))
     assert meta["round"] == 2 and meta["parent"] == log.cids[1]
+
+
+@pytest.mark.skipif(
+    os.environ.get("TESSERA_FLOWER_SIMULATION") != "1",
+    reason="Flower's simulation engine (Ray, about a minute): TESSERA_FLOWER_SIMULATION=1",
+)
+def test_a_flower_simulation_trains_through_tessera() -> None:
+    pytest.importorskip("ray")
+    from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+    from flwr.simulation import run_simulation
+
+    committee = _committee(6)
+    spec = SecureAggregation(committee.node_keys, clip=4.0, max_rows=MAX_ROWS)
+    strategy = _strategy(committee, spec)
+    # one ClientApp for every simulated node: the name and the data from the node's config
+    client_app = ClientApp(
+        client_fn=lambda ctx: CancerClient(int(ctx.node_config["partition-id"])).to_client(),
+        mods=[TesseraMod(spec, lambda ctx: f"client{ctx.node_config['partition-id']}")],
+    )
+    server_app = ServerApp(
+        server_fn=lambda _ctx: ServerAppComponents(
+            strategy=strategy, config=ServerConfig(num_rounds=3)
+        )
+    )
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=CLIENTS,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},
+        },
+    )
+    assert [r.accepted for r in strategy.records] == [
+        tuple(f"client{i}" for i in range(CLIENTS))
+    ] * 3
+    assert all(
+        res.parameters.tensor_type == SEALED_REPORT
+        for r in (1, 2, 3)
+        for res in strategy.received[r]
+    )
+    assert _accuracy(strategy.parameters) > 0.9

@@ -181,17 +181,24 @@ class TesseraMod:
     """A Flower client mod: the reply to a training message becomes a sealed report.
 
     ``ClientApp(client_fn=..., mods=[TesseraMod(spec, "hospital-3")])``. ``provider`` is
-    the name the report is bound to (sealed with each share). ``rng`` defaults to the
-    system's; tests pass a :class:`~tessera.crypto.rng.SeededRng`.
+    the name the report is bound to (sealed with each share), or a function of the
+    message's :class:`flwr.app.Context` where one ``ClientApp`` serves several nodes (the
+    simulation engine: ``lambda c: f"client{c.node_config['partition-id']}"``). ``rng``
+    defaults to the system's — the only choice where copies of the mod run in several
+    processes; tests pass a :class:`~tessera.crypto.rng.SeededRng`.
     """
 
-    def __init__(self, spec: SecureAggregation, provider: str, rng: Rng | None = None) -> None:
+    def __init__(
+        self,
+        spec: SecureAggregation,
+        provider: str | Callable[[Context], str],
+        rng: Rng | None = None,
+    ) -> None:
         if not provider:
             raise ValueError("a provider needs a name")
         self.spec = spec
         self.provider = provider
         self.rng: Rng = rng if rng is not None else SystemRng()
-        self._np = np.random.default_rng(int.from_bytes(self.rng.randbytes(16), "big"))
 
     def __call__(
         self, msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]
@@ -208,7 +215,8 @@ class TesseraMod:
         trained = flatten(parameters_to_ndarrays(fit_res.parameters))
         if trained.shape != start.shape:
             raise ValueError("the client returned parameters of another shape")
-        sealed = self.seal(training, round_index, trained - start, fit_res.num_examples)
+        name = self.provider(ctxt) if callable(self.provider) else self.provider
+        sealed = self.seal(name, training, round_index, trained - start, fit_res.num_examples)
         fit_res.parameters = Parameters(tensors=[sealed.encode()], tensor_type=SEALED_REPORT)
         fit_res.num_examples = 0  # the weight is inside the proven vector
         fit_res.metrics = {}  # a client's own metrics would travel in the clear
@@ -218,18 +226,23 @@ class TesseraMod:
     def report(self, training: bytes, round_index: int, update: Array, rows: int) -> secure.Report:
         """The update clipped (weighted by ``rows``), quantised, sharded and proven."""
         vdaf = self.spec.vdaf(update.size)
-        ints = self.spec.fixed_point.encode(self.spec.payload(update, rows), self._np)
+        rounding = np.random.default_rng(int.from_bytes(self.rng.randbytes(16), "big"))
+        ints = self.spec.fixed_point.encode(self.spec.payload(update, rows), rounding)
         ctx = secure.round_ctx(training, round_index)
         nonce = self.rng.randbytes(vdaf.NONCE_SIZE)
         return secure.shard_update(vdaf, ctx, ints, nonce, self.rng.randbytes(vdaf.RAND_SIZE))
 
-    def seal(self, training: bytes, round_index: int, update: Array, rows: int) -> SealedReport:
+    def seal(
+        self, provider: str, training: bytes, round_index: int, update: Array, rows: int
+    ) -> SealedReport:
         """:meth:`report`, each input share sealed to the node at its position."""
+        if not provider:
+            raise ValueError("a provider needs a name")
         rep = self.report(training, round_index, update, rows)
         return seal_report(
             training,
             round_index,
-            self.provider,
+            provider,
             rep.nonce,
             rep.public_share,
             rep.input_shares,
