@@ -497,28 +497,13 @@ class TesseraFedAvg(Strategy):
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        if self.stopped is not None:
+        tessera = self.open_round(server_round)
+        if tessera is None:
             return []
-        if self.budget is not None and len(self._state.records) + 1 > self.budget.rounds:
-            b = self.budget
-            self.stopped = (
-                f"round {server_round} would exceed the privacy budget: ε = "
-                f"{b.total_epsilon:.3g} at δ = {b.delta:g} is spent over {b.rounds} rounds; "
-                f"trained {len(self._state.records)} rounds"
-            )
-            log.warning("TesseraFedAvg: %s", self.stopped)
-            return []
-        commitments = self.committee.open_round(
-            self.training_id, server_round, self.vdaf, self.plan
-        )
         config: dict[str, Scalar] = {}
         if self.on_fit_config_fn is not None:
             config.update(self.on_fit_config_fn(server_round))
-        config[KEY_TRAINING] = self.training_id
-        config[KEY_ROUND] = server_round
-        config[KEY_COMMITMENTS] = b"".join(
-            i.to_bytes(2, "big") + c for i, c in sorted(commitments.items())
-        )
+        config.update(tessera)
         available = client_manager.num_available()
         size = max(int(available * self.fraction_fit), self.min_fit_clients)
         clients = client_manager.sample(
@@ -533,9 +518,46 @@ class TesseraFedAvg(Strategy):
         results: list[tuple[ClientProxy, FitRes]],
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        replies = [(client.cid, res) for client, res in results]
+        metrics = self.close_round(server_round, replies, len(failures))
+        return ndarrays_to_parameters(self.parameters), metrics
+
+    # The round, whichever Flower API drives it -------------------------------
+
+    def open_round(self, server_round: int) -> dict[str, Scalar] | None:
+        """Open ``server_round`` at the committee: the entries of the fit configuration
+        the mod needs, or ``None`` when the round would exceed the budget (then
+        :attr:`stopped` says so, and no further round runs)."""
+        if self.stopped is not None:
+            return None
+        if self.budget is not None and len(self._state.records) + 1 > self.budget.rounds:
+            b = self.budget
+            self.stopped = (
+                f"round {server_round} would exceed the privacy budget: ε = "
+                f"{b.total_epsilon:.3g} at δ = {b.delta:g} is spent over {b.rounds} rounds; "
+                f"trained {len(self._state.records)} rounds"
+            )
+            log.warning("TesseraFedAvg: %s", self.stopped)
+            return None
+        commitments = self.committee.open_round(
+            self.training_id, server_round, self.vdaf, self.plan
+        )
+        return {
+            KEY_TRAINING: self.training_id,
+            KEY_ROUND: server_round,
+            KEY_COMMITMENTS: b"".join(
+                i.to_bytes(2, "big") + c for i, c in sorted(commitments.items())
+            ),
+        }
+
+    def close_round(
+        self, server_round: int, replies: Sequence[tuple[str | int, FitRes]], failures: int
+    ) -> dict[str, Scalar]:
+        """The round's replies (Flower's client or node id, what it sent) through the
+        committee, then FedAvg's step; the round's metrics."""
         start = time.perf_counter()
-        self.received[server_round] = [res for _, res in results]
-        reports, refused = self._reports(server_round, results)
+        self.received[server_round] = [res for _, res in replies]
+        reports, refused = self._reports(server_round, replies)
         outcome = self.committee.close_round(server_round, reports)
         excluded = sorted([*refused, *outcome.excluded])
         fp = self.spec.fixed_point
@@ -568,15 +590,16 @@ class TesseraFedAvg(Strategy):
             assert self.model is not None
             self.observer.round(self.model, self._state.params, record)
         self.aggregate_s[server_round] = time.perf_counter() - start
-        metrics: dict[str, Scalar] = {
+        for name, reason in excluded:
+            log.warning("TesseraFedAvg: round %d excluded %s: %s", server_round, name, reason)
+        return {
             "tessera.accepted": len(outcome.accepted),
             "tessera.excluded": len(excluded),
             "tessera.exclusions": json.dumps([list(e) for e in excluded]),
-            "tessera.failures": len(failures),
+            "tessera.failures": failures,
             "tessera.rho": rho,
             "tessera.epsilon": eps,
         }
-        return ndarrays_to_parameters(self.parameters), metrics
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
@@ -611,7 +634,7 @@ class TesseraFedAvg(Strategy):
     # -----------------------------------------------------------------------
 
     def _reports(
-        self, server_round: int, results: Sequence[tuple[ClientProxy, FitRes]]
+        self, server_round: int, results: Sequence[tuple[str | int, FitRes]]
     ) -> tuple[dict[str, SealedReport], list[tuple[str, str]]]:
         """The sealed reports among the replies, and the replies refused before the
         committee (named by the Flower client id when they name no provider)."""
@@ -620,12 +643,12 @@ class TesseraFedAvg(Strategy):
         for client, res in results:
             params = res.parameters
             if params.tensor_type != SEALED_REPORT or len(params.tensors) != 1:
-                refused.append((f"flower:{client.cid}", "not a sealed report (refused unread)"))
+                refused.append((f"flower:{client}", "not a sealed report (refused unread)"))
                 continue
             try:
                 rep = SealedReport.decode(params.tensors[0])
             except DecodeError as exc:
-                refused.append((f"flower:{client.cid}", f"malformed: {exc}"))
+                refused.append((f"flower:{client}", f"malformed: {exc}"))
                 continue
             if rep.training_id != self.training_id or rep.round_index != server_round:
                 refused.append((rep.provider, "the report names another training or round"))
