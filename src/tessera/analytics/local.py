@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 
 from tessera.analytics.filters import compile_filter, quote_ident
 from tessera.analytics.terms import Plan
@@ -143,6 +144,34 @@ class LocalDatabase:
         row = self._con.execute(f"SELECT COUNT(*) FROM {quote_ident(table)}").fetchone()
         assert row is not None
         return int(row[0])
+
+    def matrix(self, table: str, columns: Sequence[str], where: str | None = None) -> np.ndarray:
+        """The filtered rows of ``columns`` as one float64 array (rows × columns), for a
+        provider's local training. A missing value is refused, naming its column: a
+        training has no rule to fill it and must not drop rows unseen."""
+        self._check_table(table)
+        present = set(self.columns(table))
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise PolicyViolation(f"table {table} has no column(s) {', '.join(missing)}")
+        cond = compile_filter(where, present) if where else "TRUE"
+        cols = ", ".join(f"CAST({quote_ident(c)} AS DOUBLE) AS {quote_ident(c)}" for c in columns)
+        try:
+            data = self._con.execute(
+                f"SELECT {cols} FROM {quote_ident(table)} WHERE {cond}"
+            ).fetchnumpy()
+        except duckdb.Error as exc:
+            raise PolicyViolation(f"table {table}: the columns cannot be read: {exc}") from exc
+        out = []
+        for c in columns:
+            col = data[c]
+            if np.ma.isMaskedArray(col) and bool(np.ma.getmaskarray(col).any()):
+                raise PolicyViolation(f"table {table}: column {c} has missing values")
+            values = np.asarray(np.ma.getdata(col), dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise PolicyViolation(f"table {table}: column {c} has non-finite values")
+            out.append(values)
+        return np.stack(out, axis=1) if out else np.zeros((0, 0))
 
     def _check_table(self, table: str) -> None:
         if table not in self._tables:

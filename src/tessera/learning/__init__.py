@@ -11,6 +11,7 @@ DP-FedAvg, privacy across rounds, and secure aggregation with proven clipping (P
 - :mod:`tessera.learning.rounds` — whole rounds with every party in one process.
 """
 
+from tessera.learning.config import TrainingConfig
 from tessera.learning.fixed_point import FixedPoint, clip_l2
 from tessera.learning.local import LocalConfig, clipped_gradient_sum, train_locally
 from tessera.learning.models import (
@@ -24,8 +25,8 @@ from tessera.learning.privacy import TrainingBudget, round_noise
 from tessera.learning.rounds import (
     Dataset,
     RoundRecord,
-    TrainingConfig,
     TrainingResult,
+    run_training,
     train,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "clip_l2",
     "clipped_gradient_sum",
     "round_noise",
+    "run_training",
     "train",
     "train_locally",
 ]

@@ -78,11 +78,13 @@ class NodeRound:
         """The commitment to this node's verify-key seed (published before the reports)."""
         return seed_commitment(self.training_id, self.round_index, self.index, self._seed)
 
-    def lock(self, digests: Mapping[str, bytes]) -> None:
-        """Fix the round's reports (provider → report digest); only these are prepared."""
+    def lock(self, digests: Mapping[str, bytes]) -> bytes:
+        """Fix the round's reports (provider → report digest); only these are prepared.
+        Returns this node's seed (:meth:`reveal`): once the reports are fixed it may be known."""
         if self._locked is not None and self._locked != dict(digests):
             raise ProtocolError(f"node {self.index}: the round's reports are already fixed")
         self._locked = dict(digests)
+        return self._seed
 
     def reveal(self) -> bytes:
         """This node's seed, once the reports are fixed (before, a provider could learn
@@ -149,6 +151,18 @@ class NodeRound:
             self._excluded.setdefault(provider, f"{type(exc).__name__}: {exc}")
             return False
         return True
+
+    def prepare_many(self, reports: Mapping[str, SealedReport]) -> dict[str, bytes | None]:
+        """:meth:`prepare` of each report, by provider."""
+        return {name: self.prepare(name, rep) for name, rep in reports.items()}
+
+    def decide_many(
+        self, verifier_shares: Mapping[str, Sequence[bytes | None]]
+    ) -> tuple[list[str], dict[str, str]]:
+        """:meth:`decide` of each report; the reports accepted and those refused, with why."""
+        for name, shares in verifier_shares.items():
+            self.decide(name, shares)
+        return self.accepted(), self.exclusions()
 
     def exclusions(self) -> dict[str, str]:
         """The reports this node refused, with the reason."""

@@ -1,12 +1,15 @@
-"""Rounds of federated training with every party in one process (pure: no I/O, no clock).
+"""Rounds of federated training (pure: no I/O, no clock): the loop, one round's driver,
+the server's step, and every party in one process.
 
-:func:`train` runs FedAvg without protection (the baseline), or secure rounds in which
-each provider's clipped, quantised update is sharded to the ``n`` computing nodes with
-its norm proof, the nodes verify it jointly and exclude failing updates (each exclusion
-is recorded in the round's :class:`RoundRecord`), add their noise shares and the
-analyst combines them (:mod:`tessera.learning.secure`). The same steps are what the
-network's roles will run; this module fixes their order and arithmetic and is what
-the accuracy tests and benchmarks exercise.
+:func:`run_training` is the loop of rounds, whoever runs them (a :class:`RoundRunner`):
+:func:`train` with every party in this process, or ``tessera.node.training`` with the
+network's provider and node roles over a transport, each round a query on the ledger.
+A secure round: each provider's clipped, quantised update is sharded to the ``n``
+computing nodes with its norm proof; :func:`open_round` and :func:`close_round` drive
+the nodes (:class:`RoundNode`) through the joint verification that excludes failing
+updates (each exclusion is recorded in the round's :class:`RoundRecord`), the nodes add
+their noise shares, and :func:`server_update` turns the released sum into the next
+model. Without ``secure`` (the baseline), plain FedAvg in process.
 
 Privacy units (:mod:`tessera.learning.privacy`): ``"provider"`` (DP-FedAvg: local
 epochs, the update clipped to ``clip``) or ``"row"`` (DP-FedSGD: each provider sends the
@@ -18,9 +21,8 @@ not run, and training stops with :class:`~tessera.errors.BudgetExceeded`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,11 +36,17 @@ from tessera.dp.samplers import NoiseSampler
 from tessera.errors import BudgetExceeded, ProtocolError
 from tessera.learning import secure
 from tessera.learning.committee import NodeRound
+from tessera.learning.config import (
+    TrainingConfig,
+    fixed_point_for,
+    sensitivity_of,
+    vdaf_for,
+)
 from tessera.learning.fedavg import dp_fedavg_mean, fedavg_mean, server_step
 from tessera.learning.fixed_point import FixedPoint, Ints, clip_l2
-from tessera.learning.local import LocalConfig, clipped_gradient_sum, train_locally
+from tessera.learning.local import clipped_gradient_sum, train_locally
 from tessera.learning.models import Array, Model
-from tessera.learning.privacy import TrainingBudget, round_noise
+from tessera.learning.privacy import round_noise
 from tessera.protocol.training import SealedReport, positions, report_digest, seal_report
 
 
@@ -111,38 +119,6 @@ class Provider:
 
 
 @dataclass(frozen=True, slots=True)
-class TrainingConfig:
-    """What the analyst asks for."""
-
-    rounds: int = 10
-    providers_per_round: int | None = None
-    local: LocalConfig = field(default_factory=LocalConfig)
-    secure: bool = True
-    unit: str = "provider"
-    weighted: bool = True
-    clip: float = 1.0
-    bits: int = 16
-    epsilon: float | None = None
-    delta: float = 1e-6
-    server_learning_rate: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ValueError("rounds must be positive")
-        if self.unit not in ("provider", "row"):
-            raise ValueError(f"unit must be 'provider' or 'row', got {self.unit!r}")
-        if self.epsilon is not None and not self.secure:
-            raise ValueError("differential privacy needs the secure aggregation")
-        if self.unit == "row" and not self.secure:
-            raise ValueError("per-row clipping is a mode of the secure aggregation")
-
-    def budget(self) -> TrainingBudget | None:
-        if self.epsilon is None:
-            return None
-        return TrainingBudget.for_epsilon(self.epsilon, self.delta, self.rounds)
-
-
-@dataclass(frozen=True, slots=True)
 class RoundRecord:
     """What one round did: who took part, who was excluded and why, and the cost."""
 
@@ -150,11 +126,14 @@ class RoundRecord:
     providers: tuple[str, ...]
     accepted: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...]
-    clipped: int
+    #: updates over the clip (clipped before sharding); None over the network, where each
+    #: provider keeps it to itself (whether one update was clipped says something of its rows)
+    clipped: int | None
     rho: float
     epsilon_spent: float
     loss: float | None = None
     score: float | None = None
+    query_id: str | None = None  # the round's query on the market (hex), if it ran on one
 
 
 class Observer(Protocol):
@@ -172,19 +151,196 @@ class TrainingResult:
     rounds: tuple[RoundRecord, ...]
 
 
-def _fixed_point(config: TrainingConfig, datasets: Sequence[Dataset]) -> FixedPoint:
-    if config.unit == "row":
-        return FixedPoint(config.clip * max(d.max_rows for d in datasets), config.bits)
-    if config.weighted:  # (a·u, a·C) with |a·u| <= a·C <= C
-        return FixedPoint(config.clip * math.sqrt(2.0), config.bits)
-    return FixedPoint(config.clip, config.bits)
+class RoundNode(Protocol):
+    """A computing node's side of one secure round, as the relaying analyst drives it:
+    :class:`~tessera.learning.committee.NodeRound` in process, a proxy to a node role's
+    ``train/*`` endpoints over a transport (``tessera.node.training``)."""
+
+    index: int
+
+    def commitment(self) -> bytes: ...
+
+    def lock(self, digests: Mapping[str, bytes]) -> bytes: ...
+
+    def agree(self, commitments: Mapping[int, bytes], seeds: Mapping[int, bytes]) -> None: ...
+
+    def prepare_many(self, reports: Mapping[str, SealedReport]) -> dict[str, bytes | None]: ...
+
+    def decide_many(
+        self, verifier_shares: Mapping[str, Sequence[bytes | None]]
+    ) -> tuple[list[str], dict[str, str]]: ...
+
+    def release(self) -> bytes: ...
 
 
-def _sensitivity(config: TrainingConfig, fixed_point: FixedPoint) -> float:
-    """L2 sensitivity of a round's sum to the privacy unit (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class Aggregated:
+    """What the committee released for a round: the sum and who is in it."""
+
+    shares: tuple[bytes, ...]
+    accepted: tuple[str, ...]
+    excluded: tuple[tuple[str, str], ...]
+
+
+def open_round(nodes: Sequence[RoundNode]) -> dict[int, bytes]:
+    """Step 1: every node's commitment to its verify-key seed, before any report exists."""
+    return {node.index: node.commitment() for node in nodes}
+
+
+def close_round(
+    nodes: Sequence[RoundNode],
+    commitments: Mapping[int, bytes],
+    sealed: Mapping[str, SealedReport],
+    names: Sequence[str],
+    excluded: Mapping[str, str] | None = None,
+) -> Aggregated:
+    """Steps 2–6 over the sealed reports of ``names`` (those not in ``sealed`` are excluded
+    with the reason in ``excluded``): the reports fixed, seeds revealed, the verify key
+    agreed, each node's verifier shares, every node's decision on every report, and each
+    node's noised aggregate share. The one driver of a round, in process and over the
+    network; a node that fails to answer fails the round (Prio3 needs every share)."""
+    out: dict[str, str] = dict(excluded or {})
+    digests = {name: report_digest(rep) for name, rep in sealed.items()}
+    seeds = {node.index: node.lock(digests) for node in nodes}
+    for node in nodes:
+        node.agree(commitments, seeds)
+    prepared = {node.index: node.prepare_many(sealed) for node in nodes}
+    shares: dict[str, list[bytes | None]] = {}
+    for name, rep in sealed.items():
+        order = positions(rep.nonce, [node.index for node in nodes])
+        shares[name] = [prepared[i].get(name) for i in order]
+    decisions = [node.decide_many(shares) for node in nodes]
+    accepted = decisions[0][0]
+    if any(d[0] != accepted for d in decisions):
+        raise ProtocolError("the nodes accepted different reports")
+    for _, reasons in decisions:
+        for name, reason in reasons.items():
+            out.setdefault(name, reason)
+    released = tuple(node.release() for node in nodes)
+    return Aggregated(
+        released,
+        tuple(n for n in names if n in accepted),
+        tuple((n, out[n]) for n in names if n in out and n not in accepted),
+    )
+
+
+def server_update(
+    params: Array,
+    total: Ints,
+    accepted: Sequence[str],
+    config: TrainingConfig,
+    fixed_point: FixedPoint,
+    max_rows: Mapping[str, int],
+) -> Array:
+    """The global model after a round from the decoded noised sum of the accepted payloads
+    (``max_rows``: every provider's public maximum of rows)."""
+    if not accepted:
+        return params
+    real = fixed_point.decode(total)
     if config.unit == "row":
-        return config.clip
-    return fixed_point.norm_bound
+        step = real / sum(max_rows[n] for n in accepted)
+    elif config.weighted:
+        # the noised total weight, kept away from zero (noise can make it small):
+        # one row of the largest table is the least weight a round can hold
+        floor = 1.0 / max(max_rows.values())
+        weight = max(real[-1] / config.clip, floor)
+        step = real[:-1] / weight
+    else:
+        step = dp_fedavg_mean(real, len(accepted))
+    return server_step(params, step, config.server_learning_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOutcome:
+    """A round as its runner did it: the new model, who took part, the cost, its query."""
+
+    params: Array
+    accepted: tuple[str, ...]
+    excluded: tuple[tuple[str, str], ...]
+    clipped: int | None  # updates over the clip; None where the providers keep it to themselves
+    query_id: str | None = None
+
+
+class RoundRunner(Protocol):
+    """Who runs the rounds: every party in this process (:func:`train`), or the network's
+    roles (``tessera.node.training.NetworkRounds``). ``max_rows``: the providers, by name,
+    with their public maximum of rows."""
+
+    @property
+    def max_rows(self) -> Mapping[str, int]: ...
+
+    def run(
+        self, round_index: int, chosen: Sequence[str], params: Array, rho: float
+    ) -> RoundOutcome: ...
+
+
+def run_training(
+    model: Model,
+    runner: RoundRunner,
+    config: TrainingConfig,
+    rng: np.random.Generator,
+    *,
+    accountant: PrivacyAccountant | None = None,
+    validation: tuple[Array, Any] | None = None,
+    init: Array | None = None,
+    observer: Observer | None = None,
+) -> TrainingResult:
+    """The rounds of a training: providers drawn, the round run, the budget spent (in
+    ``accountant`` here, or by the runner on the ledger), the model scored and shown to
+    ``observer``. A round that would overspend stops training with
+    :class:`~tessera.errors.BudgetExceeded`, naming the datasets and the rounds done."""
+    names = sorted(runner.max_rows)
+    budget = config.budget()
+    params = model.init(rng) if init is None else init.copy()
+    if observer is not None:
+        observer.start(model, params)
+    per_round = config.providers_per_round or len(names)
+    if not 1 <= per_round <= len(names):
+        raise ValueError(
+            f"providers_per_round must be in [1, {len(names)}], got {config.providers_per_round}"
+        )
+    records: list[RoundRecord] = []
+    for r in range(config.rounds):
+        chosen = tuple(names[i] for i in sorted(rng.choice(len(names), per_round, False).tolist()))
+        rho = budget.rho_per_round if budget is not None else 0.0
+        if accountant is not None and rho:
+            costs = {name: rho for name in chosen}
+            if not accountant.can_charge(costs):
+                refused = [n for n in chosen if accountant.remaining(n) < rho]
+                raise BudgetExceeded(
+                    f"round {r + 1} of {config.rounds} would exceed the privacy budget "
+                    f"of {', '.join(refused)}: trained {r} rounds"
+                )
+            accountant.charge(costs)
+        try:
+            outcome = runner.run(r, chosen, params, rho)
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(
+                f"round {r + 1} of {config.rounds} would exceed the privacy budget: {exc}; "
+                f"trained {r} rounds"
+            ) from exc
+        params = outcome.params
+        loss = score = None
+        if validation is not None:
+            loss = model.loss(params, validation[0], validation[1])
+            score = model.score(params, validation[0], validation[1])
+        records.append(
+            RoundRecord(
+                index=r,
+                providers=chosen,
+                accepted=outcome.accepted,
+                excluded=outcome.excluded,
+                clipped=outcome.clipped,
+                rho=rho,
+                epsilon_spent=budget.epsilon_after(r + 1) if budget is not None else 0.0,
+                loss=loss,
+                score=score,
+                query_id=outcome.query_id,
+            )
+        )
+        if observer is not None:
+            observer.round(model, params, records[-1])
+    return TrainingResult(params, tuple(records))
 
 
 def train(
@@ -201,178 +357,107 @@ def train(
     init: Array | None = None,
     observer: Observer | None = None,
 ) -> TrainingResult:
-    """Train ``model`` over the providers' tables (see the module docstring)."""
+    """Train ``model`` over the providers' tables, every party in this process (see the
+    module docstring)."""
     if not parties:
         raise ValueError("no dataset")
     providers = [p if isinstance(p, Provider) else Provider(p) for p in parties]
-    datasets = [p.dataset for p in providers]
-    budget = config.budget()
-    if budget is not None and sampler is None:
-        raise ValueError("differential privacy needs a noise sampler")
-    params = model.init(rng) if init is None else init.copy()
-    if observer is not None:
-        observer.start(model, params)
-    fixed_point = _fixed_point(config, datasets)
-    length = model.num_params + (1 if config.unit == "provider" and config.weighted else 0)
-    vdaf = secure.update_vdaf(length, fixed_point, nodes) if config.secure else None
-    plan = None
-    if budget is not None:
-        plan = round_noise(
-            fixed_point,
-            _sensitivity(config, fixed_point),
-            nodes,
-            threshold,
-            budget.rho_per_round,
-            length,
-            delta=config.delta,
-        )
-    training_id = rng.bytes(16)
-    committee = (
-        _Committee.make(vdaf, training_id, plan, sampler, SeededRng(rng.bytes(32)))
-        if vdaf is not None
-        else None
-    )
-    per_round = config.providers_per_round or len(datasets)
-    if not 1 <= per_round <= len(datasets):
-        raise ValueError(
-            f"providers_per_round must be in [1, {len(datasets)}], got {config.providers_per_round}"
-        )
-    if len({d.name for d in datasets}) != len(datasets):
+    if len({p.name for p in providers}) != len(providers):
         raise ValueError("two providers with the same name")
-    records: list[RoundRecord] = []
-    for r in range(config.rounds):
-        chosen = sorted(rng.choice(len(datasets), size=per_round, replace=False).tolist())
-        names = tuple(datasets[i].name for i in chosen)
-        rho = 0.0
-        accepted: list[str]
-        excluded: list[tuple[str, str]]
-        if budget is not None:
-            rho = budget.rho_per_round
-            if accountant is not None:
-                costs = {name: rho for name in names}
-                if not accountant.can_charge(costs):
-                    refused = [n for n in names if accountant.remaining(n) < rho]
-                    raise BudgetExceeded(
-                        f"round {r + 1} of {config.rounds} would exceed the privacy budget "
-                        f"of {', '.join(refused)}: trained {r} rounds"
-                    )
-                accountant.charge(costs)
-        if vdaf is None:
-            updates = [providers[i].local_update(model, params, config, rng) for i in chosen]
-            weights = [datasets[i].x.shape[0] for i in chosen]
-            params = server_step(params, fedavg_mean(updates, weights), config.server_learning_rate)
-            accepted, excluded, clipped = list(names), [], 0
-        else:
-            ctx = secure.round_ctx(training_id, r)
-            reports, clipped = [], 0
-            for i in chosen:
-                u = providers[i].local_update(model, params, config, rng)
-                bound = config.clip if config.unit == "provider" else fixed_point.norm_bound
-                if float(np.linalg.norm(u)) > bound:
-                    clipped += 1
-                payload = providers[i].payload(u, config)
-                reports.append(providers[i].report(r, vdaf, ctx, fixed_point, payload, rng))
-            assert committee is not None
-            total, accepted, excluded = _aggregate(committee, r, reports, names)
-            if accepted:
-                real = fixed_point.decode(total)
-                if config.unit == "row":
-                    rows = sum(datasets[chosen[names.index(n)]].max_rows for n in accepted)
-                    step = real / rows
-                elif config.weighted:
-                    # the noised total weight, kept away from zero (noise can make it small)
-                    # one row of the largest table is the least weight a round can hold
-                    floor = 1.0 / max(d.max_rows for d in datasets)
-                    weight = max(real[-1] / config.clip, floor)
-                    step = real[:-1] / weight
-                else:
-                    step = dp_fedavg_mean(real, len(accepted))
-                params = server_step(params, step, config.server_learning_rate)
-        loss = score = None
-        if validation is not None:
-            loss = model.loss(params, validation[0], validation[1])
-            score = model.score(params, validation[0], validation[1])
-        records.append(
-            RoundRecord(
-                index=r,
-                providers=names,
-                accepted=tuple(accepted),
-                excluded=tuple(excluded),
-                clipped=clipped,
-                rho=rho,
-                epsilon_spent=budget.epsilon_after(r + 1) if budget is not None else 0.0,
-                loss=loss,
-                score=score,
-            )
-        )
-        if observer is not None:
-            observer.round(model, params, records[-1])
-    return TrainingResult(params, tuple(records))
+    if config.budget() is not None and sampler is None:
+        raise ValueError("differential privacy needs a noise sampler")
+    runner = _InProcessRounds(model, providers, config, rng, nodes, threshold, sampler)
+    return run_training(
+        model,
+        runner,
+        config,
+        rng,
+        accountant=accountant,
+        validation=validation,
+        init=init,
+        observer=observer,
+    )
 
 
-def _aggregate(
-    committee: _Committee,
-    round_index: int,
-    reports: Sequence[secure.Report],
-    names: Sequence[str],
-) -> tuple[Ints, list[str], list[tuple[str, str]]]:
-    """The round through :class:`~tessera.learning.committee.NodeRound`: commitments,
-    sealed reports fixed, seeds revealed, each node prepares its shares, every node
-    decides on every report, each releases its noised aggregate share."""
-    vdaf = committee.vdaf
-    nodes = [
-        NodeRound(
-            i,
-            committee.secrets[i],
-            vdaf,
-            committee.training_id,
-            round_index,
-            committee.plan,
-            committee.sampler,
-            committee.rng,
-            seen=committee.seen[i],
-        )
-        for i in sorted(committee.secrets)
-    ]
-    commitments = {node.index: node.commitment() for node in nodes}
-    excluded: dict[str, str] = {}
-    sealed: dict[str, SealedReport] = {}
-    for name, report in zip(names, reports, strict=True):
-        try:
-            sealed[name] = seal_report(
-                committee.training_id,
-                round_index,
-                name,
-                report.nonce,
-                report.public_share,
-                report.input_shares,
-                committee.public_keys,
-                committee.rng,
+class _InProcessRounds:
+    """Every provider and node of :func:`train` in this process, on one random stream."""
+
+    def __init__(
+        self,
+        model: Model,
+        providers: Sequence[Provider],
+        config: TrainingConfig,
+        rng: np.random.Generator,
+        nodes: int,
+        threshold: int,
+        sampler: NoiseSampler | None,
+    ) -> None:
+        self.model, self.config, self.rng = model, config, rng
+        self.providers = {p.name: p for p in providers}
+        self.max_rows = {p.name: p.dataset.max_rows for p in providers}
+        self.fixed_point = fixed_point_for(config, max(self.max_rows.values()))
+        self.committee: _Committee | None = None
+        budget = config.budget()
+        if config.secure:
+            vdaf = vdaf_for(config, model.num_params, self.fixed_point, nodes)
+            plan = None
+            if budget is not None:
+                plan = round_noise(
+                    self.fixed_point,
+                    sensitivity_of(config, self.fixed_point),
+                    nodes,
+                    threshold,
+                    budget.rho_per_round,
+                    vdaf.LENGTH,
+                    delta=config.delta,
+                )
+            training_id = rng.bytes(16)
+            self.committee = _Committee.make(
+                vdaf, training_id, plan, sampler, SeededRng(rng.bytes(32))
             )
-        except ValueError as exc:
-            excluded[name] = f"malformed: {exc}"
-    digests = {name: report_digest(rep) for name, rep in sealed.items()}
-    for node in nodes:
-        node.lock(digests)
-    seeds = {node.index: node.reveal() for node in nodes}
-    for node in nodes:
-        node.agree(commitments, seeds)
-    for name, rep in sealed.items():
-        by_node = {node.index: node.prepare(name, rep) for node in nodes}
-        order = positions(rep.nonce, list(by_node))
-        in_positions = [by_node[i] for i in order]
-        for node in nodes:
-            node.decide(name, in_positions)
-    accepted = nodes[0].accepted()
-    if any(node.accepted() != accepted for node in nodes):
-        raise ProtocolError("the nodes accepted different reports")  # pragma: no cover
-    for node in nodes:
-        for name, reason in node.exclusions().items():
-            excluded.setdefault(name, reason)
-    shares = [node.release() for node in nodes]
-    total = secure.unshard(vdaf, shares, len(accepted))
-    order_names = [n for n in names if n in excluded]
-    return total, [n for n in names if n in accepted], [(n, excluded[n]) for n in order_names]
+
+    def run(
+        self, round_index: int, chosen: Sequence[str], params: Array, rho: float
+    ) -> RoundOutcome:
+        config, rng = self.config, self.rng
+        parties = [self.providers[name] for name in chosen]
+        if self.committee is None:
+            updates = [p.local_update(self.model, params, config, rng) for p in parties]
+            weights = [p.dataset.x.shape[0] for p in parties]
+            new = server_step(params, fedavg_mean(updates, weights), config.server_learning_rate)
+            return RoundOutcome(new, tuple(chosen), (), 0)
+        committee = self.committee
+        vdaf = committee.vdaf
+        nodes = committee.nodes(round_index)
+        commitments = open_round(nodes)
+        ctx = secure.round_ctx(committee.training_id, round_index)
+        sealed: dict[str, SealedReport] = {}
+        excluded: dict[str, str] = {}
+        clipped = 0
+        for p in parties:
+            u = p.local_update(self.model, params, config, rng)
+            bound = config.clip if config.unit == "provider" else self.fixed_point.norm_bound
+            if float(np.linalg.norm(u)) > bound:
+                clipped += 1
+            payload = p.payload(u, config)
+            report = p.report(round_index, vdaf, ctx, self.fixed_point, payload, rng)
+            try:
+                sealed[p.name] = seal_report(
+                    committee.training_id,
+                    round_index,
+                    p.name,
+                    report.nonce,
+                    report.public_share,
+                    report.input_shares,
+                    committee.public_keys,
+                    committee.rng,
+                )
+            except ValueError as exc:
+                excluded[p.name] = f"malformed: {exc}"
+        agg = close_round(nodes, commitments, sealed, chosen, excluded)
+        total = secure.unshard(vdaf, agg.shares, len(agg.accepted))
+        new = server_update(params, total, agg.accepted, config, self.fixed_point, self.max_rows)
+        return RoundOutcome(new, agg.accepted, agg.excluded, clipped)
 
 
 @dataclass
@@ -401,3 +486,19 @@ class _Committee:
         public = {i: PrivateKey(s).public_key.format(compressed=True) for i, s in secrets.items()}
         seen: dict[int, set[bytes]] = {i: set() for i in secrets}
         return cls(vdaf, training_id, secrets, public, plan, sampler, rng, seen)
+
+    def nodes(self, round_index: int) -> list[NodeRound]:
+        return [
+            NodeRound(
+                i,
+                self.secrets[i],
+                self.vdaf,
+                self.training_id,
+                round_index,
+                self.plan,
+                self.sampler,
+                self.rng,
+                seen=self.seen[i],
+            )
+            for i in sorted(self.secrets)
+        ]

@@ -44,10 +44,14 @@ from tessera.errors import (
     TesseraError,
     TransportError,
 )
+from tessera.learning.config import TrainingConfig
+from tessera.learning.models import Model
+from tessera.learning.rounds import Observer, TrainingResult
 from tessera.ledger import LedgerClient, rho_to_micro
 from tessera.ledger.client import chain_seconds
 from tessera.ledger.session import LedgerReceipt, query_kind, refusal
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
+from tessera.node.training import NetworkRounds, TrainingQuote, train_over
 from tessera.protocol import codec
 from tessera.protocol.aggregation import (
     AggregationRecord,
@@ -160,6 +164,52 @@ class NetworkAnalyst(StatisticsApi):
                 f"GROUP BY {column}: every provider must publish the same key set for it"
             )
         return sets.pop()
+
+    # -- a training ---------------------------------------------------------------------
+    def train(
+        self,
+        table: str,
+        model: Model,
+        features: Sequence[str],
+        label: str,
+        config: TrainingConfig | None = None,
+        *,
+        validation: tuple[Any, Any] | None = None,
+        init: Any = None,
+        observer: Observer | None = None,
+        seed: int | None = None,
+    ) -> TrainingResult:
+        """Train ``model`` on ``table``'s ``features`` to predict ``label``, federated over
+        its providers: each round is a training query on the ledger (priced, its ρ charged
+        to every dataset asked), the providers' updates are clipped, proven and aggregated
+        by the committee with its noise (:mod:`tessera.node.training`). Features are
+        scaled to [0, 1] by their public bounds, at the providers and in ``validation``
+        (raw ``(x, y)`` of the analyst's own, scored after every round). Refuses before the
+        first round if a dataset's budget cannot pay for every round."""
+        return train_over(
+            self,
+            table,
+            model,
+            features,
+            label,
+            config or TrainingConfig(),
+            validation=validation,
+            init=init,
+            observer=observer,
+            seed=seed,
+        )
+
+    def training_quote(
+        self,
+        table: str,
+        model: Model,
+        features: Sequence[str],
+        label: str,
+        config: TrainingConfig | None = None,
+    ) -> TrainingQuote:
+        """Price, ε and each dataset's budget left, before a training starts."""
+        config = config or TrainingConfig()
+        return NetworkRounds(self, model, table, features, label, config, b"quote").quote()
 
     # -- one query ------------------------------------------------------------------------
     def run(

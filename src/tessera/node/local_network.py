@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tessera.analytics.grouping import GroupKey
 from tessera.analytics.local import BoundsSpec, ColumnBounds, TableSource, column_spec
@@ -29,6 +30,9 @@ from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SeededRng, SystemRng
 from tessera.dp import ExactSampler, NoiseSampler, OpenDPSampler
 from tessera.errors import ProtocolError
+from tessera.learning.config import TrainingConfig
+from tessera.learning.models import Model
+from tessera.learning.rounds import TrainingResult
 from tessera.ledger.session import LedgerSession, Participant
 from tessera.node.analyst import NetworkAnalyst, Peer
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
@@ -37,6 +41,7 @@ from tessera.node.identity import Identity
 from tessera.node.roles import NodeRole, ProviderRole, Table, VerifierRole
 from tessera.node.runner import list_datasets
 from tessera.node.store import SqliteStore
+from tessera.node.training import TrainingQuote
 from tessera.node.transport import InProcessTransport
 from tessera.protocol.policy import DatasetPolicy
 
@@ -206,6 +211,29 @@ class LocalNetwork(StatisticsApi):
     ) -> QueryResult:
         """Run any list of statistics over ``table`` as one encrypted query."""
         return self.analyst.run(table, stats, where, epsilon, delta)
+
+    def train(
+        self,
+        table: str,
+        model: Model,
+        features: Sequence[str],
+        label: str,
+        config: TrainingConfig | None = None,
+        **options: Any,
+    ) -> TrainingResult:
+        """Federated training over the providers' ``table``
+        (:meth:`~tessera.node.analyst.NetworkAnalyst.train`)."""
+        return self.analyst.train(table, model, features, label, config, **options)
+
+    def training_quote(
+        self,
+        table: str,
+        model: Model,
+        features: Sequence[str],
+        label: str,
+        config: TrainingConfig | None = None,
+    ) -> TrainingQuote:
+        return self.analyst.training_quote(table, model, features, label, config)
 
     def _bounds(self, table: str) -> dict[str, ColumnBounds]:
         return self.analyst._bounds(table)

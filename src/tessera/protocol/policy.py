@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from tessera.analytics.local import ColumnBounds
 from tessera.errors import PolicyViolation
-from tessera.protocol.query import QueryTicket
+
+
+class Asked(Protocol):
+    """What a policy judges of a ticket: a query's (:class:`~tessera.protocol.query.QueryTicket`)
+    or a training round's (:class:`~tessera.protocol.training.TrainingTicket`)."""
+
+    @property
+    def bounds(self) -> Mapping[str, ColumnBounds]: ...
+
+    @property
+    def operations(self) -> set[str]: ...
+
+    @property
+    def rho(self) -> float | None: ...
+
+    @property
+    def max_rows(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +54,7 @@ def admit(
     who: str,
     policy: DatasetPolicy,
     bounds: Mapping[str, ColumnBounds],
-    ticket: QueryTicket,
+    ticket: Asked,
 ) -> None:
     """Refuse ``ticket`` unless ``policy`` allows it on a table with these public ``bounds``.
 

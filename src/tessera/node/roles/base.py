@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tessera.errors import (
     ChainUnreachable,
@@ -16,10 +16,30 @@ from tessera.errors import (
     PolicyViolation,
 )
 from tessera.ledger import Committee, LedgerClient, Query, rho_to_micro
-from tessera.protocol.query import QueryTicket
 from tessera.protocol.wire import (
     from_hex,
 )
+
+
+class OnLedger(Protocol):
+    """What the ledger's record of a query is checked against: a query's ticket
+    (:class:`~tessera.protocol.query.QueryTicket`) or a training round's
+    (:class:`~tessera.protocol.training.TrainingTicket`)."""
+
+    @property
+    def query_id(self) -> bytes: ...
+
+    @property
+    def rho(self) -> float | None: ...
+
+    @property
+    def committee(self) -> int: ...
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def t(self) -> int: ...
 
 
 def _hex32(value: Any, where: str) -> bytes:
@@ -154,7 +174,7 @@ def open_query(ledger: LedgerClient, query_id: bytes, sender: str) -> Query:
     return _open_for(_on_ledger(ledger, query_id), sender)
 
 
-def on_ledger(ledger: LedgerClient, ticket: QueryTicket) -> tuple[Query, Committee]:
+def on_ledger(ledger: LedgerClient, ticket: OnLedger) -> tuple[Query, Committee]:
     """The query and committee the ledger holds for ``ticket``: refuses unless the ledger
     agrees with the ticket on the privacy cost and on the committee (its id, size and
     threshold). The ticket's id is its own hash, so this binds every field of it."""
@@ -173,7 +193,7 @@ def on_ledger(ledger: LedgerClient, ticket: QueryTicket) -> tuple[Query, Committ
     return q, committee
 
 
-def admitted(ledger: LedgerClient, ticket: QueryTicket, sender: str) -> tuple[Query, Committee]:
+def admitted(ledger: LedgerClient, ticket: OnLedger, sender: str) -> tuple[Query, Committee]:
     """:func:`on_ledger`, and the query is open and ``sender`` submitted it: what a role
     checks before it works for a query."""
     q, committee = on_ledger(ledger, ticket)

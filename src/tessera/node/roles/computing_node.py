@@ -16,6 +16,7 @@ from tessera.errors import DecodeError, InvalidProof, PolicyViolation, ProtocolE
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
 from tessera.node.roles.base import Progress, admitted, open_query, provider_accounts
 from tessera.node.roles.committee import DkgMember
+from tessera.node.roles.training import TrainingMember
 from tessera.node.store import Store
 from tessera.protocol import codec
 from tessera.protocol.aggregation import (
@@ -34,7 +35,7 @@ from tessera.protocol.query import QueryTicket
 from tessera.protocol.wire import encoded_record_from_json, from_hex
 
 
-class NodeRole(DkgMember):
+class NodeRole(DkgMember, TrainingMember):
     """Computing node ``index`` of an ``n``-node, threshold-``t`` committee."""
 
     def __init__(

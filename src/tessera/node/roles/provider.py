@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from tessera.analytics.grouping import GroupKey
 from tessera.analytics.local import ColumnBounds, LocalDatabase
@@ -14,10 +17,17 @@ from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.errors import (
     BudgetExceeded,
+    DecodeError,
     LedgerError,
     PolicyViolation,
     ProtocolError,
 )
+from tessera.learning.config import labels_for, scale_features
+from tessera.learning.models import Model
+from tessera.learning.rounds import Dataset
+from tessera.learning.rounds import Provider as TrainingParty
+from tessera.learning.secure import round_ctx
+from tessera.learning.serialize import decode_model, model_spec
 from tessera.ledger import LedgerClient
 from tessera.node.roles.base import Progress, Recovering, admitted, reconcile_with_ledger
 from tessera.node.store import Store
@@ -27,6 +37,13 @@ from tessera.protocol.aggregation import (
 )
 from tessera.protocol.policy import DatasetPolicy, admit
 from tessera.protocol.query import QueryTicket, bounds_to_json, categories_to_json
+from tessera.protocol.training import (
+    SealedReport,
+    TrainingTicket,
+    report_digest,
+    seal_report,
+)
+from tessera.protocol.wire import from_hex
 
 
 @dataclass
@@ -138,7 +155,7 @@ class ProviderRole(Recovering):
                 self._admit(ticket, key, table)
             return self._run(ticket, key, table, committee_key)
 
-    def _check(self, ticket: QueryTicket, sender: str) -> tuple[Table, Point]:
+    def _check(self, ticket: QueryTicket | TrainingTicket, sender: str) -> tuple[Table, Point]:
         """The ticket against our policy and the ledger; the committee key to encrypt under.
 
         Every refusal here depends on the query and the policy, never on the rows."""
@@ -150,6 +167,8 @@ class ProviderRole(Recovering):
         if ticket.account_of(self.name) != self.ledger.account:
             raise PolicyViolation(f"the query does not name {self.name} as {self.ledger.account}")
         q, committee = admitted(self.ledger, ticket, sender)
+        if isinstance(ticket, TrainingTicket) and q.kind != "training":
+            raise PolicyViolation("a training round must be a training query on the ledger")
         dataset = self.dataset_id(ticket.table)
         if dataset is None or dataset not in q.dataset_ids:
             raise PolicyViolation(f"the query on the ledger does not name {self.name}'s dataset")
@@ -157,7 +176,7 @@ class ProviderRole(Recovering):
             raise PolicyViolation(f"{who} holds more rows than its public maximum")
         return table, Point.decode(committee.public_key)
 
-    def _admit(self, ticket: QueryTicket, key: str, table: Table) -> None:
+    def _admit(self, ticket: QueryTicket | TrainingTicket, key: str, table: Table) -> None:
         """Spend the budget and mark the query running, in one transaction."""
         with self.store.transaction() as st:
             spent = float(st.get("budget", ticket.table) or 0.0)
@@ -183,6 +202,19 @@ class ProviderRole(Recovering):
             spent = float(st.get("budget", table) or 0.0)
             st.put("budget", table, max(0.0, spent - rho))
 
+    def _exclude(self, qid: bytes, state: Mapping[str, Any], reason: str) -> dict[str, Any]:
+        """Leave this provider's data out of a query it looked at: the budget stays spent,
+        and the ledger is told so (an exclusion commitment keeps it spent there too, and
+        pays no cut)."""
+        key = qid.hex()
+        response = {"excluded": reason}
+        trail = self.ledger.audit_trail(qid, verdicts=False)
+        if self.ledger.account not in trail.of("exclusion"):
+            self.ledger.commit(qid, "exclusion", codec.digest("exclusion", qid, reason.encode()))
+        self.store.put("query", key, {**state, "status": "excluded", "response": response})
+        self.progress_.update(key, "excluded")
+        return response
+
     def _run(
         self, ticket: QueryTicket, key: str, table: Table, committee_key: Point
     ) -> dict[str, Any]:
@@ -206,20 +238,7 @@ class ProviderRole(Recovering):
             if res.rows < pol.min_cohort or any(0 < res.values[i] < pol.min_cohort for i in groups):
                 reason = "cohort or group below the provider's minimum"
             if reason is not None:
-                # the data was looked at: the budget stays spent, and the ledger is told so
-                # (an exclusion commitment keeps it spent there too, and pays no cut)
-                response = {"excluded": reason}
-                trail = self.ledger.audit_trail(ticket.query_id, verdicts=False)
-                if self.ledger.account not in trail.of("exclusion"):
-                    body = reason.encode()
-                    self.ledger.commit(
-                        ticket.query_id,
-                        "exclusion",
-                        codec.digest("exclusion", ticket.query_id, body),
-                    )
-                self.store.put("query", key, {**state, "status": "excluded", "response": response})
-                self.progress_.update(key, "excluded")
-                return response
+                return self._exclude(ticket.query_id, state, reason)
             self.progress_.update(key, "encrypting")
             vc = contribute(prepared.query, committee_key, self.name, res.values, self._rng)
             encoded = codec.encode_contribution(vc).hex()
@@ -237,3 +256,103 @@ class ProviderRole(Recovering):
         self.store.put("query", key, {**state, "status": "done", "response": response})
         self.progress_.update(key, "done")
         return response
+
+    # -- a round of a training ------------------------------------------------------------
+    def training_party(self, dataset: Dataset) -> TrainingParty:
+        """This provider's local work in a training round (an adversary wrapper,
+        ``tessera.testing``, returns a party that sends something else)."""
+        return TrainingParty(dataset)
+
+    def on_train_report(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """Train on our table from the round's model, clip, quantise, shard and prove the
+        update, seal each share to its node, and commit the report's digest on-chain.
+
+        The model must be the one the ticket names (its digest); the round must be a
+        training query the ticket's analyst opened on the ledger, naming our dataset; the
+        budget is spent before the rows are read, as for a query."""
+        ticket = TrainingTicket.from_json(body.get("ticket"))
+        raw_model = from_hex(body.get("model"), "model")
+        if hashlib.sha256(raw_model).digest() != ticket.model_digest:
+            raise DecodeError("model: not the model the ticket names (digest differs)")
+        model, params, _ = decode_model(raw_model)
+        if model_spec(model) != dict(ticket.model):
+            raise DecodeError("model: not the model the ticket describes")
+        key = ticket.query_id.hex()
+        with self._lock:
+            if self.store.get("query", key) is None:
+                self.reconcile()
+            state = self.store.get("query", key)
+            if state is not None and state.get("status") in ("done", "excluded"):
+                return dict(state["response"])
+            if state is not None and state.get("status") == "failed":
+                raise ProtocolError(f"{self.name}: {state['reason']}")
+            table, _ = self._check(ticket, sender)
+            if state is None:
+                self._admit(ticket, key, table)
+            return self._train(ticket, key, table, model, params)
+
+    def _train(
+        self, ticket: TrainingTicket, key: str, table: Table, model: Model, params: Any
+    ) -> dict[str, Any]:
+        state = self.store.get("query", key)
+        encoded = state.get("report")
+        if encoded is None:
+            self.progress_.update(key, "training")
+            data = self.db.matrix(ticket.table, [*ticket.features, ticket.label])
+            if data.shape[0] < table.policy.min_cohort:
+                return self._exclude(ticket.query_id, state, "cohort below the provider's minimum")
+            bounds = [
+                (float(ticket.bounds[c].lo), float(ticket.bounds[c].hi)) for c in ticket.features
+            ]
+            x, clipped = scale_features(data[:, :-1], bounds)
+            label = ticket.bounds[ticket.label]
+            try:
+                y, clipped_y = labels_for(model, data[:, -1], (float(label.lo), float(label.hi)))
+            except ValueError as exc:
+                raise PolicyViolation(f"{self.name}/{ticket.table}: {exc}") from exc
+            party = self.training_party(Dataset(self.name, x, y, max_rows=table.policy.max_rows))
+            rng = np.random.default_rng(int.from_bytes(self._rng.randbytes(32), "big"))
+            update = party.local_update(model, params, ticket.config, rng)
+            payload = party.payload(update, ticket.config)
+            report = party.report(
+                ticket.round_index,
+                ticket.vdaf,
+                round_ctx(ticket.training_id, ticket.round_index),
+                ticket.fixed_point,
+                payload,
+                rng,
+            )
+            sealed = seal_report(
+                ticket.training_id,
+                ticket.round_index,
+                self.name,
+                report.nonce,
+                report.public_share,
+                report.input_shares,
+                self._node_keys(ticket.committee),
+                self._rng,
+            )
+            encoded = sealed.encode().hex()
+            state = {
+                **state,
+                "report": encoded,
+                "rows": int(data.shape[0]),
+                "clipped": clipped + clipped_y,
+            }
+            self.store.put("query", key, state)  # before the chain: a retry resends the same
+        digest = report_digest(SealedReport.decode(bytes.fromhex(encoded)))
+        committed = self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution")
+        if self.ledger.account not in committed:
+            self.progress_.update(key, "committing")
+            self.ledger.post_contribution(ticket.query_id, digest)
+        elif committed[self.ledger.account] != digest:
+            raise ProtocolError("a different report is already committed for this round")
+        response = {"report": encoded}
+        self.store.put("query", key, {**state, "status": "done", "response": response})
+        self.progress_.update(key, "done")
+        return response
+
+    def _node_keys(self, committee_id: int) -> dict[int, bytes]:
+        """Each node's registered public key (what its shares are sealed to), by index."""
+        committee = self.ledger.committee(committee_id)
+        return {i: self.ledger.participant(a).public_key for i, a in committee.nodes.items()}

@@ -1,0 +1,319 @@
+"""Federated training over the network: each round a training query on the ledger, run by
+the provider and node roles through a transport (in process or over HTTP, the same code).
+
+:class:`NetworkRounds` is the :class:`~tessera.learning.rounds.RoundRunner` the analyst
+gives :func:`~tessera.learning.rounds.run_training` (the one loop of rounds, shared with
+the in-process :func:`~tessera.learning.rounds.train`). One round:
+
+1. the analyst builds the round's :class:`~tessera.protocol.training.TrainingTicket`
+   (the model's digest, the providers drawn, the privacy cost) and submits it on the
+   ledger as a ``training`` query: the price is escrowed and ρ charged to every
+   dataset's budget there; a refusal (a spent budget) stops training;
+2. every node commits to its verify-key seed (``train/commit``);
+3. each provider trains on its table, and returns its sealed, proven report
+   (``train/report``) after committing its digest on-chain;
+4. :func:`~tessera.learning.rounds.close_round` drives the nodes through the joint
+   verification (:class:`RemoteNode`: ``train/lock`` … ``train/release``), each node
+   checking the reports against the chain;
+5. the analyst adds the noised shares, takes the server step
+   (:func:`~tessera.learning.rounds.server_update`), and commits the new model's
+   digest as the round's result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tessera.errors import LedgerError, PolicyViolation, QueryError, TesseraError, TransportError
+from tessera.learning import secure
+from tessera.learning.config import TrainingConfig, fixed_point_for, labels_for, scale_features
+from tessera.learning.models import Array, Model
+from tessera.learning.rounds import (
+    Observer,
+    RoundOutcome,
+    TrainingResult,
+    close_round,
+    open_round,
+    run_training,
+    server_update,
+)
+from tessera.learning.serialize import encode_model, model_spec
+from tessera.ledger import rho_to_micro
+from tessera.ledger.client import MICRO
+from tessera.ledger.session import refusal
+from tessera.protocol.training import OPERATION, SealedReport, TrainingTicket
+
+if TYPE_CHECKING:
+    from tessera.node.analyst import NetworkAnalyst, Peer
+
+
+class RemoteNode:
+    """A computing node's side of one round, reached through the analyst's transport."""
+
+    def __init__(self, transport: Any, peer: Peer, ticket: Mapping[str, Any]) -> None:
+        assert peer.index is not None
+        self.index = peer.index
+        self._transport, self._peer, self._ticket = transport, peer, ticket
+
+    def _call(self, path: str, **body: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = self._transport.call(
+            self._peer.address, f"train/{path}", {"ticket": self._ticket, **body}
+        )
+        return answer
+
+    def commitment(self) -> bytes:
+        return bytes.fromhex(self._call("commit")["commitment"])
+
+    def lock(self, digests: Mapping[str, bytes]) -> bytes:
+        answer = self._call("lock", digests={n: d.hex() for n, d in digests.items()})
+        return bytes.fromhex(answer["seed"])
+
+    def agree(self, commitments: Mapping[int, bytes], seeds: Mapping[int, bytes]) -> None:
+        self._call(
+            "agree",
+            commitments={str(i): c.hex() for i, c in commitments.items()},
+            seeds={str(i): s.hex() for i, s in seeds.items()},
+        )
+
+    def prepare_many(self, reports: Mapping[str, SealedReport]) -> dict[str, bytes | None]:
+        answer = self._call("prepare", reports={n: r.encode().hex() for n, r in reports.items()})
+        shares = answer["shares"]
+        return {n: None if shares.get(n) is None else bytes.fromhex(shares[n]) for n in reports}
+
+    def decide_many(
+        self, verifier_shares: Mapping[str, Sequence[bytes | None]]
+    ) -> tuple[list[str], dict[str, str]]:
+        body = {
+            n: [None if v is None else v.hex() for v in vs] for n, vs in verifier_shares.items()
+        }
+        answer = self._call("decide", shares=body)
+        return [str(a) for a in answer["accepted"]], {
+            str(k): str(v) for k, v in answer["excluded"].items()
+        }
+
+    def release(self) -> bytes:
+        return bytes.fromhex(self._call("release")["share"])
+
+
+@dataclass(frozen=True)
+class TrainingQuote:
+    """What a training will cost before it starts: credits, privacy, and who can pay it."""
+
+    rounds: int
+    providers: tuple[str, ...]
+    price_per_round: int  # credits escrowed per round (all providers asked)
+    price: int  # the whole training, at most
+    epsilon: float | None  # the whole training's ε at ``delta`` (None: no noise)
+    delta: float
+    rho_per_round: float
+    budget_left: Mapping[str, float]  # each dataset's ρ left on the ledger
+
+    def rounds_affordable(self) -> int:
+        """Rounds every dataset can pay for if it is asked in each."""
+        if not self.rho_per_round:
+            return self.rounds
+        least = min(self.budget_left.values(), default=0.0)
+        return min(self.rounds, math.floor(least / self.rho_per_round * (1 + 1e-9)))
+
+
+class NetworkRounds:
+    """The rounds of one training, run by the network's roles (see the module docstring)."""
+
+    def __init__(
+        self,
+        analyst: NetworkAnalyst,
+        model: Model,
+        table: str,
+        features: Sequence[str],
+        label: str,
+        config: TrainingConfig,
+        training_id: bytes,
+    ) -> None:
+        if not config.secure:
+            raise QueryError("training on the network is always a secure aggregation")
+        self.analyst, self.model, self.table = analyst, model, table
+        self.features, self.label, self.config = tuple(features), label, config
+        self.training_id = training_id
+        self.holders = analyst._holders(table)
+        self.bounds = analyst._agreed_bounds(self.holders, table)
+        self._max_rows = {name: int(h["max_rows"]) for name, h in self.holders.items()}
+        self.fixed_point = fixed_point_for(config, max(self._max_rows.values()))
+
+    @property
+    def max_rows(self) -> Mapping[str, int]:
+        return self._max_rows
+
+    def quote(self) -> TrainingQuote:
+        """Price and privacy of the whole training, and each dataset's budget left."""
+        ledger = self.analyst.ledger
+        ids = {name: int(h["dataset_id"]) for name, h in self.holders.items()}
+        budget = self.config.budget()
+        per_round = ledger.quote(ids.values(), "training")
+        left = {
+            f"{name}/{self.table}": ledger.dataset(d).budget_remaining / MICRO
+            for name, d in ids.items()
+        }
+        return TrainingQuote(
+            rounds=self.config.rounds,
+            providers=tuple(sorted(ids)),
+            price_per_round=per_round,
+            price=per_round * self.config.rounds,
+            epsilon=None if budget is None else budget.total_epsilon,
+            delta=self.config.delta,
+            rho_per_round=0.0 if budget is None else budget.rho_per_round,
+            budget_left=left,
+        )
+
+    def ticket(self, round_index: int, chosen: Sequence[str], params: Array) -> TrainingTicket:
+        a = self.analyst
+        return TrainingTicket(
+            training_id=self.training_id,
+            round_index=round_index,
+            table=self.table,
+            features=self.features,
+            label=self.label,
+            bounds=self.bounds,
+            model=model_spec(self.model),
+            model_digest=hashlib.sha256(encode_model(self.model, params)).digest(),
+            config=self.config,
+            max_rows=max(self._max_rows.values()),
+            n=a.n,
+            t=a.t,
+            committee=a.committee,
+            providers=tuple(sorted((n, str(self.holders[n]["address"])) for n in chosen)),
+            nonce=a._rng.randbytes(32),
+            analyst=a.ledger.account,
+        )
+
+    def run(
+        self, round_index: int, chosen: Sequence[str], params: Array, rho: float
+    ) -> RoundOutcome:
+        a = self.analyst
+        ticket = self.ticket(round_index, chosen, params)
+        qid = ticket.query_id
+        datasets = {f"{n}/{self.table}": int(self.holders[n]["dataset_id"]) for n in chosen}
+        cost = rho_to_micro(rho) if rho else 0
+        a.on_progress(f"round {round_index + 1}: submitting the round to the ledger")
+        try:
+            a.ledger.submit_query(
+                ticket.ticket_hash,
+                datasets.values(),
+                a.committee,
+                cost,
+                {OPERATION},
+                "training",
+                approve=True,
+            )
+        except LedgerError as exc:
+            raise refusal(a.ledger, exc, datasets, cost) from exc
+        body = ticket.to_json()
+        nodes = [
+            RemoteNode(a.transport, p, body)
+            for p in sorted(a._of("node"), key=lambda p: p.index or 0)
+        ]
+        commitments = open_round(nodes)
+        a.on_progress(f"round {round_index + 1}: training at {len(chosen)} providers")
+        model_hex = encode_model(self.model, params).hex()
+        providers = {p.name: p for p in a._of("provider")}
+        futures = {
+            name: a._pool.submit(
+                a.transport.call,
+                providers[name].address,
+                "train/report",
+                {"ticket": body, "model": model_hex},
+            )
+            for name in chosen
+        }
+        sealed: dict[str, SealedReport] = {}
+        excluded: dict[str, str] = {}
+        for name, f in futures.items():
+            try:
+                answer = f.result()
+            except TransportError as exc:
+                excluded[name] = f"unreachable: {exc}"
+                continue
+            except TesseraError as exc:
+                excluded[name] = f"refused: {type(exc).__name__}: {exc}"
+                continue
+            if "excluded" in answer:
+                excluded[name] = str(answer["excluded"])
+                continue
+            try:
+                report = SealedReport.decode(bytes.fromhex(str(answer.get("report"))))
+            except (TesseraError, ValueError) as exc:
+                excluded[name] = f"malformed report: {exc}"
+                continue
+            if (report.provider, report.training_id, report.round_index) != (
+                name,
+                self.training_id,
+                round_index,
+            ):
+                excluded[name] = "sent a report for another provider, training or round"
+                continue
+            sealed[name] = report
+        if not sealed:
+            raise PolicyViolation(
+                f"round {round_index + 1}: no provider could report: "
+                + "; ".join(f"{k}: {v}" for k, v in excluded.items())
+            )
+        a.on_progress(f"round {round_index + 1}: the nodes verify {len(sealed)} reports")
+        agg = close_round(nodes, commitments, sealed, chosen, excluded)
+        total = secure.unshard(ticket.vdaf, agg.shares, len(agg.accepted))
+        new = server_update(
+            params, total, agg.accepted, self.config, self.fixed_point, self._max_rows
+        )
+        a.ledger.post_result(qid, hashlib.sha256(encode_model(self.model, new)).digest())
+        return RoundOutcome(new, agg.accepted, agg.excluded, None, "0x" + qid.hex())
+
+
+def train_over(
+    analyst: NetworkAnalyst,
+    table: str,
+    model: Model,
+    features: Sequence[str],
+    label: str,
+    config: TrainingConfig,
+    *,
+    validation: tuple[Any, Any] | None = None,
+    init: Array | None = None,
+    observer: Observer | None = None,
+    seed: int | None = None,
+) -> TrainingResult:
+    """Train ``model`` on ``table`` over the network (see :meth:`NetworkAnalyst.train`)."""
+    rng = np.random.default_rng(
+        seed if seed is not None else int.from_bytes(analyst._rng.randbytes(16), "big")
+    )
+    rounds = NetworkRounds(
+        analyst, model, table, features, label, config, analyst._rng.randbytes(16)
+    )
+    quote = rounds.quote()
+    per_round = config.providers_per_round or len(quote.providers)
+    if per_round == len(quote.providers) and quote.rounds_affordable() < config.rounds:
+        short = [
+            f"{name} has rho={left:.6g} left"
+            for name, left in quote.budget_left.items()
+            if left < quote.rho_per_round * config.rounds
+        ]
+        raise PolicyViolation(
+            f"the training needs rho={quote.rho_per_round * config.rounds:.6g} per dataset "
+            f"over {config.rounds} rounds but "
+            + "; ".join(short)
+            + f": at most {quote.rounds_affordable()} rounds fit"
+        )
+    val = None
+    if validation is not None:
+        cols = [(float(rounds.bounds[c].lo), float(rounds.bounds[c].hi)) for c in features]
+        x, _ = scale_features(np.asarray(validation[0], dtype=np.float64), cols)
+        lb = rounds.bounds[label]
+        y, _ = labels_for(model, validation[1], (float(lb.lo), float(lb.hi)))
+        val = (x, y)
+    return run_training(model, rounds, config, rng, validation=val, init=init, observer=observer)
+
+
+__all__ = ["NetworkRounds", "RemoteNode", "TrainingQuote", "train_over"]
