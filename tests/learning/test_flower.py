@@ -420,3 +420,66 @@ def test_a_flower_simulation_trains_through_tessera() -> None:
         for res in strategy.received[r]
     )
     assert _accuracy(strategy.parameters) > 0.9
+
+
+@pytest.mark.skipif(
+    os.environ.get("TESSERA_FLOWER_SIMULATION") != "1",
+    reason="Flower's simulation engine (Ray, about a minute): TESSERA_FLOWER_SIMULATION=1",
+)
+def test_a_message_api_flower_app_trains_through_tessera_in_simulation() -> None:
+    pytest.importorskip("ray")
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+
+    from tessera.learning.flower import TesseraMessageFedAvg
+
+    committee = _committee(7)
+    spec = SecureAggregation(committee.node_keys, clip=4.0, max_rows=MAX_ROWS)
+    init = ArrayRecord([np.zeros(30), np.zeros(1)])
+    strategy = TesseraMessageFedAvg(
+        initial_arrays=init,
+        committee=committee,
+        spec=spec,
+        min_train_nodes=CLIENTS,
+        min_available_nodes=CLIENTS,
+        training_id=b"flower-test",
+    )
+    # the app as Flower's Message API has it: @app.train() and strategy.start in main
+    client_app = ClientApp(
+        mods=[TesseraMod(spec, lambda ctx: f"client{ctx.node_config['partition-id']}")]
+    )
+
+    @client_app.train()
+    def train(msg: Message, context: Any) -> Message:
+        index = int(context.node_config["partition-id"])
+        arrays = msg.content["arrays"].to_numpy_ndarrays()
+        out, rows, _ = CancerClient(index).fit(arrays, {"round": 0})
+        content = RecordDict(
+            {"arrays": ArrayRecord(out), "metrics": MetricRecord({"num-examples": rows})}
+        )
+        return Message(content=content, reply_to=msg)
+
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Any, context: Any) -> None:
+        strategy.start(grid=grid, initial_arrays=init, num_rounds=3)
+
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=CLIENTS,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},
+        },
+    )
+    records = strategy.tessera.records
+    assert [r.accepted for r in records] == [tuple(f"client{i}" for i in range(CLIENTS))] * 3
+    assert all(
+        res.parameters.tensor_type == SEALED_REPORT
+        for r in (1, 2, 3)
+        for res in strategy.tessera.received[r]
+    )
+    assert _accuracy(strategy.tessera.parameters) > 0.9

@@ -37,15 +37,25 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 from coincurve import PrivateKey
-from flwr.app import Context, Message, MessageType
+from flwr.app import Array as FlowerArray
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 from flwr.common import (
+    Code,
     EvaluateIns,
     EvaluateRes,
     FitIns,
@@ -53,6 +63,7 @@ from flwr.common import (
     NDArrays,
     Parameters,
     Scalar,
+    Status,
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
@@ -61,6 +72,8 @@ from flwr.server import History, Server, ServerConfig, SimpleClientManager
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg as MessageFedAvg
 
 from tessera.crypto.prio3 import Prio3FixedPointBoundedL2VecSum
 from tessera.crypto.rng import Rng, SystemRng
@@ -89,6 +102,9 @@ SEALED_REPORT = "tessera/sealed-report/v1"
 KEY_TRAINING = "tessera.training"
 KEY_ROUND = "tessera.round"
 KEY_COMMITMENTS = "tessera.commitments"
+#: The Message API's weight key (``flwr.serverapp.strategy.FedAvg``'s ``weighted_by_key``).
+KEY_EXAMPLES = "num-examples"
+_LEGACY_FIT = "fitins.parameters"  # how a strategy-API training message holds its model
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +219,10 @@ class TesseraMod:
     def __call__(
         self, msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]
     ) -> Message:
-        if msg.metadata.message_type != MessageType.TRAIN:
+        if msg.metadata.message_type.split(".")[0] != MessageType.TRAIN:
             return call_next(msg, ctxt)
+        if _LEGACY_FIT not in msg.content:
+            return self._message_api(msg, ctxt, call_next)
         fit_ins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         training, round_index = _round_of(fit_ins.config)
         start = flatten(parameters_to_ndarrays(fit_ins.parameters))
@@ -221,6 +239,36 @@ class TesseraMod:
         fit_res.num_examples = 0  # the weight is inside the proven vector
         fit_res.metrics = {}  # a client's own metrics would travel in the clear
         out.content = compat.fitres_to_recorddict(fit_res, keep_input=True)
+        return out
+
+    def _message_api(
+        self, msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]
+    ) -> Message:
+        """A training message of Flower's Message API (``@app.train()`` clients): one
+        ``ArrayRecord`` and one ``ConfigRecord`` in, one ``ArrayRecord`` and a
+        ``MetricRecord`` with ``num-examples`` out."""
+        _, arrays = _single(msg.content.array_records, "ArrayRecord")
+        _, config = _single(msg.content.config_records, "ConfigRecord")
+        training, round_index = _round_of(dict(config))
+        start = flatten(arrays.to_numpy_ndarrays())
+        out = call_next(msg, ctxt)
+        if out.has_error():
+            return out
+        key, returned = _single(out.content.array_records, "ArrayRecord")
+        rows = 0
+        for metrics in out.content.metric_records.values():
+            value = metrics.get(KEY_EXAMPLES)
+            if isinstance(value, int):
+                rows = value
+        trained = flatten(returned.to_numpy_ndarrays())
+        if trained.shape != start.shape:
+            raise ValueError("the client returned parameters of another shape")
+        name = self.provider(ctxt) if callable(self.provider) else self.provider
+        sealed = self.seal(name, training, round_index, trained - start, rows)
+        report = FlowerArray(dtype="", shape=(), stype=SEALED_REPORT, data=sealed.encode())
+        out.content = RecordDict(
+            {key: ArrayRecord({"tessera": report}), "metrics": MetricRecord({KEY_EXAMPLES: 0})}
+        )
         return out
 
     def report(self, training: bytes, round_index: int, update: Array, rows: int) -> secure.Report:
@@ -251,7 +299,14 @@ class TesseraMod:
         )
 
 
-def _round_of(config: Mapping[str, Scalar]) -> tuple[bytes, int]:
+def _single(records: Mapping[str, Any], kind: str) -> tuple[str, Any]:
+    if len(records) != 1:
+        raise ValueError(f"expected one {kind} in the training message, got {len(records)}")
+    ((key, record),) = records.items()
+    return key, record
+
+
+def _round_of(config: Mapping[str, Any]) -> tuple[bytes, int]:
     training, round_index = config.get(KEY_TRAINING), config.get(KEY_ROUND)
     if not isinstance(training, bytes) or not isinstance(round_index, int):
         raise ValueError(
@@ -464,6 +519,7 @@ class TesseraFedAvg(Strategy):
                 self.vdaf.LENGTH,
                 delta=delta,
             )
+        self._begun = False
         #: Why training stopped early (the budget), or ``None``.
         self.stopped: str | None = None
         #: Every reply the strategy received, per round: what arrived at the server.
@@ -489,10 +545,15 @@ class TesseraFedAvg(Strategy):
     # Flower's Strategy ------------------------------------------------------
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
-        if self.observer is not None:
+        self.begin()
+        return ndarrays_to_parameters(self.parameters)
+
+    def begin(self) -> None:
+        """The training starts: the observer is told of the initial model (once)."""
+        if self.observer is not None and not self._begun:
             assert self.model is not None
             self.observer.start(self.model, self._state.params)
-        return ndarrays_to_parameters(self.parameters)
+        self._begun = True
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
@@ -660,6 +721,114 @@ class TesseraFedAvg(Strategy):
         return reports, refused
 
 
+# ------------------------------------------------------------- the Message API
+
+
+class TesseraMessageFedAvg(MessageFedAvg):
+    """The same round for Flower's Message API: ``flwr.serverapp.strategy.FedAvg``, run
+    by ``strategy.start(grid=grid, initial_arrays=..., num_rounds=...)`` in a
+    ``ServerApp``'s main function, its clients ``@app.train()`` functions with the
+    :class:`TesseraMod` mod.
+
+    It drives a :class:`TesseraFedAvg` (:attr:`tessera`: records, exclusions, the budget,
+    what arrived) over the model ``initial_arrays``; :meth:`start` must be given the same
+    arrays. A ``MetricRecord`` holds numbers only: the round's metrics are the counts,
+    ρ and ε, the exclusions with their reasons are in ``tessera.records`` (and logged).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_arrays: ArrayRecord,
+        committee: Committee,
+        spec: SecureAggregation,
+        num_rounds: int | None = None,
+        epsilon: float | None = None,
+        delta: float = 1e-6,
+        threshold: int = 2,
+        fraction_train: float = 1.0,
+        min_train_nodes: int = 2,
+        min_available_nodes: int = 2,
+        fraction_evaluate: float = 0.0,
+        min_evaluate_nodes: int = 2,
+        server_learning_rate: float = 1.0,
+        training_id: bytes | None = None,
+        observer: Observer | None = None,
+        model: Model | None = None,
+    ) -> None:
+        super().__init__(
+            fraction_train=fraction_train,
+            fraction_evaluate=fraction_evaluate,
+            min_train_nodes=min_train_nodes,
+            min_evaluate_nodes=min_evaluate_nodes,
+            min_available_nodes=min_available_nodes,
+        )
+        self._keys = list(initial_arrays.keys())
+        self.tessera = TesseraFedAvg(
+            initial_parameters=initial_arrays.to_numpy_ndarrays(),
+            committee=committee,
+            spec=spec,
+            num_rounds=num_rounds,
+            epsilon=epsilon,
+            delta=delta,
+            threshold=threshold,
+            min_fit_clients=min_train_nodes,
+            min_available_clients=min_available_nodes,
+            server_learning_rate=server_learning_rate,
+            training_id=training_id,
+            observer=observer,
+            model=model,
+        )
+
+    @property
+    def arrays(self) -> ArrayRecord:
+        """The current global model, with the initial arrays' names."""
+        params = self.tessera.parameters
+        return ArrayRecord({k: FlowerArray(v) for k, v in zip(self._keys, params, strict=True)})
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> list[Message]:
+        self.tessera.begin()
+        tessera = self.tessera.open_round(server_round)
+        if tessera is None:
+            return []
+        record = ConfigRecord(dict(config))
+        for key, value in tessera.items():
+            record[key] = value
+        return list(super().configure_train(server_round, self.arrays, record, grid))
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        received: list[tuple[str | int, FitRes]] = []
+        failures = 0
+        for reply in replies:
+            if reply.has_error():
+                failures += 1
+                continue
+            received.append((reply.metadata.src_node_id, _as_fitres(reply)))
+        metrics = self.tessera.close_round(server_round, received, failures)
+        numbers: dict[str, int | float | list[int] | list[float]] = {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        return self.arrays, MetricRecord(numbers)
+
+
+def _as_fitres(reply: Message) -> FitRes:
+    """A Message-API reply as the strategy API's ``FitRes``: its sealed report, or no
+    tensors at all (a reply of any other kind is refused unread)."""
+    parameters = Parameters(tensors=[], tensor_type="not a sealed report")
+    records = list(reply.content.array_records.values())
+    if len(records) == 1 and len(records[0]) == 1:
+        (array,) = records[0].values()
+        if array.stype == SEALED_REPORT:
+            parameters = Parameters(tensors=[array.data], tensor_type=SEALED_REPORT)
+    return FitRes(Status(Code.OK, ""), parameters, 0, {})
+
+
 # ------------------------------------------------------------------------ loopback
 
 
@@ -734,6 +903,7 @@ __all__ = [
     "InProcessCommittee",
     "SecureAggregation",
     "TesseraFedAvg",
+    "TesseraMessageFedAvg",
     "TesseraMod",
     "flatten",
     "run_loopback",
