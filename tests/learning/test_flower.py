@@ -271,6 +271,76 @@ def test_the_step_is_fedavgs_weighted_mean_or_the_plain_mean_of_clipped_updates(
     assert not np.allclose(plain, weighted, rtol=0, atol=20 * unit)
 
 
+def test_the_mod_seals_a_message_api_reply_and_the_message_strategy_aggregates_it() -> None:
+    """Flower's Message API without a transport: messages built as a Grid sends them, the
+    mod and a ``@app.train()``-style handler called as a ClientApp calls them."""
+    from flwr.app import (
+        ArrayRecord,
+        ConfigRecord,
+        Context,
+        Message,
+        Metadata,
+        MetricRecord,
+        RecordDict,
+    )
+
+    from tessera.learning.flower import TesseraMessageFedAvg
+
+    def instruction(content: RecordDict, node: int) -> Message:
+        """A training message as a Grid addresses it to ``node``."""
+        meta = Metadata(0, f"m{node}", 0, node, "", "", time.time(), 3600.0, "train")
+        return Message(content=content, metadata=meta)
+
+    committee = _committee(8)
+    spec = SecureAggregation(committee.node_keys, clip=4.0, max_rows=MAX_ROWS)
+    strategy = TesseraMessageFedAvg(
+        initial_arrays=ArrayRecord([np.zeros(30), np.zeros(1)]),
+        committee=committee,
+        spec=spec,
+        training_id=b"flower-test",
+    )
+    tessera = strategy.tessera.open_round(1)
+    assert tessera is not None
+    config = ConfigRecord({"server-round": 1, **tessera})
+    sent, replies = [], []
+    for i in range(CLIENTS):
+
+        def handler(msg: Message, _ctx: Context, index: int = i) -> Message:
+            arrays = msg.content["arrays"].to_numpy_ndarrays()
+            out, rows, _ = CancerClient(index).fit(arrays, {"round": 1})
+            sent.extend(a.tobytes() for a in out)
+            content = {"arrays": ArrayRecord(out), "metrics": MetricRecord({"num-examples": rows})}
+            return Message(content=RecordDict(content), reply_to=msg)
+
+        msg = instruction(RecordDict({"arrays": strategy.arrays, "config": config}), 10 + i)
+        ctx = Context(0, 10 + i, {}, RecordDict(), {})
+        reply = TesseraMod(spec, f"client{i}", SeededRng(100 + i))(msg, ctx, handler)
+        ((array,),) = (r.values() for r in reply.content.array_records.values())
+        assert array.stype == SEALED_REPORT
+        assert SealedReport.decode(array.data).provider == f"client{i}"
+        assert dict(reply.content["metrics"]) == {"num-examples": 0}
+        replies.append(reply)
+    # and one client without the mod: its plaintext reply is refused unread
+    plain = instruction(RecordDict({"arrays": strategy.arrays, "config": config}), 99)
+    plain_reply = Message(
+        content=RecordDict({"arrays": ArrayRecord([np.ones(30), np.ones(1)])}), reply_to=plain
+    )
+    arrays, metrics = strategy.aggregate_train(1, [*replies, plain_reply])
+    assert arrays is not None and metrics is not None
+    assert metrics["tessera.accepted"] == CLIENTS and metrics["tessera.excluded"] == 1
+    assert strategy.tessera.records[0].excluded == (
+        ("flower:99", "not a sealed report (refused unread)"),
+    )
+    for res in strategy.tessera.received[1][:CLIENTS]:
+        assert all(b[:16] not in res.parameters.tensors[0] for b in sent)
+    rows = np.array([len(y) for _, y in PARTS], dtype=float)
+    weighted = sum(r * u for r, u in zip(rows, _first_updates(4.0), strict=True)) / rows.sum()
+    unit = 4.0 * np.sqrt(2) / 2**15
+    got = flatten(arrays.to_numpy_ndarrays())
+    np.testing.assert_allclose(got, weighted, rtol=0, atol=unit)
+    assert list(arrays.keys()) == ["0", "1"]
+
+
 def _mallory(spec: SecureAggregation, factor: float) -> TesseraMod:
     """A client mod that proves its update negated and scaled to ``factor`` times the
     bound, with a false claim about its norm (every entry in range;
