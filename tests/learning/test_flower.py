@@ -341,6 +341,25 @@ def test_the_mod_seals_a_message_api_reply_and_the_message_strategy_aggregates_i
     assert list(arrays.keys()) == ["0", "1"]
 
 
+def test_inconsistent_configurations_are_refused_before_training() -> None:
+    committee = _committee(9)
+    spec = SecureAggregation(committee.node_keys, clip=4.0, max_rows=MAX_ROWS)
+    with pytest.raises(ValueError, match="not the committee's"):
+        _strategy(committee, SecureAggregation(_committee(10).node_keys))
+    with pytest.raises(ValueError, match="number of rounds"):
+        _strategy(committee, spec, epsilon=1.0)
+    with pytest.raises(ValueError, match="noise sampler"):
+        _strategy(committee, spec, epsilon=1.0, num_rounds=3)
+    with pytest.raises(ValueError, match="needs the model"):
+        _strategy(committee, spec, observer=Capture())
+    with pytest.raises(ValueError, match="two nodes"):
+        SecureAggregation({1: committee.node_keys[1]})
+    with pytest.raises(RuntimeError, match=r"client failed: .*no Tessera training"):
+        # a mod behind a server that is not Tessera's: the client fails rather than
+        # send its parameters in the clear
+        _plain_fedavg(1, [_app(i, _mod(spec, i)) for i in range(CLIENTS)])
+
+
 def _mallory(spec: SecureAggregation, factor: float) -> TesseraMod:
     """A client mod that proves its update negated and scaled to ``factor`` times the
     bound, with a false claim about its norm (every entry in range;

@@ -488,6 +488,8 @@ class TesseraFedAvg(Strategy):
             raise ValueError("a privacy budget needs the number of rounds it is spread over")
         if (observer is None) != (model is None):
             raise ValueError("an observer needs the model that describes the parameters")
+        if epsilon is not None and getattr(committee, "sampler", True) is None:
+            raise ValueError("differential privacy needs the committee's noise sampler")
         self.committee = committee
         self.spec = spec
         self.threshold = threshold
