@@ -17,6 +17,22 @@ def naive(points: list[Point], scalars: list[int]) -> Point:
     return point_sum(p * k for p, k in zip(points, scalars, strict=True))
 
 
+def uncompressed(p: Point) -> bytes:
+    x = p.x
+    y = pow((x**3 + 7) % P, (P + 1) // 4, P)
+    if y % 2 != p.encode()[0] - 2:
+        y = P - y
+    return b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
+
+
+def test_uncompressed_encodings_count_as_the_same_points() -> None:
+    rng = SeededRng(b"msm/uncompressed")
+    points = [base_mul(rng.scalar()) for _ in range(30)]
+    scalars = [rng.scalar() for _ in range(30)]
+    mixed = [uncompressed(p) if i % 2 else p.encode() for i, p in enumerate(points)]
+    assert msm_encoded(mixed, scalars) == naive(points, scalars).encode()
+
+
 def test_the_native_extension_is_built_and_used() -> None:
     assert msm_module.NATIVE
     assert msm_module.LIBSECP256K1_VERSION == "0.2.0"
@@ -56,6 +72,8 @@ def test_many_points_take_pippenger_and_still_agree() -> None:
 
 def test_bad_encodings_raise_a_clear_error() -> None:
     good = base_mul(3).encode()
+    u = uncompressed(base_mul(5))
+    off_curve_65 = u[:-1] + bytes([u[-1] ^ 1])  # y + 1 or y − 1: not on the curve
     off_curve = next(
         b"\x02" + x.to_bytes(32, "big")
         for x in range(1, 100)
@@ -66,7 +84,10 @@ def test_bad_encodings_raise_a_clear_error() -> None:
         (b"\x02" + P.to_bytes(32, "big"), "point 1 is not a valid encoding"),
         (off_curve, "point 1 is not a valid encoding"),
         (b"\x00" * 32 + b"\x01", "point 1 is not a valid encoding"),
-        (good[:32], "point 1 is not 33 bytes"),
+        (good[:32], "point 1 is not 33 or 65 bytes"),
+        (b"\x04" + bytes(64), "point 1 is not a valid encoding"),
+        (b"\x02" + uncompressed(base_mul(5))[1:], "point 1 is not a valid encoding"),
+        (off_curve_65, "point 1 is not a valid encoding"),
     ]:
         with pytest.raises(DecodeError, match=what):
             msm_encoded([good, bad], [1, 2])

@@ -10,8 +10,9 @@
  *
  *   msm(points: bytes, scalars: bytes, g_scalar: bytes | None = None) -> bytes
  *
- * `points` is n concatenated 33-byte SEC1 compressed points (33 zero bytes for
- * the identity), `scalars` n concatenated 32-byte big-endian scalars below the
+ * `points` is n concatenated SEC1 encodings, each compressed (33 bytes) or
+ * uncompressed (65 bytes, no square root to take), or 33 zero bytes for the
+ * identity; `scalars` n concatenated 32-byte big-endian scalars below the
  * group order, `g_scalar` an optional coefficient of the generator G. Returns
  * the 33-byte compressed sum (33 zero bytes for the identity). Variable time:
  * for public inputs only. The GIL is released while the library computes.
@@ -52,6 +53,7 @@ static void tessera_record_error(const char *text, void *data) {
 
 #define POINT_BYTES 33
 #define SCALAR_BYTES 32
+#define UNCOMPRESSED_BYTES 65
 
 typedef struct {
     const secp256k1_ge *points;
@@ -65,29 +67,50 @@ static int tessera_msm_callback(secp256k1_scalar *sc, secp256k1_ge *pt, size_t i
     return 1;
 }
 
-static int tessera_parse_point(secp256k1_ge *out, const unsigned char *in) {
-    /* 1: a point, 0: the identity, -1: not a valid encoding */
-    secp256k1_fe x;
-    int i, zero = 1;
-    for (i = 0; i < POINT_BYTES; i++) {
-        if (in[i] != 0) {
-            zero = 0;
-            break;
-        }
-    }
-    if (zero) {
-        return 0;
-    }
-    if (in[0] != 0x02 && in[0] != 0x03) {
+static long tessera_parse_point(secp256k1_ge *out, int *is_point, const unsigned char *in,
+                                size_t avail) {
+    /* Parses one encoding at `in`; returns the bytes it took, or -1 if it is not valid.
+     * 0x02/0x03: SEC1 compressed (33 bytes); 0x04: SEC1 uncompressed (65 bytes);
+     * 33 zero bytes: the identity (*is_point = 0). */
+    secp256k1_fe x, y;
+    size_t i;
+    *is_point = 0;
+    if (avail < POINT_BYTES) {
         return -1;
     }
-    if (!secp256k1_fe_set_b32(&x, in + 1)) {
-        return -1; /* x >= p */
+    if (in[0] == 0x00) {
+        for (i = 1; i < POINT_BYTES; i++) {
+            if (in[i] != 0) {
+                return -1;
+            }
+        }
+        return POINT_BYTES;
     }
-    if (!secp256k1_ge_set_xo_var(out, &x, in[0] == 0x03)) {
-        return -1; /* x^3 + 7 is not a square */
+    if (in[0] == 0x02 || in[0] == 0x03) {
+        if (!secp256k1_fe_set_b32(&x, in + 1)) {
+            return -1; /* x >= p */
+        }
+        if (!secp256k1_ge_set_xo_var(out, &x, in[0] == 0x03)) {
+            return -1; /* x^3 + 7 is not a square */
+        }
+        *is_point = 1;
+        return POINT_BYTES;
     }
-    return 1;
+    if (in[0] == 0x04) {
+        if (avail < UNCOMPRESSED_BYTES) {
+            return -1;
+        }
+        if (!secp256k1_fe_set_b32(&x, in + 1) || !secp256k1_fe_set_b32(&y, in + 33)) {
+            return -1; /* a coordinate >= p */
+        }
+        secp256k1_ge_set_xy(out, &x, &y);
+        if (!secp256k1_ge_is_valid_var(out)) {
+            return -1; /* not on the curve */
+        }
+        *is_point = 1;
+        return UNCOMPRESSED_BYTES;
+    }
+    return -1;
 }
 
 /* Scratch space for n points: what Strauss (n < 88) or Pippenger needs in one batch,
@@ -111,7 +134,7 @@ static PyObject *tessera_msm(PyObject *self, PyObject *args, PyObject *kwargs) {
     secp256k1_scalar *scalars = NULL;
     secp256k1_scalar g_sc;
     int have_g = 0;
-    size_t n, used = 0, i;
+    size_t n, used = 0, i, pos = 0;
     secp256k1_scratch *scratch = NULL;
     const char *lib_error = NULL;
     secp256k1_callback cb;
@@ -125,17 +148,12 @@ static PyObject *tessera_msm(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*|O", keywords, &pbuf, &sbuf, &g_obj)) {
         return NULL;
     }
-    if (pbuf.len % POINT_BYTES != 0) {
-        PyErr_Format(PyExc_ValueError, "msm: points must be a multiple of %d bytes, got %zd",
-                     POINT_BYTES, pbuf.len);
+    if (sbuf.len % SCALAR_BYTES != 0) {
+        PyErr_Format(PyExc_ValueError, "msm: scalars must be a multiple of %d bytes, got %zd",
+                     SCALAR_BYTES, sbuf.len);
         goto fail;
     }
-    n = (size_t)pbuf.len / POINT_BYTES;
-    if ((size_t)sbuf.len != n * SCALAR_BYTES) {
-        PyErr_Format(PyExc_ValueError, "msm: %zu points but %zd bytes of scalars (want %zu)", n,
-                     sbuf.len, n * SCALAR_BYTES);
-        goto fail;
-    }
+    n = (size_t)sbuf.len / SCALAR_BYTES;
     if (g_obj != Py_None) {
         int overflow = 0;
         if (PyObject_GetBuffer(g_obj, &gbuf, PyBUF_SIMPLE) < 0) {
@@ -163,25 +181,32 @@ static PyObject *tessera_msm(PyObject *self, PyObject *args, PyObject *kwargs) {
         }
     }
     for (i = 0; i < n; i++) {
-        const unsigned char *pin = (const unsigned char *)pbuf.buf + i * POINT_BYTES;
         const unsigned char *sin = (const unsigned char *)sbuf.buf + i * SCALAR_BYTES;
-        int overflow = 0, kind;
+        int overflow = 0, is_point = 0;
+        long took;
         secp256k1_scalar_set_b32(&scalars[used], sin, &overflow);
         if (overflow) {
             PyErr_Format(PyExc_ValueError, "msm: scalar %zu is not below the group order", i);
             goto fail;
         }
-        kind = tessera_parse_point(&points[used], pin);
-        if (kind < 0) {
+        took = tessera_parse_point(&points[used], &is_point, (const unsigned char *)pbuf.buf + pos,
+                                   (size_t)pbuf.len - pos);
+        if (took < 0) {
             PyErr_Format(PyExc_ValueError,
-                         "msm: point %zu is not a valid encoding (SEC1 compressed on secp256k1,"
-                         " or 33 zero bytes for the identity)",
+                         "msm: point %zu is not a valid encoding (SEC1 compressed or uncompressed"
+                         " on secp256k1, or 33 zero bytes for the identity)",
                          i);
             goto fail;
         }
-        if (kind == 1 && !secp256k1_scalar_is_zero(&scalars[used])) {
+        pos += (size_t)took;
+        if (is_point && !secp256k1_scalar_is_zero(&scalars[used])) {
             used++; /* identities and zero coefficients contribute nothing */
         }
+    }
+    if (pos != (size_t)pbuf.len) {
+        PyErr_Format(PyExc_ValueError, "msm: %zu scalars but %zd bytes of points left over", n,
+                     (Py_ssize_t)((size_t)pbuf.len - pos));
+        goto fail;
     }
 
     cb.fn = tessera_record_error;
@@ -241,7 +266,7 @@ static PyMethodDef tessera_msm_methods[] = {
 static struct PyModuleDef tessera_msm_module = {
     PyModuleDef_HEAD_INIT, "_msm",
     "libsecp256k1's ecmult_multi (Strauss/Pippenger) for Tessera's verifiers.", -1,
-    tessera_msm_methods,
+    tessera_msm_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__msm(void) {

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tessera.crypto.group import POINT_LEN, SCALAR_LEN, G, N, Point
+from tessera.crypto.group import POINT_LEN, SCALAR_LEN, G, N, P, Point
 from tessera.crypto.group import msm as _msm_by_terms
 from tessera.errors import DecodeError
 
@@ -35,6 +35,7 @@ LIBSECP256K1_VERSION: str | None = _native.LIBSECP256K1_VERSION if _native is no
 
 _G_ENC = G.encode()
 _IDENTITY_ENC = bytes(POINT_LEN)
+_UNCOMPRESSED_LEN = 65
 
 
 def _scalar_bytes(scalars: Sequence[int]) -> bytes:
@@ -42,8 +43,9 @@ def _scalar_bytes(scalars: Sequence[int]) -> bytes:
 
 
 def msm_encoded(points: Sequence[bytes], scalars: Sequence[int]) -> bytes:
-    """``Σ kᵢ·Pᵢ`` over 33-byte encodings (SEC1 compressed, or 33 zero bytes for the
-    identity); returns the sum's encoding. Terms on ``G`` use the generator's tables.
+    """``Σ kᵢ·Pᵢ`` over SEC1 encodings: compressed (33 bytes), uncompressed (65 bytes: no
+    square root to take) or 33 zero bytes for the identity. Returns the sum's 33-byte
+    encoding. Terms on ``G`` use the generator's precomputed tables.
 
     Raises :class:`~tessera.errors.DecodeError` naming the first bad encoding."""
     if len(points) != len(scalars):
@@ -52,8 +54,10 @@ def msm_encoded(points: Sequence[bytes], scalars: Sequence[int]) -> bytes:
     pts: list[bytes] = []
     ks: list[int] = []
     for i, (p, k) in enumerate(zip(points, scalars, strict=True)):
-        if not isinstance(p, bytes | bytearray) or len(p) != POINT_LEN:
-            raise DecodeError(f"msm: point {i} is not {POINT_LEN} bytes")
+        if not isinstance(p, bytes | bytearray) or len(p) not in (POINT_LEN, _UNCOMPRESSED_LEN):
+            raise DecodeError(f"msm: point {i} is not {POINT_LEN} or {_UNCOMPRESSED_LEN} bytes")
+        if (p[0] == 4) != (len(p) == _UNCOMPRESSED_LEN):
+            raise DecodeError(f"msm: point {i} is not a valid encoding (prefix and length differ)")
         if p == _G_ENC:
             g += k
         else:
@@ -61,7 +65,7 @@ def msm_encoded(points: Sequence[bytes], scalars: Sequence[int]) -> bytes:
             ks.append(k)
     if _native is None:  # pragma: no cover
         try:
-            decoded = [Point.decode(p) for p in pts]
+            decoded = [Point.decode(_compress(p)) for p in pts]
         except DecodeError as exc:
             raise DecodeError(f"msm: {exc}") from exc
         return _msm_by_terms([*ks, g], [*decoded, G]).encode()
@@ -69,6 +73,17 @@ def msm_encoded(points: Sequence[bytes], scalars: Sequence[int]) -> bytes:
         return _native.msm(b"".join(pts), _scalar_bytes(ks), (g % N).to_bytes(SCALAR_LEN, "big"))
     except ValueError as exc:
         raise DecodeError(str(exc)) from exc
+
+
+def _compress(enc: bytes) -> bytes:  # pragma: no cover - the fallback path only
+    if len(enc) == POINT_LEN:
+        return enc
+    if enc[0] != 4:
+        raise DecodeError("point: bad SEC1 prefix for 65 bytes (want 0x04)")
+    x, y = int.from_bytes(enc[1:33], "big"), int.from_bytes(enc[33:], "big")
+    if x >= P or y >= P or (y * y - x * x * x - 7) % P:
+        raise DecodeError("point: not on secp256k1")
+    return bytes([2 + (y & 1)]) + enc[1:33]
 
 
 def msm(points: Sequence[Point], scalars: Sequence[int]) -> Point:
