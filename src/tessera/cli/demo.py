@@ -232,11 +232,55 @@ def print_report(report: dict[str, Any], out: Any) -> None:
     out.print(f"seconds: {report['seconds']}")
 
 
-def main(as_json: bool, cheat: bool, state_dir: Path | None) -> int:
+def serve_web(
+    state_dir: Path | None,
+    *,
+    cheat: bool,
+    say: Callable[[str], None],
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    kdf_iterations: int = 2**12,
+) -> None:
+    """``tessera demo --web``: start the demo network, serve the web console over it with
+    the analyst's key unlocked (the demo made that key file and its password), until
+    Ctrl-C; then stop every process."""
+    from tessera.node.launcher import Network
+    from tessera.web.console import Console
+    from tessera.web.server import make_server
+
+    with tempfile.TemporaryDirectory(prefix="tessera-demo-") as tmp:
+        net = Network(state_dir or Path(tmp) / "network")
+        try:
+            net.up(network_spec(kdf_iterations, (1,) if cheat else ()), progress=say)
+            console = Console(net.dir, password=net.password)
+            server = make_server(console, host, port)
+            say(f"network files in {net.dir}")
+            say(f"Tessera console: http://{host}:{port}/ (Ctrl-C stops it and the network)")
+            try:
+                server.run()
+            finally:
+                console.close()
+        finally:
+            say("stopping every process")
+            net.down()
+
+
+def main(as_json: bool, cheat: bool, state_dir: Path | None, *, web: bool = False) -> int:
     from rich.console import Console
 
     out = Console(stderr=as_json)
     err = Console(stderr=True)
+    if web:
+        try:
+            serve_web(state_dir, cheat=cheat, say=lambda m: err.print(f"[dim]·[/dim] {m}"))
+        except KeyboardInterrupt:
+            err.print("interrupted: every process stopped")
+            return 130
+        except TesseraError as exc:
+            from tessera.cli.errors import report_error
+
+            return report_error(exc)
+        return 0
     try:
         report = run_demo(state_dir, cheat=cheat, say=lambda m: err.print(f"[dim]·[/dim] {m}"))
     except KeyboardInterrupt:

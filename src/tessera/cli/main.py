@@ -17,6 +17,8 @@ from tessera.cli.network import model_app, network_app, node_app
 from tessera.cli.network import query as query_command
 from tessera.cli.network import verify as verify_command
 from tessera.cli.telemetry import app as telemetry_app
+from tessera.cli.train import train as train_command
+from tessera.cli.web import web as web_command
 
 app = typer.Typer(
     help="Tessera: statistics over data that never leaves its owners.",
@@ -32,6 +34,8 @@ app.add_typer(network_app, name="network", help="A local network as processes: u
 app.add_typer(model_app, name="model", help="Models over the network: regressions, survival.")
 app.command("query")(query_command)
 app.command("verify")(verify_command)
+app.command("train")(train_command)
+app.command("web")(web_command)
 
 
 @app.callback()
@@ -50,6 +54,9 @@ def demo(
         Path | None,
         typer.Option("--dir", help="Keep the network's files here (default: a temporary dir)."),
     ] = None,
+    web: Annotated[
+        bool, typer.Option("--web", help="Start the network, then serve the web console on it.")
+    ] = False,
 ) -> None:
     """Start a network as real processes (chain, 3 nodes after a live DKG, 4 providers, a
     verifier), run statistics, a regression, a survival curve and a market purchase, and
@@ -60,7 +67,7 @@ def demo(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    raise typer.Exit(demo_main(as_json, cheat, state_dir))
+    raise typer.Exit(demo_main(as_json, cheat, state_dir, web=web))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,572 @@
+"""What the web console does over a running network, without HTTP: the analyst's key,
+quotes, queries run in the background with their progress, the ledger and the market.
+
+Reading views (ledger explorer, market) use a ledger client that signs nothing (the
+analyst's public address only). Acting (quote, run, rate) needs the analyst's key file
+unlocked here, with its password, the way ``open_session`` does; the private key stays in
+this process and is never part of an answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from web3 import Web3
+
+from tessera.errors import (
+    BudgetExceeded,
+    ChainUnreachable,
+    ConfigError,
+    LedgerError,
+    NotFound,
+    QueryError,
+    TesseraError,
+)
+
+Kind = Literal["sql", "histogram", "kaplan_meier"]
+MAX_HISTORY = 200
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """One analysis as the console asks it: SQL, a histogram or a Kaplan–Meier curve."""
+
+    kind: Kind
+    epsilon: float
+    sql: str = ""
+    table: str = ""
+    column: str = ""
+    bins: int = 10
+    time_column: str = ""
+    event_column: str = ""
+    edges: tuple[float, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "sql":
+            return self.sql
+        if self.kind == "histogram":
+            return f"histogram of {self.table}.{self.column}, {self.bins} bins"
+        return f"Kaplan–Meier of {self.table}: {self.time_column}, event {self.event_column}"
+
+
+@dataclass
+class Job:
+    job_id: str
+    request: QueryRequest
+    quote: dict[str, Any]
+    started: float = field(default_factory=time.time)
+    status: str = "running"  # running | done | failed
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    payload: dict[str, Any] | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    result: Any = None  # the QueryResult itself (the Python API's object), kept here
+
+    def say(self, message: str) -> None:
+        self.progress.append({"t": round(time.time() - self.started, 2), "message": message})
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "query": self.request.describe(),
+            "kind": self.request.kind,
+            "epsilon": self.request.epsilon,
+            "status": self.status,
+            "started": self.started,
+            "query_id": (self.payload or {}).get("query_id"),
+            "price": self.quote.get("price"),
+            "verified": (self.payload or {}).get("verified"),
+            "error": self.error,
+        }
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON (tuples as lists, non-finite floats as null, numpy as Python)."""
+    from tessera.cli.network import _plain
+
+    return _plain(value)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _pair(v: Any) -> tuple[float | None, float | None]:
+    if isinstance(v, list | tuple) and len(v) == 2 and all(x is None or _number(x) for x in v):
+        return v[0], v[1]
+    return None, None
+
+
+def flatten(
+    label: str, value: Any, interval: Any, path: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Rows ``statistic, key, value, lo, hi`` of one released value, whatever its nesting."""
+    if _number(value) or value is None:
+        lo, hi = _pair(interval)
+        return [{"statistic": label, "key": "/".join(path), "value": value, "lo": lo, "hi": hi}]
+    rows: list[dict[str, Any]] = []
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            sub = interval.get(k) if isinstance(interval, Mapping) else None
+            rows += flatten(label, v, sub, (*path, str(k)))
+    elif isinstance(value, list | tuple):
+        same = isinstance(interval, list | tuple) and len(interval) == len(value)
+        for i, v in enumerate(value):
+            rows += flatten(label, v, interval[i] if same else None, (*path, str(i)))
+    return rows
+
+
+def chart_of(
+    request: QueryRequest, values: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The data the page's chart draws, in the result's own numbers."""
+    first = next(iter(values.values()), None)
+    if isinstance(first, Mapping) and isinstance(first.get("curve"), list):
+        points = [
+            {
+                "time": p["time"],
+                "survival": p["survival"],
+                "lo": p.get("ci95_low"),
+                "hi": p.get("ci95_high"),
+            }
+            for p in first["curve"]
+        ]
+        return {
+            "type": "survival",
+            "values": [{"time": 0.0, "survival": 1.0, "lo": 1.0, "hi": 1.0}, *points],
+        }
+    if request.kind == "histogram" and isinstance(first, list):
+        edges = list(request.edges)
+        out = []
+        for i, r in enumerate(x for x in rows):
+            if i + 1 >= len(edges):
+                break
+            out.append(
+                {
+                    "bin_lo": edges[i],
+                    "bin_hi": edges[i + 1],
+                    "value": r["value"],
+                    "lo": r["lo"],
+                    "hi": r["hi"],
+                }
+            )
+        return {"type": "histogram", "values": out}
+    bars = [
+        {
+            "label": r["statistic"] + (f" [{r['key']}]" if r["key"] else ""),
+            "value": r["value"],
+            "lo": r["lo"],
+            "hi": r["hi"],
+        }
+        for r in rows
+        if r["value"] is not None and math.isfinite(float(r["value"]))
+    ]
+    return {"type": "bars", "values": bars}
+
+
+class Console:
+    """The console's state over the network in ``state_dir``."""
+
+    def __init__(self, state_dir: Path, *, password: str | None = None) -> None:
+        from tessera.ledger import Deployment, LedgerClient, RpcChain
+        from tessera.node.config import load_peers
+        from tessera.node.launcher import Network
+
+        net = Network(state_dir)
+        state = net.state
+        if not state.get("committee") and state.get("committee") != 0:
+            raise ConfigError(
+                f"no running network in {net.dir} (tessera network up, or tessera demo --web)"
+            )
+        self.dir = net.dir
+        self.state = state
+        self.keystore = Path(state["analyst_keystore"])
+        try:
+            raw = json.loads(self.keystore.read_text(encoding="utf-8"))
+            self.address = Web3.to_checksum_address("0x" + str(raw["address"]).removeprefix("0x"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{self.keystore}: cannot read the analyst's key file ({exc})"
+            ) from exc
+        self.peers = load_peers(Path(state["peers"]))
+        self.names = {p.address: p.name for p in self.peers}
+        self.names[self.address] = "analyst"
+        deployment = Deployment.load(Path(state["deployment"]))
+        # reads only: no signing key, the analyst's public address
+        self.reader = LedgerClient(RpcChain(state["rpc"]), deployment, self.address)
+        self.analyst: Any = None
+        self._transport: Any = None
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one query at a time: one analyst, one progress
+        if password is not None:
+            self.unlock(password)
+
+    # -- the key ---------------------------------------------------------------------
+    @property
+    def unlocked(self) -> bool:
+        return self.analyst is not None
+
+    def unlock(self, password: str) -> str:
+        """Decrypt the analyst's key file here and open its session; a wrong password is a
+        :class:`ConfigError` and leaves the console as it was."""
+        from tessera.node.analyst import NetworkAnalyst
+        from tessera.node.dlog_cache import discrete_log
+        from tessera.node.identity import load_keystore
+        from tessera.node.runner import connect_ledger
+        from tessera.node.transport import HttpTransport
+
+        identity = load_keystore(self.keystore, password)
+        with self._lock:
+            if self.analyst is not None:
+                return str(self.analyst.ledger.account)
+            ledger = connect_ledger(
+                self.state["rpc"], Path(self.state["deployment"]), identity, wait=5.0
+            )
+            transport = HttpTransport(identity, {p.address: p.url for p in self.peers})
+            self.analyst = NetworkAnalyst(
+                ledger, transport, self.peers, int(self.state["committee"]), discrete_log
+            )
+            self._transport = transport
+        return identity.address
+
+    def _need_analyst(self) -> Any:
+        if self.analyst is None:
+            raise PermissionError("unlock the analyst's key file first (its password)")
+        return self.analyst
+
+    def close(self) -> None:
+        if self.analyst is not None:
+            self.analyst.close()
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- quote and run -----------------------------------------------------------------
+    def _statistics(self, request: QueryRequest) -> tuple[str, list[Any], QueryRequest]:
+        """The table and the statistics a request runs (the same ones ``run`` is given)."""
+        from tessera.analytics.distribution import Histogram, equal_edges
+        from tessera.analytics.grouping import GroupBy
+        from tessera.analytics.sql import parse_sql
+        from tessera.analytics.survival import KaplanMeier
+
+        analyst = self._need_analyst()
+        if request.kind == "sql":
+            parsed = parse_sql(request.sql)
+            stats: list[Any] = list(parsed.statistics)
+            for col in reversed(parsed.group_by):
+                stats = [GroupBy(s, col, analyst._categories(parsed.table, col)) for s in stats]
+            return parsed.table, stats, request
+        bounds = analyst._bounds(request.table)
+        if request.kind == "histogram":
+            b = bounds.get(request.column)
+            if b is None:
+                raise QueryError(f"column {request.column!r} has no public bounds")
+            edges = equal_edges(b.lo, b.hi, request.bins)
+            request = QueryRequest(**{**request.__dict__, "edges": tuple(edges)})
+            return request.table, [Histogram(request.column, edges)], request
+        for c in (request.time_column, request.event_column):
+            if c not in bounds:
+                raise QueryError(f"column {c!r} has no public bounds in {request.table!r}")
+        if len(request.edges) < 2 or list(request.edges) != sorted(set(request.edges)):
+            raise QueryError("the curve's time points must be at least two, increasing")
+        stat = KaplanMeier(request.time_column, request.event_column, request.edges)
+        return request.table, [stat], request
+
+    def quote(self, request: QueryRequest) -> dict[str, Any]:
+        """Price, ε, passes and each dataset's budget left, before anything runs; reads only."""
+        from tessera.analytics.passes import schedule
+        from tessera.dp import eps_to_rho
+        from tessera.ledger import rho_to_micro
+        from tessera.ledger.session import query_kind
+        from tessera.protocol.query import plan_of
+
+        analyst = self._need_analyst()
+        table, stats, request = self._statistics(request)
+        holders = analyst._holders(table)
+        bounds = analyst._agreed_bounds(holders, table)
+        plan_of(stats, bounds)  # a statistic the bounds cannot support: refused here
+        passes = len(schedule(stats, bounds, True))
+        rho = float(eps_to_rho(request.epsilon, 1e-6))
+        cost = rho_to_micro(rho)
+        ops = {s.kind for s in stats}
+        kind = query_kind(ops)
+        datasets = []
+        for name, h in sorted(holders.items()):
+            ds = self.reader.dataset(int(h["dataset_id"]))
+            datasets.append(
+                {
+                    "provider": name,
+                    "dataset_id": ds.dataset_id,
+                    "price": ds.price_per_training if kind == "training" else ds.price_per_query,
+                    "budget_remaining": ds.budget_remaining,
+                    "enough": ds.budget_remaining >= cost,
+                }
+            )
+        per_pass = self.reader.quote([d["dataset_id"] for d in datasets], kind)
+        short = [d for d in datasets if not d["enough"]]
+        return {
+            "table": table,
+            "query": request.describe(),
+            "epsilon": request.epsilon,
+            "delta": 1e-6,
+            "rho": rho,
+            "privacy_cost_micro_rho": cost,
+            "passes": passes,
+            "kind": kind,
+            "price": per_pass * passes,
+            "lock_fee": self.reader.params().lock_fee,
+            "datasets": datasets,
+            "over_budget": bool(short),
+            "message": (
+                "over budget: "
+                + ", ".join(
+                    f"{d['provider']} (dataset {d['dataset_id']}) has {d['budget_remaining']:,} µρ "
+                    f"left, the query needs {cost:,}"
+                    for d in short
+                )
+                if short
+                else None
+            ),
+            "edges": list(request.edges),
+        }
+
+    def start(self, request: QueryRequest, accepted_price: int) -> Job:
+        """Check the quote again (the price accepted, every budget enough), then run the
+        query in the background; its progress and result are the job's."""
+        q = self.quote(request)
+        if q["over_budget"]:
+            raise BudgetExceeded(q["message"])
+        if q["price"] != accepted_price:
+            raise PriceChanged(
+                f"the price is now {q['price']} credits, not {accepted_price}: quote again"
+            )
+        job = Job(secrets.token_hex(8), request, q)
+        with self._lock:
+            self.jobs[job.job_id] = job
+            while len(self.jobs) > MAX_HISTORY:
+                self.jobs.pop(next(iter(self.jobs)))
+        threading.Thread(
+            target=self._work, args=(job,), name=f"console-{job.job_id}", daemon=True
+        ).start()
+        return job
+
+    def _work(self, job: Job) -> None:
+        job.say(
+            "waiting for the analyst's previous query" if self._run_lock.locked() else "starting"
+        )
+        with self._run_lock:
+            analyst = self.analyst
+            analyst.on_progress = job.say
+            try:
+                res = self._run(job.request)
+                job.result = res
+                job.payload = self.payload(job.request, res)
+                job.status = "done"
+                job.say("released and verified" if res.verified else "released, NOT verified")
+            except TesseraError as exc:
+                job.error, job.error_kind, job.status = (
+                    _ANSI.sub("", str(exc)),
+                    type(exc).__name__,
+                    "failed",
+                )
+            except Exception as exc:  # reported on the page, not a dead thread
+                job.error, job.error_kind, job.status = (
+                    f"internal error: {exc}",
+                    type(exc).__name__,
+                    "failed",
+                )
+            finally:
+                analyst.on_progress = lambda _m: None
+
+    def _run(self, r: QueryRequest) -> Any:
+        a = self.analyst
+        if r.kind == "sql":
+            return a.sql(r.sql, epsilon=r.epsilon)
+        if r.kind == "histogram":
+            return a.histogram(r.table, r.column, bins=list(r.edges), epsilon=r.epsilon)
+        return a.kaplan_meier(
+            r.table, r.time_column, r.event_column, edges=r.edges, epsilon=r.epsilon
+        )
+
+    @staticmethod
+    def payload(request: QueryRequest, res: Any) -> dict[str, Any]:
+        from tessera.cli.network import result_json
+
+        out = result_json(res)
+        rows: list[dict[str, Any]] = []
+        for label, v in out["values"].items():
+            rows += flatten(label, v, out["intervals"].get(label))
+        out["rows"] = rows
+        out["chart"] = chart_of(request, out["values"], rows)
+        out["request"] = request.describe()
+        return out
+
+    def job(self, job_id: str) -> Job:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise NotFound(f"no query {job_id!r} in this console's history") from None
+
+    def history(self) -> list[dict[str, Any]]:
+        return [j.summary() for j in reversed(list(self.jobs.values()))]
+
+    # -- the ledger explorer ----------------------------------------------------------
+    def name_of(self, address: str) -> str:
+        return self.names.get(Web3.to_checksum_address(address), "")
+
+    def trail(self, query_id: str) -> dict[str, Any]:
+        """A query's on-chain record: its parameters and status, every commitment (kind,
+        author, digest, block, tx) in chain order, the verdicts and the settlement."""
+        from tessera.ledger import COMMITMENT_KINDS
+        from tessera.ledger.client import query_id_bytes
+
+        try:
+            qid = query_id_bytes(query_id)
+        except ValueError as exc:
+            raise QueryError(f"not a query id: {exc}") from exc
+        try:
+            q = self.reader.query(qid)
+        except ChainUnreachable:
+            raise
+        except LedgerError as exc:
+            raise NotFound(f"no query {query_id} on the ledger ({exc})") from exc
+        if int(q.analyst, 16) == 0:
+            raise NotFound(f"no query {query_id} on the ledger")
+        ev = self.reader.market.events
+        since = max(0, q.submitted_block)
+        timeline: list[dict[str, Any]] = []
+        for log in ev.Committed().get_logs(from_block=since, argument_filters={"query_id": qid}):
+            a = log["args"]
+            timeline.append(
+                {
+                    "kind": COMMITMENT_KINDS[int(a["kind"])],
+                    "author": Web3.to_checksum_address(a["author"]),
+                    "name": self.name_of(a["author"]),
+                    "digest": "0x" + bytes(a["digest"]).hex(),
+                    "block": int(log["blockNumber"]),
+                    "tx": "0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"),
+                }
+            )
+        verdicts = [
+            {
+                "verifier": Web3.to_checksum_address(log["args"]["verifier"]),
+                "name": self.name_of(log["args"]["verifier"]),
+                "passed": bool(log["args"]["passed"]),
+                "cheaters": [Web3.to_checksum_address(c) for c in log["args"]["cheaters"]],
+                "block": int(log["blockNumber"]),
+            }
+            for log in ev.VerdictPosted().get_logs(
+                from_block=since, argument_filters={"query_id": qid}
+            )
+        ]
+        settled = [
+            {
+                "passed": bool(log["args"]["passed"]),
+                "paid": int(log["args"]["paid"]),
+                "refunded": int(log["args"]["refunded"]),
+                "slashed": int(log["args"]["slashed"]),
+                "block": int(log["blockNumber"]),
+            }
+            for log in ev.QuerySettled().get_logs(
+                from_block=since, argument_filters={"query_id": qid}
+            )
+        ]
+        timeline.sort(key=lambda c: c["block"])
+        return {
+            "query_id": "0x" + qid.hex(),
+            "analyst": q.analyst,
+            "status": q.status,
+            "price": q.price,
+            "fee": q.fee,
+            "privacy_cost_micro_rho": q.privacy_cost,
+            "datasets": list(q.dataset_ids),
+            "operations": sorted(q.operations),
+            "kind": q.kind,
+            "submitted_block": q.submitted_block,
+            "deadline": q.deadline,
+            "verifiers": [
+                {"address": v, "name": self.name_of(v)} for v in self.reader.verifiers_of(qid)
+            ],
+            "timeline": timeline,
+            "verdicts": verdicts,
+            "settlement": settled[0] if settled else None,
+            "cheaters": [{"address": c, "name": self.name_of(c)} for c in q.cheaters],
+        }
+
+    def participants(self) -> list[dict[str, Any]]:
+        out = []
+        for address, name in sorted(self.names.items(), key=lambda kv: kv[1]):
+            p = self.reader.participant(address)
+            out.append(
+                {
+                    "name": name,
+                    "address": address,
+                    "roles": sorted(p.roles),
+                    "stake": p.stake,
+                    "locks": p.locks,
+                    "reputation": p.reputation,
+                }
+            )
+        return out
+
+    # -- the market --------------------------------------------------------------------
+    def dataset(self, dataset_id: int) -> dict[str, Any]:
+        if not 0 <= dataset_id < self.reader.dataset_count():
+            raise NotFound(f"no dataset {dataset_id} in the catalog")
+        ds = self.reader.dataset(dataset_id)
+        return {
+            "dataset_id": ds.dataset_id,
+            "provider": ds.provider,
+            "provider_name": self.name_of(ds.provider),
+            "tags": list(ds.tags),
+            "operations": sorted(ds.operations),
+            "bounds": plain(ds.bounds),
+            "min_cohort": ds.min_cohort,
+            "allow_exact": ds.allow_exact,
+            "budget_cap": ds.budget_cap,
+            "budget_spent": ds.budget_spent,
+            "budget_remaining": ds.budget_remaining,
+            "price_per_query": ds.price_per_query,
+            "price_per_training": ds.price_per_training,
+            "node_share_bps": ds.node_share_bps,
+            "active": ds.active,
+            "queries": ds.queries,
+            "revenue": ds.revenue,
+            "buyers": ds.buyers,
+            "rating": ds.rating,
+            "rating_count": ds.rating_count,
+        }
+
+    def search(self, tag: str) -> list[dict[str, Any]]:
+        ids = self.reader.search(tag) if tag else range(self.reader.dataset_count())
+        return [self.dataset(i) for i in ids]
+
+    def rate(self, query_id: str, dataset_id: int, stars: int) -> dict[str, Any]:
+        from tessera.ledger.client import query_id_bytes
+
+        analyst = self._need_analyst()
+        try:
+            qid = query_id_bytes(query_id)
+        except ValueError as exc:
+            raise QueryError(f"not a query id: {exc}") from exc
+        self.dataset(dataset_id)  # a dataset the catalog has
+        tx = analyst.ledger.rate(qid, dataset_id, stars)
+        return {**self.dataset(dataset_id), "tx": tx.tx_hash, "stars": stars}
+
+    def stats(self) -> dict[str, Any]:
+        s = self.reader.stats()
+        return plain(s)  # type: ignore[no-any-return]
+
+
+class PriceChanged(LedgerError):
+    """The price quoted is no longer the price (a listing changed between quote and run)."""

@@ -1,0 +1,423 @@
+"""The web console over a running network, in headless Chromium and through its API.
+
+One network of real processes for the module (``live``); the tests run in order: a wrong
+key password, unlocking, a malformed and an over-budget query (each refused with a clear
+message, nothing spent), an SQL query and a Kaplan–Meier curve quoted, run and checked
+against the Python API's own result object, the query's audit trail against the chain, and
+a rating. Screenshots of each view go to ``artifacts`` (their paths are printed)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi.testclient import TestClient
+
+from tessera.data import medical
+from tessera.web.app import create_app
+
+SQL = "SELECT COUNT(*) AS n, AVG(age) AS mean_age FROM patients"
+EDGES = "0,365,730,1095,1460,1826"
+WAIT = 180.0  # seconds a query may take on the shared 2-core machine
+
+
+def truth() -> pd.DataFrame:
+    return pd.concat([medical.load(p) for p in medical.PROVIDERS], ignore_index=True)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def wait_for(what: str, check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def by_id(driver: Any, id_: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, id_)
+
+
+def visible_text(driver: Any, id_: str) -> str:
+    e = by_id(driver, id_)
+    return str(e.text) if e.is_displayed() else ""
+
+
+def typed(driver: Any, id_: str, text: str) -> None:
+    e = by_id(driver, id_)
+    e.clear()
+    e.send_keys(text)
+
+
+def choose(driver: Any, id_: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(by_id(driver, id_)).select_by_value(value)
+
+
+def shot(driver: Any, artifacts: Path, name: str) -> Path:
+    path = artifacts / f"{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def submitted(live: Any) -> int:
+    return int(live.console.reader.stats().submitted_queries)
+
+
+def budgets(live: Any) -> dict[int, int]:
+    r = live.console.reader
+    return {i: r.dataset(i).budget_remaining for i in range(r.dataset_count())}
+
+
+def run_in_page(driver: Any, live: Any) -> Any:
+    """Quote, accept, run; wait for the job; the console's job (with its QueryResult)."""
+    by_id(driver, "quote-btn").click()
+    wait_for(
+        "the quote", lambda: visible_text(driver, "quote") or visible_text(driver, "query-error")
+    )
+    assert not visible_text(driver, "query-error"), visible_text(driver, "query-error")
+    price = int(by_id(driver, "quote-price").text)
+    before = len(live.console.jobs)
+    wait_for("the run button", lambda: by_id(driver, "run-btn").is_enabled())
+    by_id(driver, "run-btn").click()
+    wait_for("the job", lambda: len(live.console.jobs) > before)
+    job = list(live.console.jobs.values())[-1]
+    wait_for("the query to finish", lambda: job.status != "running", timeout=WAIT)
+    status = wait_for(
+        "the page to show it",
+        lambda: (
+            by_id(driver, "job-status").get_attribute("data-status") == job.status and job.status
+        ),
+    )
+    assert status == "done", f"{job.error_kind}: {job.error}"
+    assert job.quote["price"] == price
+    wait_for("the chart", lambda: driver.execute_script("return window.tessera.view !== null"))
+    # the progress the page showed is the analyst's own progress
+    shown = [li.text for li in by_id(driver, "progress").find_elements("tag name", "li")]
+    assert any("submitting the query to the ledger" in s for s in shown)
+    assert any("key switching" in s for s in shown)
+    return job
+
+
+def close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+# -- tests ---------------------------------------------------------------------------------
+def test_a_wrong_key_password_is_refused_and_the_console_stays_locked(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    browser.get(live.url + "/")
+    wait_for(
+        "the page", lambda: browser.find_element("tag name", "body").get_attribute("data-ready")
+    )
+    assert by_id(browser, "account").get_attribute("data-unlocked") == "no"
+    typed(browser, "password", "not-the-password")
+    by_id(browser, "unlock-btn").click()
+    msg = wait_for(
+        "the refusal",
+        lambda: (
+            "error" in by_id(browser, "unlock-msg").get_attribute("class")
+            and by_id(browser, "unlock-msg").text
+        ),
+    )
+    assert "wrong password" in msg
+    assert not live.console.unlocked
+    assert by_id(browser, "account").get_attribute("data-unlocked") == "no"
+    # the right one unlocks it, here in the console's process
+    typed(browser, "password", live.net.password)
+    by_id(browser, "unlock-btn").click()
+    wait_for("unlocking", lambda: by_id(browser, "account").get_attribute("data-unlocked") == "yes")
+    assert live.console.unlocked
+    # no answer the page got holds the key: the session names the address only
+    page = browser.execute_script("return fetch('/api/session').then(r => r.text())")
+    key = live.console.analyst.ledger._signer.key.hex()
+    assert key.removeprefix("0x") not in page and live.console.address in page
+
+
+def test_malformed_sql_shows_a_clear_message_and_spends_nothing(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    before, spent = submitted(live), budgets(live)
+    choose(browser, "kind", "sql")
+    typed(browser, "sql", "SELEKT COUNT(*) FROM patients")
+    by_id(browser, "quote-btn").click()
+    msg = wait_for("the error", lambda: visible_text(browser, "query-error"))
+    assert "cannot parse SQL" in msg and "\x1b" not in msg
+    assert not by_id(browser, "run-btn").is_enabled()
+    typed(browser, "sql", "SELECT AVG(no_such_column) FROM patients")
+    by_id(browser, "quote-btn").click()
+    msg = wait_for(
+        "the error",
+        lambda: (
+            "no_such_column" in visible_text(browser, "query-error")
+            and visible_text(browser, "query-error")
+        ),
+    )
+    assert "no_such_column" in msg
+    shot(browser, artifacts, "analyst-malformed-sql")
+    assert submitted(live) == before and budgets(live) == spent and not live.console.jobs
+
+
+def test_an_over_budget_query_is_refused_before_the_ledger(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    before, spent = submitted(live), budgets(live)
+    typed(browser, "sql", SQL)
+    typed(browser, "epsilon", "1000")
+    by_id(browser, "quote-btn").click()
+    msg = wait_for("the refusal", lambda: visible_text(browser, "query-error"))
+    assert "over budget" in msg and "µρ left" in msg
+    assert not by_id(browser, "run-btn").is_enabled()
+    shot(browser, artifacts, "analyst-over-budget")
+    assert submitted(live) == before and budgets(live) == spent and not live.console.jobs
+
+
+def test_an_sql_query_quoted_and_run_shows_the_python_apis_numbers(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    before = submitted(live)
+    typed(browser, "sql", SQL)
+    typed(browser, "epsilon", "1")
+    job = run_in_page(browser, live)
+    res = job.result  # the QueryResult the analyst's Python API returned for this run
+    assert res.verified and submitted(live) == before + 1
+    # the quote: the ledger's price of the query's datasets, the query's ε
+    ids = [d["dataset_id"] for d in job.quote["datasets"]]
+    assert job.quote["price"] == live.console.reader.quote(ids) and len(ids) == 4
+    assert job.quote["epsilon"] == 1.0 and math.isclose(res.privacy_cost.epsilon, 1.0, rel_tol=1e-6)
+    # the table on the page: each released value and its interval, as the Python API has them
+    rows = {}
+    for tr in by_id(browser, "result-table").find_elements("css selector", "tbody tr"):
+        cells = tr.find_elements("tag name", "td")
+        rows[cells[0].text] = float(cells[2].get_attribute("data-value"))
+    df = res.to_pandas()
+    assert set(rows) == set(res.values) and len(rows) == 2
+    for label, value in res.values.items():
+        assert close(rows[label], float(value)), (label, rows[label], value)
+    # the chart's own data (read back from the Vega view) is the same numbers and intervals
+    data = browser.execute_script("return window.tessera.view.data('values')")
+    assert len(data) == 2
+    for point in data:
+        label = point["label"]
+        assert close(point["value"], float(res.values[label]))
+        lo, hi = res.intervals[label]
+        assert close(point["lo"], lo) and close(point["hi"], hi)
+    # and those numbers are the data's: within the noise of the plaintext truth
+    t = truth()
+    n_label = next(k for k in res.values if "count" in k.lower() or k == "n")
+    assert abs(float(res.values[n_label]) - len(t)) < 6 * max(res.noise_sd.values()) + 5
+    assert df.shape[0] >= 1
+    assert by_id(browser, "result-verified").text == "yes"
+    history = by_id(browser, "history").find_elements("css selector", "tbody tr")
+    assert len(history) == 1 and SQL in history[0].text
+    shot(browser, artifacts, "analyst-sql-result")
+
+
+def test_a_kaplan_meier_curve_is_drawn_with_its_band(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    choose(browser, "kind", "kaplan_meier")
+    typed(browser, "km-edges", EDGES)
+    typed(browser, "epsilon", "1")
+    job = run_in_page(browser, live)
+    curve = job.result.value["curve"]
+    data = browser.execute_script("return window.tessera.view.data('values')")
+    assert data[0]["time"] == 0 and data[0]["survival"] == 1
+    assert len(data) == len(curve) + 1 == 6
+    for point, p in zip(data[1:], curve, strict=True):
+        assert close(point["time"], p["time"]) and close(point["survival"], p["survival"])
+        assert close(point["lo"], p["ci95_low"]) and close(point["hi"], p["ci95_high"])
+        assert point["lo"] <= point["survival"] <= point["hi"]
+    # the band is drawn: an area mark and a line mark in the SVG
+    svg = by_id(browser, "chart").get_attribute("innerHTML")
+    assert "mark-area" in svg and "mark-line" in svg
+    # the released curve is the bundled data's, within its noise
+    t = truth()
+    one_year = 1 - ((t.followup_days < 365) & (t.event == 1)).sum() / len(t)
+    assert abs(curve[0]["survival"] - one_year) < 0.05
+    shot(browser, artifacts, "analyst-kaplan-meier")
+
+
+def test_the_audit_trail_of_the_query_is_the_chains(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    job = next(iter(live.console.jobs.values()))
+    qid = job.payload["query_id"]
+    browser.get(live.url + "/#analyst")
+    wait_for(
+        "the history", lambda: by_id(browser, "history").find_elements("css selector", "tbody a")
+    )
+    links = by_id(browser, "history").find_elements("css selector", "tbody a")
+    links[-1].click()  # the oldest: the SQL query
+    wait_for("the trail", lambda: visible_text(browser, "trail-status"))
+    assert by_id(browser, "trail-qid").get_attribute("value") == qid
+    reader = live.console.reader
+    q, trail = reader.query(qid), reader.audit_trail(qid)
+    assert by_id(browser, "trail-query-status").text == q.status == "passed"
+    items = by_id(browser, "trail-timeline").find_elements("tag name", "li")
+    on_chain = sorted((k, a) for k, by in trail.commitments.items() for a in by)
+    shown = sorted(
+        (
+            li.find_element("class name", "kind").text,
+            li.find_element("class name", "author").get_attribute("title"),
+        )
+        for li in items
+    )
+    assert shown == on_chain and len(items) >= 4 + 3
+    blocks = [int(li.find_element("class name", "block").text.split()[1]) for li in items]
+    assert blocks == sorted(blocks) and blocks[0] >= q.submitted_block
+    assert "pass" in by_id(browser, "trail-verdicts").text
+    assert "nobody slashed" in by_id(browser, "trail-slashing").text
+    # participants with their stake and reputation, as the registry has them
+    rows = wait_for(
+        "participants",
+        lambda: by_id(browser, "participants").find_elements("css selector", "tbody tr"),
+    )
+    assert len(rows) == 1 + 4 + 3 + 1
+    for tr in rows:
+        cells = tr.find_elements("tag name", "td")
+        p = reader.participant(cells[1].text)
+        assert int(cells[3].text) == p.stake and int(cells[4].text) == p.reputation
+    # a malformed id: a clear message
+    typed(browser, "trail-qid", "0x1234")
+    by_id(browser, "trail-btn").click()
+    assert "64 hex digits" in wait_for("the error", lambda: visible_text(browser, "trail-error"))
+    typed(browser, "trail-qid", qid)
+    by_id(browser, "trail-btn").click()
+    wait_for("the trail again", lambda: visible_text(browser, "trail-status"))
+    shot(browser, artifacts, "ledger-audit-trail")
+
+
+def test_the_market_searches_shows_a_listing_and_rates_a_dataset(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    job = next(iter(live.console.jobs.values()))
+    qid = job.payload["query_id"]
+    reader = live.console.reader
+    dataset = reader.query(qid).dataset_ids[0]
+    browser.get(live.url + "/#market")
+    typed(browser, "tag", "health")
+    by_id(browser, "search-btn").click()
+    rows = wait_for(
+        "the catalog", lambda: by_id(browser, "datasets").find_elements("css selector", "tbody tr")
+    )
+    assert sorted(int(r.get_attribute("data-dataset")) for r in rows) == sorted(
+        reader.search("health")
+    )
+    row = next(r for r in rows if int(r.get_attribute("data-dataset")) == dataset)
+    row.find_element("tag name", "a").click()
+    listing = wait_for("the listing", lambda: visible_text(browser, "listing"))
+    ds = reader.dataset(dataset)
+    assert f"{ds.budget_remaining:,} of {ds.budget_cap:,}" in listing
+    assert str(ds.price_per_query) in listing and "minimum cohort" in listing
+    # a malformed query id: a clear message, no rating
+    count = ds.rating_count
+    typed(browser, "rate-qid", "not-a-query")
+    by_id(browser, "rate-btn").click()
+    msg = wait_for(
+        "the refusal",
+        lambda: (
+            "error" in by_id(browser, "rate-msg").get_attribute("class")
+            and by_id(browser, "rate-msg").text
+        ),
+    )
+    assert "query_id" in msg
+    assert reader.dataset(dataset).rating_count == count
+    # the query's own dataset, 4 stars
+    typed(browser, "rate-qid", qid)
+    typed(browser, "rate-dataset", str(dataset))
+    choose(browser, "rate-stars", "4")
+    by_id(browser, "rate-btn").click()
+    wait_for("the rating", lambda: "rated dataset" in by_id(browser, "rate-msg").text)
+    after = reader.dataset(dataset)
+    assert after.rating_count == count + 1 and after.rating == 4.0
+    wait_for("the catalog's rating", lambda: "4.00 (1)" in by_id(browser, "datasets").text)
+    shot(browser, artifacts, "market")
+    # a second rating of the same dataset by the same analyst: the market's refusal, shown
+    by_id(browser, "rate-btn").click()
+    msg = wait_for(
+        "the refusal",
+        lambda: (
+            "error" in by_id(browser, "rate-msg").get_attribute("class")
+            and by_id(browser, "rate-msg").text
+        ),
+    )
+    assert msg and reader.dataset(dataset).rating_count == count + 1
+
+
+# -- the API without the browser, on the same network ---------------------------------------
+def test_the_api_refuses_without_a_csrf_token_and_validates_every_input(live: Any) -> None:
+    client = TestClient(create_app(live.console), base_url="http://127.0.0.1")
+    before, spent, jobs = submitted(live), budgets(live), len(live.console.jobs)
+    body = {"sql": SQL, "epsilon": 1, "accepted_price": 400}
+    # no session, no token, a wrong token, a foreign origin: refused before anything runs
+    r = client.post("/api/run", json=body)
+    assert r.status_code == 403 and "session" in r.json()["error"]
+    token = client.get("/api/session").json()["csrf_token"]
+    r = client.post("/api/run", json=body)
+    assert r.status_code == 403 and "CSRF" in r.json()["error"]
+    r = client.post("/api/run", json=body, headers={"X-CSRF-Token": "x" + token})
+    assert r.status_code == 403
+    h = {"X-CSRF-Token": token}
+    r = client.post("/api/run", json=body, headers={**h, "Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-origin" in r.json()["error"]
+    r = client.post("/api/run", json=body, headers={**h, "Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    r = client.post(
+        "/api/run",
+        content="sql=x",
+        headers={**h, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 403 and "JSON" in r.json()["error"]
+    # validation: one clear message each, a 4xx
+    for bad, code, words in [
+        ({**body, "epsilon": -1}, 422, "epsilon"),
+        ({**body, "epsilon": "lots"}, 422, "epsilon"),
+        ({**body, "sql": "SELEKT 1 FROM patients"}, 400, "SQL"),
+        ({**body, "sql": ""}, 400, "SQL"),
+        ({**body, "epsilon": 1000}, 409, "over budget"),
+        ({**body, "accepted_price": 1}, 409, "price is now"),
+        ({**body, "kind": "histogram", "table": "patients", "column": "nope"}, 400, "nope"),
+        (
+            {
+                **body,
+                "kind": "kaplan_meier",
+                "table": "patients",
+                "time_column": "followup_days",
+                "event_column": "event",
+                "edges": [5, 1],
+            },
+            400,
+            "increasing",
+        ),
+        ({**body, "table": "x; DROP"}, 422, "table"),
+    ]:
+        r = client.post("/api/run", json=bad, headers=h)
+        assert r.status_code == code, (bad, r.status_code, r.text)
+        assert words in r.json()["error"], (bad, r.json())
+    r = client.post("/api/unlock", json={"password": "wrong"}, headers=h)
+    assert r.status_code == 403 and "wrong password" in r.json()["error"]
+    r = client.post(
+        "/api/market/rate",
+        json={"query_id": "0x" + "00" * 32, "dataset_id": 0, "stars": 9},
+        headers=h,
+    )
+    assert r.status_code == 422 and "stars" in r.json()["error"]
+    r = client.get("/api/queries/0x" + "ab" * 32)
+    assert r.status_code == 404
+    r = client.get("/api/market/datasets/999")
+    assert r.status_code == 404
+    assert submitted(live) == before and budgets(live) == spent and len(live.console.jobs) == jobs
