@@ -21,9 +21,9 @@ not run, and training stops with :class:`~tessera.errors.BudgetExceeded`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from coincurve import PrivateKey
@@ -48,6 +48,8 @@ from tessera.learning.local import clipped_gradient_sum, train_locally
 from tessera.learning.models import Array, Model
 from tessera.learning.privacy import round_noise
 from tessera.protocol.training import SealedReport, positions, report_digest, seal_report
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +184,18 @@ class Aggregated:
     excluded: tuple[tuple[str, str], ...]
 
 
-def open_round(nodes: Sequence[RoundNode]) -> dict[int, bytes]:
+def _in_turn(step: Callable[[RoundNode], _T], nodes: Sequence[RoundNode]) -> list[_T]:
+    return [step(node) for node in nodes]
+
+
+#: How a step reaches every node: in turn (the default), or concurrently (a thread pool's
+#: ``map`` over a transport); the results in the nodes' order either way.
+EachNode = Callable[[Callable[[RoundNode], _T], Sequence[RoundNode]], list[_T]]
+
+
+def open_round(nodes: Sequence[RoundNode], each: EachNode[bytes] = _in_turn) -> dict[int, bytes]:
     """Step 1: every node's commitment to its verify-key seed, before any report exists."""
-    return {node.index: node.commitment() for node in nodes}
+    return dict(zip([n.index for n in nodes], each(lambda n: n.commitment(), nodes), strict=True))
 
 
 def close_round(
@@ -193,6 +204,7 @@ def close_round(
     sealed: Mapping[str, SealedReport],
     names: Sequence[str],
     excluded: Mapping[str, str] | None = None,
+    each: EachNode[Any] = _in_turn,
 ) -> Aggregated:
     """Steps 2–6 over the sealed reports of ``names`` (those not in ``sealed`` are excluded
     with the reason in ``excluded``): the reports fixed, seeds revealed, the verify key
@@ -201,22 +213,22 @@ def close_round(
     network; a node that fails to answer fails the round (Prio3 needs every share)."""
     out: dict[str, str] = dict(excluded or {})
     digests = {name: report_digest(rep) for name, rep in sealed.items()}
-    seeds = {node.index: node.lock(digests) for node in nodes}
-    for node in nodes:
-        node.agree(commitments, seeds)
-    prepared = {node.index: node.prepare_many(sealed) for node in nodes}
+    indices = [node.index for node in nodes]
+    seeds = dict(zip(indices, each(lambda n: n.lock(digests), nodes), strict=True))
+    each(lambda n: n.agree(commitments, seeds), nodes)
+    prepared = dict(zip(indices, each(lambda n: n.prepare_many(sealed), nodes), strict=True))
     shares: dict[str, list[bytes | None]] = {}
     for name, rep in sealed.items():
-        order = positions(rep.nonce, [node.index for node in nodes])
+        order = positions(rep.nonce, indices)
         shares[name] = [prepared[i].get(name) for i in order]
-    decisions = [node.decide_many(shares) for node in nodes]
+    decisions: list[tuple[list[str], dict[str, str]]] = each(lambda n: n.decide_many(shares), nodes)
     accepted = decisions[0][0]
     if any(d[0] != accepted for d in decisions):
         raise ProtocolError("the nodes accepted different reports")
     for _, reasons in decisions:
         for name, reason in reasons.items():
             out.setdefault(name, reason)
-    released = tuple(node.release() for node in nodes)
+    released = tuple(each(lambda n: n.release(), nodes))
     return Aggregated(
         released,
         tuple(n for n in names if n in accepted),

@@ -178,6 +178,7 @@ class NetworkAnalyst(StatisticsApi):
         init: Any = None,
         observer: Observer | None = None,
         seed: int | None = None,
+        training_id: bytes | None = None,
     ) -> TrainingResult:
         """Train ``model`` on ``table``'s ``features`` to predict ``label``, federated over
         its providers: each round is a training query on the ledger (priced, its ρ charged
@@ -185,7 +186,9 @@ class NetworkAnalyst(StatisticsApi):
         by the committee with its noise (:mod:`tessera.node.training`). Features are
         scaled to [0, 1] by their public bounds, at the providers and in ``validation``
         (raw ``(x, y)`` of the analyst's own, scored after every round). Refuses before the
-        first round if a dataset's budget cannot pay for every round."""
+        first round if a dataset's budget cannot pay for every round. ``training_id``
+        (16 random bytes by default) names the training in its tickets and the model
+        registry."""
         return train_over(
             self,
             table,
@@ -197,6 +200,7 @@ class NetworkAnalyst(StatisticsApi):
             init=init,
             observer=observer,
             seed=seed,
+            training_id=training_id,
         )
 
     def training_quote(

@@ -107,6 +107,7 @@ def _reserve(port: int) -> bool:
 class ProviderSpec:
     name: str
     tables: dict[str, dict[str, Any]]
+    adversary: str = ""  # test hook: a tessera.testing.adversary wrapper for this provider
 
 
 @dataclass
@@ -386,6 +387,9 @@ class Network:
         ]
         if m.role == "node" and m.index in spec.cheating_nodes:
             lines.append('adversary = "corrupt-key-switch"')
+        cheat = next((p.adversary for p in spec.providers if p.name == m.name), "")
+        if m.role == "provider" and cheat:
+            lines.append(f"adversary = {json.dumps(cheat)}")
         lines += [
             "",
             "[ledger]",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -217,7 +217,11 @@ class NetworkRounds:
             RemoteNode(a.transport, p, body)
             for p in sorted(a._of("node"), key=lambda p: p.index or 0)
         ]
-        commitments = open_round(nodes)
+
+        def each(step: Callable[[Any], Any], targets: Sequence[Any]) -> list[Any]:
+            return list(a._pool.map(step, targets))
+
+        commitments = open_round(nodes, each)
         a.on_progress(f"round {round_index + 1}: training at {len(chosen)} providers")
         model_hex = encode_model(self.model, params).hex()
         providers = {p.name: p for p in a._of("provider")}
@@ -263,7 +267,7 @@ class NetworkRounds:
                 + "; ".join(f"{k}: {v}" for k, v in excluded.items())
             )
         a.on_progress(f"round {round_index + 1}: the nodes verify {len(sealed)} reports")
-        agg = close_round(nodes, commitments, sealed, chosen, excluded)
+        agg = close_round(nodes, commitments, sealed, chosen, excluded, each)
         total = secure.unshard(ticket.vdaf, agg.shares, len(agg.accepted))
         new = server_update(
             params, total, agg.accepted, self.config, self.fixed_point, self._max_rows
@@ -284,13 +288,14 @@ def train_over(
     init: Array | None = None,
     observer: Observer | None = None,
     seed: int | None = None,
+    training_id: bytes | None = None,
 ) -> TrainingResult:
     """Train ``model`` on ``table`` over the network (see :meth:`NetworkAnalyst.train`)."""
     rng = np.random.default_rng(
         seed if seed is not None else int.from_bytes(analyst._rng.randbytes(16), "big")
     )
     rounds = NetworkRounds(
-        analyst, model, table, features, label, config, analyst._rng.randbytes(16)
+        analyst, model, table, features, label, config, training_id or analyst._rng.randbytes(16)
     )
     quote = rounds.quote()
     per_round = config.providers_per_round or len(quote.providers)

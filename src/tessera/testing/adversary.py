@@ -87,4 +87,11 @@ ADVERSARIES: dict[str, Callable[[Any], Any]] = {
     "corrupt-key-switch": corrupt_key_switch,
     "corrupt-noise": corrupt_noise,
     "crash-before-vote": crash_before_vote,  # a fault, not a cheat (tessera.testing.faults)
+    "oversized-update": lambda role: _learning().oversized_trainer(role),  # a provider
 }
+
+
+def _learning() -> Any:
+    from tessera.testing import learning
+
+    return learning

@@ -12,7 +12,8 @@ from tessera.crypto.prio3 import Prio3FixedPointBoundedL2VecSum
 from tessera.learning import secure
 from tessera.learning.fixed_point import FixedPoint
 from tessera.learning.models import Array
-from tessera.learning.rounds import Provider
+from tessera.learning.rounds import Dataset, Provider
+from tessera.node.roles import ProviderRole
 
 
 def _lying_encoding(vdaf: Prio3FixedPointBoundedL2VecSum, ints: list[int]) -> list[int]:
@@ -121,3 +122,26 @@ class ReplayingProvider(Provider):
         if self.fresh_nonce:  # the old shares under a new nonce: the proof must fail
             return secure.Report(rng.bytes(vdaf.NONCE_SIZE), old.public_share, old.input_shares)
         return old
+
+
+def oversized_trainer(role: ProviderRole, rounds: set[int] | None = None) -> ProviderRole:
+    """The provider role sends :class:`OversizedUpdate` reports (every round, or ``rounds``):
+    its update ten times the norm bound, proven with a false norm claim."""
+    honest = role.training_party
+    count = iter(range(1 << 62))
+
+    def training_party(dataset: Dataset) -> Provider:
+        # a fresh stream per round: a nonce of its own each time (not a replay)
+        chosen = rounds if rounds is not None else _EVERY
+        return OversizedUpdate(honest(dataset), chosen, seed=next(count))
+
+    role.training_party = training_party  # type: ignore[method-assign]
+    return role
+
+
+class _Every(set[int]):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY = _Every()

@@ -353,6 +353,12 @@ class ProviderRole(Recovering):
         return response
 
     def _node_keys(self, committee_id: int) -> dict[int, bytes]:
-        """Each node's registered public key (what its shares are sealed to), by index."""
-        committee = self.ledger.committee(committee_id)
-        return {i: self.ledger.participant(a).public_key for i, a in committee.nodes.items()}
+        """Each node's registered public key (what its shares are sealed to), by index;
+        read once per committee (a committee's members and their keys never change)."""
+        cache: dict[int, dict[int, bytes]] = self.__dict__.setdefault("_sealing_keys", {})
+        if committee_id not in cache:
+            committee = self.ledger.committee(committee_id)
+            cache[committee_id] = {
+                i: self.ledger.participant(a).public_key for i, a in committee.nodes.items()
+            }
+        return cache[committee_id]

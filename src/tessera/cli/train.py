@@ -1,0 +1,233 @@
+"""``tessera train``: federated training over a running network, round by round.
+
+It shows the price and the privacy cost first (and asks, unless ``--yes``), then one
+line per round: who was accepted or excluded, the loss and accuracy on the analyst's
+validation table, and ε spent so far. With ``--store`` every round's model is kept by
+CID and chained in the ledger's model registry (``tessera model list`` shows the chain).
+
+Exit codes as the other analyst commands (:mod:`tessera.cli.network`): 2 bad arguments,
+10 a policy refused, 11 a privacy budget is spent, 17 the ledger refused, 18 a peer or
+the chain cannot be reached, 19 a state file is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tessera.cli.errors import fail, handle_errors
+from tessera.cli.ledger import JsonOpt, emit_json
+from tessera.cli.network import DEFAULT_DIR, DirOpt
+from tessera.learning.models import Array, Model
+
+_out = Console()
+_err = Console(stderr=True)
+
+MODELS = ("linear", "logistic", "softmax", "mlp")
+
+
+def build_model(kind: str, features: int, classes: int, hidden: int, l2: float) -> Model:
+    from tessera.learning import MLP, LinearRegression, LogisticRegression, SoftmaxRegression
+
+    if kind == "linear":
+        return LinearRegression(features, l2=l2)
+    if kind == "logistic":
+        return LogisticRegression(features, l2=l2)
+    if kind == "softmax":
+        return SoftmaxRegression(features, classes, l2=l2)
+    if kind == "mlp":
+        return MLP(features, hidden, classes, l2=l2)
+    raise ValueError(f"--model must be one of {', '.join(MODELS)}, not {kind!r}")
+
+
+class _Progress:
+    """An observer printing each round as it ends."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def start(self, model: Model, params: Array) -> None:
+        self.console.print(
+            f"[dim]·[/dim] training {type(model).__name__}, {params.size} parameters"
+        )
+
+    def round(self, model: Model, params: Array, record: Any) -> None:
+        parts = [f"round {record.index + 1}: {len(record.accepted)} accepted"]
+        if record.excluded:
+            parts.append("excluded " + ", ".join(f"{n} ({why})" for n, why in record.excluded))
+        if record.loss is not None:
+            parts.append(f"loss {record.loss:.4f}")
+        if record.score is not None:
+            parts.append(f"score {record.score:.4f}")
+        parts.append(f"ε {record.epsilon_spent:.3g}")
+        self.console.print("[dim]·[/dim] " + " · ".join(parts))
+
+
+class _Both:
+    def __init__(self, *observers: Any) -> None:
+        self.observers = observers
+
+    def start(self, model: Model, params: Array) -> None:
+        for o in self.observers:
+            o.start(model, params)
+
+    def round(self, model: Model, params: Array, record: Any) -> None:
+        for o in self.observers:
+            o.round(model, params, record)
+
+
+@handle_errors
+def train(
+    table: Annotated[str, typer.Option(help="Table name.")],
+    features: Annotated[str, typer.Option(help="Comma-separated feature columns.")],
+    label: Annotated[str, typer.Option(help="The label column (class index or target).")],
+    model: Annotated[str, typer.Option(help=f"One of {', '.join(MODELS)}.")] = "logistic",
+    classes: Annotated[int, typer.Option(min=2, help="Classes (softmax, mlp).")] = 2,
+    hidden: Annotated[int, typer.Option(min=1, help="Hidden units (mlp).")] = 16,
+    l2: Annotated[float, typer.Option(min=0.0, help="L2 penalty of the local loss.")] = 0.0,
+    rounds: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
+    providers_per_round: Annotated[
+        int | None, typer.Option(min=1, help="Providers drawn each round (default: all).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = 1,
+    learning_rate: Annotated[float, typer.Option(min=0.0, help="Local SGD step.")] = 0.1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Local mini-batch size.")] = 32,
+    unit: Annotated[
+        str, typer.Option(help="Privacy unit: provider (DP-FedAvg) or row (DP-FedSGD).")
+    ] = "provider",
+    clip: Annotated[float, typer.Option(min=0.0, help="L2 clip of an update (or a row).")] = 1.0,
+    bits: Annotated[int, typer.Option(min=2, max=32, help="Fixed-point bits per entry.")] = 16,
+    epsilon: Annotated[
+        float | None, typer.Option(help="The whole training's ε (omit: no noise).")
+    ] = None,
+    delta: Annotated[float, typer.Option(help="δ of the whole training.")] = 1e-6,
+    server_learning_rate: Annotated[float, typer.Option(min=0.0)] = 1.0,
+    validation: Annotated[
+        Path | None,
+        typer.Option(help="A CSV of the analyst's own with the feature and label columns."),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Keep every round's model here by CID and chain it on the registry."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the rounds' draws.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Start without asking.")] = False,
+    state_dir: DirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Federated training over the network: every round a training query on the ledger,
+    each provider's update clipped, proven and securely aggregated with the nodes' noise."""
+    import pandas as pd
+
+    from tessera.learning import LocalConfig, TrainingConfig
+    from tessera.node.launcher import open_session
+
+    cols = [c.strip() for c in features.split(",") if c.strip()]
+    if not cols:
+        fail(ValueError("--features names no column"))
+    try:
+        config = TrainingConfig(
+            rounds=rounds,
+            providers_per_round=providers_per_round,
+            local=LocalConfig(epochs, learning_rate, batch_size),
+            unit=unit,
+            clip=clip,
+            bits=bits,
+            epsilon=epsilon,
+            delta=delta,
+            server_learning_rate=server_learning_rate,
+        )
+        built = build_model(model, len(cols), classes, hidden, l2)
+    except ValueError as exc:
+        fail(exc)
+    val = None
+    if validation is not None:
+        try:
+            frame = pd.read_csv(validation)
+        except (OSError, ValueError) as exc:
+            fail(ValueError(f"--validation {validation}: {exc}"))
+        missing = [c for c in [*cols, label] if c not in frame.columns]
+        if missing:
+            fail(ValueError(f"--validation {validation} has no column(s) {', '.join(missing)}"))
+        val = (frame[cols].to_numpy(dtype=np.float64), frame[label].to_numpy(dtype=np.float64))
+    analyst, transport = open_session(state_dir)
+    try:
+        console = _err if as_json else _out
+        analyst.on_progress = lambda m: _err.print(f"[dim]·[/dim] {m}")
+        quote = analyst.training_quote(table, built, cols, label, config)
+        _show_quote(console, quote)
+        if not yes and not typer.confirm("Start the training?", default=False, err=True):
+            raise typer.Exit(0)
+        training_id = os.urandom(16)
+        observer: Any = _Progress(_err)
+        if store is not None:
+            from tessera.ledger.model_registry import ModelRegistry
+            from tessera.node.model_store import LocalModelStore, ModelLog
+
+            log = ModelLog(
+                LocalModelStore(store),
+                training_id,
+                ModelRegistry(analyst.ledger),
+                analyst.committee,
+            )
+            observer = _Both(observer, log)
+        res = analyst.train(
+            table,
+            built,
+            cols,
+            label,
+            config,
+            validation=val,
+            observer=observer,
+            seed=seed,
+            training_id=training_id,
+        )
+    finally:
+        analyst.close()
+        transport.close()
+    if as_json:
+        emit_json(
+            {
+                "training_id": "0x" + training_id.hex(),
+                "params": [float(v) for v in res.params],
+                "rounds": [
+                    {
+                        "round": r.index + 1,
+                        "query_id": r.query_id,
+                        "accepted": list(r.accepted),
+                        "excluded": [list(e) for e in r.excluded],
+                        "loss": r.loss,
+                        "score": r.score,
+                        "epsilon": r.epsilon_spent,
+                    }
+                    for r in res.rounds
+                ],
+                "price": quote.price,
+                "epsilon": quote.epsilon,
+            }
+        )
+        return
+    last = res.rounds[-1]
+    _out.print(
+        f"trained {len(res.rounds)} rounds (training 0x{training_id.hex()}): "
+        + (f"score {last.score:.4f}, " if last.score is not None else "")
+        + f"ε {last.epsilon_spent:.3g}"
+    )
+
+
+def _show_quote(console: Console, quote: Any) -> None:
+    t = Table(title="training quote", show_header=False)
+    t.add_row("rounds", str(quote.rounds))
+    t.add_row("providers", ", ".join(quote.providers))
+    t.add_row("price", f"{quote.price} credits ({quote.price_per_round} per round, at most)")
+    eps = "none (exact)" if quote.epsilon is None else f"{quote.epsilon:.4g} at δ={quote.delta:g}"
+    t.add_row("privacy", eps)
+    for name, left in sorted(quote.budget_left.items()):
+        t.add_row(f"budget left: {name}", f"ρ={left:.6g}")
+    console.print(t)
