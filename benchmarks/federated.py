@@ -16,8 +16,10 @@ the strategy's ``configure_fit`` to the end of its ``aggregate_fit``, the second
 (the first loads kernels and connections). ``fedavg`` is Flower's own ``FedAvg`` with
 plaintext parameters; ``tessera`` is ``tessera.learning.flower.TesseraFedAvg`` with the
 ``TesseraMod`` client mod (proof and sealing at each client, 3 in-process nodes verify,
-noise at ε = 8 over 20 rounds). Flower's SecAgg+ is not measured: its workflow needs
-Flower's Message-API server (a SuperLink, or the Ray simulation engine).
+noise at ε = 8 over 20 rounds; beyond 2·10^6 providers x parameters only with
+``--flower-all``: the server holds every sealed report at once). Flower's SecAgg+ is not
+measured: its workflow needs Flower's Message-API server (a SuperLink, or the Ray
+simulation engine).
 
 Accuracy: digits split Dirichlet(0.3) over 6 providers, softmax regression: central
 training, FedAvg, secure aggregation without noise, and row-level DP at each epsilon.
@@ -157,9 +159,17 @@ def round_time(providers: int, params: int, seed: int = 0) -> dict[str, float]:
     }
 
 
-def flower_round_time(providers: int, params: int, seed: int = 0) -> dict[str, float]:
-    """One Flower round at ``providers`` x ``params``: Flower's FedAvg and Tessera's
-    strategy over the same clients (see the module docstring)."""
+#: The largest round (providers x parameters) run through Tessera's strategy in one
+#: process unless --flower-all: the server holds every sealed report at once (16 bytes
+#: per encoded digit in the leader's share: 100 x 10^5 parameters is 2.6 GB).
+FLOWER_TESSERA_MAX = 2_000_000
+
+
+def flower_round_time(
+    providers: int, params: int, seed: int = 0, tessera: bool = True
+) -> dict[str, float]:
+    """One Flower round at ``providers`` x ``params``: Flower's FedAvg and (``tessera``)
+    Tessera's strategy over the same clients (see the module docstring)."""
     import logging
 
     from flwr.client import NumPyClient
@@ -225,9 +235,11 @@ def flower_round_time(providers: int, params: int, seed: int = 0) -> dict[str, f
         min_available_clients=providers,
     )
     run_loopback(fedavg, [app(i) for i in range(providers)], 2, timeout=3600)
+    if not tessera:
+        return {"params": float(model.num_params), "fedavg_s": fedavg.times[2]}
     committee = InProcessCommittee(NODES, sampler=OpenDPSampler(), rng=SeededRng(seed))
     spec = SecureAggregation(committee.node_keys, clip=1.0)
-    tessera = timed(TesseraFedAvg)(
+    strategy = timed(TesseraFedAvg)(
         initial_parameters=init,
         committee=committee,
         spec=spec,
@@ -238,21 +250,24 @@ def flower_round_time(providers: int, params: int, seed: int = 0) -> dict[str, f
         min_available_clients=providers,
     )
     mods = [TesseraMod(spec, f"p{i}", SeededRng(seed * 1000 + i)) for i in range(providers)]
-    run_loopback(tessera, [app(i, mods[i]) for i in range(providers)], 2, timeout=3600)
+    run_loopback(strategy, [app(i, mods[i]) for i in range(providers)], 2, timeout=3600)
     return {
         "params": float(model.num_params),
         "fedavg_s": fedavg.times[2],
-        "tessera_s": tessera.times[2],
-        "tessera_aggregate_s": tessera.aggregate_s[2],
+        "tessera_s": strategy.times[2],
+        "tessera_aggregate_s": strategy.aggregate_s[2],
     }
 
 
-def _flower(sizes: list[tuple[int, ...]]) -> dict[str, dict[str, float]]:
+def _flower(sizes: list[tuple[int, ...]], everything: bool) -> dict[str, dict[str, float]]:
     try:
         import flwr  # noqa: F401
     except ImportError:
         return {}
-    return {f"{p}x{n}": flower_round_time(p, n) for p, n in sizes}
+    return {
+        f"{p}x{n}": flower_round_time(p, n, tessera=everything or p * n <= FLOWER_TESSERA_MAX)
+        for p, n in sizes
+    }
 
 
 def accuracy(epsilons: list[float]) -> dict[str, float]:
@@ -299,6 +314,11 @@ def main() -> None:
     )
     parser.add_argument("--no-accuracy", action="store_true", help="round times only")
     parser.add_argument("--no-flower", action="store_true", help="skip the Flower rounds")
+    parser.add_argument(
+        "--flower-all",
+        action="store_true",
+        help=f"Tessera's Flower round beyond {FLOWER_TESSERA_MAX:,} providers x parameters too",
+    )
     args = parser.parse_args()
     if args.sizes:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
@@ -308,11 +328,13 @@ def main() -> None:
         sizes = [(10, 10_000), (100, 10_000), (10, 100_000), (100, 100_000)]
     round_time(2, 200)  # load the compiled kernels
     rounds = {f"{p}x{n}": round_time(p, n) for p, n in sizes}
-    flower = {} if args.no_flower else _flower(sizes)
+    flower = {} if args.no_flower else _flower(sizes, args.flower_all)
     report = {
         "round_s": {k: v["round_s"] for k, v in rounds.items()},
         "flower_round_s": {k: v["fedavg_s"] for k, v in flower.items()},
-        "flower_tessera_round_s": {k: v["tessera_s"] for k, v in flower.items()},
+        "flower_tessera_round_s": {
+            k: v["tessera_s"] for k, v in flower.items() if "tessera_s" in v
+        },
         "breakdown": rounds,
         "accuracy": {} if args.no_accuracy else accuracy([8.0] if args.quick else [1.0, 4.0, 8.0]),
     }
@@ -337,6 +359,9 @@ def main() -> None:
         print("Flower, one round on loopback (clients in threads of one process):")
         print(f"{'size':>12} | {'FedAvg':>10} | {'Tessera':>10} | {'ratio':>10}")
         for key, row in flower.items():
+            if "tessera_s" not in row:
+                print(f"{key:>12} | {row['fedavg_s']:>10.3f} | {'(skipped)':>10} |")
+                continue
             ratio = row["tessera_s"] / row["fedavg_s"]
             print(
                 f"{key:>12} | {row['fedavg_s']:>10.3f} | {row['tessera_s']:>10.3f} | {ratio:>10.1f}"
