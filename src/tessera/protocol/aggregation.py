@@ -35,7 +35,7 @@ from tessera.crypto.proofs import (
     prove_linear,
     verify_linear,
 )
-from tessera.crypto.rangeproof import RangeProof, prove_range, verify_range
+from tessera.crypto.rangeproof import RangeClaim, RangeProof, batch_verify_range, prove_range
 from tessera.crypto.rng import Rng
 from tessera.crypto.threshold import (
     KeySwitchShare,
@@ -321,7 +321,15 @@ def contribute(
         cts = [encrypt_with(committee_key, m, r) for m, r in zip(limb_vals, rs, strict=True)]
         proofs = tuple(
             prove_range(
-                provider_context(query.query_id, provider, i, j), committee_key, c, m, r, 0, hi, rng
+                provider_context(query.query_id, provider, i, j),
+                committee_key,
+                c,
+                m,
+                r,
+                0,
+                hi,
+                rng,
+                batchable=True,
             )
             for j, (c, m, r, hi) in enumerate(zip(cts, limb_vals, rs, ranges, strict=True))
         )
@@ -330,7 +338,9 @@ def contribute(
             r_all = sum(r << (spec.limb_bits * j) for j, r in enumerate(rs)) % N
             whole = recombine(cts, spec.limb_bits)
             ctx = provider_context(query.query_id, provider, i, "exact")
-            exact = prove_range(ctx, committee_key, whole, d, r_all, 0, slot.span, rng)
+            exact = prove_range(
+                ctx, committee_key, whole, d, r_all, 0, slot.span, rng, batchable=True
+            )
         knowledge = tuple(
             prove_knowledge(provider_context(query.query_id, provider, i, j), c, r, rng)
             for j, (c, r) in enumerate(zip(cts, rs, strict=True))
@@ -339,24 +349,98 @@ def contribute(
     return VectorContribution(provider, tuple(out))
 
 
-def verify_contribution(
+#: A range check of a message, or the structural failure that ends its checks.
+_Step = RangeClaim | InvalidProof
+
+
+def _contribution_steps(
     query: AggregationQuery, committee_key: Point, c: VectorContribution
-) -> None:
+) -> list[_Step]:
+    """The range proofs of ``c`` in the order :func:`verify_contribution` checks them; a
+    malformed slot ends the list with its error (its knowledge proofs raise at once)."""
     spec = query.spec
     check_contribution_knowledge(query, c)
+    steps: list[_Step] = []
     for i, (sc, slot) in enumerate(zip(c.slots, spec.slots, strict=True)):
         ranges = spec.limb_ranges(slot)
         if len(sc.limbs) != len(ranges) or len(sc.limb_proofs) != len(ranges):
-            raise InvalidProof(f"provider {c.provider}, slot {i}: wrong number of limbs")
+            steps.append(InvalidProof(f"provider {c.provider}, slot {i}: wrong number of limbs"))
+            return steps
         for j, (ct, pf, hi) in enumerate(zip(sc.limbs, sc.limb_proofs, ranges, strict=True)):
             ctx = provider_context(query.query_id, c.provider, i, j)
-            verify_range(ctx, committee_key, ct, 0, hi, pf)
+            steps.append(RangeClaim(ctx, committee_key, ct, 0, hi, pf))
         if spec.needs_exact_bound(slot):
             if sc.exact_proof is None:
-                raise InvalidProof(f"provider {c.provider}, slot {i}: missing exact-bound proof")
+                steps.append(
+                    InvalidProof(f"provider {c.provider}, slot {i}: missing exact-bound proof")
+                )
+                return steps
             ctx = provider_context(query.query_id, c.provider, i, "exact")
             whole = recombine(sc.limbs, spec.limb_bits)
-            verify_range(ctx, committee_key, whole, 0, slot.span, sc.exact_proof)
+            steps.append(RangeClaim(ctx, committee_key, whole, 0, slot.span, sc.exact_proof))
+    return steps
+
+
+def _noise_steps(
+    query: AggregationQuery, committee_key: Point, nc: NoiseContribution
+) -> list[_Step]:
+    """:func:`_contribution_steps` for a node's noise (the order of :func:`verify_noise`)."""
+    check_noise_knowledge(query, nc)
+    steps: list[_Step] = []
+    for i, sn in enumerate(nc.slots):
+        ranges = noise_limb_ranges(query, i)
+        if len(sn.limbs) != len(ranges) or len(sn.limb_proofs) != len(ranges):
+            steps.append(InvalidProof(f"node {nc.node}, slot {i}: wrong number of noise limbs"))
+            return steps
+        for j, (ct, pf, (lo, hi)) in enumerate(zip(sn.limbs, sn.limb_proofs, ranges, strict=True)):
+            ctx = noise_context(query.query_id, nc.node, i, j)
+            steps.append(RangeClaim(ctx, committee_key, ct, lo, hi, pf))
+    return steps
+
+
+def _steps_or_error(build: Callable[[], list[_Step]]) -> list[_Step]:
+    try:
+        return build()
+    except InvalidProof as exc:
+        return [exc]
+
+
+def _first_failures(messages: Sequence[list[_Step]]) -> list[InvalidProof | None]:
+    """Per message, the first failure in its checking order (``None``: all its range proofs
+    hold), with the range proofs of all messages checked as one batch
+    (:func:`~tessera.crypto.rangeproof.batch_verify_range`: one multi-scalar multiplication,
+    one-by-one checks only where it fails, so each failure is the one
+    :func:`~tessera.crypto.rangeproof.verify_range` gives)."""
+    claims: list[RangeClaim] = []
+    where: list[tuple[int, int]] = []
+    for m, steps in enumerate(messages):
+        for k, step in enumerate(steps):
+            if isinstance(step, RangeClaim):
+                claims.append(step)
+                where.append((m, k))
+    bad = {where[i]: exc for i, exc in batch_verify_range(claims).items()}
+    out: list[InvalidProof | None] = []
+    for m, steps in enumerate(messages):
+        first: InvalidProof | None = None
+        for k, step in enumerate(steps):
+            if isinstance(step, InvalidProof):
+                first = step
+                break
+            if (m, k) in bad:
+                first = bad[(m, k)]
+                break
+        out.append(first)
+    return out
+
+
+def verify_contribution(
+    query: AggregationQuery, committee_key: Point, c: VectorContribution
+) -> None:
+    """Raise :class:`InvalidProof` (the first failure) unless every proof of ``c`` holds;
+    its range proofs are checked as one batch."""
+    failure = _first_failures([_contribution_steps(query, committee_key, c)])[0]
+    if failure is not None:
+        raise failure
 
 
 # -- computing nodes -------------------------------------------------------------------
@@ -422,22 +506,18 @@ def add_noise(
             ct = encrypt_with(committee_key, m, r)
             ctx = noise_context(query.query_id, node, i, j)
             cts.append(ct)
-            proofs.append(prove_range(ctx, committee_key, ct, m, r, lo, hi, rng))
+            proofs.append(prove_range(ctx, committee_key, ct, m, r, lo, hi, rng, batchable=True))
             knowledge.append(prove_knowledge(ctx, ct, r, rng))
         slots.append(SlotNoise(tuple(cts), tuple(proofs), tuple(knowledge)))
     return NoiseContribution(node, tuple(slots))
 
 
 def verify_noise(query: AggregationQuery, committee_key: Point, nc: NoiseContribution) -> None:
-    check_noise_knowledge(query, nc)
-    for i, sn in enumerate(nc.slots):
-        ranges = noise_limb_ranges(query, i)
-        if len(sn.limbs) != len(ranges) or len(sn.limb_proofs) != len(ranges):
-            raise InvalidProof(f"node {nc.node}, slot {i}: wrong number of noise limbs")
-        for j, (ct, pf, (lo, hi)) in enumerate(zip(sn.limbs, sn.limb_proofs, ranges, strict=True)):
-            verify_range(
-                noise_context(query.query_id, nc.node, i, j), committee_key, ct, lo, hi, pf
-            )
+    """Raise :class:`InvalidProof` (the first failure) unless every proof of ``nc`` holds;
+    its range proofs are checked as one batch."""
+    failure = _first_failures([_noise_steps(query, committee_key, nc)])[0]
+    if failure is not None:
+        raise failure
 
 
 def aggregate(
@@ -591,15 +671,27 @@ def verify_record(record: AggregationRecord) -> Verdict:
     failures: list[str] = []
     checked = 0
     providers: set[str] = set()
-    for c in record.contributions:
+    # every range proof of every contribution and noise: one batch, one multi-scalar
+    # multiplication (one-by-one checks only where it fails, naming each failure)
+    key = record.committee_key
+    outcomes = _first_failures(
+        [
+            *(
+                _steps_or_error(partial(_contribution_steps, q, key, c))
+                for c in record.contributions
+            ),
+            *(_steps_or_error(partial(_noise_steps, q, key, nc)) for nc in record.noise),
+        ]
+    )
+    contribution_failures = outcomes[: len(record.contributions)]
+    noise_failures = outcomes[len(record.contributions) :]
+    for c, c_failure in zip(record.contributions, contribution_failures, strict=True):
         checked += sum(len(s.limb_proofs) + (s.exact_proof is not None) for s in c.slots)
         if c.provider in providers:
             failures.append(f"provider {c.provider}: duplicate contribution")
         providers.add(c.provider)
-        try:
-            verify_contribution(q, record.committee_key, c)
-        except InvalidProof as exc:
-            failures.append(f"provider {c.provider}: {exc}")
+        if c_failure is not None:
+            failures.append(f"provider {c.provider}: {c_failure}")
     n = len(record.public_shares)
     try:
         check_noise_set(q, n, record.threshold, record.noise, None)
@@ -609,12 +701,10 @@ def verify_record(record: AggregationRecord) -> Verdict:
     if q.noise_bounds and not set(record.used_nodes) <= noisy_nodes:
         failures.append("a node of the combined quorum switched an aggregate without its noise")
     noise_cheaters: list[int] = []
-    for nc in record.noise:
+    for nc, n_failure in zip(record.noise, noise_failures, strict=True):
         checked += sum(len(sn.limb_proofs) for sn in nc.slots)
-        try:
-            verify_noise(q, record.committee_key, nc)
-        except InvalidProof as exc:
-            failures.append(f"node {nc.node} noise: {exc}")
+        if n_failure is not None:
+            failures.append(f"node {nc.node} noise: {n_failure}")
             noise_cheaters.append(nc.node)
     try:
         agg = aggregate(q, record.contributions, record.noise)
