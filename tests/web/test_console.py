@@ -346,7 +346,14 @@ def test_the_market_searches_shows_a_listing_and_rates_a_dataset(
     assert after.rating_count == count + 1 and after.rating == 4.0
     wait_for("the catalog's rating", lambda: "4.00 (1)" in by_id(browser, "datasets").text)
     shot(browser, artifacts, "market")
-    # a second rating of the same dataset by the same analyst: the market's refusal, shown
+    # rating again replaces this analyst's stars (the market counts each analyst once)
+    choose(browser, "rate-stars", "2")
+    by_id(browser, "rate-btn").click()
+    wait_for("the new rating", lambda: "2★" in by_id(browser, "rate-msg").text)
+    again = reader.dataset(dataset)
+    assert again.rating_count == count + 1 and again.rating == 2.0
+    # a query that is not this analyst's: the market's refusal, shown, nothing changed
+    typed(browser, "rate-qid", "0x" + "ab" * 32)
     by_id(browser, "rate-btn").click()
     msg = wait_for(
         "the refusal",
@@ -355,7 +362,8 @@ def test_the_market_searches_shows_a_listing_and_rates_a_dataset(
             and by_id(browser, "rate-msg").text
         ),
     )
-    assert msg and reader.dataset(dataset).rating_count == count + 1
+    assert "not the query's analyst" in msg
+    assert reader.dataset(dataset).rating_sum == again.rating_sum
 
 
 # -- the API without the browser, on the same network ---------------------------------------

@@ -45,7 +45,7 @@ function showError(id, err) {
 }
 
 const fmt = (v) => (v === null || v === undefined) ? "—" :
-  (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(6)) : String(v));
+  (typeof v === "number" ? (Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)))) : String(v));
 const short = (h) => h ? `${h.slice(0, 10)}…${h.slice(-6)}` : "";
 
 // -- views ------------------------------------------------------------------------------
@@ -228,10 +228,15 @@ function chartSpec(chart) {
       { mark: { type: "rule", color: "black" }, encoding: { x: { field: "mid", type: "quantitative" }, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
     ], transform: [{ calculate: "(datum.bin_lo + datum.bin_hi) / 2", as: "mid" }] };
   }
-  return { ...base, title: "released values, 95% intervals", layer: [
-    { mark: "bar", encoding: { y: { field: "label", type: "nominal", title: null }, x: { field: "value", type: "quantitative" } } },
-    { mark: { type: "rule", color: "black" }, encoding: { y: { field: "label", type: "nominal" }, x: { field: "lo", type: "quantitative" }, x2: { field: "hi" } } },
-  ] };
+  // one row per value, each with its own scale (a count and a mean side by side)
+  return { $schema: base.$schema, data: base.data, title: "released values, 95% intervals",
+    facet: { row: { field: "label", type: "nominal", title: null, header: { labelAngle: 0, labelAlign: "left" } } },
+    resolve: { scale: { x: "independent" } },
+    spec: { width: 460, height: 26, layer: [
+      { mark: { type: "bar", opacity: 0.7 }, encoding: { x: { field: "value", type: "quantitative", title: null } } },
+      { mark: { type: "rule", color: "black", strokeWidth: 2 }, encoding: { x: { field: "lo", type: "quantitative" }, x2: { field: "hi" } } },
+      { mark: { type: "tick", color: "black", thickness: 2 }, encoding: { x: { field: "value", type: "quantitative" } } },
+    ] } };
 }
 
 async function drawChart(chart) {
