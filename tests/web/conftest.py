@@ -52,10 +52,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the screenshots go: ``$TESSERA_WEB_ARTIFACTS`` or a pytest temporary dir."""
+def artifacts() -> Path:
+    """Where the screenshots go: ``$TESSERA_WEB_ARTIFACTS``, else ``tests/web/artifacts/``
+    (git-ignored; kept after the run, unlike pytest's rotated temporary directories)."""
     where = os.environ.get("TESSERA_WEB_ARTIFACTS")
-    path = Path(where) if where else tmp_path_factory.mktemp("web-artifacts")
+    path = Path(where) if where else Path(__file__).parent / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
