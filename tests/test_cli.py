@@ -40,6 +40,10 @@ def test_demo_json_over_real_processes(tmp_path: Path) -> None:
     assert len(curve["result"]) == len(curve["truth"]) == 5
     assert all(abs(a - b) < 0.05 for a, b in zip(curve["result"], curve["truth"], strict=True))
     assert report["market"]["status"] == "passed" and report["market"]["rating"] == 5.0
+    training = report["training"]["rounds"]
+    assert len(training) == 3 and all(r["query_id"].startswith("0x") for r in training)
+    assert all(len(r["accepted"]) == 4 and not r["excluded"] for r in training)
+    assert training[-1]["loss"] < training[0]["loss"]
     # every process was stopped
     state = json.loads((tmp_path / "n" / "network.json").read_text())
     assert state["processes"] == []
@@ -48,7 +52,17 @@ def test_demo_json_over_real_processes(tmp_path: Path) -> None:
 def test_help_lists_every_command() -> None:
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for command in ("demo", "query", "verify", "network", "node", "keys", "market", "model"):
+    for command in (
+        "demo",
+        "query",
+        "verify",
+        "network",
+        "node",
+        "keys",
+        "market",
+        "model",
+        "train",
+    ):
         assert command in res.output
 
 

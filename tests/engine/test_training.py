@@ -22,7 +22,7 @@ from tessera.learning import LocalConfig, LogisticRegression, TrainingConfig
 from tessera.learning.config import scale_features
 from tessera.ledger import rho_to_micro
 from tessera.node.local_network import DatasetPolicy, LocalNetwork
-from tessera.protocol.training import OPERATION, TrainingTicket
+from tessera.protocol.training_round import OPERATION, TrainingTicket
 from tessera.testing.learning import oversized_trainer
 
 FEATURES = [f"f{i}" for i in range(10)]
@@ -94,6 +94,8 @@ def test_training_learns_and_every_round_is_a_training_query_on_the_ledger(world
         assert set(trail.of("proof_bundle")) == nodes
         assert list(trail.of("result")) == [ledger.account]
         assert ledger.work_complete(record.query_id)
+        # the verifier drawn re-checked the round from its trail and settled it
+        assert q.status == "passed", q.status
     # each round escrowed the datasets' training price
     assert before - net.ledger.analyst.client.balance() >= 4 * 3 * PRICE
 
@@ -238,3 +240,47 @@ def test_a_provider_refuses_a_model_that_is_not_the_tickets(world: Any) -> None:
             "train/report",
             {"ticket": ticket.to_json(), "model": forged},
         )
+
+
+def test_a_verifier_refuses_a_round_record_that_is_not_its_trail(world: Any) -> None:
+    from tessera.node.training import NetworkRounds
+    from tessera.protocol.training_round import RoundTranscript
+
+    net, _, _ = world
+    kept: list[tuple[Any, RoundTranscript]] = []
+    original = NetworkRounds.verify
+
+    def keep(self: NetworkRounds, ticket: Any, record: RoundTranscript) -> list[dict[str, Any]]:
+        kept.append((ticket, record))
+        return []  # no vote yet: the test asks the verifier itself
+
+    NetworkRounds.verify = keep  # type: ignore[method-assign]
+    try:
+        net.train("cancer", LogisticRegression(10), FEATURES, "y", TrainingConfig(rounds=1), seed=4)
+    finally:
+        NetworkRounds.verify = original  # type: ignore[method-assign]
+    ticket, record = kept[0]
+    verifier = net.ledger.verifiers[0].address
+    body = {"ticket": ticket.to_json()}
+    node = next(iter(record.released))
+    forged_share = bytearray(record.released[node])
+    forged_share[0] ^= 1
+    forged = RoundTranscript(
+        record.model,
+        record.reports,
+        record.verifier_shares,
+        record.decisions,
+        {**record.released, node: bytes(forged_share)},
+        record.result,
+    )
+    with pytest.raises(ProtocolError, match=f"node {node}'s share is not the one it committed"):
+        net._transport.call(verifier, "verify_training", {**body, "record": forged.to_json()})
+    wrong_model = RoundTranscript(
+        record.model, record.reports, record.verifier_shares, {}, record.released, record.result
+    )
+    with pytest.raises(ProtocolError, match="decisions or share are missing"):
+        net._transport.call(verifier, "verify_training", {**body, "record": wrong_model.to_json()})
+    assert net.analyst.ledger.query(ticket.query_id).status == "open"  # nothing voted
+    out = net._transport.call(verifier, "verify_training", {**body, "record": record.to_json()})
+    assert out["passed"] and out["settled"]
+    assert net.analyst.ledger.query(ticket.query_id).status == "passed"

@@ -22,8 +22,13 @@ kdf_iterations = 1024
 name = "clinic-c"
 [provider.tables.patients]
 source = "clinic-c.csv"
-bounds = { age = [18, 95], bmi = [15.0, 50.0, 4], sex = ["F", "M"] }
-policy = { min_cohort = 10, budget_rho = 5.0, price_per_query = 10 }
+policy = { min_cohort = 10, budget_rho = 5.0, price_per_query = 10, max_rows = 2000 }
+[provider.tables.patients.bounds]
+age = [18, 95]
+bmi = [15.0, 50.0, 4]
+sex = ["F", "M"]
+glucose = [50.0, 300.0]
+diabetes = [0, 1]
 """
 
 
@@ -42,6 +47,23 @@ def test_network_up_query_status_down(tmp_path: Path, monkeypatch: pytest.Monkey
         out = json.loads(res.stdout.strip().splitlines()[-1])
         rows = len(medical.load("clinic-c"))
         assert out["verified"] and abs(out["values"]["count(*)"] - rows) < 60
+        train = [
+            "train", "--table", "patients", "--features", "age,glucose", "--label", "diabetes",
+            "--unit", "row", "--epsilon", "4", "--rounds", "2", "--server-learning-rate", "6",
+            "--store", "models", "--yes", *where,
+        ]  # fmt: skip
+        trained = runner.invoke(app, train)
+        assert trained.exit_code == 0, trained.output
+        report = json.loads(trained.stdout.strip().splitlines()[-1])
+        assert [r["accepted"] for r in report["rounds"]] == [["clinic-c"], ["clinic-c"]]
+        assert all(r["query_id"].startswith("0x") for r in report["rounds"])
+        assert len(list(Path("models").iterdir())) == 3  # the initial model and two rounds
+        # bad input: a clear message and a nonzero exit, nothing run
+        bad_model = runner.invoke(app, [*train[:-3], "--model", "forest", "--yes", *where])
+        assert bad_model.exit_code == 2 and "--model must be one of" in bad_model.output
+        no_bounds = [*train[:4], "age,cholesterol", *train[5:]]
+        refused = runner.invoke(app, no_bounds)
+        assert refused.exit_code != 0 and "cholesterol" in refused.output, refused.output
         status = json.loads(runner.invoke(app, ["network", "status", *where]).stdout)
         assert {r["status"] for r in status["roles"].values()} == {"up"}
         assert sorted(status["roles"]) == ["clinic-c", "node-1", "node-2", "verifier-1"]

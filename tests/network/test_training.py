@@ -18,15 +18,13 @@ from tessera.data import medical
 from tessera.learning import LogisticRegression, TrainingConfig
 from tessera.ledger import rho_to_micro
 from tessera.node.launcher import Network, open_session
-from tessera.protocol.training import OPERATION
+from tessera.protocol.training_round import OPERATION
 
 FEATURES = ["age", "bmi", "glucose", "hba1c"]
 
 
 def test_training_over_real_processes_excludes_a_lying_provider(tmp_path: Path) -> None:
     spec = network_spec(kdf_iterations=2**10)
-    for p in spec.providers:  # a public maximum near the tables' ~1,000 rows: the row unit's
-        p.tables["patients"]["policy"]["max_rows"] = 1500  # step divides by it
     liar = spec.providers[1].name
     spec.providers[1].adversary = "oversized-update"
     net = Network(tmp_path / "network")

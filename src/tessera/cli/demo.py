@@ -107,7 +107,14 @@ def network_spec(kdf_iterations: int, cheating_nodes: tuple[int, ...] = ()) -> A
     from tessera.node.launcher import NetworkSpec, ProviderSpec
 
     bounds = {c: list(v) for c, v in medical.bounds_for_network()["patients"].items()}
-    policy = {"min_cohort": 10, "budget_rho": 5.0, "price_per_query": PRICE, "tags": ["health"]}
+    policy = {
+        "min_cohort": 10,
+        "budget_rho": 5.0,
+        "price_per_query": PRICE,
+        "price_per_training": PRICE,
+        "max_rows": 2000,  # public: no hospital's table holds more
+        "tags": ["health"],
+    }
     return NetworkSpec(
         nodes=3,
         threshold=2,
@@ -170,6 +177,7 @@ def run_demo(
                     }
                 )
             market = _market(analyst, results[0]["query_id"], say)
+            training = _training(analyst, truth_df, say)
             transport.close()
         finally:
             say("stopping every process")
@@ -177,6 +185,7 @@ def run_demo(
     return {
         "results": results,
         "market": market,
+        "training": training,
         "network": {"nodes": 3, "threshold": 2, "providers": list(medical.PROVIDERS)},
         "seconds": {"network_up": round(t_up, 1), "total": round(time.perf_counter() - t0, 1)},
     }
@@ -205,6 +214,48 @@ def _market(analyst: Any, query_id: str, say: Callable[[str], None]) -> dict[str
     }
 
 
+TRAIN_FEATURES = ("age", "bmi", "glucose", "hba1c")
+
+
+def _training(analyst: Any, pooled: pd.DataFrame, say: Callable[[str], None]) -> dict[str, Any]:
+    """Federated logistic regression of diabetes over the four hospitals: each round a
+    training query, every update clipped per row, proven and noised (ε = 1 in all)."""
+    from tessera.learning import LogisticRegression, TrainingConfig
+
+    config = TrainingConfig(rounds=3, unit="row", clip=1.0, epsilon=1.0, server_learning_rate=6.0)
+    model = LogisticRegression(len(TRAIN_FEATURES))
+    features = list(TRAIN_FEATURES)
+    quote = analyst.training_quote("patients", model, features, "diabetes", config)
+    say(
+        f"training: logistic regression of diabetes, {config.rounds} rounds, "
+        f"epsilon={quote.epsilon:.3g} in all, at most {quote.price} credits"
+    )
+    validation = (pooled[features].to_numpy(), pooled["diabetes"].to_numpy())
+    res = analyst.train("patients", model, features, "diabetes", config, validation=validation)
+    rounds = [
+        {
+            "round": r.index + 1,
+            "accepted": list(r.accepted),
+            "excluded": [list(e) for e in r.excluded],
+            "loss": None if r.loss is None else round(r.loss, 4),
+            "accuracy": None if r.score is None else round(r.score, 4),
+            "epsilon": round(r.epsilon_spent, 4),
+            "query_id": r.query_id,
+        }
+        for r in res.rounds
+    ]
+    for r in rounds:
+        say(f"  round {r['round']}: loss {r['loss']}, accuracy {r['accuracy']}, ε {r['epsilon']}")
+    return {
+        "model": "logistic",
+        "features": features,
+        "label": "diabetes",
+        "rounds": rounds,
+        "price": quote.price,
+        "epsilon": quote.epsilon,
+    }
+
+
 def print_report(report: dict[str, Any], out: Any) -> None:
     from rich.table import Table
 
@@ -227,6 +278,14 @@ def print_report(report: dict[str, Any], out: Any) -> None:
         f"provider revenue {m['provider_revenue']}; volume {m['volume']}, "
         f"{m['settled_queries']} settled; dataset {m['rated_dataset']} rated {m['rating']}"
     )
+    t = report.get("training")
+    if t:
+        last = t["rounds"][-1]
+        out.print(
+            f"training: {t['model']} regression of {t['label']} over {len(t['rounds'])} rounds "
+            f"(each a training query): loss {t['rounds'][0]['loss']} → {last['loss']}, "
+            f"accuracy {last['accuracy']}, ε {last['epsilon']}"
+        )
     if any(r["slashed"] for r in report["results"]):
         out.print(f"cheating node slashed: {report['results'][0]['slashed']}")
     out.print(f"seconds: {report['seconds']}")

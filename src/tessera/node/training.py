@@ -47,7 +47,8 @@ from tessera.learning.serialize import encode_model, model_spec
 from tessera.ledger import rho_to_micro
 from tessera.ledger.client import MICRO
 from tessera.ledger.session import refusal
-from tessera.protocol.training import OPERATION, SealedReport, TrainingTicket
+from tessera.protocol.training import SealedReport
+from tessera.protocol.training_round import OPERATION, RoundTranscript, TrainingTicket
 
 if TYPE_CHECKING:
     from tessera.node.analyst import NetworkAnalyst, Peer
@@ -60,6 +61,10 @@ class RemoteNode:
         assert peer.index is not None
         self.index = peer.index
         self._transport, self._peer, self._ticket = transport, peer, ticket
+        # what the node answered, for the round's record (what a verifier re-checks)
+        self.verifier_shares: dict[str, tuple[bytes | None, ...]] = {}
+        self.decisions: tuple[tuple[str, ...], dict[str, str]] = ((), {})
+        self.released = b""
 
     def _call(self, path: str, **body: Any) -> dict[str, Any]:
         answer: dict[str, Any] = self._transport.call(
@@ -93,12 +98,15 @@ class RemoteNode:
             n: [None if v is None else v.hex() for v in vs] for n, vs in verifier_shares.items()
         }
         answer = self._call("decide", shares=body)
-        return [str(a) for a in answer["accepted"]], {
-            str(k): str(v) for k, v in answer["excluded"].items()
-        }
+        accepted = [str(a) for a in answer["accepted"]]
+        excluded = {str(k): str(v) for k, v in answer["excluded"].items()}
+        self.verifier_shares = {n: tuple(vs) for n, vs in verifier_shares.items()}
+        self.decisions = (tuple(accepted), excluded)
+        return accepted, excluded
 
     def release(self) -> bytes:
-        return bytes.fromhex(self._call("release")["share"])
+        self.released = bytes.fromhex(self._call("release")["share"])
+        return self.released
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,12 @@ class NetworkRounds:
         self.training_id = training_id
         self.holders = analyst._holders(table)
         self.bounds = analyst._agreed_bounds(self.holders, table)
+        missing = [c for c in (*self.features, label) if c not in self.bounds]
+        if missing:
+            raise QueryError(
+                f"{table} has no public bounds for column(s) {', '.join(missing)}: a training "
+                "scales every feature and the label by them"
+            )
         self._max_rows = {name: int(h["max_rows"]) for name, h in self.holders.items()}
         self.fixed_point = fixed_point_for(config, max(self._max_rows.values()))
 
@@ -182,7 +196,7 @@ class NetworkRounds:
             model=model_spec(self.model),
             model_digest=hashlib.sha256(encode_model(self.model, params)).digest(),
             config=self.config,
-            max_rows=max(self._max_rows.values()),
+            limits=tuple(sorted(self._max_rows.items())),
             n=a.n,
             t=a.t,
             committee=a.committee,
@@ -272,8 +286,40 @@ class NetworkRounds:
         new = server_update(
             params, total, agg.accepted, self.config, self.fixed_point, self._max_rows
         )
-        a.ledger.post_result(qid, hashlib.sha256(encode_model(self.model, new)).digest())
+        result = encode_model(self.model, new)
+        a.ledger.post_result(qid, hashlib.sha256(result).digest())
+        record = RoundTranscript(
+            model=bytes.fromhex(model_hex),
+            reports={n: r.encode() for n, r in sealed.items()},
+            verifier_shares=nodes[0].verifier_shares,
+            decisions={node.index: node.decisions for node in nodes},
+            released={node.index: node.released for node in nodes},
+            result=result,
+        )
+        a.on_progress(f"round {round_index + 1}: the verifiers check the round")
+        self.verify(ticket, record)
         return RoundOutcome(new, agg.accepted, agg.excluded, None, "0x" + qid.hex())
+
+    def verify(self, ticket: TrainingTicket, record: RoundTranscript) -> list[dict[str, Any]]:
+        """Ask the verifiers drawn for the round to re-check it and vote (a majority settles
+        it: the providers and nodes are paid, unused budget comes back); their answers."""
+        a = self.analyst
+        drawn = {v.lower() for v in a.ledger.verifiers_of(ticket.query_id)}
+        body = {"ticket": ticket.to_json(), "record": record.to_json()}
+        verdicts = []
+        for v in a._of("verifier"):
+            if v.address.lower() not in drawn:
+                continue
+            try:
+                out = a.transport.call(v.address, "verify_training", body)
+            except TransportError:
+                continue
+            except TesseraError as exc:  # refused the record: no vote
+                out = {"passed": False, "failures": [str(exc)], "cheaters": []}
+            verdicts.append(out)
+            if out.get("settled"):
+                break
+        return verdicts
 
 
 def train_over(

@@ -79,6 +79,47 @@ def _plan_noise(sensitivity: float, n: int, t: int, rho: float, delta: float) ->
     return plan_noise(sensitivity, n, t, rho=rho, delta=delta)
 
 
+def canonical_hash(domain: bytes, body: Mapping[str, Any]) -> bytes:
+    """SHA-256 of ``domain`` and ``body`` as canonical JSON: a ticket's hash."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(domain + text.encode()).digest()
+
+
+def ledger_query_id(analyst: str, ticket_hash: bytes) -> bytes:
+    """keccak256(the analyst's 20 bytes ‖ ticket hash), as the market names a query."""
+    digest = keccak.new(digest_bits=256)
+    digest.update(bytes.fromhex(analyst[2:]) + ticket_hash)
+    return digest.digest()
+
+
+def only_fields(data: Any, known: set[str], where: str) -> dict[str, Any]:
+    """``data`` if it is an object with no field outside ``known``, else DecodeError."""
+    if not isinstance(data, dict):
+        raise DecodeError(f"{where}: expected an object")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DecodeError(f"{where}: unknown field(s) {unknown}")
+    return data
+
+
+def providers_from_json(data: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    """A ticket's ``providers``: ``[name, account]`` pairs."""
+    providers = field(data, "providers", list, where)
+    if len(providers) > MAX_PROVIDERS or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
+        for p in providers
+    ):
+        raise DecodeError(f"{where}.providers: expected a list of [name, account] pairs")
+    return tuple((str(a), str(b)) for a, b in providers)
+
+
+def check_query_id(data: Mapping[str, Any], query_id: bytes, where: str) -> None:
+    """A ``query_id`` given with a ticket must be the ticket's own."""
+    given = data.get("query_id")
+    if given is not None and from_hex(given, f"{where}.query_id") != query_id:
+        raise DecodeError(f"{where}.query_id: not the hash of this ticket")
+
+
 def group_columns(stat: Statistic) -> list[str]:
     if isinstance(stat, GroupBy):
         return [stat.column, *group_columns(stat.inner)]
@@ -178,16 +219,13 @@ class QueryTicket:
     def ticket_hash(self) -> bytes:
         """SHA-256 of the domain tag and the ticket's canonical JSON: what the analyst
         submits on the ledger."""
-        body = json.dumps(self._body(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(_QUERY_DOMAIN + body.encode()).digest()
+        return canonical_hash(_QUERY_DOMAIN, self._body())
 
     @cached_property
     def query_id(self) -> bytes:
         """The query's id on the ledger: keccak256(the analyst's 20 bytes ‖ ticket hash),
         as the market computes it from the submitter's address."""
-        digest = keccak.new(digest_bits=256)
-        digest.update(bytes.fromhex(self.analyst[2:]) + self.ticket_hash)
-        return digest.digest()
+        return ledger_query_id(self.analyst, self.ticket_hash)
 
     def account_of(self, provider: str) -> str | None:
         return dict(self.providers).get(provider)
@@ -240,16 +278,12 @@ class QueryTicket:
     @classmethod
     def from_json(cls, data: Any, where: str = "ticket") -> QueryTicket:
         """Strictly decode a ticket; a ``query_id`` given must be the ticket's own hash."""
-        if not isinstance(data, dict):
-            raise DecodeError(f"{where}: expected an object")
         known = {
             "query_id", "table", "statistics", "where", "rho", "delta", "analyst_key",
             "bounds", "precision", "max_rows", "n", "t", "committee", "providers", "nonce",
             "analyst",
         }  # fmt: skip
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DecodeError(f"{where}: unknown field(s) {unknown}")
+        data = only_fields(data, known, where)
         stats = field(data, "statistics", list, where)
         if not 1 <= len(stats) <= MAX_STATISTICS:
             raise DecodeError(f"{where}.statistics: 1 to {MAX_STATISTICS} statistics")
@@ -264,12 +298,7 @@ class QueryTicket:
         delta = field(data, "delta", float, where)
         if not 0 < delta < 1:
             raise DecodeError(f"{where}.delta: must be in (0, 1)")
-        providers = field(data, "providers", list, where)
-        if len(providers) > MAX_PROVIDERS or not all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
-            for p in providers
-        ):
-            raise DecodeError(f"{where}.providers: expected a list of [name, account] pairs")
+        providers = providers_from_json(data, where)
         try:
             ticket = cls(
                 table=field(data, "table", str, where),
@@ -283,16 +312,14 @@ class QueryTicket:
                 n=field(data, "n", int, where),
                 t=field(data, "t", int, where),
                 committee=field(data, "committee", int, where),
-                providers=tuple((str(a), str(b)) for a, b in providers),
+                providers=providers,
                 nonce=from_hex(field(data, "nonce", str, where), f"{where}.nonce"),
                 analyst=field(data, "analyst", str, where),
                 precision=_precision_from_json(data.get("precision"), f"{where}.precision"),
             )
         except QueryError as exc:
             raise DecodeError(f"{where}: {exc}") from exc
-        given = data.get("query_id")
-        if given is not None and from_hex(given, f"{where}.query_id") != ticket.query_id:
-            raise DecodeError(f"{where}.query_id: not the hash of this ticket")
+        check_query_id(data, ticket.query_id, where)
         return ticket
 
 

@@ -37,12 +37,8 @@ from tessera.protocol.aggregation import (
 )
 from tessera.protocol.policy import DatasetPolicy, admit
 from tessera.protocol.query import QueryTicket, bounds_to_json, categories_to_json
-from tessera.protocol.training import (
-    SealedReport,
-    TrainingTicket,
-    report_digest,
-    seal_report,
-)
+from tessera.protocol.training import SealedReport, report_digest, seal_report
+from tessera.protocol.training_round import TrainingTicket
 from tessera.protocol.wire import from_hex
 
 
@@ -167,8 +163,14 @@ class ProviderRole(Recovering):
         if ticket.account_of(self.name) != self.ledger.account:
             raise PolicyViolation(f"the query does not name {self.name} as {self.ledger.account}")
         q, committee = admitted(self.ledger, ticket, sender)
-        if isinstance(ticket, TrainingTicket) and q.kind != "training":
-            raise PolicyViolation("a training round must be a training query on the ledger")
+        if isinstance(ticket, TrainingTicket):
+            if q.kind != "training":
+                raise PolicyViolation("a training round must be a training query on the ledger")
+            if ticket.max_rows_of.get(self.name) != table.policy.max_rows:
+                raise PolicyViolation(
+                    f"{who}: the round assumes at most {ticket.max_rows_of.get(self.name)} rows "
+                    f"here, the table's public maximum is {table.policy.max_rows}"
+                )
         dataset = self.dataset_id(ticket.table)
         if dataset is None or dataset not in q.dataset_ids:
             raise PolicyViolation(f"the query on the ledger does not name {self.name}'s dataset")

@@ -25,8 +25,6 @@ summed twice in one training.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -38,17 +36,16 @@ from tessera.learning.committee import NodeRound
 from tessera.ledger import LedgerClient
 from tessera.node.roles.base import Progress, admitted, provider_accounts
 from tessera.node.store import Store
-from tessera.protocol.training import OPERATION, SealedReport, TrainingTicket
+from tessera.protocol.training import SealedReport
+from tessera.protocol.training_round import (
+    OPERATION,
+    TrainingTicket,
+    round_decisions,
+    trail_digest,
+)
 from tessera.protocol.wire import from_hex
 
-_DOMAIN = b"tessera/train-trail/v1/"
 MAX_ROUNDS_HELD = 64
-
-
-def trail_digest(kind: str, query_id: bytes, body: Any) -> bytes:
-    """SHA-256 of a round's on-chain commitment of ``kind`` over canonical JSON."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(_DOMAIN + kind.encode() + b"/" + query_id + text.encode()).digest()
 
 
 class TrainingMember:
@@ -194,14 +191,7 @@ class TrainingMember:
                 None if v is None else from_hex(v, f"shares.{name}") for v in values
             ]
         accepted, excluded = node.decide_many(shares)
-        decisions = {
-            "accepted": accepted,
-            "excluded": dict(sorted(excluded.items())),
-            "verifier_shares": {
-                n: [None if v is None else hashlib.sha256(v).hexdigest() for v in vs]
-                for n, vs in sorted(shares.items())
-            },
-        }
+        decisions = round_decisions(accepted, excluded, shares)
         memo["transcript"]["decisions"] = decisions
         qid = ticket.query_id
         mine = self.ledger.audit_trail(qid, verdicts=False).of("aggregate")

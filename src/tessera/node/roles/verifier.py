@@ -31,6 +31,7 @@ from tessera.node.store import Store
 from tessera.protocol import codec
 from tessera.protocol.aggregation import AggregationRecord, Verdict, verify_record
 from tessera.protocol.query import QueryTicket
+from tessera.protocol.training_round import RoundTranscript, TrainingTicket, check_round
 from tessera.protocol.wire import record_from_json
 
 
@@ -149,6 +150,36 @@ class VerifierRole(Recovering):
         self.reconcile()  # first, the queries a crash or a failed chain left unvoted
         return self.verify(ticket, body.get("record"))
 
+    def on_verify_training(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """Verify a training round's record (:func:`~tessera.protocol.training_round.check_round`)
+        and vote once; any registered participant may ask. A record that is not the
+        round's on-chain trail is refused without a vote."""
+        ticket = TrainingTicket.from_json(body.get("ticket"))
+        record_json = body.get("record")
+        record = RoundTranscript.from_json(record_json)
+        key = ticket.query_id.hex()
+        with self._voting:
+            done = self.store.get("verdict", key)
+            if done is not None:
+                return dict(done)
+            self.progress_.update(key, "verifying a training round")
+            q, committee = on_ledger(self.ledger, ticket)
+            if q.kind != "training":
+                raise PolicyViolation("the query on the ledger is not a training round")
+            trail = self.ledger.audit_trail(ticket.query_id, verdicts=False)
+            found = check_round(ticket, record, trail.commitments, committee.nodes, q.analyst)
+            release = tuple(f for f in found.failures if "analyst's result" in f)
+            verdict = Verdict(
+                found.work_ok and found.result_ok,
+                found.checked,
+                found.failures,
+                found.cheaters,
+                release_failures=release,
+            )
+            result = self._vote_and_keep(ticket, record_json, verdict, q, committee.nodes)
+            self.progress_.update(key, "voted", passed=result["passed"])
+            return result
+
     def verify(self, ticket: QueryTicket, record_json: Any) -> dict[str, Any]:
         """The verdict on ``ticket``'s query, voted if this verifier was drawn for it.
 
@@ -177,7 +208,7 @@ class VerifierRole(Recovering):
 
     def _vote_and_keep(
         self,
-        ticket: QueryTicket,
+        ticket: QueryTicket | TrainingTicket,
         record_json: Any,
         verdict: Verdict,
         q: Query,
