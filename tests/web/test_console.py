@@ -241,6 +241,14 @@ def test_a_kaplan_meier_curve_is_drawn_with_its_band(
         assert close(point["time"], p["time"]) and close(point["survival"], p["survival"])
         assert close(point["lo"], p["ci95_low"]) and close(point["hi"], p["ci95_high"])
         assert point["lo"] <= point["survival"] <= point["hi"]
+    # the table: the survival at each time point, as released
+    shown = {}
+    for tr in by_id(browser, "result-table").find_elements("css selector", "tbody tr"):
+        cells = tr.find_elements("tag name", "td")
+        shown[cells[1].text] = float(cells[2].get_attribute("data-value"))
+    for p in curve:
+        assert close(shown[f"S({p['time']:g})"], p["survival"])
+    assert close(shown["n"], job.result.value["n"])
     # the band is drawn: an area mark and a line mark in the SVG
     svg = by_id(browser, "chart").get_attribute("innerHTML")
     assert "mark-area" in svg and "mark-line" in svg

@@ -126,6 +126,27 @@ def flatten(
     return rows
 
 
+def curve_rows(label: str, value: Mapping[str, Any], interval: Any) -> list[dict[str, Any]]:
+    """A survival curve's rows: ``n``, then the survival at each time point with the 95%
+    interval of its noise (the curve's own Greenwood band is drawn in the chart)."""
+    iv = interval if isinstance(interval, Mapping) else {}
+    rows = flatten(label, value.get("n"), iv.get("n"), ("n",))
+    raw = iv.get("curve")
+    curve_iv: list[Any] = raw if isinstance(raw, list) else []
+    for i, p in enumerate(value["curve"]):
+        lo, hi = _pair(curve_iv[i].get("survival") if i < len(curve_iv) else None)
+        rows.append(
+            {
+                "statistic": label,
+                "key": f"S({p['time']:g})",
+                "value": p["survival"],
+                "lo": lo,
+                "hi": hi,
+            }
+        )
+    return rows
+
+
 def chart_of(
     request: QueryRequest, values: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -405,7 +426,11 @@ class Console:
         out = result_json(res)
         rows: list[dict[str, Any]] = []
         for label, v in out["values"].items():
-            rows += flatten(label, v, out["intervals"].get(label))
+            iv = out["intervals"].get(label)
+            if isinstance(v, Mapping) and isinstance(v.get("curve"), list):
+                rows += curve_rows(label, v, iv)  # one row per time point, not per field
+            else:
+                rows += flatten(label, v, iv)
         out["rows"] = rows
         out["chart"] = chart_of(request, out["values"], rows)
         out["request"] = request.describe()
