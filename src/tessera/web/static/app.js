@@ -349,6 +349,7 @@ async function rate(ev) {
     });
     msg.textContent = `rated dataset ${r.dataset_id} ${r.stars}★: now ${r.rating.toFixed(2)} over ${r.rating_count} rating(s)`;
     search();
+    if (!$("listing").hidden) showListing(r.dataset_id);
   } catch (err) {
     msg.className = "msg error";
     msg.textContent = err.message;
