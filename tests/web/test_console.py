@@ -259,6 +259,36 @@ def test_a_kaplan_meier_curve_is_drawn_with_its_band(
     shot(browser, artifacts, "analyst-kaplan-meier")
 
 
+def test_a_histogram_is_drawn_as_bars_of_the_released_counts(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    choose(browser, "kind", "histogram")
+    typed(browser, "hist-column", "age")
+    typed(browser, "hist-bins", "7")
+    typed(browser, "epsilon", "1")
+    job = run_in_page(browser, live)
+    res = job.result
+    (label,) = res.values
+    counts, intervals = res.values[label], res.intervals[label]
+    edges = job.request.edges
+    assert len(counts) == 7 and len(edges) == 8
+    data = browser.execute_script("return window.tessera.view.data('values')")
+    assert len(data) == 7
+    for i, point in enumerate(data):
+        assert close(point["bin_lo"], edges[i]) and close(point["bin_hi"], edges[i + 1])
+        assert close(point["value"], counts[i])
+        assert close(point["lo"], intervals[i][0]) and close(point["hi"], intervals[i][1])
+    t = truth()
+    true_counts = pd.cut(t.age, list(edges), right=False, include_lowest=True).value_counts(
+        sort=False
+    )
+    # the released counts are the data's within the noise (the last bin closed at the top)
+    assert abs(sum(counts) - len(t)) < 7 * (6 * max(res.noise_sd.values()) + 5)
+    assert abs(counts[0] - int(true_counts.iloc[0])) < 6 * max(res.noise_sd.values()) + 5
+    assert "mark-rect" in by_id(browser, "chart").get_attribute("innerHTML")
+    shot(browser, artifacts, "analyst-histogram")
+
+
 def test_the_audit_trail_of_the_query_is_the_chains(
     live: Any, browser: Any, artifacts: Path
 ) -> None:

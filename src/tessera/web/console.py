@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -293,7 +293,7 @@ class Console:
             if b is None:
                 raise QueryError(f"column {request.column!r} has no public bounds")
             edges = equal_edges(b.lo, b.hi, request.bins)
-            request = QueryRequest(**{**request.__dict__, "edges": tuple(edges)})
+            request = replace(request, edges=tuple(edges))
             return request.table, [Histogram(request.column, edges)], request
         for c in (request.time_column, request.event_column):
             if c not in bounds:
@@ -371,6 +371,8 @@ class Console:
             raise PriceChanged(
                 f"the price is now {q['price']} credits, not {accepted_price}: quote again"
             )
+        if request.kind == "histogram":  # the bins the quote priced: equal, over the bounds
+            request = replace(request, edges=tuple(q["edges"]))
         job = Job(secrets.token_hex(8), request, q)
         with self._lock:
             self.jobs[job.job_id] = job
