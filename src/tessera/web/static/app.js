@@ -224,7 +224,7 @@ function chartSpec(chart) {
   }
   if (chart.type === "histogram") {
     return { ...base, title: "histogram (noised counts, 95% intervals)", layer: [
-      { mark: "bar", encoding: { x: { field: "bin_lo", type: "quantitative", title: "bin" }, x2: { field: "bin_hi" }, y: { field: "value", type: "quantitative", title: "count" } } },
+      { mark: { type: "rect", opacity: 0.8, stroke: "white" }, encoding: { x: { field: "bin_lo", type: "quantitative", title: "bin" }, x2: { field: "bin_hi" }, y: { field: "value", type: "quantitative", title: "count" }, y2: { datum: 0 } } },
       { mark: { type: "rule", color: "black" }, encoding: { x: { field: "mid", type: "quantitative" }, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
     ], transform: [{ calculate: "(datum.bin_lo + datum.bin_hi) / 2", as: "mid" }] };
   }
