@@ -37,12 +37,15 @@ SHARED_SESSION = ("telemetry", "cli_ledger", "ledger", "store")
 #: collection order; they take under 20 s each.
 SLOW_FIRST = (
     "engine/test_local_network.py",  # 409
-    "ledger",  # 262
+    "ledger",  # 262 (+52 for the committee draw, measured alone)
     "test_benchmarks.py",  # 146
     "telemetry",  # 144
+    "web/test_console.py",  # 138 (measured alone)
     "network/test_crash_consistency.py",  # 137
+    "test_cli.py",  # 120 (the demo's training section, estimated)
     "attacks/test_query_attacks.py",  # 114
-    "test_cli.py",  # 90
+    "engine/test_training.py",  # 110 (measured alone, loaded machine)
+    "network/test_training.py",  # 100 (measured alone, loaded machine)
     "network/test_faults.py",  # 84
     "network/test_cheating.py",  # 77
     "network/test_differential.py",  # 74

@@ -41,7 +41,7 @@ def test_demo_json_over_real_processes(tmp_path: Path) -> None:
     assert all(abs(a - b) < 0.05 for a, b in zip(curve["result"], curve["truth"], strict=True))
     assert report["market"]["status"] == "passed" and report["market"]["rating"] == 5.0
     training = report["training"]["rounds"]
-    assert len(training) == 3 and all(r["query_id"].startswith("0x") for r in training)
+    assert len(training) == 4 and all(r["query_id"].startswith("0x") for r in training)
     assert all(len(r["accepted"]) == 4 and not r["excluded"] for r in training)
     assert training[-1]["loss"] < training[0]["loss"]
     # every process was stopped

@@ -164,7 +164,7 @@ def train(
         _show_quote(console, quote)
         if not yes and not typer.confirm("Start the training?", default=False, err=True):
             raise typer.Exit(0)
-        training_id = os.urandom(16)
+        training_id = os.urandom(32)
         observer: Any = _Progress(_err)
         if store is not None:
             from tessera.ledger.model_registry import ModelRegistry

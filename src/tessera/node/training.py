@@ -341,7 +341,7 @@ def train_over(
         seed if seed is not None else int.from_bytes(analyst._rng.randbytes(16), "big")
     )
     rounds = NetworkRounds(
-        analyst, model, table, features, label, config, training_id or analyst._rng.randbytes(16)
+        analyst, model, table, features, label, config, training_id or analyst._rng.randbytes(32)
     )
     quote = rounds.quote()
     per_round = config.providers_per_round or len(quote.providers)
