@@ -221,9 +221,9 @@ def run_round(
     return first
 
 
-#: The views of a release: which nodes' noise the adversary knows (and subtracts), and how
-#: many honest draws (in units of σ_node²) the rest holds.
 def known_nodes(view: str, n: int, t: int) -> tuple[list[int], int]:
+    """A view of a release: the nodes whose noise its adversary knows (and subtracts), and
+    how many draws (each of variance σ_node²) the rest holds."""
     known = {"release": 0, "threat model": t - 1, "calibrated": 2 * t - 2}[view]
     return list(range(n - known, n)), n - known
 
