@@ -32,7 +32,7 @@ def truth() -> pd.DataFrame:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def wait_for(what: str, check: Any, timeout: float = 20.0) -> Any:
+def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         got = check()
@@ -137,6 +137,20 @@ def unlocked_page(request: pytest.FixtureRequest, live: Any, browser: Any) -> No
         "the unlocked page",
         lambda: by_id(browser, "account").get_attribute("data-unlocked") == "yes",
     )
+
+
+def _open_listing(browser: Any, dataset: int) -> bool:
+    """Click the catalog row of ``dataset``; False if the table was redrawn under us (the
+    page renders the search results again as they come: a stale row is looked up anew)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        rows = by_id(browser, "datasets").find_elements("css selector", "tbody tr")
+        row = next(r for r in rows if int(r.get_attribute("data-dataset")) == dataset)
+        row.find_element("tag name", "a").click()
+    except (StaleElementReferenceException, StopIteration):
+        return False
+    return True
 
 
 def a_job(live: Any, browser: Any) -> Any:
@@ -403,8 +417,7 @@ def test_the_market_searches_shows_a_listing_and_rates_a_dataset(
     assert sorted(int(r.get_attribute("data-dataset")) for r in rows) == sorted(
         reader.search("health")
     )
-    row = next(r for r in rows if int(r.get_attribute("data-dataset")) == dataset)
-    row.find_element("tag name", "a").click()
+    wait_for("the listing's link", lambda: _open_listing(browser, dataset))
     listing = wait_for("the listing", lambda: visible_text(browser, "listing"))
     ds = reader.dataset(dataset)
     assert f"{ds.budget_remaining:,} of {ds.budget_cap:,}" in listing

@@ -186,9 +186,9 @@ class NetworkAnalyst(StatisticsApi):
         by the committee with its noise (:mod:`tessera.node.training`). Features are
         scaled to [0, 1] by their public bounds, at the providers and in ``validation``
         (raw ``(x, y)`` of the analyst's own, scored after every round). Refuses before the
-        first round if a dataset's budget cannot pay for every round. ``training_id``
-        (32 random bytes by default, as the model registry takes it) names the training in its tickets and the model
-        registry."""
+        first round if a dataset's budget cannot pay for every round. ``training_id`` (32
+        random bytes by default, as the model registry takes it) names the training in its
+        tickets and the model registry."""
         return train_over(
             self,
             table,
