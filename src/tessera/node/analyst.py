@@ -165,6 +165,28 @@ class NetworkAnalyst(StatisticsApi):
             )
         return sets.pop()
 
+    def ask_verifiers(
+        self, query_id: bytes, path: str, body: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Ask the verifiers drawn for a query to check its record and vote (``path``:
+        ``verify`` or ``verify_training``), until one says the query settled; their answers.
+        One that cannot be reached gives none; one that refuses the record, a failing one."""
+        verdicts = []
+        drawn = {a.lower() for a in self.ledger.verifiers_of(query_id)}
+        for v in self._of("verifier"):
+            if v.address.lower() not in drawn:
+                continue  # only the verifiers drawn for this query may vote on it
+            try:
+                out = self.transport.call(v.address, path, body)
+            except TransportError:
+                continue
+            except TesseraError as exc:  # the verifier refused the record: no vote
+                out = {"passed": False, "failures": [str(exc)], "cheaters": [], "proofs_checked": 0}
+            verdicts.append(out)
+            if out.get("settled"):
+                break
+        return verdicts
+
     # -- a training ---------------------------------------------------------------------
     def train(
         self,
@@ -491,20 +513,7 @@ class NetworkAnalyst(StatisticsApi):
         receipt.record("result", tx)
         receipt.seconds += time.perf_counter() - start
         t_verify = time.perf_counter()
-        verdicts = []
-        drawn = {a.lower() for a in self.ledger.verifiers_of(qid)}
-        for v in self._of("verifier"):
-            if v.address.lower() not in drawn:
-                continue  # only the verifiers drawn for this query may vote on it
-            try:
-                out = self.transport.call(v.address, "verify", {**body, "record": record_json})
-            except TransportError:
-                continue
-            except TesseraError as exc:  # the verifier refused the record: no vote
-                out = {"passed": False, "failures": [str(exc)], "cheaters": [], "proofs_checked": 0}
-            verdicts.append(out)
-            if out.get("settled"):
-                break
+        verdicts = self.ask_verifiers(qid, "verify", {**body, "record": record_json})
         t_verify = time.perf_counter() - t_verify
         q = self.ledger.query(qid)
         receipt.status, receipt.price, receipt.slashed = q.status, q.price, q.cheaters

@@ -303,23 +303,8 @@ class NetworkRounds:
     def verify(self, ticket: TrainingTicket, record: RoundTranscript) -> list[dict[str, Any]]:
         """Ask the verifiers drawn for the round to re-check it and vote (a majority settles
         it: the providers and nodes are paid, unused budget comes back); their answers."""
-        a = self.analyst
-        drawn = {v.lower() for v in a.ledger.verifiers_of(ticket.query_id)}
         body = {"ticket": ticket.to_json(), "record": record.to_json()}
-        verdicts = []
-        for v in a._of("verifier"):
-            if v.address.lower() not in drawn:
-                continue
-            try:
-                out = a.transport.call(v.address, "verify_training", body)
-            except TransportError:
-                continue
-            except TesseraError as exc:  # refused the record: no vote
-                out = {"passed": False, "failures": [str(exc)], "cheaters": []}
-            verdicts.append(out)
-            if out.get("settled"):
-                break
-        return verdicts
+        return self.analyst.ask_verifiers(ticket.query_id, "verify_training", body)
 
 
 def train_over(
