@@ -89,3 +89,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return rank.get(unit_of(Path(item.path)), len(rank))
 
     items.sort(key=order)  # stable: each file keeps its own order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _grouped_by_unit(request: pytest.FixtureRequest) -> None:
+    """Refuse to run the suite split wrongly. Under ``--dist loadgroup`` xdist writes each
+    test's group into its id when collecting; without it every worker builds every unit's
+    heavy fixtures (pytest 9.2 with pytest-xdist 3.8 loses the groups, so pyproject.toml
+    pins pytest below 9.2). Every test then errors with this message."""
+    config = request.config
+    if not config.getvalue("loadgroup") or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    items = request.session.items
+    lost = [item.nodeid for item in items if "@" not in item.nodeid.rsplit("]", 1)[-1]]
+    if lost:
+        raise pytest.UsageError(
+            f"--dist loadgroup: {len(lost)} test ids carry no group (first: {lost[0]}); "
+            f"pytest {pytest.__version__} and this pytest-xdist do not work together"
+        )
