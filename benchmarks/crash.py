@@ -82,6 +82,7 @@ class Trial:
     delay: float
     seconds: float = 0.0
     statuses: list[str] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)  # per query: status, outcome, reason
     broken: list[str] = field(default_factory=list)
 
 
@@ -190,6 +191,10 @@ class Harness:
         self.settle()
         t.broken += self.check()
         t.statuses = [self.status(q) for q in self._current]
+        t.attempts = [
+            f"0x{q.hex()[:12]} {st}: {self.attempts[q].outcome}, {self.attempts[q].reason}"
+            for q, st in zip(self._current, t.statuses, strict=True)
+        ]
         t.seconds = round(time.monotonic() - start, 1)
         return t
 
@@ -363,6 +368,8 @@ def run(trials: int, budget: float, seed: str, max_delay: float) -> dict[str, An
                     file=sys.stderr,
                     flush=True,
                 )
+                for line in t.attempts:
+                    print(f"    {line[:400]}", file=sys.stderr, flush=True)
         finally:
             harness.close()
     return {
@@ -375,6 +382,7 @@ def run(trials: int, budget: float, seed: str, max_delay: float) -> dict[str, An
         "setup_seconds": round(setup, 1),
         "seconds": round(time.monotonic() - start, 1),
         "failures": {t.index: t.broken for t in done if t.broken},
+        "attempts": {t.index: t.attempts for t in done},
     }
 
 
