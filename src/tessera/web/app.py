@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Request, Response
+from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -40,6 +41,7 @@ from tessera.errors import (
     TesseraError,
     TransportError,
 )
+from tessera.web import views
 from tessera.web.console import Console, QueryRequest
 
 COOKIE = "tessera_console"
@@ -61,8 +63,11 @@ SECURITY_HEADERS = {
 }
 
 
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class QueryBody(BaseModel):
-    kind: Literal["sql", "histogram", "kaplan_meier"] = "sql"
+    kind: Literal["sql", "histogram", "kaplan_meier", "regression"] = "sql"
     epsilon: float = Field(gt=0, le=10_000)
     sql: str = Field(default="", max_length=4_000)
     table: str = Field(default="", max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$|^$")
@@ -71,6 +76,13 @@ class QueryBody(BaseModel):
     time_column: str = Field(default="", max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$|^$")
     event_column: str = Field(default="", max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$|^$")
     edges: list[float] = Field(default_factory=list, max_length=64)
+    y: str = Field(default="", max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$|^$")
+    x: list[Annotated[str, Field(max_length=64, pattern=_IDENT)]] = Field(
+        default_factory=list, max_length=16
+    )
+    datasets: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(
+        default_factory=list, max_length=16
+    )
 
     def request(self) -> QueryRequest:
         if self.kind == "sql" and not self.sql.strip():
@@ -81,6 +93,8 @@ class QueryBody(BaseModel):
             raise QueryError("name the histogram's column")
         if self.kind == "kaplan_meier" and not (self.time_column and self.event_column):
             raise QueryError("name the time and event columns")
+        if self.kind == "regression" and not (self.y and self.x):
+            raise QueryError("name the regression's outcome and at least one feature")
         return QueryRequest(
             kind=self.kind,
             epsilon=self.epsilon,
@@ -91,6 +105,9 @@ class QueryBody(BaseModel):
             time_column=self.time_column,
             event_column=self.event_column,
             edges=tuple(self.edges),
+            y=self.y,
+            x=tuple(self.x),
+            datasets=tuple(sorted(set(self.datasets))),
         )
 
 
@@ -100,6 +117,10 @@ class RunBody(QueryBody):
 
 class UnlockBody(BaseModel):
     password: str = Field(min_length=1, max_length=1_024)
+
+
+class VerifyBody(BaseModel):
+    query_id: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
 
 
 class RateBody(BaseModel):
@@ -271,6 +292,39 @@ def create_app(
     @app.get("/api/queries/{query_id}")
     def trail(query_id: str) -> dict[str, Any]:
         return console.trail(query_id)
+
+    @app.post("/api/verify")
+    def verify(body: VerifyBody) -> dict[str, Any]:
+        return console.verify(body.query_id)
+
+    @app.get("/api/ledger/events")
+    def ledger_events() -> dict[str, Any]:
+        return views.events(console)
+
+    # -- providers, trends, trainings (read-only: no key) ----------------------------------
+    @app.get("/api/providers")
+    def providers() -> list[dict[str, Any]]:
+        return views.providers(console)
+
+    @app.get("/api/providers/{name}")
+    def provider(name: Annotated[str, Path_(max_length=64)]) -> dict[str, Any]:
+        return views.provider(console, name)
+
+    @app.get("/api/market/trends")
+    def trends() -> dict[str, Any]:
+        return views.trends(console)
+
+    @app.get("/api/trainings")
+    def trainings() -> list[dict[str, Any]]:
+        return views.trainings(console)
+
+    @app.get("/api/trainings/{training_id}")
+    def training(training_id: Annotated[str, Path_(max_length=66)]) -> dict[str, Any]:
+        return views.training(console, training_id)
+
+    @app.get("/api/telemetry")
+    def telemetry() -> dict[str, Any]:
+        return views.telemetry(console)
 
     @app.get("/api/participants")
     def participants() -> list[dict[str, Any]]:

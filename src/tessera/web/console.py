@@ -32,14 +32,16 @@ from tessera.errors import (
     TesseraError,
 )
 
-Kind = Literal["sql", "histogram", "kaplan_meier"]
+Kind = Literal["sql", "histogram", "kaplan_meier", "regression"]
 MAX_HISTORY = 200
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
 class QueryRequest:
-    """One analysis as the console asks it: SQL, a histogram or a Kaplan–Meier curve."""
+    """One analysis as the console asks it: SQL, a histogram, a Kaplan–Meier curve or a
+    linear regression; ``datasets`` (catalog ids) buys it from those listings only (the
+    market view), empty asks every provider holding the table."""
 
     kind: Kind
     epsilon: float
@@ -50,10 +52,19 @@ class QueryRequest:
     time_column: str = ""
     event_column: str = ""
     edges: tuple[float, ...] = ()
+    y: str = ""
+    x: tuple[str, ...] = ()
+    datasets: tuple[int, ...] = ()
 
     def describe(self) -> str:
+        on = f" (from dataset {', '.join(map(str, self.datasets))})" if self.datasets else ""
+        return self._what() + on
+
+    def _what(self) -> str:
         if self.kind == "sql":
             return self.sql
+        if self.kind == "regression":
+            return f"linear regression of {self.table}.{self.y} on {', '.join(self.x)}"
         if self.kind == "histogram":
             return f"histogram of {self.table}.{self.column}, {self.bins} bins"
         return f"Kaplan–Meier of {self.table}: {self.time_column}, event {self.event_column}"
@@ -147,11 +158,42 @@ def curve_rows(label: str, value: Mapping[str, Any], interval: Any) -> list[dict
     return rows
 
 
+def coefficient_rows(model: Mapping[str, Any], intervals: Any) -> list[dict[str, Any]]:
+    """A linear model's coefficients, each with its 95% confidence interval (± 1.96
+    standard errors, the sampling uncertainty) and the 95% interval of the noise added to
+    it (``noise_lo``, ``noise_hi``)."""
+    coefs = model.get("coefficients") or {}
+    se = model.get("std_errors") or {}
+    iv = intervals.get("coefficients") if isinstance(intervals, Mapping) else None
+    out = []
+    for name, value in coefs.items():
+        s: Any = se.get(name)
+        nlo, nhi = _pair(iv.get(name) if isinstance(iv, Mapping) else None)
+        ok = _number(s) and _number(value) and math.isfinite(float(s))
+        out.append(
+            {
+                "name": name,
+                "value": value,
+                "std_error": s,
+                "lo": value - 1.96 * s if ok else None,
+                "hi": value + 1.96 * s if ok else None,
+                "noise_lo": nlo,
+                "noise_hi": nhi,
+            }
+        )
+    return out
+
+
 def chart_of(
-    request: QueryRequest, values: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+    request: QueryRequest,
+    values: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    intervals: Any = None,
 ) -> dict[str, Any]:
     """The data the page's chart draws, in the result's own numbers."""
     first = next(iter(values.values()), None)
+    if request.kind == "regression" and isinstance(first, Mapping):
+        return {"type": "coefficients", "values": coefficient_rows(first, intervals)}
     if isinstance(first, Mapping) and isinstance(first.get("curve"), list):
         points = [
             {
@@ -230,6 +272,9 @@ class Console:
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()  # one query at a time: one analyst, one progress
+        self._buyers: dict[tuple[int, ...], Any] = {}  # sessions restricted to listings
+        #: loss and accuracy per round of the trainings this console ran, by training id
+        self.training_scores: dict[str, dict[int, dict[str, float | None]]] = {}
         if password is not None:
             self.unlock(password)
 
@@ -267,6 +312,8 @@ class Console:
         return self.analyst
 
     def close(self) -> None:
+        for buyer in self._buyers.values():
+            buyer.close()
         if self.analyst is not None:
             self.analyst.close()
         if self._transport is not None:
@@ -277,10 +324,11 @@ class Console:
         """The table and the statistics a request runs (the same ones ``run`` is given)."""
         from tessera.analytics.distribution import Histogram, equal_edges
         from tessera.analytics.grouping import GroupBy
+        from tessera.analytics.regression import LinearRegression
         from tessera.analytics.sql import parse_sql
         from tessera.analytics.survival import KaplanMeier
 
-        analyst = self._need_analyst()
+        analyst = self._analyst_for(request)
         if request.kind == "sql":
             parsed = parse_sql(request.sql)
             stats: list[Any] = list(parsed.statistics)
@@ -288,6 +336,11 @@ class Console:
                 stats = [GroupBy(s, col, analyst._categories(parsed.table, col)) for s in stats]
             return parsed.table, stats, request
         bounds = analyst._bounds(request.table)
+        if request.kind == "regression":
+            for c in (request.y, *request.x):
+                if c not in bounds:
+                    raise QueryError(f"column {c!r} has no public bounds in {request.table!r}")
+            return request.table, [LinearRegression(request.y, request.x)], request
         if request.kind == "histogram":
             b = bounds.get(request.column)
             if b is None:
@@ -311,7 +364,7 @@ class Console:
         from tessera.ledger.session import query_kind
         from tessera.protocol.query import plan_of
 
-        analyst = self._need_analyst()
+        analyst = self._analyst_for(request)
         table, stats, request = self._statistics(request)
         holders = analyst._holders(table)
         bounds = analyst._agreed_bounds(holders, table)
@@ -321,6 +374,13 @@ class Console:
         cost = rho_to_micro(rho)
         ops = {s.kind for s in stats}
         kind = query_kind(ops)
+        if request.datasets:
+            held = {int(h["dataset_id"]) for h in holders.values()}
+            missing = sorted(set(request.datasets) - held)
+            if missing:
+                raise QueryError(
+                    f"dataset {', '.join(map(str, missing))} does not hold a table {table!r}"
+                )
         datasets = []
         for name, h in sorted(holders.items()):
             ds = self.reader.dataset(int(h["dataset_id"]))
@@ -388,7 +448,7 @@ class Console:
             "waiting for the analyst's previous query" if self._run_lock.locked() else "starting"
         )
         with self._run_lock:
-            analyst = self.analyst
+            analyst = self._analyst_for(job.request)
             analyst.on_progress = job.say
             try:
                 res = self._run(job.request)
@@ -411,8 +471,37 @@ class Console:
             finally:
                 analyst.on_progress = lambda _m: None
 
+    def _analyst_for(self, request: QueryRequest) -> Any:
+        """The analyst's session, or for a purchase from given listings the same session
+        asking only the providers of those datasets (one ``NetworkAnalyst`` per set)."""
+        from tessera.node.analyst import NetworkAnalyst
+        from tessera.node.dlog_cache import discrete_log
+
+        analyst = self._need_analyst()
+        if not request.datasets:
+            return analyst
+        key = tuple(sorted(set(request.datasets)))
+        with self._lock:
+            if key in self._buyers:
+                return self._buyers[key]
+        count = self.reader.dataset_count()
+        wanted = set()
+        for d in key:
+            if not 0 <= d < count:
+                raise NotFound(f"no dataset {d} in the catalog")
+            wanted.add(self.reader.dataset(d).provider)
+        peers = [p for p in self.peers if p.role != "provider" or p.address in wanted]
+        buyer = NetworkAnalyst(
+            analyst.ledger, self._transport, peers, int(self.state["committee"]), discrete_log
+        )
+        with self._lock:
+            self._buyers[key] = buyer
+        return buyer
+
     def _run(self, r: QueryRequest) -> Any:
-        a = self.analyst
+        a = self._analyst_for(r)
+        if r.kind == "regression":
+            return a.linear_regression(r.table, r.y, list(r.x), epsilon=r.epsilon)
         if r.kind == "sql":
             return a.sql(r.sql, epsilon=r.epsilon)
         if r.kind == "histogram":
@@ -434,7 +523,8 @@ class Console:
             else:
                 rows += flatten(label, v, iv)
         out["rows"] = rows
-        out["chart"] = chart_of(request, out["values"], rows)
+        first_iv = next(iter(out["intervals"].values()), None)
+        out["chart"] = chart_of(request, out["values"], rows, first_iv)
         out["request"] = request.describe()
         return out
 
@@ -528,6 +618,32 @@ class Console:
             "verdicts": verdicts,
             "settlement": settled[0] if settled else None,
             "cheaters": [{"address": c, "name": self.name_of(c)} for c in q.cheaters],
+        }
+
+    def verify(self, query_id: str) -> dict[str, Any]:
+        """``tessera verify``'s re-check, here and now: the query's public record fetched
+        from a verifier and checked in this process (every proof, the on-chain trail),
+        next to the ledger's status and the verifiers' own verdicts."""
+        from tessera.cli.network import _recheck
+        from tessera.ledger.client import query_id_bytes
+
+        analyst = self._need_analyst()
+        try:
+            qid = query_id_bytes(query_id)
+        except ValueError as exc:
+            raise QueryError(f"not a query id: {exc}") from exc
+        q = self.reader.query(qid)
+        if int(q.analyst, 16) == 0:
+            raise NotFound(f"no query {query_id} on the ledger")
+        started = time.perf_counter()
+        recheck = _recheck(analyst, self._transport, qid, q)
+        passed = q.status in ("passed", "completed") and bool(recheck.get("passed"))
+        return {
+            "query_id": "0x" + qid.hex(),
+            "status": q.status,
+            "verified": passed,
+            "rechecked_here": recheck,
+            "seconds": round(time.perf_counter() - started, 3),
         }
 
     def participants(self) -> list[dict[str, Any]]:
