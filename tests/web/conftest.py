@@ -36,8 +36,10 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The demo's network (chain, 3 nodes t=2, 4 providers, a verifier) as processes, and
     the console over it, locked: the tests unlock it through the page."""
-    net = Network(tmp_path_factory.mktemp("web-net") / "network")
-    net.up(network_spec(kdf_iterations=2**10))
+    reuse = os.environ.get("TESSERA_WEB_NETWORK")  # a running network's directory (iterating)
+    net = Network(Path(reuse) if reuse else tmp_path_factory.mktemp("web-net") / "network")
+    if not reuse:
+        net.up(network_spec(kdf_iterations=2**10))
     console = server = None
     try:
         console = Console(net.dir)
@@ -48,7 +50,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             server.stop()
         if console is not None:
             console.close()
-        net.down()
+        if not reuse:
+            net.down()
 
 
 @pytest.fixture(scope="module")

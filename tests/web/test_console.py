@@ -528,3 +528,260 @@ def test_the_api_refuses_without_a_csrf_token_and_validates_every_input(live: An
     r = client.get("/api/market/datasets/999")
     assert r.status_code == 404
     assert submitted(live) == before and budgets(live) == spent and len(live.console.jobs) == jobs
+
+
+# -- the next slice: buying, regression, providers, trends, events, telemetry ---------------
+def chart_data(browser: Any, key: str) -> Any:
+    """The data a chart of the page draws, read back from its Vega view."""
+    return browser.execute_script(f"return window.tessera.charts['{key}'].data('values')")
+
+
+def _settlement(live: Any, qid: str) -> Any:
+    """The chain's own ``QuerySettled`` event of a query (read here, not by the console)."""
+    from tessera.ledger.client import query_id_bytes
+
+    logs = live.console.reader.market.events.QuerySettled().get_logs(
+        from_block=0, argument_filters={"query_id": query_id_bytes(qid)}
+    )
+    assert len(logs) == 1, logs
+    return logs[0]["args"]
+
+
+def test_the_market_buys_and_rates_a_dataset(live: Any, browser: Any, artifacts: Path) -> None:
+    reader = live.console.reader
+    dataset = reader.search("health")[-1]
+    before = reader.dataset(dataset)
+    browser.get(live.url + "/#market")
+    by_id(browser, "search-btn").click()
+    wait_for("the listing's link", lambda: _open_listing(browser, dataset))
+    wait_for("the buy form", lambda: visible_text(browser, "buy-title"))
+    assert f"dataset {dataset}" in by_id(browser, "buy-title").text
+    assert f"{before.price_per_query} credits" in by_id(browser, "buy-title").text
+    typed(browser, "buy-sql", SQL)
+    typed(browser, "buy-epsilon", "0.5")
+    by_id(browser, "buy-quote-btn").click()
+    wait_for("the quote", lambda: visible_text(browser, "buy-quote"))
+    # the price is the listing's alone (one dataset), the ε the one asked
+    price = int(by_id(browser, "buy-price").text)
+    assert price == reader.quote([dataset]) == before.price_per_query
+    assert float(by_id(browser, "buy-eps").text) == 0.5
+    jobs = len(live.console.jobs)
+    wait_for("the buy button", lambda: by_id(browser, "buy-btn").is_enabled())
+    by_id(browser, "buy-btn").click()
+    wait_for("the job", lambda: len(live.console.jobs) > jobs)
+    job = list(live.console.jobs.values())[-1]
+    wait_for("the purchase", lambda: job.status != "running", timeout=WAIT)
+    assert job.status == "done", f"{job.error_kind}: {job.error}"
+    res = job.result
+    qid = "0x" + res.query_id
+    assert res.verified and list(res.providers) == [live.console.name_of(before.provider)]
+    q = reader.query(qid)
+    assert q.dataset_ids == (dataset,) and q.price == before.price_per_query
+    assert q.status == "passed"
+    # the page's numbers are the Python API's
+    wait_for("the result", lambda: visible_text(browser, "buy-payment"))
+    shown = {}
+    for tr in by_id(browser, "buy-result").find_elements("css selector", "tbody tr"):
+        cells = tr.find_elements("tag name", "td")
+        shown[cells[0].text] = float(cells[2].get_attribute("data-value"))
+    assert set(shown) == set(res.values)
+    for label, value in res.values.items():
+        assert close(shown[label], float(value))
+    # the ledger shows the payment: the chain's settlement of this query
+    paid = by_id(browser, "buy-paid")
+    s = _settlement(live, qid)
+    assert int(paid.get_attribute("data-paid")) == int(s["paid"]) > 0
+    assert int(paid.get_attribute("data-refunded")) == int(s["refunded"])
+    assert int(s["paid"]) + int(s["refunded"]) == q.price
+    after = reader.dataset(dataset)
+    assert after.queries == before.queries + 1 and after.revenue > before.revenue
+    assert after.budget_remaining == before.budget_remaining - q.privacy_cost
+    # and rates it
+    typed(browser, "rate-qid", qid)
+    typed(browser, "rate-dataset", str(dataset))
+    choose(browser, "rate-stars", "5")
+    by_id(browser, "rate-btn").click()
+    wait_for("the rating", lambda: "rated dataset" in by_id(browser, "rate-msg").text)
+    assert reader.dataset(dataset).rating_count == before.rating_count + 1
+    shot(browser, artifacts, "market-buy")
+
+
+def _ols(df: pd.DataFrame, y: str, x: list[str]) -> dict[str, float]:
+    import numpy as np
+
+    a = np.column_stack([np.ones(len(df)), df[x].to_numpy(dtype=float)])
+    beta = np.linalg.lstsq(a, df[y].to_numpy(dtype=float), rcond=None)[0]
+    return dict(zip(["intercept", *x], beta.tolist(), strict=True))
+
+
+def test_a_linear_regression_is_plotted_with_its_confidence_intervals(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    choose(browser, "kind", "regression")
+    typed(browser, "reg-y", "sbp")
+    typed(browser, "reg-x", "age,bmi")
+    typed(browser, "epsilon", "2")
+    job = run_in_page(browser, live)
+    model = job.result.value  # the LinearModel the Python API returned
+    (label,) = job.result.values
+    noise = job.result.intervals[label]["coefficients"]
+    coefs, se = model["coefficients"], model["std_errors"]
+    data = browser.execute_script("return window.tessera.view.data('values')")
+    assert [p["name"] for p in data] == ["intercept", "age", "bmi"] == list(coefs)
+    for p in data:
+        name = p["name"]
+        assert close(p["value"], coefs[name]) and close(p["std_error"], se[name])
+        assert close(p["lo"], coefs[name] - 1.96 * se[name])
+        assert close(p["hi"], coefs[name] + 1.96 * se[name])
+        assert close(p["noise_lo"], noise[name][0]) and close(p["noise_hi"], noise[name][1])
+    # the fit is the data's: each slope near the plaintext OLS (its CI and the noise)
+    truth_fit = _ols(truth(), "sbp", ["age", "bmi"])
+    for name in ("age", "bmi"):
+        slack = 4 * se[name] + (noise[name][1] - noise[name][0])
+        assert abs(coefs[name] - truth_fit[name]) < slack, (name, coefs[name], truth_fit[name])
+    svg = by_id(browser, "chart").get_attribute("innerHTML")
+    assert "mark-rule" in svg and "mark-symbol" in svg
+    shot(browser, artifacts, "analyst-regression")
+
+
+def test_the_provider_view_shows_budget_revenue_and_who_queried(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    job = a_job(live, browser)
+    reader = live.console.reader
+    dataset = reader.query(job.payload["query_id"]).dataset_ids[0]
+    ds = reader.dataset(dataset)
+    name = live.console.name_of(ds.provider)
+    browser.get(live.url + "/#provider")
+    wait_for(
+        "the providers", lambda: by_id(browser, "provider-name").find_elements("tag name", "option")
+    )
+    choose(browser, "provider-name", name)
+    by_id(browser, "provider-btn").click()
+    wait_for(
+        "the provider",
+        lambda: (
+            name in visible_text(browser, "provider-meta")
+            and browser.execute_script("return window.tessera.charts['provider-revenue'] !== null")
+        ),
+    )
+    ds = reader.dataset(dataset)  # after the page read it (no query runs meanwhile)
+    row = by_id(browser, "provider-datasets").find_element(
+        "css selector", f"tr[data-dataset='{dataset}']"
+    )
+    assert int(row.find_element("class name", "budget").text) == ds.budget_remaining
+    assert int(row.find_element("class name", "revenue").text) == ds.revenue
+    assert ", ".join(sorted(ds.operations)) in row.text
+    # who queried what: every query naming this dataset, from the chain's submissions
+    ev = reader.market.events.QuerySubmitted().get_logs(from_block=0)
+    mine = [
+        "0x" + bytes(e["args"]["query_id"]).hex()
+        for e in ev
+        if dataset in reader.query(bytes(e["args"]["query_id"])).dataset_ids
+    ]
+    rows = by_id(browser, "provider-queries").find_elements("css selector", "tbody tr")
+    assert [r.get_attribute("data-query") for r in rows] == mine and mine
+    # the charts: budget left and revenue at each block, ending at the ledger's values now,
+    # the budget spent being the privacy cost of the queries shown
+    budget = chart_data(browser, "provider-budget")
+    series = [p for p in budget if p["dataset"] == f"dataset {dataset}"]
+    blocks = [p["block"] for p in series]
+    assert blocks == sorted(blocks) and series[0]["budget_remaining"] == ds.budget_cap
+    assert series[-1]["budget_remaining"] == ds.budget_remaining
+    assert series[-1]["revenue"] == ds.revenue
+    spent = sum(reader.query(q).privacy_cost for q in mine if reader.query(q).status == "passed")
+    assert ds.budget_cap - ds.budget_remaining == spent
+    for p in series:
+        raw = reader.market.functions.dataset(dataset).call(block_identifier=p["block"])
+        assert p["budget_remaining"] == int(raw[6]) - int(raw[7]) and p["revenue"] == int(raw[14])
+    shot(browser, artifacts, "provider")
+
+
+def test_market_trends_chart_queries_over_time_and_top_datasets(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    a_job(live, browser)
+    reader = live.console.reader
+    browser.get(live.url + "/#market")
+    wait_for(
+        "the trends",
+        lambda: browser.execute_script("return window.tessera.charts['trends-top'] != null"),
+    )
+    queries, top = chart_data(browser, "trends-queries"), chart_data(browser, "trends-top")
+    ev = reader.market.events.QuerySubmitted().get_logs(from_block=0)
+    per_block: dict[int, int] = {}
+    for e in ev:
+        per_block[int(e["blockNumber"])] = per_block.get(int(e["blockNumber"]), 0) + 1
+    assert [(p["block"], p["queries"]) for p in queries] == sorted(per_block.items())
+    assert queries[-1]["total"] == reader.stats().submitted_queries == len(ev)
+    assert [p["dataset_id"] for p in top] == reader.top_datasets(10)
+    for p in top:
+        d = reader.dataset(p["dataset_id"])
+        assert (p["revenue"], p["buyers"], p["queries"]) == (d.revenue, d.buyers, d.queries)
+    by_id(browser, "trends-queries").location_once_scrolled_into_view  # noqa: B018
+    shot(browser, artifacts, "market-trends")
+
+
+def test_the_explorer_lists_verdicts_and_slashing_and_rechecks_a_query(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    job = a_job(live, browser)
+    qid = job.payload["query_id"]
+    reader = live.console.reader
+    browser.get(live.url + "/#ledger")
+    typed(browser, "trail-qid", qid)
+    by_id(browser, "trail-btn").click()
+    wait_for("the trail", lambda: visible_text(browser, "trail-status"))
+    by_id(browser, "verify-btn").click()
+    state = wait_for(
+        "the re-check",
+        lambda: (
+            by_id(browser, "verify-result").get_attribute("data-state") not in (None, "running")
+            and by_id(browser, "verify-result").get_attribute("data-state")
+        ),
+        timeout=WAIT,
+    )
+    assert state == "passed", by_id(browser, "verify-result").text
+    assert "proofs checked" in by_id(browser, "verify-result").text
+    # the tables of verdicts and settlements are the chain's events
+    ev = reader.market.events
+    verdicts = ev.VerdictPosted().get_logs(from_block=0)
+    settled = ev.QuerySettled().get_logs(from_block=0)
+    slashed = reader.registry.events.Slashed().get_logs(from_block=0)
+    wait_for(
+        "the events",
+        lambda: (
+            len(by_id(browser, "events-verdicts").find_elements("css selector", "tbody tr"))
+            == len(verdicts)
+        ),
+    )
+    rows = by_id(browser, "events-settlements").find_elements("css selector", "tbody tr")
+    by_qid = {"0x" + bytes(s["args"]["query_id"]).hex(): s["args"] for s in settled}
+    assert {r.get_attribute("data-query") for r in rows} == set(by_qid)
+    for r in rows:
+        cells = r.find_elements("tag name", "td")
+        s = by_qid[r.get_attribute("data-query")]
+        assert int(cells[4].text) == int(s["paid"]) and int(cells[6].text) == int(s["slashed"])
+    assert not slashed and "nobody slashed" in by_id(browser, "events-slashes").text
+    shot(browser, artifacts, "ledger-events-verify")
+    # a malformed id: refused with the field named, nothing run
+    typed(browser, "trail-qid", "0x12")
+    by_id(browser, "verify-btn").click()
+    msg = wait_for(
+        "the refusal",
+        lambda: (
+            by_id(browser, "verify-result").get_attribute("data-state") == "error"
+            and by_id(browser, "verify-result").text
+        ),
+    )
+    assert "query_id" in msg
+
+
+def test_the_telemetry_view_says_this_network_has_no_task(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    browser.get(live.url + "/#telemetry")
+    msg = wait_for("the empty state", lambda: visible_text(browser, "telemetry-empty"))
+    assert "no telemetry task" in msg
+    assert not by_id(browser, "telemetry-tasks").is_displayed()
+    shot(browser, artifacts, "telemetry-empty")

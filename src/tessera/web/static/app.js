@@ -3,7 +3,7 @@
 // Every POST carries this session's CSRF token; nothing here ever sees a private key.
 
 const state = { csrf: null, unlocked: false, quote: null, quoted: null, job: null };
-window.tessera = { view: null, chart: null, result: null };
+window.tessera = { view: null, chart: null, result: null, charts: {}, data: {} };
 
 const $ = (id) => document.getElementById(id);
 
@@ -51,12 +51,28 @@ const short = (h) => h ? `${h.slice(0, 10)}…${h.slice(-6)}` : "";
 // -- views ------------------------------------------------------------------------------
 function route() {
   const name = (location.hash || "#analyst").slice(1);
-  for (const v of ["analyst", "ledger", "market"]) {
+  for (const v of VIEWS) {
     $(`view-${v}`).hidden = v !== name;
     $(`nav-${v}`).classList.toggle("active", v === name);
   }
-  if (name === "ledger") loadParticipants();
-  if (name === "market") search();
+  if (name === "ledger") { loadParticipants(); loadEvents(); }
+  if (name === "market") { search(); loadTrends(); }
+  if (name === "provider") loadProviders();
+  if (name === "training") loadTrainings();
+  if (name === "telemetry") loadTelemetry();
+}
+const VIEWS = ["analyst", "ledger", "market", "provider", "training", "telemetry"];
+
+// a chart of its own: its data the named dataset "values", its Vega view kept by key
+async function embed(key, target, spec, values) {
+  window.tessera.charts[key] = null;
+  window.tessera.data[key] = values;
+  spec.$schema = "https://vega.github.io/schema/vega-lite/v6.json";
+  spec.data = { name: "values" };
+  spec.datasets = { values };
+  const r = await vegaEmbed(target, spec, { actions: false, renderer: "svg" });
+  window.tessera.charts[key] = r.view;
+  return r.view;
 }
 
 async function loadSession() {
@@ -98,6 +114,11 @@ function queryBody() {
     body.column = $("hist-column").value.trim();
     body.bins = Number($("hist-bins").value);
   }
+  if (kind === "regression") {
+    body.table = $("reg-table").value.trim();
+    body.y = $("reg-y").value.trim();
+    body.x = $("reg-x").value.split(",").map((s) => s.trim()).filter(Boolean);
+  }
   if (kind === "kaplan_meier") {
     body.table = $("km-table").value.trim();
     body.time_column = $("km-time").value.trim();
@@ -110,7 +131,7 @@ function queryBody() {
 }
 
 function onKind() {
-  for (const k of ["sql", "histogram", "kaplan_meier"]) {
+  for (const k of ["sql", "histogram", "kaplan_meier", "regression"]) {
     for (const e of document.querySelectorAll(`.kind-${k}`)) e.hidden = k !== $("kind").value;
   }
   invalidateQuote();
@@ -222,6 +243,14 @@ function chartSpec(chart) {
         encoding: { x: { field: "time", type: "quantitative", title: "time" }, y: { field: "survival", type: "quantitative", title: "survival" } } },
     ] };
   }
+  if (chart.type === "coefficients") {
+    return { ...base, height: 40 * Math.max(2, chart.values.length), title: "coefficients: 95% confidence intervals (±1.96 SE), noise's 95% interval in grey",
+      layer: [
+        { mark: { type: "rule", color: "#bbb", strokeWidth: 8 }, encoding: { y: { field: "name", type: "nominal", sort: null, title: null }, x: { field: "noise_lo", type: "quantitative" }, x2: { field: "noise_hi" } } },
+        { mark: { type: "rule", color: "black", strokeWidth: 2 }, encoding: { y: { field: "name", type: "nominal", sort: null }, x: { field: "lo", type: "quantitative", title: "coefficient" }, x2: { field: "hi" } } },
+        { mark: { type: "point", filled: true, size: 60, color: "#c33" }, encoding: { y: { field: "name", type: "nominal", sort: null }, x: { field: "value", type: "quantitative" } } },
+      ], resolve: { scale: { x: "shared" } } };
+  }
   if (chart.type === "histogram") {
     return { ...base, title: "histogram (noised counts, 95% intervals)", layer: [
       { mark: { type: "rect", opacity: 0.8, stroke: "white" }, encoding: { x: { field: "bin_lo", type: "quantitative", title: "bin" }, x2: { field: "bin_hi" }, y: { field: "value", type: "quantitative", title: "count" }, y2: { datum: 0 } } },
@@ -270,6 +299,8 @@ async function loadTrail(ev) {
   if (ev) ev.preventDefault();
   showError("trail-error", null);
   $("trail").hidden = true;
+  $("verify-result").textContent = "";
+  delete $("verify-result").dataset.state;
   try {
     const t = await api(`/api/queries/${encodeURIComponent($("trail-qid").value.trim())}`);
     $("trail").hidden = false;
@@ -292,6 +323,40 @@ async function loadTrail(ev) {
   } catch (err) {
     showError("trail-error", err);
   }
+}
+
+async function verifyQuery() {
+  const out = $("verify-result");
+  out.dataset.state = "running";
+  out.textContent = "re-checking the query's record here…";
+  try {
+    const v = await api("/api/verify", { query_id: $("trail-qid").value.trim() });
+    const r = v.rechecked_here;
+    out.dataset.state = v.verified ? "passed" : "failed";
+    out.replaceChildren("re-checked here: ", el("strong", { id: "verify-verdict" }, v.verified ? "passed" : "FAILED"),
+      ` · ledger ${v.status}`, r.passed === null || r.passed === undefined ? ` · ${r.error}` :
+        ` · ${r.proofs_checked} proofs checked, record from ${r.from}` + (r.failures.length ? ` · ${r.failures.join("; ")}` : ""),
+      ` · ${v.seconds} s`);
+  } catch (err) {
+    out.dataset.state = "error";
+    out.textContent = err.message;
+  }
+}
+
+async function loadEvents() {
+  try {
+    const e = await api("/api/ledger/events");
+    const qlink = (q) => el("a", { href: "#ledger", class: "qid", title: q, onclick: () => openTrail(q) }, short(q));
+    $("events-verdicts").tBodies[0].replaceChildren(...e.verdicts.map((v) => el("tr", {},
+      el("td", {}, v.block), el("td", {}, qlink(v.query_id)), el("td", {}, v.name || short(v.verifier)),
+      el("td", {}, v.passed ? "pass" : "fail"), el("td", {}, v.cheaters.map(short).join(", ")))));
+    $("events-settlements").tBodies[0].replaceChildren(...e.settlements.map((s) => el("tr", { "data-query": s.query_id },
+      el("td", {}, s.block), el("td", {}, qlink(s.query_id)), el("td", {}, s.event), el("td", {}, s.passed ? "yes" : "no"),
+      el("td", { class: "num" }, s.paid), el("td", { class: "num" }, s.refunded), el("td", { class: "num" }, s.slashed))));
+    $("events-slashes").tBodies[0].replaceChildren(...(e.slashes.length ? e.slashes.map((s) => el("tr", {},
+      el("td", {}, s.block), el("td", {}, s.name || s.account), el("td", { class: "num" }, s.amount)))
+      : [el("tr", {}, el("td", { colSpan: 3 }, "nobody slashed on this chain"))]));
+  } catch (err) { showError("trail-error", err); }
 }
 
 async function loadParticipants() {
@@ -334,6 +399,10 @@ async function showListing(id) {
           ["bounds", Object.entries(d.bounds).map(([k, v]) => `${k} [${v.join(", ")}]`).join("; ")]]
           .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
     $("rate-dataset").value = d.dataset_id;
+    state.buying = d;
+    $("buy").hidden = false;
+    $("buy-title").textContent = `dataset ${d.dataset_id} (${d.provider_name || short(d.provider)}), ${d.price_per_query} credits a query`;
+    invalidateBuy();
   } catch (err) { showError("market-error", err); }
 }
 
@@ -356,11 +425,178 @@ async function rate(ev) {
   }
 }
 
+// -- buying from a listing ----------------------------------------------------------------------
+function buyBody() {
+  return { kind: "sql", sql: $("buy-sql").value, epsilon: Number($("buy-epsilon").value), datasets: [state.buying.dataset_id] };
+}
+
+function invalidateBuy() {
+  state.buyQuote = null;
+  $("buy-btn").disabled = true;
+  $("buy-quote").textContent = "";
+}
+
+async function buyQuote() {
+  showError("buy-error", null);
+  invalidateBuy();
+  const body = buyBody();
+  try {
+    const q = await api("/api/quote", body);
+    state.buyQuote = q;
+    state.buyQuoted = JSON.stringify(body);
+    const d = q.datasets[0];
+    $("buy-quote").replaceChildren("price ", el("strong", { id: "buy-price" }, q.price), " credits · ε ",
+      el("strong", { id: "buy-eps" }, q.epsilon), ` (${q.privacy_cost_micro_rho.toLocaleString()} µρ of the ${d.budget_remaining.toLocaleString()} µρ left)`);
+    $("buy-btn").disabled = q.over_budget;
+    if (q.over_budget) showError("buy-error", new Error(q.message));
+  } catch (err) { showError("buy-error", err); }
+}
+
+async function buy() {
+  showError("buy-error", null);
+  const body = buyBody();
+  if (!state.buyQuote || JSON.stringify(body) !== state.buyQuoted) {
+    showError("buy-error", new Error("the query changed since its quote: quote it again"));
+    invalidateBuy();
+    return;
+  }
+  $("buy-btn").disabled = true;
+  $("buy-payment").textContent = "";
+  $("buy-result").tBodies[0].replaceChildren();
+  try {
+    const r = await api("/api/run", { ...body, accepted_price: state.buyQuote.price });
+    pollBuy(r.job_id);
+  } catch (err) { showError("buy-error", err); }
+}
+
+async function pollBuy(jobId) {
+  let j;
+  try { j = await api(`/api/jobs/${jobId}`); } catch (err) { showError("buy-error", err); return; }
+  const last = j.progress.length ? j.progress[j.progress.length - 1].message : "";
+  $("buy-status").textContent = `${j.status}: ${last}`;
+  $("buy-status").dataset.status = j.status;
+  if (j.status === "running") { setTimeout(() => pollBuy(jobId), 400); return; }
+  invalidateBuy();
+  loadHistory();
+  if (j.status === "failed") { showError("buy-error", new Error(`${j.error_kind}: ${j.error}`)); return; }
+  const res = j.result;
+  $("buy-result").tBodies[0].replaceChildren(...res.rows.map((r) => el("tr", {},
+    el("td", {}, r.statistic), el("td", {}, r.key),
+    el("td", { class: "num", "data-value": String(r.value) }, fmt(r.value)),
+    el("td", { class: "num" }, r.lo === null ? "—" : `[${fmt(r.lo)}, ${fmt(r.hi)}]`))));
+  try {
+    const t = await api(`/api/queries/${res.query_id}`);
+    const s = t.settlement;
+    $("buy-payment").replaceChildren("query ", el("a", { href: "#ledger", id: "buy-qid", onclick: () => openTrail(res.query_id) }, res.query_id),
+      ` · ledger ${t.status} · price ${t.price} · `,
+      s ? el("span", { id: "buy-paid", "data-paid": String(s.paid), "data-refunded": String(s.refunded) },
+        `settled at block ${s.block}: paid ${s.paid}, refunded ${s.refunded}`) : "not settled yet");
+  } catch (err) { showError("buy-error", err); }
+  search();
+  showListing(state.buying.dataset_id);
+}
+
+// -- market trends --------------------------------------------------------------------------------
+async function loadTrends() {
+  try {
+    const t = await api("/api/market/trends");
+    window.tessera.trends = t;
+    await embed("trends-queries", "#trends-queries", { width: 560, height: 180, title: "queries submitted (running total) by block",
+      layer: [
+        { mark: { type: "bar", opacity: 0.4 }, encoding: { x: { field: "block", type: "quantitative" }, y: { field: "queries", type: "quantitative", title: "queries" } } },
+        { mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x: { field: "block", type: "quantitative" }, y: { field: "total", type: "quantitative" } } },
+      ] }, t.queries);
+    await embed("trends-top", "#trends-top", { width: 560, height: 24 * Math.max(2, t.top.length), title: "top datasets (distinct paying analysts, then revenue)",
+      mark: "bar", encoding: { y: { field: "label", type: "nominal", sort: null, title: null }, x: { field: "revenue", type: "quantitative" }, tooltip: [{ field: "buyers" }, { field: "queries" }] } }, t.top);
+  } catch (err) { showError("market-error", err); }
+}
+
+// -- providers -----------------------------------------------------------------------------------
+async function loadProviders() {
+  try {
+    const ps = await api("/api/providers");
+    const sel = $("provider-name");
+    const was = sel.value;
+    sel.replaceChildren(...ps.map((p) => el("option", { value: p.name }, `${p.name} (datasets ${p.datasets.join(", ")})`)));
+    if (was) sel.value = was;
+    await showProvider();
+  } catch (err) { showError("provider-error", err); }
+}
+
+async function showProvider(ev) {
+  if (ev) ev.preventDefault();
+  showError("provider-error", null);
+  try {
+    const p = await api(`/api/providers/${encodeURIComponent($("provider-name").value)}`);
+    window.tessera.provider = p;
+    $("provider").hidden = false;
+    $("provider-meta").textContent = `${p.name} · ${p.address} · revenue ${p.revenue} credits · ${p.queries.length} queries of its data`;
+    $("provider-datasets").tBodies[0].replaceChildren(...p.datasets.map((d) => el("tr", { "data-dataset": String(d.dataset_id) },
+      el("td", {}, d.dataset_id), el("td", {}, d.tags.join(", ")), el("td", {}, d.operations.join(", ")),
+      el("td", { class: "num" }, d.min_cohort), el("td", {}, d.allow_exact ? "yes" : "no"),
+      el("td", { class: "num" }, d.price_per_query), el("td", { class: "num budget" }, d.budget_remaining), el("td", { class: "num revenue" }, d.revenue))));
+    const series = p.datasets.flatMap((d) => d.series.map((s) => ({ ...s, dataset: `dataset ${d.dataset_id}` })));
+    const x = { field: "block", type: "quantitative" };
+    await embed("provider-budget", "#provider-budget", { width: 560, height: 180, title: "privacy budget left (µρ) by block",
+      mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x, y: { field: "budget_remaining", type: "quantitative", title: "µρ left" }, color: { field: "dataset", type: "nominal" } } }, series);
+    await embed("provider-revenue", "#provider-revenue", { width: 560, height: 180, title: "revenue (credits) by block",
+      mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x, y: { field: "revenue", type: "quantitative", title: "credits" }, color: { field: "dataset", type: "nominal" } } }, series);
+    $("provider-queries").tBodies[0].replaceChildren(...p.queries.map((q) => el("tr", { "data-query": q.query_id },
+      el("td", {}, q.block), el("td", {}, el("a", { href: "#ledger", title: q.query_id, onclick: () => openTrail(q.query_id) }, short(q.query_id))),
+      el("td", {}, q.analyst_name || short(q.analyst)), el("td", {}, q.kind), el("td", {}, q.operations.join(", ")),
+      el("td", {}, q.datasets.join(", ")), el("td", { class: "num" }, q.privacy_cost_micro_rho), el("td", { class: "num" }, q.price),
+      el("td", {}, q.status), el("td", { class: "num" }, q.settlement ? q.settlement.paid : "—"))));
+  } catch (err) { showError("provider-error", err); }
+}
+
+// -- training ------------------------------------------------------------------------------------
+async function loadTrainings() {
+  try {
+    const ts = await api("/api/trainings");
+    $("trainings").tBodies[0].replaceChildren(...(ts.length ? ts.map((t) => el("tr", { "data-training": t.training },
+      el("td", {}, el("a", { href: "#training", title: t.training, onclick: () => showTraining(t.training) }, short(t.training))),
+      el("td", {}, t.analyst_name || short(t.analyst)), el("td", { class: "num" }, t.rounds),
+      el("td", { class: "num" }, fmt(t.epsilon)), el("td", {}, t.local ? "yes" : "no")))
+      : [el("tr", {}, el("td", { colSpan: 5, id: "trainings-empty" }, "no training on the model registry yet (tessera train)"))]));
+  } catch (err) { showError("training-error", err); }
+}
+
+async function showTraining(id) {
+  showError("training-error", null);
+  try {
+    const t = await api(`/api/trainings/${encodeURIComponent(id)}`);
+    window.tessera.training = t;
+    $("training").hidden = false;
+    $("training-meta").textContent = `training ${t.training} · ${t.analyst_name || t.analyst} · committee ${t.committee} · ${t.rounds.length - 1} rounds · ${t.total_rho_micro.toLocaleString()} µρ`;
+    const points = t.rounds.flatMap((r) => [
+      { round: r.round, measure: "ε spent", value: r.epsilon_spent },
+      ...(r.loss === null ? [] : [{ round: r.round, measure: "loss", value: r.loss }]),
+      ...(r.accuracy === null ? [] : [{ round: r.round, measure: "accuracy", value: r.accuracy }]),
+    ]);
+    await embed("training", "#training-chart", { width: 560, height: 220, title: "per round: ε spent so far, loss and accuracy (where measured)",
+      mark: { type: "line", point: true }, encoding: { x: { field: "round", type: "quantitative", axis: { tickMinStep: 1 } }, y: { field: "value", type: "quantitative" }, color: { field: "measure", type: "nominal" } } }, points);
+    $("training-rounds").tBodies[0].replaceChildren(...t.rounds.map((r) => el("tr", {},
+      el("td", {}, r.round), el("td", {}, el("code", { title: r.cid }, short(r.cid))), el("td", { class: "num" }, r.rho_micro),
+      el("td", { class: "num", "data-value": String(r.epsilon_spent) }, fmt(r.epsilon_spent)), el("td", { class: "num" }, fmt(r.loss)), el("td", { class: "num" }, fmt(r.accuracy)),
+      el("td", {}, r.query_id ? el("a", { href: "#ledger", onclick: () => openTrail(r.query_id) }, short(r.query_id)) : "—"))));
+  } catch (err) { showError("training-error", err); }
+}
+
+// -- telemetry -----------------------------------------------------------------------------------
+async function loadTelemetry() {
+  try {
+    const t = await api("/api/telemetry");
+    $("telemetry-tasks").hidden = !t.tasks.length;
+    $("telemetry-empty").hidden = !!t.tasks.length;
+    $("telemetry-empty").textContent = t.tasks.length ? "" : t.message;
+  } catch (err) { $("telemetry-empty").hidden = false; $("telemetry-empty").textContent = err.message; }
+}
+
 // -- start -------------------------------------------------------------------------------------
 window.addEventListener("DOMContentLoaded", async () => {
   $("unlock-form").addEventListener("submit", unlock);
   $("kind").addEventListener("change", onKind);
-  for (const id of ["sql", "epsilon", "hist-table", "hist-column", "hist-bins", "km-table", "km-time", "km-event", "km-edges"]) {
+  for (const id of ["sql", "epsilon", "hist-table", "hist-column", "hist-bins", "km-table", "km-time", "km-event", "km-edges", "reg-table", "reg-y", "reg-x"]) {
     $(id).addEventListener("input", invalidateQuote);
   }
   $("quote-btn").addEventListener("click", quote);
@@ -368,6 +604,11 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("trail-form").addEventListener("submit", loadTrail);
   $("search-form").addEventListener("submit", search);
   $("rate-form").addEventListener("submit", rate);
+  $("verify-btn").addEventListener("click", verifyQuery);
+  $("buy-quote-btn").addEventListener("click", buyQuote);
+  $("buy-btn").addEventListener("click", buy);
+  for (const id of ["buy-sql", "buy-epsilon"]) $(id).addEventListener("input", invalidateBuy);
+  $("provider-form").addEventListener("submit", showProvider);
   window.addEventListener("hashchange", route);
   try { await loadSession(); } catch (err) { showError("query-error", err); }
   document.body.dataset.ready = "yes";
