@@ -98,7 +98,10 @@ def _grouped_by_unit(request: pytest.FixtureRequest) -> None:
     heavy fixtures (pytest 9.2 with pytest-xdist 3.8 loses the groups, so pyproject.toml
     pins pytest below 9.2). Every test then errors with this message."""
     config = request.config
-    if not config.getvalue("loadgroup") or not os.environ.get("PYTEST_XDIST_WORKER"):
+    if (
+        getattr(config.option, "dist", "no") != "loadgroup"
+        or "PYTEST_XDIST_WORKER" not in os.environ
+    ):
         return
     items = request.session.items
     lost = [item.nodeid for item in items if "@" not in item.nodeid.rsplit("]", 1)[-1]]
