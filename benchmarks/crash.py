@@ -5,17 +5,21 @@
 One network of real processes (``tessera.node.launcher.Network``: the chain with its
 journal, 3 nodes t = 2, 4 providers, 1 verifier) serves every trial. A trial starts a
 query in a thread, waits a seeded delay, kills one role with SIGKILL (a provider, a
-node, the verifier or the chain), lets the query end, settles it (mines past its
-deadline if it is still open, restarts the killed role — a provider then runs
-``recover()`` — and calls ``expire`` if the query is still open) and checks, over every
-query the harness ever submitted:
+node, the verifier or the chain), lets the query end, restarts the killed role, gives
+the verifiers up to ``RECOVERY_WAIT`` to settle a query whose work is on the trail (a
+restarted verifier finds it on the ledger, fetches the record from a node and votes),
+then settles what is left (mines past its deadline, calls ``expire``) and checks, over
+every query the harness ever submitted:
 
 - ``settled``: every query is closed on the ledger (passed, failed, completed, expired),
   or was never submitted, and each has an outcome with a reason (a verified result, the
   analyst's error, or the result's recorded failures);
 - ``verified``: an analyst's result that claims a passing verdict is ``passed`` on-chain;
 - ``provider_store``: no provider store holds a query as ``running`` once the ledger has
-  closed it, and a ``failed`` one carries its reason;
+  closed it, and a ``failed`` one carries its reason: a killed provider's store the moment
+  it is back up (it reconciled before serving; the query was mined past its deadline
+  first), every store within ``RECONCILE_WAIT`` of the settlement without anyone asking
+  the providers anything (their background reconciliation), then again with the books;
 - ``budget_ledger``: each dataset's ``budget_spent`` ≤ its cap and equal to the sum of the
   costs of the queries its provider committed to (contribution or exclusion): nothing
   overspent, and a dataset that committed nothing got its budget back;
@@ -50,8 +54,10 @@ from typing import Any
 from tessera.cli.demo import network_spec
 from tessera.crypto.rng import SeededRng
 from tessera.data import medical
+from tessera.errors import LedgerError
 from tessera.ledger import Deployment, LedgerClient, RpcChain, rho_to_micro
 from tessera.node.launcher import ANALYST_CREDITS, Network, open_session
+from tessera.node.runner import RECONCILE_SECONDS
 
 KINDS = ("provider", "node", "verifier", "chain")
 CLOSED = ("passed", "failed", "completed", "expired")
@@ -61,6 +67,8 @@ TIMEOUT_BLOCKS = (
 )
 QUERY_TIMEOUT = 240.0  # seconds a query thread may take before the trial counts it hung
 RESTART_TIMEOUT = 600.0  # a restarted chain replays its whole journal: slow on a long run
+RECOVERY_WAIT = 120.0  # seconds the verifiers get to settle a query whose work is on the trail
+RECONCILE_WAIT = 6 * RECONCILE_SECONDS  # a provider store must hold the invariant by then
 
 
 @dataclass
@@ -83,6 +91,8 @@ class Trial:
     seconds: float = 0.0
     statuses: list[str] = field(default_factory=list)
     attempts: list[str] = field(default_factory=list)  # per query: status, outcome, reason
+    recovered: list[str] = field(default_factory=list)  # passed after the kill's restart
+    reconcile_seconds: float = 0.0  # until every provider store held its invariant
     broken: list[str] = field(default_factory=list)
 
 
@@ -184,11 +194,27 @@ class Harness:
         worker.join(QUERY_TIMEOUT)
         if worker.is_alive():
             t.broken.append(f"hung: the query did not end within {QUERY_TIMEOUT:.0f} s")
-        if kind != "chain":
-            if kind == "provider":
-                self.settle(mine_only=True)  # its recover() then sees the query closed
+        if kind == "provider":
+            self.await_verdicts()
+            self.settle(mine_only=True)  # its recover() then sees the query closed
             self.net.restart(victim, timeout=RESTART_TIMEOUT)
+            # the moment it is back up (it reconciled before serving), asked nothing yet
+            t.broken += [f"{b} (on restart)" for b in self.store_breaks(victim)]
+        elif kind in ("node", "verifier"):
+            self.net.restart(victim, timeout=RESTART_TIMEOUT)
+            self.await_verdicts()  # a restarted verifier fetches the record and votes
+        else:
+            self.await_verdicts()
+        # passed on the ledger although the analyst holds no passing verdict: the verifiers
+        # settled it after the kill (a restarted verifier voted on a record it fetched)
+        t.recovered = [
+            q.hex()
+            for q in self._current
+            if self.status(q) == "passed" and not self.attempts[q].claims_passed
+        ]
         self.settle()
+        t.reconcile_seconds, stale = self.await_reconciled()
+        t.broken += stale
         t.broken += self.check()
         t.statuses = [self.status(q) for q in self._current]
         t.attempts = [
@@ -197,6 +223,44 @@ class Harness:
         ]
         t.seconds = round(time.monotonic() - start, 1)
         return t
+
+    def await_verdicts(self) -> None:
+        """Give the verifiers the time to settle the trial's queries whose work is on the
+        trail (a restarted verifier fetches the record from a node and votes), before the
+        harness settles what is left with ``expire``."""
+        deadline = time.monotonic() + RECOVERY_WAIT
+        while time.monotonic() < deadline:
+            waiting = [
+                q for q in self._current if self.status(q) == "open" and self.admin.work_complete(q)
+            ]
+            if not waiting:
+                return
+            time.sleep(1.0)
+
+    def store_breaks(self, name: str) -> list[str]:
+        """The ``provider_store`` invariant for one provider, read from its store (asking the
+        provider nothing): no query ``running`` that the ledger has closed, and every
+        ``failed`` one with its reason."""
+        broken = []
+        for key, state in self.provider_store(name).items():
+            st = self.status(bytes.fromhex(key))
+            if state.get("status") == "running" and st in CLOSED:
+                broken.append(f"provider_store: {name} holds {key[:12]} running, ledger {st}")
+            if state.get("status") == "failed" and not state.get("reason"):
+                broken.append(f"provider_store: {name} failed {key[:12]} without a reason")
+        return broken
+
+    def await_reconciled(self) -> tuple[float, list[str]]:
+        """Wait, asking the providers nothing, until every provider's store holds the
+        invariant (their background reconciliation runs every ``RECONCILE_SECONDS``);
+        the seconds it took, and what is still broken after ``RECONCILE_WAIT``."""
+        start = time.monotonic()
+        while True:
+            broken = [b for name in self.providers for b in self.store_breaks(name)]
+            waited = time.monotonic() - start
+            if not broken or waited > RECONCILE_WAIT:
+                return round(waited, 1), [f"{b} after {waited:.0f} s" for b in broken]
+            time.sleep(0.5)
 
     def status(self, qid: bytes) -> str:
         try:
@@ -216,7 +280,11 @@ class Harness:
             return
         for q in open_:
             if self.status(q.query_id) == "open":
-                self.admin.expire(q.query_id)
+                try:
+                    self.admin.expire(q.query_id)
+                except LedgerError:  # a provider or verifier expired it first (anyone may)
+                    if self.status(q.query_id) == "open":
+                        raise
 
     # -- invariants -----------------------------------------------------------------------
     def provider_store(self, name: str) -> dict[str, Any]:
@@ -247,12 +315,7 @@ class Harness:
             if a.claims_passed and q.status != "passed":
                 broken.append(f"verified: {qid.hex()[:12]} verified, but {q.status} on-chain")
         for name in self.providers:
-            for key, state in self.provider_store(name).items():
-                st = self.status(bytes.fromhex(key))
-                if state.get("status") == "running" and st in CLOSED:
-                    broken.append(f"provider_store: {name} holds {key[:12]} running, ledger {st}")
-                if state.get("status") == "failed" and not state.get("reason"):
-                    broken.append(f"provider_store: {name} failed {key[:12]} without a reason")
+            broken += self.store_breaks(name)
         info = {
             name: self.transport.call(addr, "info", {}) for name, addr in self.providers.items()
         }
@@ -284,11 +347,22 @@ class Harness:
         if supply != self.supply or sum(balances.values()) != supply:
             broken.append(f"supply: {sum(balances.values())} held of {supply} (was {self.supply})")
         open_price = sum(q.price for q, _ in queries.values() if q.status == "open")
-        if not balances[self.deployment.market] == led.escrowed() == open_price:
+        # pull payments: what a settlement credits an account is held by the market until
+        # the account withdraws it; an account's due is its balance plus what it is owed
+        owed_of = getattr(led, "owed", None)
+        owed_now = {a: 0 if owed_of is None else int(owed_of(a)) for a in self.accounts}
+        total_owed = int(led.total_owed()) if hasattr(led, "total_owed") else 0
+        market = balances[self.deployment.market]
+        if not market - total_owed == led.escrowed() == open_price:
             broken.append(
-                f"escrow: market holds {balances[self.deployment.market]}, "
+                f"escrow: market holds {market} ({total_owed} of it owed), "
                 f"escrowed {led.escrowed()}, open queries {open_price}"
             )
+        if total_owed != sum(owed_now.values()):
+            broken.append(f"escrow: {total_owed} owed in total, {sum(owed_now.values())} to us")
+        balances = {
+            a: b + owed_now[a] if a != self.deployment.market else b for a, b in balances.items()
+        }
         owed = dict.fromkeys([*self.providers.values(), *self.nodes], 0)
         spent = 0  # what left the analyst for good: lock fees and payments
         for q, trail in queries.values():
@@ -337,7 +411,7 @@ def new_break(message: str, seen: set[str]) -> bool:
 def run(trials: int, budget: float, seed: str, max_delay: float) -> dict[str, Any]:
     rng = SeededRng(f"crash/{seed}")
     per_role: dict[str, dict[str, int]] = {
-        k: {"trials": 0, "broken": 0, "passed": 0, "other": 0} for k in KINDS
+        k: {"trials": 0, "broken": 0, "passed": 0, "recovered": 0, "other": 0} for k in KINDS
     }
     done: list[Trial] = []
     seen: set[str] = set()
@@ -361,9 +435,12 @@ def run(trials: int, budget: float, seed: str, max_delay: float) -> dict[str, An
                 row["trials"] += 1
                 row["broken"] += bool(t.broken)
                 row["passed" if t.statuses == ["passed"] else "other"] += 1
+                row["recovered"] += bool(t.recovered)
                 print(
                     f"trial {i:3d} {t.victim:10s} at {t.delay:5.2f} s: "
                     f"{','.join(t.statuses) or '-':18s} {t.seconds:5.1f} s"
+                    + (" (settled after the restart)" if t.recovered else "")
+                    + f" stores reconciled in {t.reconcile_seconds:.1f} s"
                     + (f"  BROKEN {t.broken}" if t.broken else ""),
                     file=sys.stderr,
                     flush=True,
@@ -391,12 +468,14 @@ def table(report: dict[str, Any]) -> str:
         f"crash consistency: {report['trials']} trials, {report['queries']} queries, "
         f"seed {report['seed']!r}, {report['seconds']} s",
         "",
-        "| killed | trials | query passed | other outcome | trials with a broken invariant |",
-        "|---|---|---|---|---|",
+        "| killed | trials | query passed | of which settled after the restart "
+        "| other outcome | trials with a broken invariant |",
+        "|---|---|---|---|---|---|",
     ]
     for kind, row in report["per_role"].items():
         lines.append(
-            f"| {kind} | {row['trials']} | {row['passed']} | {row['other']} | {row['broken']} |"
+            f"| {kind} | {row['trials']} | {row['passed']} | {row['recovered']} "
+            f"| {row['other']} | {row['broken']} |"
         )
     lines.append(f"\ninvariants broken: {report['invariants_broken']}")
     for i, broken in report["failures"].items():

@@ -209,6 +209,63 @@ def test_provider_killed_mid_query_then_restarted(
     assert abs(again.value - TRUE_ROWS) < 60
 
 
+def provider_store(network: Network, name: str) -> tuple[dict[str, Any], float]:
+    """A provider's queries and its own count of the patients budget, read from its store
+    file (asking the provider nothing, which would make it reconcile)."""
+    import sqlite3
+
+    path = network.dir / "state" / name / "state.sqlite"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT kind, key, value FROM items").fetchall()
+    finally:
+        db.close()
+    queries = {k: json.loads(v) for kind, k, v in rows if kind == "query"}
+    budget = next(
+        (float(json.loads(v)) for kind, k, v in rows if (kind, k) == ("budget", "patients")), 0.0
+    )
+    return queries, budget
+
+
+def test_a_query_the_ledger_closed_is_settled_in_an_idle_providers_store(
+    network: Network, session: tuple[NetworkAnalyst, HttpTransport]
+) -> None:
+    """lab-d admits a query (its budget spent, the query ``running`` in its store), then
+    its commitment fails (``tessera.testing.faults.commit_fails_once``: the chain failing
+    at that moment): the query passes without it. Asked nothing afterwards, the provider
+    settles it in its store within a few seconds (its background reconciliation): failed,
+    with the reason, and its budget back, as the ledger gave it back. Restarted, it holds
+    the same."""
+    from tessera.ledger import rho_to_micro
+
+    analyst, _ = session
+    config = network.dir / "config" / "lab-d.toml"
+    honest = config.read_text()
+    dataset = analyst.providers_info(refresh=True)["lab-d"]["tables"]["patients"]["dataset_id"]
+    config.write_text('adversary = "commit-fails-once"\n' + honest)
+    try:
+        kill(network, "lab-d")
+        network.restart("lab-d")
+        res = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    finally:
+        config.write_text(honest)
+    key = res.query_id.removeprefix("0x")
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+    assert "lab-d" in res.excluded_providers and "lab-d" not in res.providers
+    deadline = time.monotonic() + 30  # the reconciliation runs every 5 s
+    while provider_store(network, "lab-d")[0][key]["status"] == "running":
+        assert time.monotonic() < deadline, "lab-d still holds the passed query running"
+        time.sleep(0.25)
+    queries, own = provider_store(network, "lab-d")
+    assert queries[key]["status"] == "failed" and "passed on the ledger" in queries[key]["reason"]
+    assert rho_to_micro(own) == analyst.ledger.dataset(dataset).budget_spent  # given back
+    kill(network, "lab-d")
+    network.restart("lab-d")  # honest again
+    assert provider_store(network, "lab-d") == (queries, own)
+    info = analyst.providers_info(refresh=True)["lab-d"]["tables"]["patients"]
+    assert info["budget_spent"] == pytest.approx(own)
+
+
 def test_chain_restarted_under_the_nodes(
     network: Network, session: tuple[NetworkAnalyst, HttpTransport]
 ) -> None:
@@ -290,6 +347,50 @@ def test_verifier_killed_before_voting_votes_when_restarted(
     verifier = peer(analyst, "verifier-1").address
     verdict = transport.call(verifier, "verdict", {"query_id": qid.hex()})
     assert verdict["passed"] and verdict["settled"] and verdict["status"] == "passed"
+    again = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)  # it serves as before
+    assert again.verified and again.ledger is not None and again.ledger.status == "passed"
+
+
+def test_a_verifier_down_when_asked_fetches_the_record_and_votes_when_restarted(
+    network: Network, session: tuple[NetworkAnalyst, HttpTransport]
+) -> None:
+    """The verifier is killed (SIGKILL) just before the analyst asks it: it never receives
+    the record, the analyst gets an unverified result and the query stays open, its escrow
+    held. Restarted, the verifier finds on the ledger the open query it was drawn for,
+    fetches the ticket and record from the node that committed the proof bundle
+    (``record``), checks them against the trail and votes: the query passes and its escrow
+    is released long before the deadline, with nobody asking the verifier anything."""
+    analyst, transport = session
+    escrow_before = analyst.ledger.escrowed()
+
+    def on_progress(message: str) -> None:
+        if message.startswith("committing the result"):  # the record is ready: not sent
+            kill(network, "verifier-1")
+
+    analyst.on_progress = on_progress
+    try:
+        res = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    finally:
+        analyst.on_progress = lambda _m: None
+    qid = bytes.fromhex(res.query_id.removeprefix("0x"))
+    assert not res.verified and "no verifier answered" in res.verdict.failures
+    q = analyst.ledger.query(qid)
+    assert q.status == "open" and analyst.ledger.escrowed() == escrow_before + q.price
+
+    network.restart("verifier-1")
+    deadline = time.monotonic() + 180
+    while analyst.ledger.query(qid).status == "open" and time.monotonic() < deadline:
+        time.sleep(1.0)
+    assert analyst.ledger.query(qid).status == "passed"
+    assert analyst.ledger.escrowed() == escrow_before
+    assert analyst.ledger.chain.w3.eth.block_number < q.deadline  # not settled by expiry
+    verifier = peer(analyst, "verifier-1").address
+    verdict = transport.call(verifier, "verdict", {"query_id": qid.hex()})
+    assert verdict["passed"] and verdict["settled"] and verdict["proofs_checked"] > 0
+    bundle_node = peer(analyst, f"node-{res.record.used_nodes[0]}").address
+    kept = transport.call(bundle_node, "record", {"query_id": qid.hex()})
+    checked = transport.call(verifier, "record", {"query_id": qid.hex()})
+    assert checked == kept  # what it voted on is what the node kept, release included
     again = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)  # it serves as before
     assert again.verified and again.ledger is not None and again.ledger.status == "passed"
 

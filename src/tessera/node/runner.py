@@ -30,11 +30,13 @@ from tessera.node.config import RoleConfig
 from tessera.node.envelope import LedgerDirectory, ReplayGuard
 from tessera.node.identity import Identity, load_keystore
 from tessera.node.roles import NodeRole, ProviderRole, Role, Table, VerifierRole
+from tessera.node.roles.base import Recovering
 from tessera.node.store import open_store
 from tessera.node.transport import HttpTransport
 from tessera.protocol.policy import DatasetPolicy
 
 ROLE_OF = {"provider": "provider", "node": "node", "verifier": "verifier"}
+RECONCILE_SECONDS = 5.0  # a served provider's and verifier's background reconciliation
 
 
 @dataclass
@@ -187,8 +189,9 @@ def assemble(cfg: RoleConfig) -> Assembled:
             node_addresses=lambda: nodes,
         )
     else:
-        verifier = VerifierRole(cfg.name, ledger, store)
-        verifier.recover()  # votes on the queries it was cut short on before it serves
+        verifier = VerifierRole(cfg.name, ledger, store, transport=transport)
+        # votes on the queries it was cut short on, or drawn for while down, before it serves
+        verifier.recover()
         role = verifier
     if cfg.adversary:
         from tessera.testing.adversary import ADVERSARIES
@@ -202,5 +205,9 @@ def run(cfg: RoleConfig, on_ready: Callable[[int], None] | None = None) -> None:
     from tessera.node.http import create_app, serve
 
     a = assemble(cfg)
+    if isinstance(a.role, Recovering):
+        # providers and verifiers settle what the ledger closed, or what they were drawn
+        # for, even when nobody asks them anything
+        a.role.start_reconciling(RECONCILE_SECONDS)
     app = create_app(a.role, a.identity, a.directory, a.guard)
     serve(app, "127.0.0.1", cfg.port, on_ready=on_ready)

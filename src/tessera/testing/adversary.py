@@ -22,7 +22,7 @@ from tessera.crypto.rng import SeededRng
 from tessera.crypto.threshold import KeySwitchShare
 from tessera.node.roles import NodeRole
 from tessera.protocol.aggregation import AggregationQuery, NoiseContribution, SlotNoise
-from tessera.testing.faults import crash_before_vote
+from tessera.testing.faults import commit_fails_once, crash_before_vote
 
 
 def corrupt_key_switch(role: NodeRole) -> NodeRole:
@@ -87,6 +87,7 @@ ADVERSARIES: dict[str, Callable[[Any], Any]] = {
     "corrupt-key-switch": corrupt_key_switch,
     "corrupt-noise": corrupt_noise,
     "crash-before-vote": crash_before_vote,  # a fault, not a cheat (tessera.testing.faults)
+    "commit-fails-once": commit_fails_once,  # a fault too (a provider)
     "oversized-update": lambda role: _learning().oversized_trainer(role),  # a provider
 }
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import signal
 
-from tessera.ledger.client import VerdictPosted
-from tessera.node.roles import VerifierRole
+from tessera.errors import LedgerError
+from tessera.ledger.client import QueryId, Tx, VerdictPosted
+from tessera.node.roles import ProviderRole, VerifierRole
 
 
 def crash_before_vote(role: VerifierRole) -> VerifierRole:
@@ -24,4 +25,22 @@ def crash_before_vote(role: VerifierRole) -> VerifierRole:
         raise AssertionError("unreachable: the process is gone")  # pragma: no cover
 
     role.vote = vote  # type: ignore[method-assign]
+    return role
+
+
+def commit_fails_once(role: ProviderRole) -> ProviderRole:
+    """The provider's first contribution commitment fails, as when the chain fails between
+    the provider's admission of a query and its commitment: the provider answers an error,
+    its store holds the query ``running`` with its budget spent, and the query goes on
+    without it. Later commitments go through."""
+    post = role.ledger.post_contribution
+    failed: list[QueryId] = []
+
+    def post_contribution(query_id: QueryId, digest: bytes) -> Tx:
+        if not failed:
+            failed.append(query_id)
+            raise LedgerError("post_contribution: the chain failed (tessera.testing.faults)")
+        return post(query_id, digest)
+
+    role.ledger.post_contribution = post_contribution  # type: ignore[method-assign]
     return role

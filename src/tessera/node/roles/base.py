@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +20,8 @@ from tessera.ledger import Committee, LedgerClient, Query, rho_to_micro
 from tessera.protocol.wire import (
     from_hex,
 )
+
+log = logging.getLogger(__name__)
 
 
 class OnLedger(Protocol):
@@ -107,6 +110,29 @@ class Recovering(Role):
             self.recover("left unfinished")
         finally:
             self._reconciling.release()
+
+    def tick(self) -> None:
+        """One round of the background reconciliation (:meth:`start_reconciling`): by
+        default :meth:`reconcile`; a role whose ledger work can start without a request
+        (the verifier, on the queries it was drawn for) does more."""
+        self.reconcile()
+
+    def start_reconciling(self, period: float) -> threading.Event:
+        """Run :meth:`tick` every ``period`` seconds in a daemon thread, for as long as the
+        process lives, so that work a crash or the chain left unfinished, or that the
+        ledger closed meanwhile, is settled even if nobody asks the role anything.
+        Setting the returned event stops the loop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(period):
+                try:
+                    self.tick()
+                except Exception:  # the next round tries again
+                    log.exception("%s: background reconciliation failed", type(self).__name__)
+
+        threading.Thread(target=loop, name=f"{type(self).__name__}-reconcile", daemon=True).start()
+        return stop
 
 
 def expire_if_late(ledger: LedgerClient, query_id: bytes) -> str:

@@ -12,7 +12,7 @@ from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.crypto.threshold import KeySwitchShare
 from tessera.dp import NoiseSampler, OpenDPSampler
-from tessera.errors import DecodeError, InvalidProof, PolicyViolation, ProtocolError
+from tessera.errors import DecodeError, InvalidProof, NotFound, PolicyViolation, ProtocolError
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
 from tessera.node.roles.base import Progress, admitted, open_query, provider_accounts
 from tessera.node.roles.committee import DkgMember
@@ -286,8 +286,23 @@ class NodeRole(DkgMember, TrainingMember):
         agg = codec.digest("aggregate", qid, record.aggregate)
         if done is None or done["aggregate"] != agg.hex():
             raise ProtocolError("the record's aggregate is not the one this node switched")
+        # kept before the commitment: a verifier that was down when the analyst asked
+        # fetches it here (``record``) and votes, so the query settles
+        self.store.put(
+            "bundle", qid.hex(), {"ticket": body.get("ticket"), "record": body.get("record")}
+        )
         tx = self.ledger.commit_many(qid, {"proof_bundle": record.bundle_digest()})
         return {"tx": tx.tx_hash}
+
+    def on_record(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """The ticket and the public record of a query whose proof bundle this node
+        committed (what the analyst sent with ``bundle``); anyone registered may ask. A
+        verifier checks it against the ledger's trail as it checks the analyst's."""
+        qid = from_hex(body.get("query_id"), "query_id")
+        kept = self.store.get("bundle", qid.hex())
+        if kept is None:
+            raise NotFound(f"node {self.index} holds no record for query 0x{qid.hex()}")
+        return dict(kept)
 
 
 def _list(body: Mapping[str, Any], name: str) -> list[Any]:

@@ -65,13 +65,29 @@ class ProviderRole(Recovering):
         self._rng = rng or SystemRng()
         self.db = LocalDatabase({t: tb.source for t, tb in self.tables.items()})
         self.progress_ = Progress("provider", name)
-        self._lock = threading.Lock()  # one query at a time per provider: budgets stay exact
+        # one query at a time per provider (budgets stay exact); reentrant, as a request
+        # reconciles while it holds it
+        self._lock = threading.RLock()
         self._reconciling = threading.Lock()
 
+    def reconcile(self) -> None:
+        """:meth:`recover` now, unless a request is working on a query: run at each request
+        for info or a new query and in the background (``start_reconciling``, every few
+        seconds in a served provider), so that a query the ledger closed is settled in the
+        store even if nobody asks this provider anything. Never beside a query in progress
+        (that request settles its own query)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            super().reconcile()
+        finally:
+            self._lock.release()
+
     def recover(self, why: str = "interrupted by a restart") -> dict[str, str]:
-        """After a restart, and whenever the provider is asked for its info or a new query:
-        settle the fate of queries left running (by a crash, or a chain that failed it),
-        through :func:`~tessera.node.roles.base.reconcile_with_ledger`.
+        """After a restart, whenever the provider is asked for its info or a new query, and
+        every few seconds in the background (:meth:`reconcile`): settle the fate of
+        queries left running (by a crash, or a chain that failed it), through
+        :func:`~tessera.node.roles.base.reconcile_with_ledger`.
 
         A query still open on the ledger stays resumable (asked again, the provider
         continues from what it stored), unless it is past its deadline: then it is settled

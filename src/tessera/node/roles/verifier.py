@@ -13,6 +13,7 @@ A node is named a cheater only for a message it committed whose proof fails.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -136,10 +137,23 @@ class VerifierRole(Recovering):
     stored. Killed before it voted, the verifier finds it there on restart
     (:meth:`recover`), or the next time it is asked for work (:meth:`reconcile`), checks
     it again against the ledger's trail and votes, so the query settles and its escrow
-    is released instead of waiting for the deadline."""
+    is released instead of waiting for the deadline.
 
-    def __init__(self, name: str, ledger: LedgerClient, store: Store) -> None:
+    A query it was drawn for but never asked about (it was down when the analyst asked,
+    or the analyst stopped) it finds on the ledger (:meth:`discover`: the market's
+    ``VerifiersDrawn`` events), at start and in the background (:meth:`tick`), and
+    fetches the ticket and record from the committee's nodes (the one that committed the
+    proof bundle keeps them, ``record``) or from the other verifiers drawn for it; a
+    record fetched is checked against the trail exactly as one the analyst sent. The
+    same for a query and for a training round."""
+
+    FETCH_GRACE = 30.0  # seconds a fetched record waits for the analyst's own request
+
+    def __init__(
+        self, name: str, ledger: LedgerClient, store: Store, transport: Any = None
+    ) -> None:
         self.name, self.ledger, self.store = name, ledger, store
+        self.transport = transport  # to fetch records from nodes and verifiers (or None)
         self.progress_ = Progress("verifier", name)
         self._voting = threading.Lock()  # one verdict at a time: a query is voted once
         self._reconciling = threading.Lock()
@@ -155,9 +169,15 @@ class VerifierRole(Recovering):
         and vote once; any registered participant may ask. A record that is not the
         round's on-chain trail is refused without a vote."""
         ticket = TrainingTicket.from_json(body.get("ticket"))
-        record_json = body.get("record")
+        self.reconcile()
+        return self.verify_training(ticket, body.get("record"))
+
+    def verify_training(self, ticket: TrainingTicket, record_json: Any) -> dict[str, Any]:
+        """The verdict on a training round, voted if this verifier was drawn for it; kept
+        ``pending`` from before its checks until the verdict is stored, as a query's."""
         record = RoundTranscript.from_json(record_json)
-        key = ticket.query_id.hex()
+        qid = ticket.query_id
+        key = qid.hex()
         with self._voting:
             done = self.store.get("verdict", key)
             if done is not None:
@@ -167,7 +187,15 @@ class VerifierRole(Recovering):
             if q.kind != "training":
                 raise PolicyViolation("the query on the ledger is not a training round")
             trail = self.ledger.audit_trail(ticket.query_id, verdicts=False)
-            found = check_round(ticket, record, trail.commitments, committee.nodes, q.analyst)
+            keep = q.status == "open" and self.ledger.account in self.ledger.verifiers_of(qid)
+            if keep:
+                self._keep_pending(key, "training", ticket.to_json(), record_json)
+            try:
+                found = check_round(ticket, record, trail.commitments, committee.nodes, q.analyst)
+            except ProtocolError:
+                if keep:  # not the round's trail: nothing to vote on, as for a query
+                    self.store.put("pending", key, {"status": "fetch", "kind": "training"})
+                raise
             release = tuple(f for f in found.failures if "analyst's result" in f)
             verdict = Verdict(
                 found.work_ok and found.result_ok,
@@ -196,11 +224,7 @@ class VerifierRole(Recovering):
             record, q, nodes = trail_record(self.ledger, ticket, record_json)
             if q.status == "open" and self.ledger.account in self.ledger.verifiers_of(qid):
                 # killed from here on, or the chain fails: recover() votes on it later
-                self.store.put(
-                    "pending",
-                    key,
-                    {"status": "waiting", "ticket": ticket.to_json(), "record": record_json},
-                )
+                self._keep_pending(key, "query", ticket.to_json(), record_json)
             verdict = verify_record(record)
             result = self._vote_and_keep(ticket, record_json, verdict, q, nodes)
             self.progress_.update(key, "voted", passed=result["passed"])
@@ -241,26 +265,111 @@ class VerifierRole(Recovering):
                 st.put("pending", key, {"status": "voted"})
         return result
 
+    def _keep_pending(self, key: str, kind: str, ticket_json: Any, record_json: Any) -> None:
+        self.store.put(
+            "pending",
+            key,
+            {"status": "waiting", "kind": kind, "ticket": ticket_json, "record": record_json},
+        )
+
     def vote(self, query_id: bytes, work_ok: bool, cheaters: list[str]) -> VerdictPosted:
         """Post this verifier's verdict on the ledger (a step a test may wrap)."""
         return self.ledger.post_verdict(query_id, work_ok, cheaters)
 
     def recover(self, why: str = "interrupted by a restart") -> dict[str, str]:
-        """After a restart, and whenever the verifier is asked to verify: vote on every
-        query it was drawn for, was asked about and has not voted on yet, checked again
-        against the ledger's trail (:func:`~tessera.node.roles.base.reconcile_with_ledger`).
-        One the ledger has closed meanwhile (or that is past its deadline, which this
-        settles) is dropped, with the reason. Returns the queries dropped or refused."""
+        """After a restart, and in the background (:meth:`tick`): find the open queries
+        this verifier was drawn for (:meth:`discover`), then vote on every one it has not
+        voted on (:meth:`resume_pending`). Returns the queries dropped or refused."""
+        self.discover()
+        return self.resume_pending(why, fetch=True)
+
+    def reconcile(self) -> None:
+        """At each request to verify: vote first on the queries it was asked about before
+        and cut short on (no fetching, no discovery: that is the background's)."""
+        if not self._reconciling.acquire(blocking=False):
+            return
+        try:
+            self.resume_pending("left unfinished", fetch=False)
+        finally:
+            self._reconciling.release()
+
+    def tick(self) -> None:
+        """The background round: :meth:`recover`, unless a reconciliation is under way."""
+        if not self._reconciling.acquire(blocking=False):
+            return
+        try:
+            self.recover("left unfinished")
+        finally:
+            self._reconciling.release()
+
+    def discover(self) -> int:
+        """Keep (``pending``, to be fetched) every query the market drew this verifier for
+        since the last look and that it holds no verdict for; returns how many. Reads the
+        market's ``VerifiersDrawn`` events from the block after the last one read (kept in
+        the store). Nothing is kept while the chain cannot be read."""
+        if self.transport is None:
+            return 0  # nowhere to fetch a record from
+        try:
+            head = self.ledger.block_number()
+            since = int(self.store.get("scan", "verifiers_drawn") or 0)
+            if since > head:
+                return 0
+            logs = self.ledger.market.events.VerifiersDrawn().get_logs(
+                from_block=since, to_block=head
+            )
+        except Exception:  # the chain is down or failed: the next round reads again
+            return 0
+        me = self.ledger.account.lower()
+        found = 0
+        with self.store.transaction() as st:
+            for event in logs:
+                if me not in {str(v).lower() for v in event["args"]["verifiers"]}:
+                    continue
+                key = bytes(event["args"]["query_id"]).hex()
+                if st.get("verdict", key) is None and st.get("pending", key) is None:
+                    st.put("pending", key, {"status": "fetch"})
+                    self.progress_.update(key, "drawn: fetching the record")
+                    found += 1
+            st.put("scan", "verifiers_drawn", head + 1)
+        return found
+
+    def resume_pending(self, why: str, fetch: bool) -> dict[str, str]:
+        """Vote on every query kept ``pending`` and not voted on yet, checked again against
+        the ledger's trail (:func:`~tessera.node.roles.base.reconcile_with_ledger`): one it
+        was asked about (``waiting``) from what it kept; with ``fetch``, one it was drawn
+        for but holds no record of (``fetch``) from the nodes or the other verifiers, once
+        one serves it. One the ledger has closed meanwhile (or that is past its deadline,
+        which this settles) is dropped, with the reason. Returns the queries dropped or
+        refused."""
         closed: dict[str, str] = {}
 
         def resume(qid: bytes, state: Mapping[str, Any]) -> None:
             key = qid.hex()
+            kind = state.get("kind", "query")
+            ticket_json, record_json = state.get("ticket"), state.get("record")
+            if state.get("status") == "fetch":
+                fetched = self.fetch(qid)
+                if fetched is None:
+                    return  # nobody serves it yet: the next round asks again
+                served = float(state.get("served") or 0.0)
+                if not served:
+                    self.store.put("pending", key, {**state, "served": time.time()})
+                if time.time() - (served or time.time()) < self.FETCH_GRACE:
+                    return  # the analyst is likely about to ask: leave it the time to
+                kind, ticket_json, record_json = fetched
             try:
-                self.verify(QueryTicket.from_json(state.get("ticket")), state.get("record"))
+                if kind == "training":
+                    self.verify_training(TrainingTicket.from_json(ticket_json), record_json)
+                else:
+                    self.verify(QueryTicket.from_json(ticket_json), record_json)
             except LedgerError:
                 return  # the chain again: left for the next reconciliation
-            except TesseraError as exc:  # never votable: not tried again
-                reason = f"{why}; refused: {exc}"
+            except TesseraError as exc:
+                if state.get("status") == "fetch":
+                    # a fetched record not (yet) the query's trail: asked again next round
+                    self.progress_.update(key, "fetched record refused", reason=str(exc))
+                    return
+                reason = f"{why}; refused: {exc}"  # never votable: not tried again
                 self.store.put("pending", key, {"status": "refused", "reason": reason})
                 self.progress_.update(key, "refused", reason=reason)
                 closed[key] = reason
@@ -272,11 +381,45 @@ class VerifierRole(Recovering):
             self.progress_.update(key, "closed", reason=reason)
             closed[key] = reason
 
-        waiting = {
-            k: v for k, v in self.store.items("pending").items() if v.get("status") == "waiting"
+        wanted = ("waiting", "fetch") if fetch else ("waiting",)
+        unvoted = {
+            k: v for k, v in self.store.items("pending").items() if v.get("status") in wanted
         }
-        reconcile_with_ledger(self.ledger, waiting, resume, close)
+        reconcile_with_ledger(self.ledger, unvoted, resume, close)
         return closed
+
+    def fetch(self, query_id: bytes) -> tuple[str, Any, Any] | None:
+        """The kind, ticket and record of a query this verifier was drawn for, from the
+        first of the committee's nodes or of the query's other drawn verifiers that serves
+        them (``record``); None if none does yet. Only a ticket whose hash is this query's
+        id is taken (the checks against the trail come after, as for any record). A
+        record whose release the analyst has not committed is taken without the release:
+        the vote is on the work, not on the analyst's result."""
+        if self.transport is None:
+            return None
+        try:
+            q = self.ledger.query(query_id)
+            sources = [
+                *self.ledger.committee(q.committee).nodes.values(),
+                *(v for v in self.ledger.verifiers_of(query_id) if v != self.ledger.account),
+            ]
+            results = self.ledger.audit_trail(query_id, verdicts=False).of("result")
+        except LedgerError:
+            return None
+        ticket_type = TrainingTicket if q.kind == "training" else QueryTicket
+        for source in sources:
+            try:
+                kept = self.transport.call(source, "record", {"query_id": query_id.hex()})
+                ticket = ticket_type.from_json(kept.get("ticket"))
+            except TesseraError:
+                continue  # down, holds nothing, or served something malformed: the next
+            if ticket.query_id != query_id or not isinstance(kept.get("record"), dict):
+                continue
+            record_json = dict(kept["record"])
+            if q.kind != "training" and q.analyst not in results:
+                record_json.pop("release", None)
+            return q.kind, kept.get("ticket"), record_json
+        return None
 
     def _kept(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         qid = _hex32(body.get("query_id"), "query_id")
