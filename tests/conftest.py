@@ -98,10 +98,8 @@ def _grouped_by_unit(request: pytest.FixtureRequest) -> None:
     heavy fixtures (pytest 9.2 with pytest-xdist 3.8 loses the groups, so pyproject.toml
     pins pytest below 9.2). Every test then errors with this message."""
     config = request.config
-    if (
-        getattr(config.option, "dist", "no") != "loadgroup"
-        or "PYTEST_XDIST_WORKER" not in os.environ
-    ):
+    # a worker's options carry ``loadgroup`` (xdist sets it from --dist); -n 0 has none
+    if not getattr(config.option, "loadgroup", False) or "PYTEST_XDIST_WORKER" not in os.environ:
         return
     items = request.session.items
     lost = [item.nodeid for item in items if "@" not in item.nodeid.rsplit("]", 1)[-1]]
