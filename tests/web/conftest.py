@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from tessera.cli.demo import network_spec
+from tessera.data import medical
 from tessera.node.launcher import Network
 from tessera.web.console import Console
 from tessera.web.server import ThreadedServer
@@ -42,7 +44,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         net.up(network_spec(kdf_iterations=2**10))
     console = server = None
     try:
-        console = Console(net.dir)
+        # the analyst's validation table for trainings: the bundled data, pooled
+        validation = tmp_path_factory.mktemp("web-validation") / "patients.csv"
+        pd.concat([medical.load(p) for p in medical.PROVIDERS]).to_csv(validation, index=False)
+        console = Console(net.dir, validation=validation)
         server = ThreadedServer(console).start()
         yield Live(net, console, server)
     finally:

@@ -617,6 +617,8 @@ def _ols(df: pd.DataFrame, y: str, x: list[str]) -> dict[str, float]:
 def test_a_linear_regression_is_plotted_with_its_confidence_intervals(
     live: Any, browser: Any, artifacts: Path
 ) -> None:
+    browser.get(live.url + "/#analyst")
+    wait_for("the analyst view", lambda: by_id(browser, "kind").is_displayed())
     choose(browser, "kind", "regression")
     typed(browser, "reg-y", "sbp")
     typed(browser, "reg-x", "age,bmi")
@@ -692,7 +694,8 @@ def test_the_provider_view_shows_budget_revenue_and_who_queried(
     spent = sum(reader.query(q).privacy_cost for q in mine if reader.query(q).status == "passed")
     assert ds.budget_cap - ds.budget_remaining == spent
     for p in series:
-        raw = reader.market.functions.dataset(dataset).call(block_identifier=p["block"])
+        listings = getattr(reader, "catalog", None) or reader.market
+        raw = listings.functions.dataset(dataset).call(block_identifier=p["block"])
         assert p["budget_remaining"] == int(raw[6]) - int(raw[7]) and p["revenue"] == int(raw[14])
     shot(browser, artifacts, "provider")
 
@@ -785,3 +788,57 @@ def test_the_telemetry_view_says_this_network_has_no_task(
     assert "no telemetry task" in msg
     assert not by_id(browser, "telemetry-tasks").is_displayed()
     shot(browser, artifacts, "telemetry-empty")
+
+
+def test_a_training_started_from_the_page_is_drawn_round_by_round(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    from tessera.dp import rho_to_eps_delta
+    from tessera.learning import LogisticRegression, TrainingConfig
+    from tessera.ledger.model_registry import ModelRegistry
+
+    features = ["age", "bmi", "glucose", "hba1c"]
+    browser.get(live.url + "/#training")
+    wait_for("the trainings", lambda: visible_text(browser, "trainings"))
+    typed(browser, "train-rounds", "2")
+    typed(browser, "train-epsilon", "2")
+    by_id(browser, "train-quote-btn").click()
+    wait_for("the quote", lambda: visible_text(browser, "train-quote"))
+    config = TrainingConfig(rounds=2, unit="row", clip=1.0, epsilon=2.0, server_learning_rate=12)
+    q = live.console.analyst.training_quote(
+        "patients", LogisticRegression(4), features, "diabetes", config
+    )
+    assert int(by_id(browser, "train-price").text) == q.price
+    assert close(float(by_id(browser, "train-eps").text), float(f"{q.epsilon:.6g}"))
+    jobs = len(live.console.jobs)
+    wait_for("the train button", lambda: by_id(browser, "train-btn").is_enabled())
+    by_id(browser, "train-btn").click()
+    wait_for("the job", lambda: len(live.console.jobs) > jobs)
+    job = list(live.console.jobs.values())[-1]
+    wait_for("the training", lambda: job.status != "running", timeout=2 * WAIT)
+    assert job.status == "done", f"{job.error_kind}: {job.error}"
+    res, tid = job.result, job.payload["training_id"]
+    wait_for("the curve", lambda: tid in visible_text(browser, "training-meta"))
+    wait_for(
+        "the chart",
+        lambda: browser.execute_script("return window.tessera.charts['training'] != null"),
+    )
+    # the registry chains the rounds; ε spent so far is its ρ, summed, at δ = 1e-6
+    history = ModelRegistry(live.console.reader).history(bytes.fromhex(tid[2:]))
+    assert len(history) == 3 and [r.query_id is not None for r in history] == [False, True, True]
+    data = chart_data(browser, "training")
+    eps = {p["round"]: p["value"] for p in data if p["measure"] == "ε spent"}
+    total = 0
+    for r in history:
+        total += r.rho_micro
+        want = rho_to_eps_delta(total / 1e6, 1e-6)[0] if total else 0.0
+        assert close(eps[r.round], want)
+    for r in res.rounds:  # the Python API's own account of each round
+        assert math.isclose(eps[r.index + 1], r.epsilon_spent, rel_tol=1e-3)
+    loss = {p["round"]: p["value"] for p in data if p["measure"] == "loss"}
+    accuracy = {p["round"]: p["value"] for p in data if p["measure"] == "accuracy"}
+    assert loss == {r.index + 1: r.loss for r in res.rounds}
+    assert accuracy == {r.index + 1: r.score for r in res.rounds}
+    rows = by_id(browser, "training-rounds").find_elements("css selector", "tbody tr")
+    assert len(rows) == 3
+    shot(browser, artifacts, "training-curve")

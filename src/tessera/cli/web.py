@@ -49,13 +49,22 @@ def web(
         ),
     ] = False,
     password_file: PasswordFileOpt = None,
+    validation: Annotated[
+        Path | None,
+        typer.Option(
+            "--validation",
+            help="The analyst's own validation table (CSV): a training started from the "
+            "page is scored on it after every round (loss, accuracy).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the web console (analyst, ledger explorer, market) over a running network."""
+    """Serve the web console (analyst, ledger explorer, market, providers, training) over a
+    running network."""
     from tessera.web.console import Console
     from tessera.web.server import make_server
 
     password = read_password(password_file, confirm=False) if unlock or password_file else None
-    console = Console(state_dir, password=password)
+    console = Console(state_dir, password=password, validation=validation)
     warn_if_exposed(host)
     server = make_server(console, host, port)
     shown = f"[{host}]" if ":" in host else host

@@ -42,7 +42,7 @@ from tessera.errors import (
     TransportError,
 )
 from tessera.web import views
-from tessera.web.console import Console, QueryRequest
+from tessera.web.console import Console, QueryRequest, TrainRequest
 
 COOKIE = "tessera_console"
 CSRF_HEADER = "x-csrf-token"
@@ -117,6 +117,31 @@ class RunBody(QueryBody):
 
 class UnlockBody(BaseModel):
     password: str = Field(min_length=1, max_length=1_024)
+
+
+class TrainBody(BaseModel):
+    table: str = Field(default="patients", max_length=64, pattern=_IDENT)
+    features: list[Annotated[str, Field(max_length=64, pattern=_IDENT)]] = Field(
+        min_length=1, max_length=16
+    )
+    label: str = Field(max_length=64, pattern=_IDENT)
+    rounds: int = Field(ge=1, le=20)
+    epsilon: float = Field(gt=0, le=100)
+    learning_rate: float = Field(default=12.0, gt=0, le=100)
+
+    def request(self) -> TrainRequest:
+        return TrainRequest(
+            self.table,
+            tuple(self.features),
+            self.label,
+            self.rounds,
+            self.epsilon,
+            self.learning_rate,
+        )
+
+
+class TrainRunBody(TrainBody):
+    accepted_price: int = Field(ge=0)
 
 
 class VerifyBody(BaseModel):
@@ -313,6 +338,15 @@ def create_app(
     @app.get("/api/market/trends")
     def trends() -> dict[str, Any]:
         return views.trends(console)
+
+    @app.post("/api/train/quote")
+    def train_quote(body: TrainBody) -> dict[str, Any]:
+        return console.training_quote(body.request())
+
+    @app.post("/api/train", status_code=202)
+    def train(body: TrainRunBody) -> dict[str, Any]:
+        job = console.start_training(body.request(), body.accepted_price)
+        return {"job_id": job.job_id, "quote": job.quote}
 
     @app.get("/api/trainings")
     def trainings() -> list[dict[str, Any]]:

@@ -70,6 +70,25 @@ class QueryRequest:
         return f"Kaplan–Meier of {self.table}: {self.time_column}, event {self.event_column}"
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """A federated logistic regression of ``label`` on ``features`` over ``table``'s
+    providers, ``rounds`` rounds of DP-FedSGD (per-row clipping) at ε in all."""
+
+    table: str
+    features: tuple[str, ...]
+    label: str
+    rounds: int
+    epsilon: float
+    learning_rate: float = 12.0
+
+    def describe(self) -> str:
+        return (
+            f"training: logistic regression of {self.table}.{self.label} on "
+            f"{', '.join(self.features)}, {self.rounds} rounds"
+        )
+
+
 @dataclass
 class Job:
     job_id: str
@@ -82,6 +101,7 @@ class Job:
     error: str | None = None
     error_kind: str | None = None
     result: Any = None  # the QueryResult itself (the Python API's object), kept here
+    training: TrainRequest | None = None
 
     def say(self, message: str) -> None:
         self.progress.append({"t": round(time.time() - self.started, 2), "message": message})
@@ -89,12 +109,13 @@ class Job:
     def summary(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
-            "query": self.request.describe(),
+            "query": self.training.describe() if self.training else self.request.describe(),
             "kind": self.request.kind,
             "epsilon": self.request.epsilon,
             "status": self.status,
             "started": self.started,
             "query_id": (self.payload or {}).get("query_id"),
+            "training_id": (self.payload or {}).get("training_id"),
             "price": self.quote.get("price"),
             "verified": (self.payload or {}).get("verified"),
             "error": self.error,
@@ -240,7 +261,9 @@ def chart_of(
 class Console:
     """The console's state over the network in ``state_dir``."""
 
-    def __init__(self, state_dir: Path, *, password: str | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, *, password: str | None = None, validation: Path | None = None
+    ) -> None:
         from tessera.ledger import Deployment, LedgerClient, RpcChain
         from tessera.node.config import load_peers
         from tessera.node.launcher import Network
@@ -273,8 +296,20 @@ class Console:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()  # one query at a time: one analyst, one progress
         self._buyers: dict[tuple[int, ...], Any] = {}  # sessions restricted to listings
+        from tessera.web.views import LogCache
+
+        self.log_cache = LogCache()
         #: loss and accuracy per round of the trainings this console ran, by training id
         self.training_scores: dict[str, dict[int, dict[str, float | None]]] = {}
+        #: the analyst's own validation table (CSV), scored after every training round
+        self.validation: Any = None
+        if validation is not None:
+            import pandas as pd
+
+            try:
+                self.validation = pd.read_csv(validation)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"--validation {validation}: {exc}") from exc
         if password is not None:
             self.unlock(password)
 
@@ -527,6 +562,147 @@ class Console:
         out["chart"] = chart_of(request, out["values"], rows, first_iv)
         out["request"] = request.describe()
         return out
+
+    # -- a training -------------------------------------------------------------------------
+    def _training(self, request: TrainRequest) -> tuple[Any, Any, Any]:
+        from tessera.learning import LogisticRegression, TrainingConfig
+
+        if len(set(request.features)) != len(request.features) or not request.features:
+            raise QueryError("name at least one feature, each once")
+        if request.label in request.features:
+            raise QueryError("the label cannot be a feature too")
+        try:
+            config = TrainingConfig(
+                rounds=request.rounds,
+                unit="row",
+                clip=1.0,
+                epsilon=request.epsilon,
+                server_learning_rate=request.learning_rate,
+            )
+        except ValueError as exc:
+            raise QueryError(str(exc)) from exc
+        return LogisticRegression(len(request.features)), config, self._need_analyst()
+
+    def training_quote(self, request: TrainRequest) -> dict[str, Any]:
+        """A training's price and ε before it starts (``NetworkAnalyst.training_quote``)."""
+        model, config, analyst = self._training(request)
+        q = analyst.training_quote(
+            request.table, model, list(request.features), request.label, config
+        )
+        short = q.rounds_affordable() < q.rounds
+        return {
+            "rounds": q.rounds,
+            "providers": list(q.providers),
+            "price_per_round": q.price_per_round,
+            "price": q.price,
+            "epsilon": q.epsilon,
+            "delta": q.delta,
+            "rho_per_round": q.rho_per_round,
+            "budget_left": dict(q.budget_left),
+            "rounds_affordable": q.rounds_affordable(),
+            "over_budget": short,
+            "validation": self.validation is not None,
+            "message": (
+                f"over budget: only {q.rounds_affordable()} of {q.rounds} rounds fit every "
+                "dataset's budget"
+                if short
+                else None
+            ),
+        }
+
+    def start_training(self, request: TrainRequest, accepted_price: int) -> Job:
+        """Quote again, then train in the background: every round a training query on the
+        ledger, each round's model kept by CID (``<network>/models``) and chained in the
+        model registry; the loss and accuracy on the validation table, if the console has
+        one, are kept for the training view."""
+        q = self.training_quote(request)
+        if q["over_budget"]:
+            raise BudgetExceeded(q["message"])
+        if q["price"] != accepted_price:
+            raise PriceChanged(
+                f"the price is now {q['price']} credits, not {accepted_price}: quote again"
+            )
+        job = Job(secrets.token_hex(8), QueryRequest("sql", request.epsilon), q)
+        job.training = request
+        with self._lock:
+            self.jobs[job.job_id] = job
+        threading.Thread(
+            target=self._train, args=(job, request), name=f"train-{job.job_id}", daemon=True
+        ).start()
+        return job
+
+    def _train(self, job: Job, request: TrainRequest) -> None:
+        from tessera.ledger.model_registry import ModelRegistry
+        from tessera.node.model_store import LocalModelStore, ModelLog
+
+        job.say("starting the training")
+        with self._run_lock:
+            analyst = self._need_analyst()
+            analyst.on_progress = job.say
+            try:
+                model, config, _ = self._training(request)
+                training_id = secrets.token_bytes(32)
+                log = ModelLog(
+                    LocalModelStore(self.dir / "models"),
+                    training_id,
+                    ModelRegistry(analyst.ledger),
+                    analyst.committee,
+                )
+                val = None
+                if self.validation is not None:
+                    cols = [*request.features, request.label]
+                    missing = [c for c in cols if c not in self.validation.columns]
+                    if missing:
+                        raise QueryError(f"the validation table has no {', '.join(missing)}")
+                    val = (
+                        self.validation[list(request.features)].to_numpy(dtype=float),
+                        self.validation[request.label].to_numpy(dtype=float),
+                    )
+                res = analyst.train(
+                    request.table,
+                    model,
+                    list(request.features),
+                    request.label,
+                    config,
+                    validation=val,
+                    observer=log,
+                    training_id=training_id,
+                )
+                tid = "0x" + training_id.hex()
+                rounds = [
+                    {
+                        "round": r.index + 1,
+                        "loss": r.loss,
+                        "accuracy": r.score,
+                        "epsilon_spent": r.epsilon_spent,
+                        "query_id": r.query_id,
+                        "accepted": list(r.accepted),
+                    }
+                    for r in res.rounds
+                ]
+                self.training_scores[tid] = {
+                    r["round"]: {"loss": r["loss"], "accuracy": r["accuracy"]} for r in rounds
+                }
+                job.result = res
+                job.payload = plain(
+                    {"training_id": tid, "query_id": None, "rounds": rounds, "verified": True}
+                )
+                job.status = "done"
+                job.say(f"trained: {len(rounds)} rounds")
+            except TesseraError as exc:
+                job.error, job.error_kind, job.status = (
+                    _ANSI.sub("", str(exc)),
+                    type(exc).__name__,
+                    "failed",
+                )
+            except Exception as exc:
+                job.error, job.error_kind, job.status = (
+                    f"internal error: {exc}",
+                    type(exc).__name__,
+                    "failed",
+                )
+            finally:
+                analyst.on_progress = lambda _m: None
 
     def job(self, job_id: str) -> Job:
         try:

@@ -9,6 +9,7 @@ nothing signs, so none of it needs the analyst's key.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,15 +24,59 @@ if TYPE_CHECKING:
 DELTA = 1e-6
 
 
-def _logs(event: Any, **filters: Any) -> list[Any]:
-    return list(event().get_logs(from_block=0, argument_filters=filters or None))
+def catalog(console: Console) -> Any:
+    """The contract holding the listings: the catalog where the deployment has one, else
+    the market (deployments from before the catalog left it)."""
+    return getattr(console.reader, "catalog", None) or console.reader.market
+
+
+class LogCache:
+    """Every event a contract emitted, read once: each request scans only the blocks
+    since the last one (the chain answers ``eth_getLogs`` by walking its blocks, so one
+    scan per contract, not one per event type and page view)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, list[Any]]] = {}
+
+    def logs(self, contract: Any, name: str, **filters: Any) -> list[Any]:
+        from eth_utils.abi import event_abi_to_log_topic
+
+        w3 = contract.w3
+        with self._lock:
+            upto, logs = self._seen.get(contract.address, (-1, []))
+            head = int(w3.eth.block_number)
+            if head > upto:
+                events = {
+                    bytes(event_abi_to_log_topic(e)): e["name"]
+                    for e in contract.abi
+                    if e.get("type") == "event"
+                }
+                raw = w3.eth.get_logs(
+                    {"address": contract.address, "fromBlock": upto + 1, "toBlock": head}
+                )
+                for log in raw:
+                    topics = log.get("topics") or []
+                    event = events.get(bytes(topics[0])) if topics else None
+                    if event is not None:
+                        logs.append(contract.events[event]().process_log(log))
+                self._seen[contract.address] = (head, logs)
+        return [
+            log
+            for log in logs
+            if log["event"] == name and all(log["args"].get(k) == v for k, v in filters.items())
+        ]
+
+
+def _logs(console: Console, contract: Any, name: str, **filters: Any) -> list[Any]:
+    return console.log_cache.logs(contract, name, **filters)
 
 
 def submissions(console: Console) -> list[dict[str, Any]]:
     """Every query submitted to the market, in chain order: id, analyst, block, cost,
     price and the datasets it named (the market's ``query`` record of each)."""
     out = []
-    for log in _logs(console.reader.market.events.QuerySubmitted):
+    for log in _logs(console, console.reader.market, "QuerySubmitted"):
         qid = bytes(log["args"]["query_id"])
         q = console.reader.query(qid)
         out.append(
@@ -53,9 +98,9 @@ def submissions(console: Console) -> list[dict[str, Any]]:
 
 def settlements(console: Console) -> dict[str, dict[str, Any]]:
     """Each settled or expired query's payment, by query id."""
-    ev = console.reader.market.events
+    market = console.reader.market
     out: dict[str, dict[str, Any]] = {}
-    for log in _logs(ev.QuerySettled):
+    for log in _logs(console, market, "QuerySettled"):
         a = log["args"]
         out["0x" + bytes(a["query_id"]).hex()] = {
             "event": "settled",
@@ -65,7 +110,7 @@ def settlements(console: Console) -> dict[str, dict[str, Any]]:
             "slashed": int(a["slashed"]),
             "block": int(log["blockNumber"]),
         }
-    for log in _logs(ev.QueryExpired):
+    for log in _logs(console, market, "QueryExpired"):
         a = log["args"]
         out["0x" + bytes(a["query_id"]).hex()] = {
             "event": "expired",
@@ -81,7 +126,7 @@ def settlements(console: Console) -> dict[str, dict[str, Any]]:
 def dataset_at(console: Console, dataset_id: int, block: int) -> tuple[int, int, int]:
     """``(budget_spent, budget_remaining, revenue)`` of a dataset as the market held them
     at the end of ``block``."""
-    raw = console.reader.market.functions.dataset(dataset_id).call(block_identifier=block)
+    raw = catalog(console).functions.dataset(dataset_id).call(block_identifier=block)
     cap, spent, revenue = int(raw[6]), int(raw[7]), int(raw[14])
     return spent, cap - spent, revenue
 
@@ -144,7 +189,7 @@ def provider(console: Console, name: str) -> dict[str, Any]:
 
 
 def _listed_block(console: Console, dataset_id: int) -> int:
-    logs = _logs(console.reader.market.events.DatasetListed, dataset_id=dataset_id)
+    logs = _logs(console, catalog(console), "DatasetListed", dataset_id=dataset_id)
     return int(logs[0]["blockNumber"]) if logs else 0
 
 
@@ -181,8 +226,7 @@ def trends(console: Console, top: int = 10) -> dict[str, Any]:
 def events(console: Console) -> dict[str, Any]:
     """Every verdict (``VerdictPosted``), settlement (``QuerySettled``, ``QueryExpired``),
     slashing (the registry's ``Slashed``) and reputation change on the chain."""
-    ev = console.reader.market.events
-    reg = console.reader.registry.events
+    market, reg = console.reader.market, console.reader.registry
     verdicts = [
         {
             "query_id": "0x" + bytes(log["args"]["query_id"]).hex(),
@@ -192,7 +236,7 @@ def events(console: Console) -> dict[str, Any]:
             "cheaters": [Web3.to_checksum_address(c) for c in log["args"]["cheaters"]],
             "block": int(log["blockNumber"]),
         }
-        for log in _logs(ev.VerdictPosted)
+        for log in _logs(console, market, "VerdictPosted")
     ]
     slashes = [
         {
@@ -201,7 +245,7 @@ def events(console: Console) -> dict[str, Any]:
             "amount": int(log["args"]["amount"]),
             "block": int(log["blockNumber"]),
         }
-        for log in _logs(reg.Slashed)
+        for log in _logs(console, reg, "Slashed")
     ]
     reputation = [
         {
@@ -211,7 +255,7 @@ def events(console: Console) -> dict[str, Any]:
             "total": int(log["args"]["total"]),
             "block": int(log["blockNumber"]),
         }
-        for log in _logs(reg.ReputationChanged)
+        for log in _logs(console, reg, "ReputationChanged")
     ]
     paid = settlements(console)
     settled = [{"query_id": k, **v} for k, v in sorted(paid.items(), key=lambda kv: kv[1]["block"])]

@@ -582,6 +582,61 @@ async function showTraining(id) {
   } catch (err) { showError("training-error", err); }
 }
 
+function trainBody() {
+  return { table: $("train-table").value.trim(), label: $("train-label").value.trim(),
+    features: $("train-features").value.split(",").map((s) => s.trim()).filter(Boolean),
+    rounds: Number($("train-rounds").value), epsilon: Number($("train-epsilon").value) };
+}
+
+function invalidateTrain() {
+  state.trainQuote = null;
+  $("train-btn").disabled = true;
+}
+
+async function trainQuote() {
+  showError("training-error", null);
+  invalidateTrain();
+  const body = trainBody();
+  try {
+    const q = await api("/api/train/quote", body);
+    state.trainQuote = q;
+    state.trainQuoted = JSON.stringify(body);
+    $("train-quote").replaceChildren("at most ", el("strong", { id: "train-price" }, q.price), ` credits (${q.price_per_round} a round) · ε `,
+      el("strong", { id: "train-eps" }, fmt(q.epsilon)), ` in all over ${q.rounds} rounds · providers ${q.providers.join(", ")}`,
+      q.validation ? " · scored on the console's validation table" : " · no validation table: loss and accuracy not measured");
+    $("train-btn").disabled = q.over_budget;
+    if (q.over_budget) showError("training-error", new Error(q.message));
+  } catch (err) { showError("training-error", err); }
+}
+
+async function train() {
+  showError("training-error", null);
+  const body = trainBody();
+  if (!state.trainQuote || JSON.stringify(body) !== state.trainQuoted) {
+    showError("training-error", new Error("the training changed since its quote: quote it again"));
+    invalidateTrain();
+    return;
+  }
+  $("train-btn").disabled = true;
+  try {
+    const r = await api("/api/train", { ...body, accepted_price: state.trainQuote.price });
+    pollTrain(r.job_id);
+  } catch (err) { showError("training-error", err); }
+}
+
+async function pollTrain(jobId) {
+  let j;
+  try { j = await api(`/api/jobs/${jobId}`); } catch (err) { showError("training-error", err); return; }
+  const last = j.progress.length ? j.progress[j.progress.length - 1].message : "";
+  $("train-status").textContent = `${j.status}: ${last}`;
+  $("train-status").dataset.status = j.status;
+  if (j.status === "running") { setTimeout(() => pollTrain(jobId), 500); return; }
+  invalidateTrain();
+  if (j.status === "failed") { showError("training-error", new Error(`${j.error_kind}: ${j.error}`)); return; }
+  await loadTrainings();
+  await showTraining(j.result.training_id);
+}
+
 // -- telemetry -----------------------------------------------------------------------------------
 async function loadTelemetry() {
   try {
@@ -609,6 +664,9 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("buy-btn").addEventListener("click", buy);
   for (const id of ["buy-sql", "buy-epsilon"]) $(id).addEventListener("input", invalidateBuy);
   $("provider-form").addEventListener("submit", showProvider);
+  $("train-quote-btn").addEventListener("click", trainQuote);
+  $("train-btn").addEventListener("click", train);
+  for (const id of ["train-table", "train-features", "train-label", "train-rounds", "train-epsilon"]) $(id).addEventListener("input", invalidateTrain);
   window.addEventListener("hashchange", route);
   try { await loadSession(); } catch (err) { showError("query-error", err); }
   document.body.dataset.ready = "yes";
