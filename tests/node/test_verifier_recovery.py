@@ -127,3 +127,45 @@ def test_a_record_that_is_not_the_trail_is_refused_and_nothing_is_kept(dlog: Dis
     res = net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
     assert kept == [{}]
     assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+
+
+def test_a_training_round_the_verifier_died_on_is_voted_when_restarted() -> None:
+    """``verify_training`` is on the same path: a round's ticket and record are kept
+    (``pending``, kind ``training``) before the checks, and a restarted verifier re-checks
+    the round against its trail and votes, so the round's query passes and its escrow is
+    released."""
+    from tessera.learning import LocalConfig, LogisticRegression, TrainingConfig
+
+    g = np.random.default_rng(5)
+    features = ["f0", "f1"]
+    net = LocalNetwork(3, 2, seed="training-recovery")
+    policy = DatasetPolicy(allow_exact=True, budget_rho=2.0, price_per_training=7)
+    for k in range(2):
+        x = g.uniform(0, 1, (40, 2))
+        df = pd.DataFrame(x, columns=features)
+        df["y"] = (x[:, 0] > x[:, 1]).astype(int)
+        bounds: dict[str, Any] = {"f0": (0, 1), "f1": (0, 1), "y": (0, 1)}
+        net.add_provider(f"h{k}", {"t": df}, {"t": bounds}, {"t": policy})
+    try:
+        verifier = net.verifiers[0]
+        crash_at_vote(verifier)
+        escrow_before = net.ledger.admin.escrowed()
+        config = TrainingConfig(rounds=1, local=LocalConfig(1, 0.5, 16), clip=2.0)
+        net.train("t", LogisticRegression(2), features, "y", config, seed=0)
+        waiting = {
+            k: v
+            for k, v in verifier.store.items("pending").items()
+            if v.get("kind") == "training" and v.get("status") == "waiting"
+        }
+        assert len(waiting) == 1, verifier.store.items("pending")
+        key = next(iter(waiting))
+        assert net.ledger.admin.query(bytes.fromhex(key)).status == "open"
+        assert net.ledger.admin.escrowed() > escrow_before
+
+        restarted = VerifierRole(verifier.name, verifier.ledger, verifier.store)
+        assert restarted.recover() == {}
+        assert net.ledger.admin.query(bytes.fromhex(key)).status == "passed"
+        assert net.ledger.admin.escrowed() == escrow_before
+        assert restarted.store.get("pending", key) == {"status": "voted"}
+    finally:
+        net.close()
