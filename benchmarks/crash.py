@@ -112,6 +112,7 @@ class Harness:
         self.admin.set_params(self.TIMEOUT_BLOCKS, p.verifiers_per_query, p.lock_fee)
         self.analyst, self.transport = open_session(state_dir, SeededRng(f"crash/{seed}"))
         self.attempts: dict[bytes, Attempt] = {}
+        self._final: dict[bytes, str] = {}  # closed queries' statuses
         execute = self.analyst._execute
 
         def tracked(ticket: Any, holders: Any, secret: int) -> Any:
@@ -263,10 +264,15 @@ class Harness:
             time.sleep(0.5)
 
     def status(self, qid: bytes) -> str:
+        if qid in self._final:
+            return self._final[qid]
         try:
-            return self.admin.query(qid).status
+            status = self.admin.query(qid).status
         except Exception:
             return "none"  # never submitted (the chain died first)
+        if status in CLOSED:
+            self._final[qid] = status  # a closed query never changes: not asked again
+        return status
 
     def settle(self, mine_only: bool = False) -> None:
         """Every query still open is mined past its deadline, then expired (anyone may)."""

@@ -357,4 +357,6 @@ def test_an_analyst_that_keeps_its_result_unverified_still_pays_for_the_work(
     provider.expire(qid)
     assert ledger.query(qid).status == "completed"
     cut = ledger.dataset(q.dataset_ids[0]).price_per_query * 8_000 // 10_000
+    assert provider.owed() == cut and provider.balance() == before  # credited, not sent
+    assert provider.withdraw().amount == cut  # pull payments: the provider takes it
     assert provider.balance() - before == cut

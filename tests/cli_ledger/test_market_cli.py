@@ -161,6 +161,27 @@ def test_rate_and_stats_after_a_settled_query(market: Market) -> None:
     assert table.exit_code == 0 and "Top datasets" in table.stdout
 
 
+def test_owed_and_withdraw_pay_each_party_once(market: Market) -> None:
+    health = market.datasets[0]
+    qid = _buy(market, str(health), "--epsilon", "0.2")["query_id"]
+    market.settle(qid)
+    who = market.provider.account
+    due = market.admin.owed(who)
+    assert due > 0
+    assert market.cli_json("market", "owed", who) == {"account": who, "owed": due}
+    before = market.admin.balance(who)
+    paid = market.cli_json("market", "withdraw", account=who)
+    assert isinstance(paid, dict) and paid["amount"] == due and paid["balance"] == before + due
+    again = market.cli("market", "withdraw", account=who)
+    assert again.exit_code == 17
+    assert again.stderr.strip() == "error: the ledger refused: nothing owed to this account"
+    assert market.admin.balance(who) == before + due
+    table = market.cli("market", "owed", account=who)
+    assert table.exit_code == 0 and "is owed 0 credits" in table.stdout
+    nobody = market.cli("market", "owed")
+    assert nobody.exit_code == 2 and "--account" in nobody.stderr
+
+
 # -- errors: one line on stderr, distinct exit codes ----------------------------------------
 
 

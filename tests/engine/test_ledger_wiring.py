@@ -53,7 +53,14 @@ def full_record(net: LocalNetwork, query_id: str) -> AggregationRecord:
 
 
 def balances(net: LocalNetwork) -> dict[str, int]:
+    """Every party's credits, once each has withdrawn what settlements owe it (pull
+    payments); the market then holds the escrow of open queries only."""
     led = net.ledger
+    parties = [led.analyst, *led.nodes.values(), *led.providers.values()]
+    for party in parties:
+        if party.client.owed() > 0:
+            party.client.withdraw()
+    assert led.admin.total_owed() == 0
     who = {"analyst": led.analyst.address, "market": led.deployment.market}
     who |= {f"node-{i}": n.address for i, n in led.nodes.items()}
     who |= {name: p.address for name, p in led.providers.items()}

@@ -70,6 +70,21 @@ class World:
         holders.update((self.analyst.account, self.outsider.account))
         return sum(c.balance(a) for a in holders)
 
+    def worth(self, account: str) -> int:
+        """What ``account`` holds plus what settlements owe it (pull payments)."""
+        return self.admin.balance(account) + self.admin.owed(account)
+
+    def cash_out(self) -> dict[str, int]:
+        """Every account settlements owe something withdraws it (pull payments); returns
+        what each was paid. Afterwards nothing is owed and the market holds the escrow of
+        open queries only."""
+        paid: dict[str, int] = {}
+        for c in (*self.providers, *self.nodes, self.analyst, *self.verifiers, self.outsider):
+            if c.account not in paid and c.owed() > 0:
+                paid[c.account] = c.withdraw().amount
+        assert self.admin.total_owed() == 0
+        return paid
+
 
 def make_chain(accounts: int = 12) -> Chain:
     """The chain under test: ``TESSERA_LEDGER_RPC``'s, else a fresh embedded one.

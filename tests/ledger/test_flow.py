@@ -49,6 +49,12 @@ def test_honest_query_pays_providers_and_nodes(world: World) -> None:
     assert w.verifiers[1].post_verdict(qid, True).settled
     q = w.admin.query(qid)
     assert q.status == "passed"
+    # pull payments: the settlement credits what each party is owed and moves nothing
+    assert w.admin.owed(w.providers[0].account) == 700 and w.admin.owed(w.analyst.account) == 1
+    assert all(w.admin.owed(n.account) == 233 for n in w.nodes)
+    assert w.admin.balance(w.admin.deployment.market) == w.admin.total_owed() == 3_000
+    assert w.supply_accounted() == supply
+    w.cash_out()
     after = {c.account: w.admin.balance(c.account) for c in (*w.providers, *w.nodes, w.analyst)}
     assert after[w.providers[0].account] - before[w.providers[0].account] == 700
     assert after[w.providers[1].account] - before[w.providers[1].account] == 1_600
@@ -133,6 +139,7 @@ def test_failed_verdict_refunds_and_slashes_the_cheater(world: World) -> None:
     q = w.admin.query(qid)
     assert q.status == "failed" and q.cheaters == (cheater.account,)
     # a full refund; the slashed stake is burned (nobody profits from a slashing)
+    assert w.cash_out() == {w.analyst.account: 3_000}
     assert w.admin.balance(w.analyst.account) == analyst_before
     assert w.admin.burned() == STAKE
     p = w.admin.participant(cheater.account)
@@ -152,6 +159,7 @@ def test_cheater_slashed_honest_nodes_paid_when_quorum_finishes(world: World) ->
     qid_ = query_id
     assert w.admin.query(qid_).status == "passed"
     # the pool of 700 goes to the two honest nodes
+    w.cash_out()
     for n in (w.nodes[0], w.nodes[2]):
         assert w.admin.balance(n.account) - before[n.account] == 350
         assert w.admin.participant(n.account).reputation == 1
@@ -192,6 +200,7 @@ def test_missing_contribution_and_idle_nodes_are_refunded(world: World) -> None:
     analyst_before = w.admin.balance(w.analyst.account)
     for v in w.verifiers[:2]:
         v.post_verdict(query_id, True)
+    w.cash_out()
     assert w.admin.balance(w.providers[0].account) == 0
     assert w.admin.node_revenue(w.nodes[0].account) == 700 // 3
     assert w.admin.balance(w.analyst.account) - analyst_before == 700 + 1  # p0's cut, remainder
@@ -222,6 +231,7 @@ def test_expire_refunds_unused_work_after_the_deadline(world: World) -> None:
         w.providers[0].post_contribution(query_id, h("e1/late"))
     w.outsider.expire(query_id)
     assert w.admin.query(query_id).status == "expired"
+    w.cash_out()
     assert w.admin.balance(w.analyst.account) == before
     assert w.admin.participant(w.nodes[0].account).locks == 0
     assert w.admin.dataset(w.datasets[0]).budget_spent == 0  # nobody contributed

@@ -160,6 +160,7 @@ class Model:
     volume: int = 0
     provider_revenue: Counter[str] = field(default_factory=Counter)
     node_revenue: Counter[str] = field(default_factory=Counter)
+    owed: Counter[str] = field(default_factory=Counter)  # credited by settlements (pull)
     served: set[tuple[str, str]] = field(default_factory=set)  # (node, analyst) paid
     ranked: set[int] = field(default_factory=set)  # datasets in the top list
 
@@ -404,6 +405,11 @@ class LedgerMachine(RuleBasedStateMachine):
         assert 0 <= amount <= self.m.balances[frm]
         self.m.balances[frm] -= amount
         self.m.balances[to] += amount
+
+    def credit(self, to: str, amount: int) -> None:
+        """Pull payments: a settlement credits ``to``; the credits stay in the market."""
+        assert amount >= 0
+        self.m.owed[to] += amount
 
     def rep(self, account: str, delta: int) -> None:
         self.m.reputation[account] += delta
@@ -855,15 +861,16 @@ class LedgerMachine(RuleBasedStateMachine):
         return list(dict.fromkeys([*self.m.providers_of(q), *self.m.members(q), q.analyst]))
 
     def observing(self, qid: bytes, settles: bool, action: Callable[[], _T]) -> _T:
-        """Run ``action``; if it settles the query, record the balance changes the chain
-        shows for its providers, members and analyst."""
+        """Run ``action``; if it settles the query, record the changes of what the chain
+        shows its providers, members and analyst are owed (pull payments: settlement
+        credits, the parties withdraw later)."""
         if not settles:
             return action()
         q = self.m.queries[qid]
-        read, token = self.env.reader, self.c.token
-        before = {a: int(read(token, "balanceOf", a)) for a in self.parties(q)}
+        read, market = self.env.reader, self.c.market
+        before = {a: int(read(market, "owed", a)) for a in self.parties(q)}
         result = action()
-        q.observed = {a: int(read(token, "balanceOf", a)) - b for a, b in before.items()}
+        q.observed = {a: int(read(market, "owed", a)) - b for a, b in before.items()}
         return result
 
     def judge(self, qid: bytes, verdict: Verdict) -> None:
@@ -895,7 +902,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 continue
             if not pay:
                 continue
-            self.transfer(m.market, ds.provider, cut)
+            self.credit(ds.provider, cut)
             paid += cut
             m.provider_revenue[ds.provider] += cut
             ds.revenue += cut
@@ -933,7 +940,7 @@ class LedgerMachine(RuleBasedStateMachine):
         each = q.node_pool // len(honest) if honest else 0
         refund += q.node_pool - each * len(honest)
         for n in honest:
-            self.transfer(m.market, n, each)
+            self.credit(n, each)
             paid += each
             m.node_revenue[n] += each
             if (n, q.analyst) not in m.served:
@@ -941,7 +948,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 self.rep(n, REWARD)
         self.slash_cheaters(qid, cheaters)
         assert paid + refund == q.price
-        self.transfer(m.market, q.analyst, refund)
+        self.credit(q.analyst, refund)
         m.volume += paid
         m.settled += 1
         q.cheaters = cheaters
@@ -953,7 +960,7 @@ class LedgerMachine(RuleBasedStateMachine):
         q.work_done = m.work_complete(q)
         self.pay_providers(qid, False)
         self.slash_cheaters(qid, cheaters)
-        self.transfer(m.market, q.analyst, q.price)  # the whole price back
+        self.credit(q.analyst, q.price)  # the whole price back
         m.settled += 1
         q.cheaters = cheaters
         self.close(qid, "failed")
@@ -1032,6 +1039,19 @@ class LedgerMachine(RuleBasedStateMachine):
         self.touched.add(qid)
 
     @precondition(lambda self: self.m.queries)
+    @rule(who=picks)
+    def withdraw(self, who: int) -> None:
+        """Anyone takes what settlements owe it; refused when nothing is (so twice in a
+        row pays nothing the second time)."""
+        account = pick(self.env.everyone, who)
+        owed = self.m.owed[account]
+        expected = None if owed > 0 else "nothing owed to this account"
+        done = self.attempt(expected, lambda: self.client(account).withdraw())
+        if expected is None:
+            assert done is not None and done.amount == owed
+            self.transfer(self.m.market, account, owed)
+            self.m.owed[account] = 0
+
     @rule(blocks=st.integers(0, 60), which=picks, who=picks)
     def expire(self, blocks: int, which: int, who: int) -> None:
         """Blocks go by, then anyone asks to settle a query without a verdict."""
@@ -1214,15 +1234,19 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- the invariants -------------------------------------------------------------------
     @invariant()
     def escrow_is_conserved(self) -> None:
-        """The market holds the prices of its open queries and nothing else; every credit
-        is in some balance; the registry holds the stakes plus the burned stake."""
+        """The market holds the prices of its open queries and what settlements owe, nothing
+        else; every credit is in some balance; the registry holds the stakes plus the
+        burned stake."""
         m, c, read = self.m, self.c, self.env.reader
         supply = int(read(c.token, "totalSupply"))
         balances = {a: int(read(c.token, "balanceOf", a)) for a in m.balances}
         assert balances == m.balances
         assert supply == m.supply == sum(balances.values())
         open_prices = sum(q.price for q in m.queries.values() if q.status == "open")
-        assert balances[m.market] == int(read(c.market, "escrowed")) == m.escrowed == open_prices
+        owed = int(read(c.market, "total_owed"))
+        assert owed == sum(m.owed.values())
+        assert int(read(c.market, "escrowed")) == m.escrowed == open_prices
+        assert balances[m.market] == m.escrowed + owed  # escrow held + owed, nothing else
         total_staked = int(read(c.registry, "total_staked"))
         burned = int(read(c.registry, "burned"))
         assert total_staked == sum(m.stakes.values())
@@ -1332,7 +1356,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert int(read(registry, "min_stake")) == m.min_stake
         # budgets: never above the cap; the costs of the queries that used (or may use) it
         for i, ds in enumerate(m.datasets):
-            raw = read(market, "dataset", i)
+            raw = read(self.c.catalog, "dataset", i)
             charged = sum(
                 q.privacy_cost
                 for q in m.queries.values()
@@ -1347,18 +1371,24 @@ class LedgerMachine(RuleBasedStateMachine):
                 ds.active, ds.queries, ds.revenue, len(ds.buyers), sum(ds.ratings.values()),
                 len(ds.ratings),
             )  # fmt: skip
-        assert list(read(market, "top_datasets", 16)) == m.top()
+        assert list(read(self.c.catalog, "top_datasets", 16)) == m.top()
         for p in self.env.world.providers:
             assert int(read(market, "provider_revenue", p.account)) == m.provider_revenue[p.account]
         for n in self.env.world.nodes:
             assert int(read(market, "node_revenue", n.account)) == m.node_revenue[n.account]
+        for a in m.balances:
+            assert int(read(market, "owed", a)) == m.owed[a], a
 
     def check_query(self, qid: bytes) -> None:
         q = self.m.queries[qid]
         read = self.env.reader
         raw = read(self.c.market, "query", qid)
-        (analyst, ticket, datasets, cuts, pool, committee, cost, _ops, _kind) = raw[:9]
-        (price, fee, status, block, deadline, wanted, node_slash, verifier_slash, ch) = raw[9:]
+        (analyst, ticket, count, pool, committee, cost, _ops, _kind) = raw[:8]
+        (price, fee, status, block, deadline, wanted, node_slash, verifier_slash, ch) = raw[8:]
+        entries = read(self.c.market, "query_datasets", qid)
+        assert count == len(entries)
+        datasets = [e & (2**32 - 1) for e in entries]
+        cuts = [e >> 32 for e in entries]
         assert analyst.lower() == q.analyst.lower() and bytes(ticket) == q.ticket
         assert (tuple(datasets), tuple(cuts), pool, committee) == (
             q.datasets, q.cuts, q.node_pool, q.committee,

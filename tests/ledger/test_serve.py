@@ -128,6 +128,8 @@ def test_query_flow_through_served_chain(served: tuple[str, Path, Served]) -> No
     analyst.post_result(qid, h("result"))
     assert verifier.post_verdict(qid, True).settled  # quorum 1
     assert admin.query(qid).status == "passed"
+    assert admin.owed(provider.account) == 400 and admin.owed(node.account) == 100
+    assert provider.withdraw().amount == 400 and node.withdraw().amount == 100
     assert admin.balance(provider.account) == 400 and admin.balance(node.account) == 9_100
     assert admin.audit_trail(qid).of("noise") == {node.account: h("noise")}
 

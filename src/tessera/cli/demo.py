@@ -192,12 +192,15 @@ def run_demo(
 
 
 def _market(analyst: Any, query_id: str, say: Callable[[str], None]) -> dict[str, Any]:
-    """The purchase behind a query: the catalog, the price paid, the providers' revenue."""
+    """The purchase behind a query: the catalog, the price paid, the providers' revenue and
+    what settlements owe them (pull payments: each withdraws with `tessera market
+    withdraw`)."""
     ledger = analyst.ledger
     qid = bytes.fromhex(query_id[2:])
     q = ledger.query(qid)
     info = analyst.providers_info()
     revenue = {name: ledger.provider_revenue(i["address"]) for name, i in info.items()}
+    owed = {name: ledger.owed(i["address"]) for name, i in info.items()}
     dataset = q.dataset_ids[0]
     ledger.rate(qid, dataset, 5)
     stats = ledger.stats()
@@ -207,6 +210,7 @@ def _market(analyst: Any, query_id: str, say: Callable[[str], None]) -> dict[str
         "query_price": q.price,
         "status": q.status,
         "provider_revenue": revenue,
+        "provider_owed": owed,
         "rated_dataset": dataset,
         "rating": ledger.dataset(dataset).rating,
         "volume": stats.volume,
@@ -277,7 +281,8 @@ def print_report(report: dict[str, Any], out: Any) -> None:
     m = report["market"]
     out.print(
         f"market: {len(m['catalog'])} datasets listed; a query costs {m['query_price']} credits; "
-        f"provider revenue {m['provider_revenue']}; volume {m['volume']}, "
+        f"provider revenue {m['provider_revenue']}, owed to withdraw {m['provider_owed']}; "
+        f"volume {m['volume']}, "
         f"{m['settled_queries']} settled; dataset {m['rated_dataset']} rated {m['rating']}"
     )
     t = report.get("training")

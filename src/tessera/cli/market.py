@@ -347,6 +347,60 @@ def expire(
 
 @app.command()
 @handle_errors
+def owed(
+    address: Annotated[str | None, typer.Argument(help="The account (default: --account).")] = None,
+    rpc: RpcOpt = DEFAULT_RPC,
+    deployment: DeploymentOpt = DEFAULT_DEPLOYMENT,
+    account: AccountOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Credits settlements owe an account (its cuts, node shares, refunds), not withdrawn."""
+    from web3 import Web3
+
+    who = address or account
+    if not who:
+        fail(ValueError("owed needs an address or --account (or $TESSERA_ACCOUNT)"))
+    if not Web3.is_address(who):
+        fail(ValueError(f"not an address: {who!r}"))
+    conn = _open(rpc, deployment, None)
+    amount = conn.client().owed(who)
+    report = {"account": Web3.to_checksum_address(who), "owed": amount}
+    if as_json:
+        emit_json(report)
+    else:
+        Console().print(f"{report['account']} is owed {amount} credits")
+
+
+@app.command()
+@handle_errors
+def withdraw(
+    rpc: RpcOpt = DEFAULT_RPC,
+    deployment: DeploymentOpt = DEFAULT_DEPLOYMENT,
+    account: AccountOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take every credit settlements owe --account (pull payments). Refused (exit 17,
+    "nothing owed to this account") when nothing is owed."""
+    conn = _open(rpc, deployment, account)
+    caller = _acting(conn, "withdraw")
+    paid = caller.withdraw()
+    report = {
+        "account": caller.account,
+        "amount": paid.amount,
+        "balance": caller.balance(),
+        "tx_hash": paid.tx.tx_hash,
+    }
+    if as_json:
+        emit_json(report)
+    else:
+        Console().print(
+            f"withdrew {paid.amount} credits to {caller.account} (balance {report['balance']}); "
+            f"tx {paid.tx.tx_hash}"
+        )
+
+
+@app.command()
+@handle_errors
 def stats(
     top: Annotated[int, typer.Option(help="How many top datasets.", min=1, max=16)] = 5,
     rpc: RpcOpt = DEFAULT_RPC,

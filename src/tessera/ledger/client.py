@@ -94,11 +94,19 @@ _STATUS: Final[dict[int, QueryStatus]] = {
 }
 
 MICRO: Final = 1_000_000
+#: A query's dataset entry on the market: the provider's cut << 32 | the dataset id.
+_ID_MASK: Final = (1 << 32) - 1
 MAX_BOUNDS_BYTES: Final = 512
-MAX_MEMBERS: Final = 16
-MAX_QUERY_DATASETS: Final = 16
-#: Gas allowance of every transaction (the costliest, a 16-dataset query, needs < 3M).
-TX_GAS: Final = 8_000_000
+#: The contracts' limits: members of a committee (``registry.vy``), datasets of a query
+#: (``market.vy``, ``catalog.vy``). Over them, the client refuses with the contract's reason.
+MAX_MEMBERS: Final = 64
+MAX_QUERY_DATASETS: Final = 256
+COMMITTEE_TOO_LARGE: Final = f"committee larger than {MAX_MEMBERS} members"
+TOO_MANY_DATASETS: Final = f"query over more than {MAX_QUERY_DATASETS} datasets"
+#: Gas allowance of every transaction. The costliest, a query over 256 datasets never
+#: bought before, needs about 20M (its settlement about 10M); a block holds 30M on the
+#: embedded chain and on Hardhat (``docs/ledger.md``, gas).
+TX_GAS: Final = 29_000_000
 QueryId = bytes | str
 
 
@@ -221,6 +229,14 @@ class MarketParams:
 
 
 @dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """What :meth:`LedgerClient.withdraw` paid out."""
+
+    amount: int
+    tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
 class VerdictPosted:
     settled: bool
     tx: Tx
@@ -288,7 +304,7 @@ class Query:
     analyst: str
     ticket_hash: bytes
     dataset_ids: tuple[int, ...]
-    provider_cuts: tuple[int, ...]
+    provider_cuts: tuple[int, ...]  # what each dataset's provider is owed if it contributes
     node_pool: int
     committee: int
     privacy_cost: int
@@ -396,7 +412,7 @@ class AuditTrail:
 
 @dataclass(frozen=True, slots=True)
 class MarketStats:
-    volume: int  # credits paid out to providers and nodes by settlements
+    volume: int  # credits owed to providers and nodes by settlements (withdrawn or not)
     settled_queries: int
     submitted_queries: int
     escrowed: int
@@ -493,6 +509,10 @@ class LedgerClient:
             address=Web3.to_checksum_address(deployment.market),
             abi=load_artifact("market").abi,
         )
+        self.catalog: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.catalog),
+            abi=load_artifact("catalog").abi,
+        )
         self.governance: Contract = w3.eth.contract(
             address=Web3.to_checksum_address(deployment.governance),
             abi=load_artifact("governance").abi,
@@ -508,6 +528,7 @@ class LedgerClient:
         other._committees = self._committees
         other.pending_governance = self.pending_governance
         other.token, other.registry, other.market = self.token, self.registry, self.market
+        other.catalog = self.catalog
         other.governance = self.governance
         return other
 
@@ -742,7 +763,9 @@ class LedgerClient:
         if len(members) != len(key_shares):
             raise ValueError("one key share per member")
         if len(members) > MAX_MEMBERS:
-            raise ValueError(f"a committee has at most {MAX_MEMBERS} members on-chain")
+            raise LedgerError(
+                f"endorse_committee: {COMMITTEE_TOO_LARGE}", reason=COMMITTEE_TOO_LARGE
+            )
         pairs = sorted(
             zip((Web3.to_checksum_address(m) for m in members), key_shares, strict=True),
             key=lambda p: int(p[0], 16),
@@ -814,9 +837,10 @@ class LedgerClient:
         raw = self._view("node_pool_members", self.registry.functions.node_pool_members())
         return [Web3.to_checksum_address(a) for a in raw]
 
-    def withdraw(self) -> Tx:
-        """Release the stake asked back with :meth:`unstake` once its cool-down is over."""
-        return self._tx("withdraw", self.registry.functions.withdraw())
+    def withdraw_stake(self) -> Tx:
+        """Release the stake asked back with :meth:`unstake` once its cool-down is over
+        (the registry's ``withdraw``; :meth:`withdraw` takes what settlements owe)."""
+        return self._tx("withdraw_stake", self.registry.functions.withdraw())
 
     def bond(self, account: str | None = None) -> Bond:
         who = Web3.to_checksum_address(account or self.account)
@@ -948,20 +972,20 @@ class LedgerClient:
         ]
 
     def list_dataset(self, schema_hash: bytes, listing: Listing) -> DatasetListed:
-        fn = self.market.functions.list_dataset(_digest(schema_hash), *self._listing_args(listing))
+        fn = self.catalog.functions.list_dataset(_digest(schema_hash), *self._listing_args(listing))
         tx, receipt = self._transact("list_dataset", fn)
-        event = self.market.events.DatasetListed().process_receipt(receipt, errors=DISCARD)
+        event = self.catalog.events.DatasetListed().process_receipt(receipt, errors=DISCARD)
         return DatasetListed(dataset_id=int(event[0]["args"]["dataset_id"]), tx=tx)
 
     def update_dataset(self, dataset_id: int, listing: Listing) -> Tx:
-        fn = self.market.functions.update_dataset(dataset_id, *self._listing_args(listing))
+        fn = self.catalog.functions.update_dataset(dataset_id, *self._listing_args(listing))
         return self._tx("update_dataset", fn)
 
     def delist_dataset(self, dataset_id: int) -> Tx:
-        return self._tx("delist_dataset", self.market.functions.delist_dataset(dataset_id))
+        return self._tx("delist_dataset", self.catalog.functions.delist_dataset(dataset_id))
 
     def dataset(self, dataset_id: int) -> Dataset:
-        raw = self._view("dataset", self.market.functions.dataset(dataset_id))
+        raw = self._view("dataset", self.catalog.functions.dataset(dataset_id))
         (provider, schema, bounds, tags, ops, cohort, cap, spent) = raw[:8]
         (pq, pt, share, exact, active, queries, revenue, buyers, rsum, rcount) = raw[8:]
         return Dataset(
@@ -987,12 +1011,12 @@ class LedgerClient:
         )
 
     def dataset_count(self) -> int:
-        return int(self._view("dataset_count", self.market.functions.dataset_count()))
+        return int(self._view("dataset_count", self.catalog.functions.dataset_count()))
 
     def search(self, tag: str) -> list[int]:
         """Ids of the listed datasets carrying ``tag``."""
         raw = encode_tag(tag)
-        f = self.market.functions
+        f = self.catalog.functions
         size = int(self._view("tag_size", f.tag_size(raw)))
         found: list[int] = []
         for start in range(0, size, 128):  # the index is paged: nobody can fill it
@@ -1001,7 +1025,7 @@ class LedgerClient:
 
     def top_datasets(self, k: int = 10) -> list[int]:
         """Up to ``k`` (≤ 16) dataset ids by distinct paying analysts, then revenue."""
-        return [int(i) for i in self._view("top_datasets", self.market.functions.top_datasets(k))]
+        return [int(i) for i in self._view("top_datasets", self.catalog.functions.top_datasets(k))]
 
     def rate(self, query_id: QueryId, dataset_id: int, stars: int) -> Tx:
         fn = self.market.functions.rate(query_id_bytes(query_id), dataset_id, stars)
@@ -1058,9 +1082,7 @@ class LedgerClient:
         ids = sorted(set(dataset_ids))
         if len(ids) > MAX_QUERY_DATASETS:
             raise LedgerError(
-                f"submit_query: a query reads at most {MAX_QUERY_DATASETS} datasets on-chain, "
-                f"this one {len(ids)}",
-                reason="too many datasets",
+                f"submit_query: {TOO_MANY_DATASETS} ({len(ids)})", reason=TOO_MANY_DATASETS
             )
         if approve:
             fee = self.params().lock_fee * len(self.committee(committee).members)
@@ -1079,15 +1101,18 @@ class LedgerClient:
     def query(self, query_id: QueryId) -> Query:
         qid = query_id_bytes(query_id)
         raw = self._view("query", self.market.functions.query(qid))
-        (analyst, ticket, datasets, cuts, pool, committee, cost, ops, kind) = raw[:9]
-        (price, fee, status, block, deadline, wanted, node_slash, verifier_slash) = raw[9:17]
-        cheaters = raw[17]
+        (analyst, ticket, _count, pool, committee, cost, ops, kind) = raw[:8]
+        (price, fee, status, block, deadline, wanted, node_slash, verifier_slash) = raw[8:16]
+        cheaters = raw[16]
+        entries = [
+            int(e) for e in self._view("query_datasets", self.market.functions.query_datasets(qid))
+        ]
         return Query(
             query_id=qid,
             analyst=Web3.to_checksum_address(analyst),
             ticket_hash=bytes(ticket),
-            dataset_ids=tuple(int(d) for d in datasets),
-            provider_cuts=tuple(int(c) for c in cuts),
+            dataset_ids=tuple(e & _ID_MASK for e in entries),
+            provider_cuts=tuple(e >> 32 for e in entries),
             node_pool=int(pool),
             committee=int(committee),
             privacy_cost=int(cost),
@@ -1178,21 +1203,72 @@ class LedgerClient:
     def post_verdict(
         self, query_id: QueryId, passed: bool, cheaters: Iterable[str] = ()
     ) -> VerdictPosted:
-        """Drawn verifier: vote a verdict; the query settles when a majority agrees."""
+        """Drawn verifier: vote a verdict; the query settles when a majority agrees. A
+        query over more than 64 datasets then credits its providers in further
+        transactions (:meth:`settle`), which this one sends."""
         ordered = sorted({Web3.to_checksum_address(c) for c in cheaters}, key=lambda a: int(a, 16))
         fn = self.market.functions.post_verdict(query_id_bytes(query_id), passed, ordered)
         tx, receipt = self._transact("post_verdict", fn)
         settled = bool(self.market.events.QuerySettled().process_receipt(receipt, errors=DISCARD))
+        if settled:
+            self._settle_rest(receipt)
         return VerdictPosted(settled=settled, tx=tx)
+
+    def _settle_rest(self, receipt: Any) -> None:
+        """Send :meth:`settle` until every provider of the query ``receipt`` closed is
+        credited (its ``ProvidersSettled`` event says how many are left)."""
+        events = self.market.events.ProvidersSettled().process_receipt(receipt, errors=DISCARD)
+        if not events or int(events[-1]["args"]["remaining"]) == 0:
+            return
+        qid = bytes(events[-1]["args"]["query_id"])
+        while self.settle(qid) > 0:
+            pass
+
+    def settle(self, query_id: QueryId) -> int:
+        """Anyone: credit the next 64 providers of a settled query over more datasets than
+        its verdict credited (``"nothing left to settle"`` once all are); how many are
+        left."""
+        qid = query_id_bytes(query_id)
+        _tx, receipt = self._transact("settle", self.market.functions.settle(qid))
+        events = self.market.events.ProvidersSettled().process_receipt(receipt, errors=DISCARD)
+        return int(events[-1]["args"]["remaining"])
+
+    def unsettled(self, query_id: QueryId) -> int:
+        """Datasets of a query whose providers are not credited (or refunded) yet."""
+        fn = self.market.functions.unsettled(query_id_bytes(query_id))
+        return int(self._view("unsettled", fn))
 
     def expire(self, query_id: QueryId) -> Tx:
         """Anyone, after a query's deadline: settle it without a verdict quorum (the workers
         are paid if the work is on the trail, else the analyst is refunded what was not
         used)."""
-        return self._tx("expire", self.market.functions.expire(query_id_bytes(query_id)))
+        tx, receipt = self._transact(
+            "expire", self.market.functions.expire(query_id_bytes(query_id))
+        )
+        self._settle_rest(receipt)
+        return tx
 
     def escrowed(self) -> int:
         return int(self._view("escrowed", self.market.functions.escrowed()))
+
+    # -- pull payments ------------------------------------------------------------------
+    def owed(self, account: str | None = None) -> int:
+        """Credits settlements owe ``account`` (default: this one), not yet withdrawn: its
+        providers' cuts, node shares and, for an analyst, refunds."""
+        who = Web3.to_checksum_address(account or self.account)
+        return int(self._view("owed", self.market.functions.owed(who)))
+
+    def total_owed(self) -> int:
+        """Credits owed to every account; the market holds ``escrowed() + total_owed()``."""
+        return int(self._view("total_owed", self.market.functions.total_owed()))
+
+    def withdraw(self) -> Withdrawal:
+        """Take every credit settlements owe this account. Refused (``LedgerError``,
+        reason ``"nothing owed to this account"``) when nothing is owed, so a second
+        withdrawal pays nothing."""
+        tx, receipt = self._transact("withdraw", self.market.functions.withdraw())
+        events = self.market.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+        return Withdrawal(amount=int(events[0]["args"]["amount"]), tx=tx)
 
 
 @dataclass

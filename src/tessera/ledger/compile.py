@@ -22,7 +22,14 @@ from tessera.errors import LedgerError
 from tessera.node.files import atomic_write, file_lock
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
-CONTRACT_NAMES = ("credit_token", "registry", "market", "governance", "model_registry")
+CONTRACT_NAMES = (
+    "credit_token",
+    "registry",
+    "catalog",
+    "market",
+    "governance",
+    "model_registry",
+)
 #: Modules the contracts import (part of every contract's cache key).
 MODULE_NAMES = ("sortition",)
 

@@ -1,5 +1,5 @@
-"""Deploy the credit token, the registry, the market and the model registry, and wire them
-together."""
+"""Deploy the credit token, the registry, the catalog, the market and the model registry,
+and wire them together."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ class Deployment:
     market: str
     governance: str  # the timelock: the registry's admin and the market's owner
     block: int
+    #: The catalog (``catalog.vy``): listings, tags, top datasets, ratings; bound to
+    #: ``market``.
+    catalog: str
     #: The model registry (``model_registry.vy``), bound to ``market``; empty in a record
     #: written before it was part of every deployment.
     model_registry: str = ""
@@ -45,6 +48,11 @@ class Deployment:
     def from_json(cls, text: str) -> Deployment:
         try:
             data = json.loads(text)
+            if isinstance(data, dict) and "market" in data and "catalog" not in data:
+                raise LedgerError(
+                    "the deployment record names no catalog: it describes contracts deployed "
+                    "before the catalog left the market; deploy again"
+                )
             fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "model_registry"}
             model_registry = data.get("model_registry", "")
             if not isinstance(model_registry, str):
@@ -98,8 +106,10 @@ def deploy(
     (registers participants, stake rules) and owns the market (query parameters), so
     every admin action waits ``governance_delay`` seconds in public before it runs. The
     market is bound to the registry once, here, and the deployer keeps no other right.
-    The model registry is deployed last, bound to the market (it reads training queries
-    there); it has no admin.
+    The catalog (listings, search, ranking, ratings) is deployed before the market and
+    bound to it once, here: only the market charges its budgets. The model registry is
+    deployed last, bound to the market (it reads training queries there); it has no
+    admin.
     """
     if not 1 <= verifiers_per_query <= 16:
         raise ValueError("verifiers_per_query must be in [1, 16]")
@@ -109,12 +119,14 @@ def deploy(
     artifacts = load_all()
     token = _deploy_one(chain, artifacts["credit_token"], admin)
     registry = _deploy_one(chain, artifacts["registry"], admin, token, min_stake, slash_amount)
+    catalog = _deploy_one(chain, artifacts["catalog"], admin, registry)
     market = _deploy_one(
         chain,
         artifacts["market"],
         admin,
         token,
         registry,
+        catalog,
         timeout_blocks,
         verifiers_per_query,
         lock_fee,
@@ -125,10 +137,12 @@ def deploy(
     w3 = chain.w3
     reg = w3.eth.contract(address=registry, abi=artifacts["registry"].abi)  # type: ignore[call-overload]
     mkt = w3.eth.contract(address=market, abi=artifacts["market"].abi)  # type: ignore[call-overload]
+    cat = w3.eth.contract(address=catalog, abi=artifacts["catalog"].abi)  # type: ignore[call-overload]
     try:
         admin_role = reg.functions.DEFAULT_ADMIN_ROLE().call()
         for fn in (
             reg.functions.bind_market(market),
+            cat.functions.bind_market(market),
             reg.functions.grantRole(admin_role, governance),
             reg.functions.renounceRole(admin_role, admin),
             mkt.functions.transfer_ownership(governance),
@@ -149,5 +163,6 @@ def deploy(
         market=market,
         governance=governance,
         block=int(w3.eth.block_number),
+        catalog=catalog,
         model_registry=model_registry,
     )

@@ -32,7 +32,7 @@ REPUTATION_CAP: Final = 20  # weight ×2 at or above
 BPS: Final = 10_000
 #: A draw takes at most this many members (the registry's MAX_MEMBERS), from at most
 #: MAX_NODE_POOL candidates.
-MAX_DRAWN: Final = 16
+MAX_DRAWN: Final = 64
 MAX_NODE_POOL: Final = 64
 
 

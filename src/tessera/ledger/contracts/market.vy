@@ -3,19 +3,22 @@
 # pragma optimize codesize
 """
 @title Tessera market
-@notice Catalog (datasets, policies, tags, ratings, statistics), queries
-        (privacy-budget enforcement, escrow of the price, a lock fee), the
-        audit trail of each query, the verifiers drawn for it, their verdicts
-        and settlement.
+@notice Queries (privacy-budget enforcement through the catalog, escrow of
+        the price, a lock fee), the audit trail of each query, the verifiers
+        drawn for it, their verdicts, settlement and the credits owed to each
+        party, ratings, market statistics. The catalog (listings, tags, top
+        datasets, ratings' storage) is its own contract, `catalog.vy`.
 @dev Fair exchange: once a query's work is on the trail (contributions, the
      locked aggregate, enough noise and key-switch shares, a proof bundle),
      its price is owed to the workers. It settles for them at a verdict
      quorum of its drawn verifiers, or at its deadline unless such a quorum
      proved cheating; the analyst's own result commitment is never needed.
-     Token accounting: this contract's credit balance always equals
-     `escrowed`, the prices of open queries. Settlement moves a query's whole
-     price out (to providers, nodes and the analyst's refund) and nothing
-     else. Privacy budgets are integers in micro-units of zCDP rho.
+     Pull payments: settlement transfers nothing; it credits what each
+     provider, node and the analyst (its refund) is owed, and each withdraws
+     it with `withdraw()`. Token accounting: this contract's credit balance
+     always equals `escrowed` (the prices of open queries) + `total_owed`
+     (credited, not yet withdrawn). Privacy budgets are integers in
+     micro-units of zCDP rho.
 """
 
 from ethereum.ercs import IERC20
@@ -35,6 +38,8 @@ interface Registry:
     def slash_amount() -> uint256: view
     def committee_members(committee_id: uint256) -> DynArray[address, MAX_MEMBERS]: view
     def committee_threshold(committee_id: uint256) -> uint256: view
+    def committee_size(committee_id: uint256) -> uint256: view
+    def is_member(committee_id: uint256, account: address) -> bool: view
     def pool() -> DynArray[address, MAX_POOL]: view
     def lock(accounts: DynArray[address, MAX_MEMBERS]): nonpayable
     def unlock(accounts: DynArray[address, MAX_MEMBERS]): nonpayable
@@ -42,21 +47,36 @@ interface Registry:
     def add_reputation(account: address, delta: int256): nonpayable
 
 
+interface Catalog:
+    def charge(
+        analyst: address,
+        dataset_ids: DynArray[uint256, MAX_QUERY_DATASETS_ARG],
+        privacy_cost: uint256,
+        operations: uint256,
+        kind: uint8,
+    ) -> (DynArray[uint256, MAX_QUERY_DATASETS], uint256, uint256): nonpayable
+    def provider_of(dataset_id: uint256) -> address: view
+    def return_budget(dataset_id: uint256, privacy_cost: uint256): nonpayable
+    def record_sale(dataset_id: uint256, analyst: address, amount: uint256) -> bool: nonpayable
+    def record_rating(dataset_id: uint256, analyst: address, stars: uint256): nonpayable
+
+
 PROVIDER_ROLE: constant(bytes32) = keccak256("tessera.PROVIDER")
 NODE_ROLE: constant(bytes32) = keccak256("tessera.NODE")
 ANALYST_ROLE: constant(bytes32) = keccak256("tessera.ANALYST")
 VERIFIER_ROLE: constant(bytes32) = keccak256("tessera.VERIFIER")
 
-MAX_MEMBERS: constant(uint256) = 16
+MAX_MEMBERS: constant(uint256) = 64
 MAX_POOL: constant(uint256) = 64
-MAX_ASSIGNED: constant(uint256) = 16
-MAX_QUERY_DATASETS: constant(uint256) = 16
-MAX_TAGS: constant(uint256) = 8
-MAX_PAGE: constant(uint256) = 128
-MAX_TOP: constant(uint256) = 16
-MAX_COMMITTERS: constant(uint256) = 32
-MAX_TRAIL: constant(uint256) = 224  # 7 kinds x MAX_COMMITTERS
-BPS: constant(uint256) = 10000
+MAX_VERIFIERS: constant(uint256) = 16  # drawn per query
+MAX_ASSIGNED: constant(uint256) = 64  # the draw's type bound (sortition); MAX_VERIFIERS apply
+MAX_QUERY_DATASETS: constant(uint256) = 256
+MAX_QUERY_DATASETS_ARG: constant(uint256) = 257  # one more: a longer list gets a reason
+MAX_COMMITTERS: constant(uint256) = 256  # per kind: every provider, or every member
+MAX_TRAIL: constant(uint256) = 513  # contributions and exclusions (one per provider), 4 node kinds, a result
+ID_MASK: constant(uint256) = 2**32 - 1  # an entry: provider's cut << 32 | dataset id (128 bits)
+ENTRY_MASK: constant(uint256) = 2**128 - 1  # two entries to a storage word
+SETTLE_BATCH: constant(uint256) = 64  # providers credited per transaction (`settle`)
 REPUTATION_REWARD: constant(int256) = 1
 REPUTATION_PENALTY: constant(int256) = -10
 REPUTATION_ABSENT: constant(int256) = -1
@@ -82,32 +102,10 @@ RESULT: constant(uint8) = 5
 EXCLUSION: constant(uint8) = 6  # a provider's data was looked at and left out (below its cohort)
 
 
-struct Dataset:
-    provider: address
-    schema_hash: bytes32
-    bounds: Bytes[512]
-    tags: DynArray[bytes32, MAX_TAGS]
-    allowed_operations: uint256
-    min_cohort: uint256
-    budget_cap: uint256
-    budget_spent: uint256
-    price_per_query: uint256
-    price_per_training: uint256
-    node_share_bps: uint256
-    allow_exact: bool
-    active: bool
-    queries: uint256
-    revenue: uint256
-    buyers: uint256
-    rating_sum: uint256
-    rating_count: uint256
-
-
 struct Query:
     analyst: address
     ticket_hash: bytes32
-    datasets: DynArray[uint256, MAX_QUERY_DATASETS]
-    provider_cuts: DynArray[uint256, MAX_QUERY_DATASETS]
+    dataset_count: uint256
     node_pool: uint256
     committee: uint256
     privacy_cost: uint256
@@ -132,21 +130,20 @@ struct Params:
 
 token: public(immutable(IERC20))
 registry: public(immutable(Registry))
+catalog: public(immutable(Catalog))
 params: public(Params)
 
-datasets: HashMap[uint256, Dataset]
-dataset_count: public(uint256)
-tag_entries: HashMap[bytes32, HashMap[uint256, uint256]]
-tag_size: public(HashMap[bytes32, uint256])
-tag_indexed: HashMap[bytes32, HashMap[uint256, bool]]
-bought: HashMap[uint256, HashMap[address, bool]]
-rating_of: HashMap[uint256, HashMap[address, uint256]]
 served: HashMap[address, HashMap[address, bool]]  # node -> analysts it was paid by
-top: DynArray[uint256, MAX_TOP]
 
 queries: HashMap[bytes32, Query]
+entries: HashMap[bytes32, DynArray[uint256, MAX_QUERY_DATASETS // 2]]  # two entries a word
+settled_upto: HashMap[bytes32, uint256]  # entries credited so far, once the query is closed
+settle_pays: HashMap[bytes32, bool]  # whether contributing providers are paid (not on failure)
+is_provider: HashMap[bytes32, HashMap[address, bool]]  # the providers of a query's datasets
 query_count: public(uint256)
 escrowed: public(uint256)
+owed: public(HashMap[address, uint256])  # credited by settlements, paid out by `withdraw`
+total_owed: public(uint256)
 
 commitments: HashMap[bytes32, HashMap[uint8, HashMap[address, bytes32]]]
 committers: HashMap[bytes32, HashMap[uint8, DynArray[address, MAX_COMMITTERS]]]
@@ -162,17 +159,6 @@ settled_queries: public(uint256)
 provider_revenue: public(HashMap[address, uint256])
 node_revenue: public(HashMap[address, uint256])
 
-
-event DatasetListed:
-    dataset_id: indexed(uint256)
-    provider: indexed(address)
-    schema_hash: bytes32
-
-event DatasetUpdated:
-    dataset_id: indexed(uint256)
-
-event DatasetDelisted:
-    dataset_id: indexed(uint256)
 
 event QuerySubmitted:
     query_id: indexed(bytes32)
@@ -213,16 +199,22 @@ event QueryExpired:
     paid: uint256
     refunded: uint256
 
-event Rated:
-    dataset_id: indexed(uint256)
-    analyst: indexed(address)
-    stars: uint256
+event Withdrawn:
+    account: indexed(address)
+    amount: uint256
+
+event ProvidersSettled:
+    query_id: indexed(bytes32)
+    paid: uint256
+    refunded: uint256
+    remaining: uint256
 
 
 @deploy
 def __init__(
     token_: IERC20,
     registry_: Registry,
+    catalog_: Catalog,
     timeout_blocks_: uint256,
     verifiers_per_query_: uint256,
     lock_fee_: uint256,
@@ -230,12 +222,13 @@ def __init__(
     ownable.__init__()
     token = token_
     registry = registry_
+    catalog = catalog_
     self._set_params(timeout_blocks_, verifiers_per_query_, lock_fee_)
 
 
 @internal
 def _set_params(timeout_blocks_: uint256, verifiers_per_query_: uint256, lock_fee_: uint256):
-    assert verifiers_per_query_ >= 1 and verifiers_per_query_ <= MAX_ASSIGNED, "verifiers per query out of range"
+    assert verifiers_per_query_ >= 1 and verifiers_per_query_ <= MAX_VERIFIERS, "verifiers per query out of range"
     assert timeout_blocks_ >= 1, "timeout must be at least one block"
     self.params = Params(
         timeout_blocks=timeout_blocks_, verifiers_per_query=verifiers_per_query_, lock_fee=lock_fee_
@@ -249,212 +242,23 @@ def set_params(timeout_blocks_: uint256, verifiers_per_query_: uint256, lock_fee
     self._set_params(timeout_blocks_, verifiers_per_query_, lock_fee_)
 
 
-# -- catalog -----------------------------------------------------------------
-
-
-@internal
-def _index_tags(dataset_id: uint256, tags: DynArray[bytes32, MAX_TAGS]):
-    for tag: bytes32 in tags:
-        assert tag != empty(bytes32), "empty tag"
-        if not self.tag_indexed[tag][dataset_id]:
-            self.tag_indexed[tag][dataset_id] = True
-            size: uint256 = self.tag_size[tag]
-            self.tag_entries[tag][size] = dataset_id
-            self.tag_size[tag] = size + 1
-
-
-@internal
-def _write_listing(
-    dataset_id: uint256,
-    bounds: Bytes[512],
-    tags: DynArray[bytes32, MAX_TAGS],
-    allowed_operations: uint256,
-    min_cohort: uint256,
-    budget_cap: uint256,
-    price_per_query: uint256,
-    price_per_training: uint256,
-    node_share_bps: uint256,
-    allow_exact: bool,
-):
-    """A listing's policy (the budget cap never below what is already spent)."""
-    assert node_share_bps <= BPS, "node share above 100%"
-    assert min_cohort > 0, "minimum cohort must be positive"
-    assert budget_cap >= self.datasets[dataset_id].budget_spent, "cap below spent budget"
-    self.datasets[dataset_id].bounds = bounds
-    self.datasets[dataset_id].tags = tags
-    self.datasets[dataset_id].allowed_operations = allowed_operations
-    self.datasets[dataset_id].min_cohort = min_cohort
-    self.datasets[dataset_id].budget_cap = budget_cap
-    self.datasets[dataset_id].price_per_query = price_per_query
-    self.datasets[dataset_id].price_per_training = price_per_training
-    self.datasets[dataset_id].node_share_bps = node_share_bps
-    self.datasets[dataset_id].allow_exact = allow_exact
-    self._index_tags(dataset_id, tags)
-
-
-@external
-def list_dataset(
-    schema_hash: bytes32,
-    bounds: Bytes[512],
-    tags: DynArray[bytes32, MAX_TAGS],
-    allowed_operations: uint256,
-    min_cohort: uint256,
-    budget_cap: uint256,
-    price_per_query: uint256,
-    price_per_training: uint256,
-    node_share_bps: uint256,
-    allow_exact: bool,
-) -> uint256:
-    assert staticcall registry.hasRole(PROVIDER_ROLE, msg.sender), "not a provider"
-    dataset_id: uint256 = self.dataset_count
-    self.datasets[dataset_id].provider = msg.sender
-    self.datasets[dataset_id].schema_hash = schema_hash
-    self.datasets[dataset_id].active = True
-    self.dataset_count = dataset_id + 1
-    self._write_listing(
-        dataset_id, bounds, tags, allowed_operations, min_cohort, budget_cap,
-        price_per_query, price_per_training, node_share_bps, allow_exact,
-    )
-    log DatasetListed(dataset_id=dataset_id, provider=msg.sender, schema_hash=schema_hash)
-    return dataset_id
-
-
-@internal
-@view
-def _own_dataset(dataset_id: uint256):
-    assert dataset_id < self.dataset_count, "unknown dataset"
-    assert self.datasets[dataset_id].provider == msg.sender, "not the dataset's provider"
-
-
-@external
-def update_dataset(
-    dataset_id: uint256,
-    bounds: Bytes[512],
-    tags: DynArray[bytes32, MAX_TAGS],
-    allowed_operations: uint256,
-    min_cohort: uint256,
-    budget_cap: uint256,
-    price_per_query: uint256,
-    price_per_training: uint256,
-    node_share_bps: uint256,
-    allow_exact: bool,
-):
-    """
-    @notice Change a listing's policy. The budget cap can never drop below
-            what has already been spent; open queries keep the prices and
-            payout split they were submitted with.
-    """
-    self._own_dataset(dataset_id)
-    self._write_listing(
-        dataset_id, bounds, tags, allowed_operations, min_cohort, budget_cap,
-        price_per_query, price_per_training, node_share_bps, allow_exact,
-    )
-    log DatasetUpdated(dataset_id=dataset_id)
-
-
-@external
-def delist_dataset(dataset_id: uint256):
-    self._own_dataset(dataset_id)
-    self.datasets[dataset_id].active = False
-    log DatasetDelisted(dataset_id=dataset_id)
-
-
-@external
-@view
-def dataset(dataset_id: uint256) -> Dataset:
-    assert dataset_id < self.dataset_count, "unknown dataset"
-    return self.datasets[dataset_id]
-
-
-@external
-@view
-def search_by_tag(tag: bytes32, start: uint256) -> DynArray[uint256, MAX_PAGE]:
-    """
-    @notice One page of the datasets that ever got `tag`: entries `start` to
-            `start + 128` of its index (ids in the order they got it), keeping
-            those active and still tagged. The index has no size limit, so
-            nobody can fill it for others; read `tag_size(tag)` to page.
-    """
-    found: DynArray[uint256, MAX_PAGE] = []
-    size: uint256 = self.tag_size[tag]
-    for i: uint256 in range(MAX_PAGE):
-        if start + i >= size:
-            break
-        dataset_id: uint256 = self.tag_entries[tag][start + i]
-        if self.datasets[dataset_id].active and tag in self.datasets[dataset_id].tags:
-            found.append(dataset_id)
-    return found
-
-
-@internal
-@view
-def _ranks_above(a: uint256, b: uint256) -> bool:
-    """Whether dataset `a` ranks above `b`: more distinct paying analysts, then more revenue."""
-    ba: uint256 = self.datasets[a].buyers
-    bb: uint256 = self.datasets[b].buyers
-    if ba != bb:
-        return ba > bb
-    ra: uint256 = self.datasets[a].revenue
-    rb: uint256 = self.datasets[b].revenue
-    if ra != rb:
-        return ra > rb
-    return a < b
-
-
-@internal
-def _rank(dataset_id: uint256):
-    """Keep `top` sorted after `dataset_id`'s score went up (scores only ever go up)."""
-    ranked: DynArray[uint256, MAX_TOP] = []
-    placed: bool = False
-    for other: uint256 in self.top:
-        if other == dataset_id:
-            continue
-        if not placed and self._ranks_above(dataset_id, other):
-            ranked.append(dataset_id)
-            placed = True
-        if len(ranked) < MAX_TOP:
-            ranked.append(other)
-    if not placed and len(ranked) < MAX_TOP:
-        ranked.append(dataset_id)
-    self.top = ranked
-
-
-@external
-@view
-def top_datasets(k: uint256) -> DynArray[uint256, MAX_TOP]:
-    """
-    @notice Up to `k` datasets ranked by distinct paying analysts, then by
-            revenue (ties: earlier listing first). Buying one's own data
-            cannot move a dataset: an analyst cannot buy from itself.
-    """
-    out: DynArray[uint256, MAX_TOP] = []
-    for dataset_id: uint256 in self.top:
-        if len(out) >= k:
-            break
-        out.append(dataset_id)
-    return out
-
-
 @external
 def rate(query_id: bytes32, dataset_id: uint256, stars: uint256):
     """
     @notice The analyst of a query that passed rates one of its datasets, 1 to
-            5. Each analyst counts once per dataset: rating again replaces its
-            earlier stars.
+            5 (kept by the catalog). Each analyst counts once per dataset:
+            rating again replaces its earlier stars.
     """
     assert self.queries[query_id].analyst == msg.sender, "not the query's analyst"
     status: uint8 = self.queries[query_id].status
     assert status == PASSED or status == COMPLETED, "query has not passed"
-    assert dataset_id in self.queries[query_id].datasets, "dataset not in query"
-    assert stars >= 1 and stars <= 5, "stars must be 1 to 5"
-    previous: uint256 = self.rating_of[dataset_id][msg.sender]
-    if previous == 0:
-        self.datasets[dataset_id].rating_count += 1
-    else:
-        self.datasets[dataset_id].rating_sum -= previous
-    self.datasets[dataset_id].rating_sum += stars
-    self.rating_of[dataset_id][msg.sender] = stars
-    log Rated(dataset_id=dataset_id, analyst=msg.sender, stars=stars)
+    found: bool = False
+    for i: uint256 in range(self.queries[query_id].dataset_count, bound=MAX_QUERY_DATASETS):
+        if self._entry(query_id, i) & ID_MASK == dataset_id:
+            found = True
+            break
+    assert found, "dataset not in query"
+    extcall catalog.record_rating(dataset_id, msg.sender, stars)
 
 
 # -- queries -----------------------------------------------------------------
@@ -463,7 +267,7 @@ def rate(query_id: bytes32, dataset_id: uint256, stars: uint256):
 @external
 def submit_query(
     ticket_hash: bytes32,
-    dataset_ids: DynArray[uint256, MAX_QUERY_DATASETS],
+    dataset_ids: DynArray[uint256, MAX_QUERY_DATASETS_ARG],
     committee: uint256,
     privacy_cost: uint256,
     operations: uint256,
@@ -472,16 +276,16 @@ def submit_query(
     """
     @notice Submit a query: `ticket_hash` is the SHA-256 of its canonical
             ticket, and its id is keccak256(analyst, ticket_hash). Spends
-            `privacy_cost` of every dataset's budget, escrows the price and
-            pays each committee member the lock fee (never refunded: locking
-            a node's stake costs the submitter). A cost of 0 (an exact query)
-            needs every dataset to allow exact queries. Every role checks that
-            the cost is the one its ticket states before it works.
+            `privacy_cost` of every dataset's budget (the catalog checks each
+            dataset's policy), escrows the price and pays each committee
+            member the lock fee (never refunded: locking a node's stake costs
+            the submitter). A cost of 0 (an exact query) needs every dataset to
+            allow exact queries. Every role checks that the cost is the one its
+            ticket states before it works.
     """
     assert staticcall registry.hasRole(ANALYST_ROLE, msg.sender), "not an analyst"
     query_id: bytes32 = keccak256(concat(convert(msg.sender, bytes20), ticket_hash))
     assert self.queries[query_id].status == 0, "query already submitted"
-    assert len(dataset_ids) > 0, "no dataset"
     assert operations != 0, "no operation"
     assert kind == KIND_QUERY or kind == KIND_TRAINING, "unknown query kind"
     members: DynArray[address, MAX_MEMBERS] = staticcall registry.committee_members(committee)
@@ -490,40 +294,27 @@ def submit_query(
         assert staticcall registry.hasRole(NODE_ROLE, member), "committee member deregistered"
         assert staticcall registry.stakes(member) >= min_stake, "committee member under-staked"
 
-    cuts: DynArray[uint256, MAX_QUERY_DATASETS] = []
+    entries: DynArray[uint256, MAX_QUERY_DATASETS] = []
     node_pool: uint256 = 0
     price: uint256 = 0
-    previous: uint256 = 0
-    for i: uint256 in range(len(dataset_ids), bound=MAX_QUERY_DATASETS):
-        dataset_id: uint256 = dataset_ids[i]
-        assert i == 0 or dataset_id > previous, "datasets not ascending"
-        previous = dataset_id
-        assert dataset_id < self.dataset_count, "unknown dataset"
-        assert self.datasets[dataset_id].active, "dataset not listed"
-        assert self.datasets[dataset_id].provider != msg.sender, "an analyst cannot buy its own data"
-        allowed: uint256 = self.datasets[dataset_id].allowed_operations
-        assert operations & ~allowed == 0, "operation not allowed"
-        assert privacy_cost > 0 or self.datasets[dataset_id].allow_exact, "dataset does not allow exact queries"
-        spent: uint256 = self.datasets[dataset_id].budget_spent
-        # compared with what remains (spent <= cap always holds): `spent + privacy_cost`
-        # would overflow for a huge cost and revert without a reason
-        assert privacy_cost <= self.datasets[dataset_id].budget_cap - spent, "privacy budget exceeded"
-        self.datasets[dataset_id].budget_spent = spent + privacy_cost
-        self.datasets[dataset_id].queries += 1
-        dataset_price: uint256 = self.datasets[dataset_id].price_per_query
-        if kind == KIND_TRAINING:
-            dataset_price = self.datasets[dataset_id].price_per_training
-        node_cut: uint256 = dataset_price * self.datasets[dataset_id].node_share_bps // BPS
-        cuts.append(dataset_price - node_cut)
-        node_pool += node_cut
-        price += dataset_price
+    entries, node_pool, price = extcall catalog.charge(
+        msg.sender, dataset_ids, privacy_cost, operations, kind
+    )
+    packed: DynArray[uint256, MAX_QUERY_DATASETS // 2] = []
+    for i: uint256 in range(len(entries), bound=MAX_QUERY_DATASETS):
+        e: uint256 = entries[i]
+        if i % 2 == 0:
+            packed.append(e)
+        else:
+            packed[i // 2] = packed[i // 2] | e << 128
+        self.is_provider[query_id][staticcall catalog.provider_of(e & ID_MASK)] = True
+    self.entries[query_id] = packed
 
     p: Params = self.params
     self.queries[query_id] = Query(
         analyst=msg.sender,
         ticket_hash=ticket_hash,
-        datasets=dataset_ids,
-        provider_cuts=cuts,
+        dataset_count=len(entries),
         node_pool=node_pool,
         committee=committee,
         privacy_cost=privacy_cost,
@@ -568,11 +359,25 @@ def query(query_id: bytes32) -> Query:
 
 @internal
 @view
-def _is_query_provider(query_id: bytes32, account: address) -> bool:
-    for dataset_id: uint256 in self.queries[query_id].datasets:
-        if self.datasets[dataset_id].provider == account:
-            return True
-    return False
+def _entry(query_id: bytes32, i: uint256) -> uint256:
+    return self.entries[query_id][i // 2] >> (128 * (i % 2)) & ENTRY_MASK
+
+
+@external
+@view
+def query_datasets(query_id: bytes32) -> DynArray[uint256, MAX_QUERY_DATASETS]:
+    """@notice A query's datasets, each entry its provider's cut << 32 | the dataset id."""
+    out: DynArray[uint256, MAX_QUERY_DATASETS] = []
+    for i: uint256 in range(self.queries[query_id].dataset_count, bound=MAX_QUERY_DATASETS):
+        out.append(self._entry(query_id, i))
+    return out
+
+
+@external
+@view
+def unsettled(query_id: bytes32) -> uint256:
+    """@notice Datasets of a query whose providers are not credited or refunded yet."""
+    return self.queries[query_id].dataset_count - self.settled_upto[query_id]
 
 
 # -- the verifiers of a query --------------------------------------------------
@@ -601,15 +406,13 @@ def _draw_if_due(query_id: bytes32) -> bool:
         return True
     if block.number <= self.queries[query_id].submitted_block:
         return False
-    members: DynArray[address, MAX_MEMBERS] = staticcall registry.committee_members(
-        self.queries[query_id].committee
-    )
+    committee: uint256 = self.queries[query_id].committee
     min_stake: uint256 = staticcall registry.min_stake()
     eligible: DynArray[address, MAX_POOL] = []
     for v: address in staticcall registry.pool():
-        if v == self.queries[query_id].analyst or v in members:
+        if v == self.queries[query_id].analyst or self.is_provider[query_id][v]:
             continue
-        if self._is_query_provider(query_id, v):
+        if staticcall registry.is_member(committee, v):
             continue
         if not staticcall registry.hasRole(VERIFIER_ROLE, v):
             continue
@@ -648,17 +451,15 @@ def _commit(query_id: bytes32, kind: uint8, digest: bytes32):
     assert digest != empty(bytes32), "empty digest"
     if kind == CONTRIBUTION or kind == EXCLUSION:
         assert staticcall registry.hasRole(PROVIDER_ROLE, msg.sender), "not a provider"
-        assert self._is_query_provider(query_id, msg.sender), "not a provider of this query"
+        assert self.is_provider[query_id][msg.sender], "not a provider of this query"
         other: uint8 = CONTRIBUTION + EXCLUSION - kind
         assert self.commitments[query_id][other][msg.sender] == empty(bytes32), "already committed"
     elif kind == RESULT:
         assert msg.sender == self.queries[query_id].analyst, "not the query's analyst"
     elif kind <= PROOF_BUNDLE:
         assert staticcall registry.hasRole(NODE_ROLE, msg.sender), "not a computing node"
-        members: DynArray[address, MAX_MEMBERS] = staticcall registry.committee_members(
-            self.queries[query_id].committee
-        )
-        assert msg.sender in members, "not a committee member"
+        member: bool = staticcall registry.is_member(self.queries[query_id].committee, msg.sender)
+        assert member, "not a committee member"
     else:
         raise "unknown commitment kind"
     assert self.commitments[query_id][kind][msg.sender] == empty(bytes32), "already committed"
@@ -726,7 +527,7 @@ def _work_complete(query_id: bytes32) -> bool:
     """
     committee: uint256 = self.queries[query_id].committee
     t: uint256 = staticcall registry.committee_threshold(committee)
-    n: uint256 = len(staticcall registry.committee_members(committee))
+    n: uint256 = staticcall registry.committee_size(committee)
     if len(self.committers[query_id][CONTRIBUTION]) == 0:
         return False
     if len(self.committers[query_id][AGGREGATE]) == 0:
@@ -764,13 +565,11 @@ def post_verdict(query_id: bytes32, passed: bool, cheaters: DynArray[address, MA
     assert self._draw_if_due(query_id), "verifiers are drawn from the next block"
     assert msg.sender in self.assigned[query_id], "not a verifier of this query"
     assert self.vote_of[query_id][msg.sender] == empty(bytes32), "already voted"
-    members: DynArray[address, MAX_MEMBERS] = staticcall registry.committee_members(
-        self.queries[query_id].committee
-    )
+    committee: uint256 = self.queries[query_id].committee
     previous: address = empty(address)
     for cheater: address in cheaters:
         assert convert(cheater, uint160) > convert(previous, uint160), "cheaters not ascending"
-        assert cheater in members, "cheater not in committee"
+        assert staticcall registry.is_member(committee, cheater), "cheater not in committee"
         previous = cheater
     if passed:
         assert self._work_complete(query_id), "work not complete"
@@ -783,6 +582,7 @@ def post_verdict(query_id: bytes32, passed: bool, cheaters: DynArray[address, MA
     if count < self._quorum(query_id):
         return False
     slashed: uint256 = self._judge_verifiers(query_id, key)
+    members: DynArray[address, MAX_MEMBERS] = staticcall registry.committee_members(committee)
     if passed:
         self._pay_work(query_id, cheaters, members, slashed, True)
     else:
@@ -791,9 +591,27 @@ def post_verdict(query_id: bytes32, passed: bool, cheaters: DynArray[address, MA
 
 
 @internal
-def _pay(to: address, amount: uint256):
+def _credit(to: address, amount: uint256):
+    """Pull payments: what `to` is owed grows; it takes it with `withdraw`."""
     if amount > 0:
-        assert extcall token.transfer(to, amount), "payment failed"
+        self.owed[to] += amount
+        self.total_owed += amount
+
+
+@external
+def withdraw() -> uint256:
+    """
+    @notice Pay out every credit settlements owe the caller (providers' cuts,
+            nodes' shares, an analyst's refunds). Returns the amount; refused
+            when nothing is owed, so a second withdrawal pays nothing.
+    """
+    amount: uint256 = self.owed[msg.sender]
+    assert amount > 0, "nothing owed to this account"
+    self.owed[msg.sender] = 0
+    self.total_owed -= amount
+    assert extcall token.transfer(msg.sender, amount), "payment failed"
+    log Withdrawn(account=msg.sender, amount=amount)
+    return amount
 
 
 @internal
@@ -822,37 +640,62 @@ def _absent_verifiers(query_id: bytes32):
 
 
 @internal
-def _pay_providers(query_id: bytes32, pay: bool) -> (uint256, uint256):
-    """Providers whose contribution is on the trail get their cut if `pay`; the
-    others' cut is refunded and their budget given back (their data was never
-    used). Returns (paid, refund)."""
+def _settle_batch(query_id: bytes32) -> (uint256, uint256):
+    """The next `SETTLE_BATCH` datasets of a closed query: providers whose
+    contribution is on the trail are credited their cut (unless the query failed);
+    the others' cut is credited back to the analyst and their budget given back
+    (their data was never used). Returns (paid, refunded)."""
     analyst: address = self.queries[query_id].analyst
     cost: uint256 = self.queries[query_id].privacy_cost
-    ids: DynArray[uint256, MAX_QUERY_DATASETS] = self.queries[query_id].datasets
+    pay: bool = self.settle_pays[query_id]
+    start: uint256 = self.settled_upto[query_id]
+    end: uint256 = min(start + SETTLE_BATCH, self.queries[query_id].dataset_count)
     paid: uint256 = 0
     refund: uint256 = 0
-    for i: uint256 in range(len(ids), bound=MAX_QUERY_DATASETS):
-        dataset_id: uint256 = ids[i]
-        provider: address = self.datasets[dataset_id].provider
-        cut: uint256 = self.queries[query_id].provider_cuts[i]
+    for i: uint256 in range(start, end, bound=SETTLE_BATCH):
+        e: uint256 = self._entry(query_id, i)
+        dataset_id: uint256 = e & ID_MASK
+        cut: uint256 = e >> 32
+        provider: address = staticcall catalog.provider_of(dataset_id)
         if self.commitments[query_id][CONTRIBUTION][provider] == empty(bytes32):
             refund += cut
             if self.commitments[query_id][EXCLUSION][provider] == empty(bytes32):
-                self.datasets[dataset_id].budget_spent -= cost  # its data was never used
+                extcall catalog.return_budget(dataset_id, cost)  # its data was never used
             continue
         if not pay:
+            refund += cut
             continue
-        self._pay(provider, cut)
+        self._credit(provider, cut)
         paid += cut
         self.provider_revenue[provider] += cut
-        self.datasets[dataset_id].revenue += cut
-        if not self.bought[dataset_id][analyst]:
-            # reputation and rank count distinct paying analysts, not purchases
-            self.bought[dataset_id][analyst] = True
-            self.datasets[dataset_id].buyers += 1
+        # reputation and rank count distinct paying analysts, not purchases
+        if extcall catalog.record_sale(dataset_id, analyst, cut):
             extcall registry.add_reputation(provider, REPUTATION_REWARD)
-        self._rank(dataset_id)
+    self.settled_upto[query_id] = end
+    self._credit(analyst, refund)
+    self.escrowed -= paid + refund
+    self.total_volume += paid
+    log ProvidersSettled(
+        query_id=query_id,
+        paid=paid,
+        refunded=refund,
+        remaining=self.queries[query_id].dataset_count - end,
+    )
     return paid, refund
+
+
+@external
+def settle(query_id: bytes32) -> uint256:
+    """
+    @notice Anyone: credit the next 64 providers of a query that settled (by a
+            verdict or at its deadline) over more datasets than one transaction
+            credits. Returns how many are left.
+    """
+    status: uint8 = self.queries[query_id].status
+    assert status != 0 and status != OPEN, "query not settled"
+    assert self.settled_upto[query_id] < self.queries[query_id].dataset_count, "nothing left to settle"
+    self._settle_batch(query_id)
+    return self.queries[query_id].dataset_count - self.settled_upto[query_id]
 
 
 @internal
@@ -866,7 +709,8 @@ def _slash_cheaters(query_id: bytes32, cheaters: DynArray[address, MAX_MEMBERS])
 
 @internal
 def _close(query_id: bytes32, status: uint8, members: DynArray[address, MAX_MEMBERS]):
-    self.escrowed -= self.queries[query_id].price
+    """The node pool leaves escrow now; the providers' cuts as they are credited."""
+    self.escrowed -= self.queries[query_id].node_pool
     self.queries[query_id].status = status
     extcall registry.unlock(members)
     extcall registry.unlock(self.assigned[query_id])
@@ -887,7 +731,7 @@ def _pay_work(
     pool: uint256 = self.queries[query_id].node_pool
     paid: uint256 = 0
     refund: uint256 = 0
-    paid, refund = self._pay_providers(query_id, True)
+    self.settle_pays[query_id] = True
     honest: DynArray[address, MAX_MEMBERS] = []
     for member: address in members:
         if member in cheaters:
@@ -903,22 +747,26 @@ def _pay_work(
         each: uint256 = pool // len(honest)
         refund += pool - each * len(honest)
         for member: address in honest:
-            self._pay(member, each)
+            self._credit(member, each)
             paid += each
             self.node_revenue[member] += each
             if not self.served[member][analyst]:
                 self.served[member][analyst] = True
                 extcall registry.add_reputation(member, REPUTATION_REWARD)
     slashed: uint256 = self._slash_cheaters(query_id, cheaters) + slashed_verifiers
-    self._pay(analyst, refund)
+    self._credit(analyst, refund)
     self.total_volume += paid
     self.settled_queries += 1
     self.queries[query_id].cheaters = cheaters
+    self._close(query_id, PASSED if by_verdict else COMPLETED, members)
+    batch_paid: uint256 = 0
+    batch_refund: uint256 = 0
+    batch_paid, batch_refund = self._settle_batch(query_id)
+    paid += batch_paid
+    refund += batch_refund
     if by_verdict:
-        self._close(query_id, PASSED, members)
         log QuerySettled(query_id=query_id, passed=True, paid=paid, refunded=refund, slashed=slashed)
     else:
-        self._close(query_id, COMPLETED, members)
         log QueryExpired(query_id=query_id, work_complete=True, paid=paid, refunded=refund)
 
 
@@ -929,16 +777,19 @@ def _fail(
     members: DynArray[address, MAX_MEMBERS],
     slashed_verifiers: uint256,
 ):
-    """A quorum found the query failed: the analyst gets its price back, the named
-    cheaters are slashed, unused budget is returned."""
-    price: uint256 = self.queries[query_id].price
-    self._pay_providers(query_id, False)
+    """A quorum found the query failed: the analyst gets its price back (the node
+    pool now, the providers' cuts batch by batch), the named cheaters are slashed,
+    unused budget is returned."""
     slashed: uint256 = self._slash_cheaters(query_id, cheaters) + slashed_verifiers
-    self._pay(self.queries[query_id].analyst, price)
+    pool: uint256 = self.queries[query_id].node_pool
+    self._credit(self.queries[query_id].analyst, pool)
     self.settled_queries += 1
     self.queries[query_id].cheaters = cheaters
     self._close(query_id, FAILED, members)
-    log QuerySettled(query_id=query_id, passed=False, paid=0, refunded=price, slashed=slashed)
+    paid: uint256 = 0
+    refund: uint256 = 0
+    paid, refund = self._settle_batch(query_id)
+    log QuerySettled(query_id=query_id, passed=False, paid=0, refunded=pool + refund, slashed=slashed)
 
 
 @external
@@ -961,11 +812,11 @@ def expire(query_id: bytes32):
     if self._work_complete(query_id):
         self._pay_work(query_id, [], members, 0, False)
         return
+    pool: uint256 = self.queries[query_id].node_pool
+    self._credit(self.queries[query_id].analyst, pool)
+    self.settle_pays[query_id] = True  # contributors are paid: their data was used
+    self._close(query_id, EXPIRED, members)
     paid: uint256 = 0
     refund: uint256 = 0
-    paid, refund = self._pay_providers(query_id, True)
-    refund += self.queries[query_id].node_pool
-    self._pay(self.queries[query_id].analyst, refund)
-    self.total_volume += paid
-    self._close(query_id, EXPIRED, members)
-    log QueryExpired(query_id=query_id, work_complete=False, paid=paid, refunded=refund)
+    paid, refund = self._settle_batch(query_id)
+    log QueryExpired(query_id=query_id, work_complete=False, paid=paid, refunded=pool + refund)

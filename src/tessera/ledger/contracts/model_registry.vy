@@ -27,9 +27,8 @@
 """
 
 MAX_CID: constant(uint256) = 96
-# the market's bounds, for its `Query` struct (market.vy)
-MAX_QUERY_DATASETS: constant(uint256) = 16
-MAX_MEMBERS: constant(uint256) = 16
+# the market's bound, for its `Query` struct (market.vy)
+MAX_MEMBERS: constant(uint256) = 64
 
 KIND_TRAINING: constant(uint8) = 1
 FAILED: constant(uint8) = 3
@@ -40,8 +39,7 @@ EXPIRED: constant(uint8) = 4
 struct Query:
     analyst: address
     ticket_hash: bytes32
-    datasets: DynArray[uint256, MAX_QUERY_DATASETS]
-    provider_cuts: DynArray[uint256, MAX_QUERY_DATASETS]
+    dataset_count: uint256
     node_pool: uint256
     committee: uint256
     privacy_cost: uint256

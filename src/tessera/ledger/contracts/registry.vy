@@ -31,7 +31,10 @@ NODE_ROLE: public(constant(bytes32)) = keccak256("tessera.NODE")
 ANALYST_ROLE: public(constant(bytes32)) = keccak256("tessera.ANALYST")
 VERIFIER_ROLE: public(constant(bytes32)) = keccak256("tessera.VERIFIER")
 
-MAX_MEMBERS: constant(uint256) = 16
+MAX_MEMBERS: constant(uint256) = 64
+# a committee as a caller may send it: one more than the limit, so that a larger one is
+# refused with a reason instead of failing to decode
+MAX_MEMBERS_ARG: constant(uint256) = 65
 MAX_POOL: constant(uint256) = 64
 MAX_NODE_POOL: constant(uint256) = 64
 
@@ -75,6 +78,7 @@ committee_count: public(uint256)
 endorsements: public(HashMap[bytes32, uint256])
 endorsed: public(HashMap[bytes32, HashMap[address, bool]])
 committee_of_proposal: HashMap[bytes32, uint256]  # committee id + 1; 0: not formed yet
+member_of: HashMap[uint256, HashMap[address, bool]]  # committee id -> its members
 
 struct DrawRules:
     cooldown_blocks: uint256  # a pool node's stake is released this many blocks after it asks
@@ -369,7 +373,7 @@ def set_draw_rules(rules: DrawRules):
     access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
     assert rules.commit_blocks >= 1 and rules.reveal_blocks >= 1, "beacon windows must be at least 1 block"
     assert rules.committee_size >= 1, "empty committee"
-    assert rules.committee_size <= MAX_MEMBERS, "committee size above the maximum of 16 members"
+    assert rules.committee_size <= MAX_MEMBERS, "committee larger than 64 members"
     assert rules.threshold >= 1 and 2 * rules.threshold <= rules.committee_size + 1, "threshold must satisfy 1 <= t and 2t - 1 <= n"
     self.draw_rules = rules
 
@@ -610,7 +614,7 @@ def _ascending(accounts: DynArray[address, MAX_MEMBERS]) -> DynArray[address, MA
 
 @external
 def endorse_drawn_committee(
-    epoch: uint256, public_key: Bytes[33], key_shares: DynArray[Bytes[33], MAX_MEMBERS]
+    epoch: uint256, public_key: Bytes[33], key_shares: DynArray[Bytes[33], MAX_MEMBERS_ARG]
 ) -> uint256:
     """
     @notice A drawn member endorses the DKG result of the epoch's committee: exactly the
@@ -623,7 +627,7 @@ def endorse_drawn_committee(
     e: Epoch = self.epochs[epoch]
     assert e.status == EPOCH_DRAWN, "epoch has no drawn committee"
     members: DynArray[address, MAX_MEMBERS] = self._ascending(self.drawn_order[epoch])
-    cid: uint256 = self._endorse(members, e.threshold, public_key, key_shares)
+    cid: uint256 = self._endorse(members, e.threshold, public_key, self._bounded_shares(key_shares))
     if cid != max_value(uint256) and e.committee == 0:
         self.epochs[epoch].committee = cid + 1
         log EpochCommittee(epoch=epoch, committee_id=cid)
@@ -645,10 +649,10 @@ def epoch_committee(epoch: uint256) -> uint256:
 
 @external
 def endorse_committee(
-    members: DynArray[address, MAX_MEMBERS],
+    members: DynArray[address, MAX_MEMBERS_ARG],
     threshold: uint256,
     public_key: Bytes[33],
-    key_shares: DynArray[Bytes[33], MAX_MEMBERS],
+    key_shares: DynArray[Bytes[33], MAX_MEMBERS_ARG],
 ) -> uint256:
     """
     @notice A member endorses a committee and its DKG result. The committee is
@@ -659,9 +663,26 @@ def endorse_committee(
             with these members, signed it. Nobody can put nodes in a committee
             with key shares it made up. Members are registered computing nodes
             in strictly ascending address order.
+            At most 64 members.
             Returns the committee id once formed, else max_value(uint256).
     """
-    return self._endorse(members, threshold, public_key, key_shares)
+    assert len(members) <= MAX_MEMBERS, "committee larger than 64 members"
+    bounded: DynArray[address, MAX_MEMBERS] = []
+    for m: address in members:
+        bounded.append(m)
+    return self._endorse(bounded, threshold, public_key, self._bounded_shares(key_shares))
+
+
+@internal
+@pure
+def _bounded_shares(
+    key_shares: DynArray[Bytes[33], MAX_MEMBERS_ARG]
+) -> DynArray[Bytes[33], MAX_MEMBERS]:
+    assert len(key_shares) <= MAX_MEMBERS, "committee larger than 64 members"
+    out: DynArray[Bytes[33], MAX_MEMBERS] = []
+    for k: Bytes[33] in key_shares:
+        out.append(k)
+    return out
 
 
 @internal
@@ -701,6 +722,8 @@ def _endorse(
     )
     self.committee_count = cid + 1
     self.committee_of_proposal[proposal] = cid + 1
+    for member: address in members:
+        self.member_of[cid][member] = True
     log CommitteeCreated(committee_id=cid, threshold=threshold, public_key=public_key)
     return cid
 
@@ -726,6 +749,20 @@ def committee(committee_id: uint256) -> Committee:
 def committee_members(committee_id: uint256) -> DynArray[address, MAX_MEMBERS]:
     assert committee_id < self.committee_count, "unknown committee"
     return self.committees[committee_id].members
+
+
+@external
+@view
+def committee_size(committee_id: uint256) -> uint256:
+    assert committee_id < self.committee_count, "unknown committee"
+    return len(self.committees[committee_id].members)
+
+
+@external
+@view
+def is_member(committee_id: uint256, account: address) -> bool:
+    """@notice Whether `account` is a member of the committee (one read, any committee size)."""
+    return self.member_of[committee_id][account]
 
 
 @external

@@ -11,7 +11,7 @@
 """
 
 MAX_CANDIDATES: constant(uint256) = 64
-MAX_DRAWN: constant(uint256) = 16
+MAX_DRAWN: constant(uint256) = 64  # a committee drawn from a full node pool
 
 
 @internal
