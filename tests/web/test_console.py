@@ -664,7 +664,7 @@ def test_the_provider_view_shows_budget_revenue_and_who_queried(
         "the provider",
         lambda: (
             name in visible_text(browser, "provider-meta")
-            and browser.execute_script("return window.tessera.charts['provider-revenue'] !== null")
+            and browser.execute_script("return window.tessera.charts['provider-revenue'] != null")
         ),
     )
     ds = reader.dataset(dataset)  # after the page read it (no query runs meanwhile)

@@ -526,6 +526,7 @@ async function loadProviders() {
 async function showProvider(ev) {
   if (ev) ev.preventDefault();
   showError("provider-error", null);
+  window.tessera.charts["provider-budget"] = window.tessera.charts["provider-revenue"] = null;
   try {
     const p = await api(`/api/providers/${encodeURIComponent($("provider-name").value)}`);
     window.tessera.provider = p;
