@@ -494,6 +494,7 @@ async function pollBuy(jobId) {
   } catch (err) { showError("buy-error", err); }
   search();
   showListing(state.buying.dataset_id);
+  loadTrends();
 }
 
 // -- market trends --------------------------------------------------------------------------------
@@ -539,7 +540,7 @@ async function showProvider(ev) {
     const series = p.datasets.flatMap((d) => d.series.map((s) => ({ ...s, dataset: `dataset ${d.dataset_id}` })));
     const x = { field: "block", type: "quantitative" };
     await embed("provider-budget", "#provider-budget", { width: 560, height: 180, title: "privacy budget left (µρ) by block",
-      mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x, y: { field: "budget_remaining", type: "quantitative", title: "µρ left" }, color: { field: "dataset", type: "nominal" } } }, series);
+      mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x, y: { field: "budget_remaining", type: "quantitative", title: "µρ left", scale: { zero: false } }, color: { field: "dataset", type: "nominal" } } }, series);
     await embed("provider-revenue", "#provider-revenue", { width: 560, height: 180, title: "revenue (credits) by block",
       mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x, y: { field: "revenue", type: "quantitative", title: "credits" }, color: { field: "dataset", type: "nominal" } } }, series);
     $("provider-queries").tBodies[0].replaceChildren(...p.queries.map((q) => el("tr", { "data-query": q.query_id },
