@@ -374,3 +374,16 @@ def test_proof_objects_are_immutable() -> None:
     proof = LinearProof(1, (2,))
     with pytest.raises(dataclasses.FrozenInstanceError):
         proof.e = 3  # type: ignore[misc]
+
+
+@given(seeds, st.integers(1, 3), st.integers(1, 4))
+def test_native_recompute_is_the_term_by_term_one(seed: int, rows: int, cols: int) -> None:
+    """Verifiers hash ``recompute_encoded`` (libsecp256k1's ecmult_multi per row); it must be
+    the encoding of what coincurve's term-by-term arithmetic gives, for true and false proofs
+    alike (random, G, H and identity bases; responses that cancel to the identity)."""
+    rng = SeededRng(seed)
+    stmt, w = _random_statement(rng, rows, cols)
+    pf = prove_linear(tr(), stmt, w, rng)
+    for e, z in ((pf.e, pf.z), (rng.scalar(), tuple(rng.scalar() for _ in pf.z)), (0, (0,) * cols)):
+        want = b"".join(p.encode() for p in stmt.recompute(e, z))
+        assert stmt.recompute_encoded(e, z) == want

@@ -11,6 +11,9 @@ Proofs are in *challenge form* ``(e, z_1..z_k)``: the verifier recomputes the
 commitments ``T_j = Σ_k z_k M[j][k] − e·Y_j``, hashes them with the statement
 into the same :class:`~tessera.crypto.transcript.Transcript`, and compares.
 Verification returns ``None`` or raises :class:`~tessera.errors.InvalidProof`.
+Each ``T_j`` is one libsecp256k1 ``ecmult_multi`` call straight to its encoding
+(:func:`~tessera.crypto.msm.msm_encoded`: the transcript needs the bytes only, so
+no point object is built).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tessera.crypto.group import (
     msm,
     point_sum,
 )
+from tessera.crypto.msm import msm_encoded
 from tessera.crypto.rng import Rng
 from tessera.crypto.transcript import Transcript
 from tessera.errors import DecodeError, InvalidProof
@@ -66,6 +70,15 @@ class LinearStatement:
     def recompute(self, e: int, z: Sequence[int]) -> list[Point]:
         """Verifier's ``T_j = Σ_k z_k M[j][k] − e·Y_j`` (variable time, public inputs)."""
         return [msm([*z, -e], [*row, y]) for row, y in zip(self.bases, self.targets, strict=True)]
+
+    def recompute_encoded(self, e: int, z: Sequence[int]) -> bytes:
+        """The encodings of :meth:`recompute`'s points, concatenated (what the transcript
+        absorbs): one native multi-scalar multiplication per row, no point decoded."""
+        scalars = [*z, -e]
+        return b"".join(
+            msm_encoded([*(p.encode() for p in row), y.encode()], scalars)
+            for row, y in zip(self.bases, self.targets, strict=True)
+        )
 
     def holds_for(self, witness: Sequence[int]) -> bool:
         return self.commit(witness) == list(self.targets)
@@ -119,7 +132,7 @@ def verify_linear(t: Transcript, stmt: LinearStatement, proof: LinearProof) -> N
     if len(proof.z) != stmt.width:
         raise InvalidProof("linear proof: wrong number of responses")
     stmt.absorb(t)
-    t.append_points(b"commitments", stmt.recompute(proof.e, proof.z))
+    t.append(b"commitments", stmt.recompute_encoded(proof.e, proof.z))
     if t.challenge(b"linear") != proof.e:
         raise InvalidProof("linear proof: challenge mismatch")
 
@@ -187,7 +200,7 @@ def prove_or(
         else:
             sim = LinearProof(rng.scalar(), tuple(rng.scalar() for _ in range(s.width)))
             sims[i] = sim
-            t.append_points(b"commitments", s.recompute(sim.e, sim.z))
+            t.append(b"commitments", s.recompute_encoded(sim.e, sim.z))
     e = t.challenge(b"or")
     e_true = (e - sum(p.e for p in sims.values())) % N
     real = LinearProof(
@@ -205,6 +218,6 @@ def verify_or(t: Transcript, stmts: Sequence[LinearStatement], proof: OrProof) -
     for s, b in zip(stmts, proof.branches, strict=True):
         if len(b.z) != s.width:
             raise InvalidProof("OR proof: wrong number of responses")
-        t.append_points(b"commitments", s.recompute(b.e, b.z))
+        t.append(b"commitments", s.recompute_encoded(b.e, b.z))
     if t.challenge(b"or") != sum(b.e for b in proof.branches) % N:
         raise InvalidProof("OR proof: challenges do not add up")
