@@ -527,6 +527,27 @@ def test_the_api_refuses_without_a_csrf_token_and_validates_every_input(live: An
     assert r.status_code == 404
     r = client.get("/api/market/datasets/999")
     assert r.status_code == 404
+    # the next slice's inputs: the same clear 4xx, nothing run
+    reg = {**body, "kind": "regression", "table": "patients", "y": "sbp", "x": ["age"]}
+    train = {"features": ["age"], "label": "diabetes", "rounds": 1, "epsilon": 1}
+    for method, path, bad, code, words in [
+        ("post", "/api/run", {**reg, "y": ""}, 400, "outcome"),
+        ("post", "/api/run", {**reg, "x": ["age; DROP"]}, 422, "x"),
+        ("post", "/api/run", {**reg, "x": ["nope"]}, 400, "nope"),
+        ("post", "/api/run", {**body, "datasets": [999]}, 404, "dataset 999"),
+        ("post", "/api/run", {**body, "datasets": [-1]}, 422, "datasets"),
+        ("post", "/api/verify", {"query_id": "0x12"}, 422, "query_id"),
+        ("post", "/api/verify", {"query_id": "0x" + "ab" * 32}, 404, "no query"),
+        ("post", "/api/train", {**train, "rounds": 0, "accepted_price": 0}, 422, "rounds"),
+        ("post", "/api/train", {**train, "label": "age", "accepted_price": 0}, 400, "label"),
+        ("post", "/api/train", {**train, "accepted_price": 1}, 409, "price is now"),
+        ("get", "/api/providers/nobody", None, 404, "no provider"),
+        ("get", "/api/trainings/0x12", None, 400, "32 bytes"),
+        ("get", "/api/trainings/0x" + "00" * 32, None, 404, "no training"),
+    ]:
+        r = client.post(path, json=bad, headers=h) if method == "post" else client.get(path)
+        assert r.status_code == code, (path, bad, r.status_code, r.text)
+        assert words in r.json()["error"], (path, bad, r.json())
     assert submitted(live) == before and budgets(live) == spent and len(live.console.jobs) == jobs
 
 

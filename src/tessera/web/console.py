@@ -808,7 +808,12 @@ class Console:
             qid = query_id_bytes(query_id)
         except ValueError as exc:
             raise QueryError(f"not a query id: {exc}") from exc
-        q = self.reader.query(qid)
+        try:
+            q = self.reader.query(qid)
+        except ChainUnreachable:
+            raise
+        except LedgerError as exc:
+            raise NotFound(f"no query {query_id} on the ledger ({exc})") from exc
         if int(q.analyst, 16) == 0:
             raise NotFound(f"no query {query_id} on the ledger")
         started = time.perf_counter()
