@@ -16,7 +16,7 @@ regression, 3 parties, 100,000 rows split in three.
   ``ProviderRole.db.evaluate``, ``NetworkAnalyst.ask_verifiers`` and the ledger client's
   one entry point (``tessera.ledger.client._call``); nothing in Tessera is changed.
 * **MPyC** (``mpyc`` from PyPI, Shamir secret sharing, semi-honest), its 3 parties as 3
-  local processes (``benchmarks/peers_mpyc.py -M3 -I<i>``), each making its own third of
+  local processes (``benchmarks/peers_mpyc.py -M3 -I<i>``), each loading its own third of
   the same rows. Its time is the slowest party's from first input to opened result
   (connection set-up and loading its rows excluded). Both systems open the same pooled
   sums (what Tessera's exact mode releases); ``mpyc_s`` is MPyC computing them from the
@@ -130,12 +130,12 @@ def hooks(net: LocalNetwork, clock: Clock) -> Iterator[None]:
 
 
 # -- Tessera ------------------------------------------------------------------------------------
-def build(rows_each: int, quick: bool) -> LocalNetwork:
+def build(rows: list[int], quick: bool) -> LocalNetwork:
     net = LocalNetwork(3, 2, dlog=discrete_log(bound=1 << 14) if quick else discrete_log())
-    policy = DatasetPolicy(allow_exact=True, min_cohort=10, budget_rho=1e6, max_rows=rows_each)
-    for i in range(3):
+    policy = DatasetPolicy(allow_exact=True, min_cohort=10, budget_rho=1e6, max_rows=max(rows))
+    for i, n in enumerate(rows):
         net.add_provider(
-            f"party-{i}", {"records": frame(rows_each, 1000 + i)}, bounds(), {"records": policy}
+            f"party-{i}", {"records": frame(n, 1000 + i)}, bounds(), {"records": policy}
         )
     return net
 
@@ -224,8 +224,8 @@ def finish(task: str, sums: np.ndarray) -> list[float]:
     return [float(v) for v in np.linalg.solve(sums[:k, :k], sums[:k, k])]
 
 
-def plaintext(task: str, rows_each: int) -> list[float]:
-    z = np.vstack([columns(task, rows_each, 1000 + i) for i in range(3)])
+def plaintext(task: str, rows: list[int]) -> list[float]:
+    z = np.vstack([columns(task, n, 1000 + i) for i, n in enumerate(rows)])
     x = z[:, 1]
     return finish(task, np.array([len(z), x.sum(), x @ x]) if task == "meanvar" else z.T @ z)
 
@@ -238,39 +238,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=None, help="rows in all (split in three)")
     args = ap.parse_args(argv)
     total = args.rows or (6_000 if args.quick else 100_000)
-    rows_each = [total // 3 + (1 if i < total % 3 else 0) for i in range(3)]
-    if len(set(rows_each)) != 1:  # one size for all three keeps the seeds' rows identical
-        rows_each = [total // 3] * 3
-    each = rows_each[0]
+    rows = [total // 3 + (1 if i < total % 3 else 0) for i in range(3)]  # 33,334 + 2 × 33,333
     t_build = time.perf_counter()
-    net = build(each, args.quick)
+    net = build(rows, args.quick)
     t_build = time.perf_counter() - t_build
     out: dict[str, Any] = {
-        "setting": {"parties": 3, "rows": 3 * each, "features": len(X), "mode": "exact"},
+        "setting": {"parties": 3, "rows": rows, "features": len(X), "mode": "exact"},
         "tessera_network_build_s": t_build,
     }
     rows_dir = Path(tempfile.mkdtemp(prefix="tessera-peers-"))
     for task in TASKS:
-        for i in range(3):
-            np.save(rows_dir / f"{task}-{i}.npy", columns(task, each, 1000 + i))
+        for i, n in enumerate(rows):
+            np.save(rows_dir / f"{task}-{i}.npy", columns(task, n, 1000 + i))
     for task in TASKS:
         tess = run_tessera(net, task)
-        rows = run_mpyc(rows_dir, task, "rows")
+        shared = run_mpyc(rows_dir, task, "rows")
         pre = run_mpyc(rows_dir, task, "presummed")
-        truth = plaintext(task, each)
+        truth = plaintext(task, rows)
         scale = max(abs(b) for b in truth)
         err = {  # against the largest value (coefficients near 0 have no relative error to read)
             name: max(abs(a - b) for a, b in zip(v, truth, strict=True)) / scale
-            for name, v in (("tessera", tess["values"]), ("mpyc", rows["values"]))
+            for name, v in (("tessera", tess["values"]), ("mpyc", shared["values"]))
         }
         out[task] = {
             "tessera_s": tess["seconds"],
             "tessera_split_s": tess["split"],
             "tessera_verified": tess["verified"],
-            "mpyc_s": rows["seconds"],
+            "mpyc_s": shared["seconds"],
             "mpyc_presummed_s": pre["seconds"],
-            "mpyc_wall_with_startup_s": rows["wall_with_startup"],
-            "ratio": tess["seconds"] / rows["seconds"],
+            "mpyc_wall_with_startup_s": shared["wall_with_startup"],
+            "ratio": tess["seconds"] / shared["seconds"],
             "ratio_presummed": tess["seconds"] / pre["seconds"],
             "max_relative_error": {k: float(v) for k, v in err.items()},
         }
@@ -278,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(out, sys.stdout)
         sys.stdout.write("\n")
         return 0
-    print(f"3 parties, {3 * each:,} rows, exact mode (network build {t_build:.1f} s, not counted)")
+    split = " + ".join(f"{n:,}" for n in rows)
+    print(f"3 parties, {sum(rows):,} rows ({split}), exact mode (network build {t_build:.1f} s)")
     head = ("task", "Tessera", "local", "crypto", "verify", "ledger", "MPyC", "ratio",
             "MPyC presum", "ratio")  # fmt: skip
     print(f"{head[0]:<8}" + "".join(f"{h:>12}" for h in head[1:]))
