@@ -224,8 +224,8 @@ def deploy_command(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Deploy the token, registry, market and model registry to any JSON-RPC chain and
-    record where."""
+    """Deploy the token, registry, catalog, market and model registry to any JSON-RPC chain
+    and record where."""
     from tessera.ledger import deploy
 
     try:
@@ -256,7 +256,7 @@ def deploy_command(
     table = Table(title=f"Tessera contracts on chain {deployment.chain_id}")
     table.add_column("contract")
     table.add_column("address")
-    for name in ("token", "registry", "market", "governance", "model_registry"):
+    for name in ("token", "registry", "catalog", "market", "governance", "model_registry"):
         table.add_row(name, getattr(deployment, name))
     table.add_row("admin", deployment.admin)
     Console().print(table)

@@ -19,10 +19,10 @@ One query:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from tessera.analytics.grouping import GroupKey
 from tessera.analytics.local import ColumnBounds
@@ -50,6 +50,7 @@ from tessera.learning.rounds import Observer, TrainingResult
 from tessera.ledger import LedgerClient, rho_to_micro
 from tessera.ledger.client import chain_seconds
 from tessera.ledger.session import LedgerReceipt, query_kind, refusal
+from tessera.node.answers import Excluded, gather, nobody_left
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
 from tessera.node.training import NetworkRounds, TrainingQuote, train_over
 from tessera.protocol import codec
@@ -284,24 +285,44 @@ class NetworkAnalyst(StatisticsApi):
     ) -> None:
         datasets = {f"{name}/{ticket.table}": int(h["dataset_id"]) for name, h in holders.items()}
         cost = 0 if ticket.rho is None else rho_to_micro(ticket.rho)
+        self.submit_to_ledger(
+            ticket.ticket_hash,
+            ticket.query_id,
+            datasets,
+            cost,
+            ticket.operations,
+            query_kind(ticket.operations),
+            receipt,
+        )
+
+    def submit_to_ledger(
+        self,
+        ticket_hash: bytes,
+        query_id: bytes,
+        datasets: Mapping[str, int],
+        cost: int,
+        operations: Iterable[str],
+        kind: Literal["query", "training"],
+        receipt: LedgerReceipt | None = None,
+    ) -> None:
+        """Submit a query or a training round (``kind``) over ``datasets`` (display name →
+        dataset id) at ``cost`` micro-ρ each, escrowing its price. A refusal names its
+        reason (a spent budget names the datasets short of it); the ledger must name the
+        query as its ticket does."""
         start = time.perf_counter()
         try:
             submitted = self.ledger.submit_query(
-                ticket.ticket_hash,
-                datasets.values(),
-                self.committee,
-                cost,
-                ticket.operations,
-                query_kind(ticket.operations),
-                approve=True,
+                ticket_hash, datasets.values(), self.committee, cost, operations, kind, approve=True
             )
         except LedgerError as exc:
             raise refusal(self.ledger, exc, datasets, cost) from exc
         finally:
-            receipt.seconds += time.perf_counter() - start
-        if submitted.query_id != ticket.query_id:  # pragma: no cover - the market's own rule
+            if receipt is not None:
+                receipt.seconds += time.perf_counter() - start
+        if submitted.query_id != query_id:  # pragma: no cover - the market's own rule
             raise ProtocolError("the ledger named the query differently from its ticket")
-        receipt.record("submit_query", submitted.tx)
+        if receipt is not None:
+            receipt.record("submit_query", submitted.tx)
 
     def _execute(
         self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], secret: int
@@ -410,29 +431,22 @@ class NetworkAnalyst(StatisticsApi):
             noise_f = {
                 i: self._pool.submit(timed("noise", str(i), noisy(p))) for i, p in nodes.items()
             }
-        contributions: list[VectorContribution] = []
-        raw_contributions: list[str] = []  # as received: forwarded as is, never re-encoded
-        excluded: dict[str, str] = {}
-        for name, f in contrib_f.items():
+
+        def contribution(name: str, answer: Mapping[str, Any]) -> tuple[VectorContribution, str]:
+            raw = answer.get("contribution")  # as received: forwarded as is, never re-encoded
             try:
-                answer = f.result()
-            except TransportError as exc:
-                excluded[name] = f"unreachable: {exc}"
-                continue
-            if "excluded" in answer:
-                excluded[name] = str(answer["excluded"])
-                continue
-            vc = codec.decode_contribution_limbs(bytes.fromhex(answer["contribution"]))
+                vc = codec.decode_contribution_limbs(bytes.fromhex(str(raw)))
+            except ValueError as exc:
+                raise Excluded(f"malformed contribution: {exc}") from exc
             if vc.provider != name:
-                excluded[name] = "sent a contribution under another name"
-                continue
-            contributions.append(vc)
-            raw_contributions.append(answer["contribution"])
-        if not contributions:
-            raise PolicyViolation(
-                "no provider could contribute: "
-                + "; ".join(f"{k}: {v}" for k, v in excluded.items())
-            )
+                raise Excluded("sent a contribution under another name")
+            return vc, str(raw)
+
+        taken, excluded = gather(contrib_f, contribution)
+        if not taken:
+            raise nobody_left("no provider could contribute", excluded)
+        contributions = [vc for vc, _ in taken.values()]
+        raw_contributions = [raw for _, raw in taken.values()]
         noise: list[NoiseContribution] = []
         rejected: list[NoiseContribution] = []
         for nf in noise_f.values():

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tessera.errors import LedgerError, PolicyViolation, QueryError, TesseraError, TransportError
+from tessera.errors import PolicyViolation, QueryError
 from tessera.learning import secure
 from tessera.learning.config import TrainingConfig, fixed_point_for, labels_for, scale_features
 from tessera.learning.models import Array, Model
@@ -46,7 +46,7 @@ from tessera.learning.rounds import (
 from tessera.learning.serialize import encode_model, model_spec
 from tessera.ledger import rho_to_micro
 from tessera.ledger.client import MICRO
-from tessera.ledger.session import refusal
+from tessera.node.answers import Excluded, gather, nobody_left
 from tessera.protocol.training import SealedReport
 from tessera.protocol.training_round import OPERATION, RoundTranscript, TrainingTicket
 
@@ -214,18 +214,7 @@ class NetworkRounds:
         datasets = {f"{n}/{self.table}": int(self.holders[n]["dataset_id"]) for n in chosen}
         cost = rho_to_micro(rho) if rho else 0
         a.on_progress(f"round {round_index + 1}: submitting the round to the ledger")
-        try:
-            a.ledger.submit_query(
-                ticket.ticket_hash,
-                datasets.values(),
-                a.committee,
-                cost,
-                {OPERATION},
-                "training",
-                approve=True,
-            )
-        except LedgerError as exc:
-            raise refusal(a.ledger, exc, datasets, cost) from exc
+        a.submit_to_ledger(ticket.ticket_hash, qid, datasets, cost, {OPERATION}, "training")
         body = ticket.to_json()
         nodes = [
             RemoteNode(a.transport, p, body)
@@ -248,38 +237,23 @@ class NetworkRounds:
             )
             for name in chosen
         }
-        sealed: dict[str, SealedReport] = {}
-        excluded: dict[str, str] = {}
-        for name, f in futures.items():
+
+        def report(name: str, answer: Mapping[str, Any]) -> SealedReport:
             try:
-                answer = f.result()
-            except TransportError as exc:
-                excluded[name] = f"unreachable: {exc}"
-                continue
-            except TesseraError as exc:
-                excluded[name] = f"refused: {type(exc).__name__}: {exc}"
-                continue
-            if "excluded" in answer:
-                excluded[name] = str(answer["excluded"])
-                continue
-            try:
-                report = SealedReport.decode(bytes.fromhex(str(answer.get("report"))))
-            except (TesseraError, ValueError) as exc:
-                excluded[name] = f"malformed report: {exc}"
-                continue
-            if (report.provider, report.training_id, report.round_index) != (
+                sealed = SealedReport.decode(bytes.fromhex(str(answer.get("report"))))
+            except ValueError as exc:
+                raise Excluded(f"malformed report: {exc}") from exc
+            if (sealed.provider, sealed.training_id, sealed.round_index) != (
                 name,
                 self.training_id,
                 round_index,
             ):
-                excluded[name] = "sent a report for another provider, training or round"
-                continue
-            sealed[name] = report
+                raise Excluded("sent a report for another provider, training or round")
+            return sealed
+
+        sealed, excluded = gather(futures, report)
         if not sealed:
-            raise PolicyViolation(
-                f"round {round_index + 1}: no provider could report: "
-                + "; ".join(f"{k}: {v}" for k, v in excluded.items())
-            )
+            raise nobody_left(f"round {round_index + 1}: no provider could report", excluded)
         a.on_progress(f"round {round_index + 1}: the nodes verify {len(sealed)} reports")
         agg = close_round(nodes, commitments, sealed, chosen, excluded, each)
         total = secure.unshard(ticket.vdaf, agg.shares, len(agg.accepted))

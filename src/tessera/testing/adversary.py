@@ -20,6 +20,7 @@ from tessera.crypto.elgamal import Ciphertext, encrypt_with
 from tessera.crypto.group import G
 from tessera.crypto.rng import SeededRng
 from tessera.crypto.threshold import KeySwitchShare
+from tessera.errors import PolicyViolation
 from tessera.node.roles import NodeRole
 from tessera.protocol.aggregation import AggregationQuery, NoiseContribution, SlotNoise
 from tessera.testing.faults import commit_fails_once, crash_before_vote
@@ -56,6 +57,17 @@ def corrupt_noise(role: NodeRole) -> NodeRole:
     return role
 
 
+def refusing_provider(role: Any) -> Any:
+    """The provider is listed for the query, then refuses to contribute to it, claiming its
+    policy forbids what its public policy allows: it tries to stop the query for everyone."""
+
+    def on_contribute(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        raise PolicyViolation("this provider refuses every query")
+
+    role.on_contribute = on_contribute
+    return role
+
+
 class TamperingTransport:
     """A malicious analyst's transport: ``edit(path, body)`` rewrites each request it sends.
 
@@ -88,6 +100,7 @@ ADVERSARIES: dict[str, Callable[[Any], Any]] = {
     "corrupt-noise": corrupt_noise,
     "crash-before-vote": crash_before_vote,  # a fault, not a cheat (tessera.testing.faults)
     "commit-fails-once": commit_fails_once,  # a fault too (a provider)
+    "refusing-provider": refusing_provider,  # a provider
     "oversized-update": lambda role: _learning().oversized_trainer(role),  # a provider
 }
 
