@@ -6,8 +6,11 @@ Run ``python benchmarks/crypto.py`` for a table, ``--json`` for one JSON object.
 Also measured in the same run: libsecp256k1's multi-scalar multiplication
 (``tessera.crypto.msm``) against the term-by-term path verifiers used before
 (``group.msm``, one ECDSA-recovery double multiplication per term) for n = 16…4096,
-and batch verification of the protocol's 21-bit limb range proofs
-(``batch_verify_range``) against checking them one by one (``verify_range``).
+batch verification of the protocol's 21-bit limb range proofs
+(``batch_verify_range``) against checking them one by one (``verify_range``), and the
+verification of the three Sigma proofs of the query path (a ciphertext's knowledge proof,
+a release proof, a key-switch share's proof) with their commitments recomputed by
+``ecmult_multi`` (``verify_linear``) against the term-by-term path it replaced.
 """
 
 from __future__ import annotations
@@ -28,7 +31,16 @@ from tessera.crypto.dlog import DEFAULT_BOUND, DiscreteLog
 from tessera.crypto.elgamal import Ciphertext, encrypt, encrypt_with, keygen
 from tessera.crypto.group import G, Point, base_mul
 from tessera.crypto.group import msm as msm_by_terms
-from tessera.crypto.proofs import LinearStatement, prove_or, verify_or
+from tessera.crypto.proofs import (
+    LinearProof,
+    LinearStatement,
+    dleq_statement,
+    prove_linear,
+    prove_or,
+    schnorr_statement,
+    verify_linear,
+    verify_or,
+)
 from tessera.crypto.rangeproof import RangeClaim, batch_verify_range, prove_range, verify_range
 from tessera.crypto.rng import SeededRng
 from tessera.crypto.threshold import (
@@ -137,6 +149,50 @@ def measure_range_batch(
     return out
 
 
+def _verify_by_terms(t: Transcript, stmt: LinearStatement, proof: LinearProof) -> None:
+    """``verify_linear`` as it was: each commitment by coincurve, term by term."""
+    stmt.absorb(t)
+    t.append_points(b"commitments", stmt.recompute(proof.e, proof.z))
+    if t.challenge(b"linear") != proof.e:
+        raise AssertionError("the reference verification failed")
+
+
+def measure_sigma(rng: SeededRng, reps: int) -> list[dict[str, Any]]:
+    """Per Sigma proof of the query path: median µs of ``verify_linear`` and of the
+    term-by-term path, interleaved so both see the same load."""
+    x, v = rng.scalar(), rng.scalar()
+    a, c1 = base_mul(rng.scalar()), base_mul(rng.scalar())
+    kinds = {
+        "knowledge proof (1 row)": (schnorr_statement(base_mul(x)), [x]),
+        "release proof, DLEQ (2 rows)": (dleq_statement(G, base_mul(x), c1, c1 * x), [x]),
+        "key-switch share proof (3 rows)": (
+            LinearStatement(
+                ((G, Point.identity()), (Point.identity(), G), (-c1, a)),
+                (base_mul(x), base_mul(v), a * v - c1 * x),
+            ),
+            [x, v],
+        ),
+    }
+    out = []
+    for kind, (stmt, w) in kinds.items():
+        pf = prove_linear(Transcript(b"bench"), stmt, w, rng)
+        native: list[float] = []
+        terms: list[float] = []
+
+        def fast(s: LinearStatement = stmt, p: LinearProof = pf) -> None:
+            verify_linear(Transcript(b"bench"), s, p)
+
+        def slow(s: LinearStatement = stmt, p: LinearProof = pf) -> None:
+            _verify_by_terms(Transcript(b"bench"), s, p)
+
+        for _ in range(reps):
+            native.append(median_us(fast, 1))
+            terms.append(median_us(slow, 1))
+        n_us, t_us = statistics.median(native), statistics.median(terms)
+        out.append({"proof": kind, "native_us": n_us, "terms_us": t_us, "speedup": t_us / n_us})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -224,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"range proofs L=21 ×{count}: batch verify", row["batch_ms"] * 1000))
         rows.append((f"range proofs L=21 ×{count}: one by one", row["one_by_one_ms"] * 1000))
 
+    sigma_rows = measure_sigma(rng, reps)
+    for row in sigma_rows:
+        rows.append((f"verify {row['proof']}: ecmult_multi per row", row["native_us"]))
+        rows.append((f"verify {row['proof']}: term by term", row["terms_us"]))
+
     bound = 1 << 12 if args.quick else DEFAULT_BOUND
     t0 = time.perf_counter()
     table = load_table(bound)
@@ -253,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "msm_native": native_msm.NATIVE,
         "msm": msm_rows,
         "range_batch": batch_rows,
+        "sigma_verify": sigma_rows,
         "rows": [
             {"operation": n, "us": round(v, 1), "ratio_to_raw_mul": round(v / raw, 2)}
             for n, v in rows
