@@ -58,10 +58,32 @@ def test_honest_quorum_meets_the_target(sens: int, n: int, t: int, rho: float) -
     assert looser.sigma_node_sq <= plan.sigma_node_sq
 
 
+@pytest.mark.parametrize(("sens", "n", "t", "rho"), PLANS)
+def test_a_release_of_every_nodes_share_is_calibrated_on_its_n_minus_t_plus_1(
+    sens: int, n: int, t: int, rho: float
+) -> None:
+    """A release unsharded from all n shares (a training round) holds n − t + 1 honest draws:
+    calibrated on them, each node adds less noise for the same ρ; no plan may count more."""
+    plan = plan_noise(sens, n, t, rho=rho, honest=n - t + 1)
+    query = plan_noise(sens, n, t, rho=rho)
+    assert plan.honest_quorum == n - t + 1 and plan.sigma_sq == plan.honest * plan.sigma_node_sq
+    assert plan.rho_bound <= plan.rho == rho
+    assert plan.sigma_sq >= Fraction(sens) ** 2 / (2 * Fraction(rho))
+    assert plan.sigma_node_sq <= query.sigma_node_sq
+    if t > 1:
+        assert plan.sigma_node_sq < query.sigma_node_sq
+    for wrong in (n - t + 2, n - 2 * t + 1):
+        with pytest.raises(ValueError, match=f"honest = {wrong} draws"):
+            plan_noise(sens, n, t, rho=rho, honest=wrong)
+
+
+@pytest.mark.parametrize("honest", [False, True], ids=["aggregate", "every-share"])
 @pytest.mark.parametrize(("sens", "n", "t", "rho"), [p for p in PLANS if p[0] <= 3])
-def test_exact_renyi_divergence_of_the_honest_sum(sens: int, n: int, t: int, rho: float) -> None:
+def test_exact_renyi_divergence_of_the_honest_sum(
+    sens: int, n: int, t: int, rho: float, honest: bool
+) -> None:
     """D_α(S ‖ S + Δ) ≤ α·ρ for the sum S of the m honest nodes' noise, computed exactly."""
-    plan = plan_noise(sens, n, t, rho=rho)
+    plan = plan_noise(sens, n, t, rho=rho, honest=n - t + 1 if honest else None)
     m = plan.honest_quorum
     logp = log_pmf_of_sum(float(plan.sigma_node_sq), m, 60)
     logq = np.concatenate([np.full(sens, -np.inf), logp[:-sens]])
@@ -185,6 +207,7 @@ def test_noise_plan_constructor_validates() -> None:
         ({"bound": -1}, "bound"),
         ({"rho_bound": 0.6}, "rho_bound"),
         ({"dimension": 0}, "dimension"),
+        ({"honest": 3}, "honest = 3 draws"),
     ]:
         with pytest.raises(ValueError, match=match):
             NoisePlan(**(fields | change))

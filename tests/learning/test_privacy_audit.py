@@ -21,20 +21,19 @@ fresh noise. Sharding and verification are not redone for each sample: they do n
 the noise.
 
 **What is claimed** (``dp/distributed.py plan_noise`` through ``privacy.round_noise``):
-each node draws N_Z(0, σ_node²) per coordinate; privacy is calibrated on the
-m = n − 2t + 2 honest draws that every aggregate of the query path holds, i.e. a release
-whose noise is N_Z(0, m·σ_node²) (``NoisePlan.sigma_sq``) is ρ-zCDP. A training round
-needs every node's share, so its release holds all n draws (``NoisePlan.sd_all_honest``,
-what the release's intervals use) and, with t − 1 dishonest nodes, n − t + 1 honest ones.
-The audit tests three views of one release, each against its own claim:
+each node draws N_Z(0, σ_node²) per coordinate. A training round needs every node's share,
+so its release holds all n draws (``NoisePlan.sd_all_honest``, what the release's intervals
+use) and, with t − 1 dishonest nodes, the m = n − t + 1 honest ones: ρ is calibrated on
+those, i.e. a release whose noise is N_Z(0, m·σ_node²) (``NoisePlan.sigma_sq``) is ρ-zCDP.
+The audit tests two views of one release, each against its own claim:
 
 * ``release``: the released sum minus the true sum, against N_Z(0, n·σ_node²);
-* ``threat model``: minus the noise of t − 1 nodes (known to them), N_Z(0, (n−t+1)·σ_node²);
-* ``calibrated``: minus the noise of 2t − 2 nodes, N_Z(0, m·σ_node²): the view the ρ (and
-  so the claimed ε) is computed for. An attack on it is the one that can reach the claim.
+* ``threat model``: minus the noise of t − 1 nodes (known to them), N_Z(0, m·σ_node²): the
+  view the ρ (and so the claimed ε) is computed for. An attack on it is the one that can
+  reach the claim.
 
 A sum of discrete Gaussians is not exactly a discrete Gaussian, but at σ_node ≈ 10⁵ no
-test of this size can tell (KLS21); for m = 1 the calibrated view is exactly one.
+test of this size can tell (KLS21); for m = 1 the threat-model view is exactly one.
 """
 
 from __future__ import annotations
@@ -224,11 +223,11 @@ def run_round(
 def known_nodes(view: str, n: int, t: int) -> tuple[list[int], int]:
     """A view of a release: the nodes whose noise its adversary knows (and subtracts), and
     how many draws (each of variance σ_node²) the rest holds."""
-    known = {"release": 0, "threat model": t - 1, "calibrated": 2 * t - 2}[view]
+    known = {"release": 0, "threat model": t - 1}[view]
     return list(range(n - known, n)), n - known
 
 
-VIEWS = ("release", "threat model", "calibrated")
+VIEWS = ("release", "threat model")
 
 
 def view_of(totals: np.ndarray, draws: np.ndarray, view: str, n: int, t: int) -> np.ndarray:
@@ -263,7 +262,7 @@ def test_round_noise_has_the_claimed_scale(
     seed = f"scale/{n},{t}/{weighted}"
     round_ = run_round(recorder, ["a", "b", "x"], n, t, weighted=weighted, seed=seed)
     plan = round_.plan
-    assert plan.honest_quorum == n - 2 * t + 2
+    assert plan.honest_quorum == n - t + 1  # every node's share is in the round's sum
     assert plan.sigma_sq == plan.honest_quorum * plan.sigma_node_sq  # the calibrated claim
     assert plan.sd_all_honest**2 == pytest.approx(n * float(plan.sigma_node_sq))
     low, true, high = (scale_p_values(round_, f, f"{seed}/{f}") for f in audit.SCALES)
@@ -375,7 +374,7 @@ def test_measured_epsilon_of_a_round_never_exceeds_the_claim(neighbours: Neighbo
         assert e.lower <= claimed, f"{view}: ε ≥ {e.lower:.3f} measured, {claimed:.3f} claimed"
         assert exact <= claimed + 1e-9, f"{view}: the ideal release is ε = {exact:.3f}"
     print(f"claimed ε {claimed:.3f}; (point, 95% lower, exact):", found)
-    assert found["calibrated"][1] > 0.1, "the attack found nothing: it has no power"
+    assert found["threat model"][1] > 0.1, "the attack found nothing: it has no power"
 
 
 def config_rho() -> float:
@@ -388,7 +387,7 @@ def config_rho() -> float:
 def test_round_epsilon_audit_catches_a_quarter_of_the_noise(neighbours: Neighbours) -> None:
     """The same attack on the round, each node's sampler fed σ/4, measures more than claimed."""
     e = measure(
-        View(neighbours, "calibrated"),
+        View(neighbours, "threat model"),
         Fraction(1, 4),
         {"train": 300, "select": 2_000, "estimate": 5_000},
         "eps/quarter",

@@ -28,6 +28,12 @@ from tessera.dp.samplers import NoiseSampler
 # 30-bit rational) so that this bound is at most the requested ρ. For m = 1, τ = 0 and the bound
 # is CKS20's for a single discrete Gaussian.
 #
+# A release that needs every node's share holds more. A training round (Prio3 over the
+# committee, tessera.learning.secure) is unsharded from all n nodes' aggregate shares, each
+# with its node's noise, so with t − 1 dishonest nodes it holds the n − t + 1 honest draws:
+# `plan_noise(..., honest=n - t + 1)` calibrates on those (`learning.privacy.round_noise`),
+# and the KLS21 bound above is applied with m = n − t + 1.
+#
 # Truncation. The range proofs need |noise| ≤ bound, so an honest node redraws on the rare
 # event |X| > bound. N_Z(0, s²) is s-subgaussian (CKS20 §4: E[e^{λX}] ≤ e^{λ²s²/2}), hence
 # P(|X| > B) = P(|X| ≥ B+1) ≤ 2·exp(−(B+1)²/(2s²)); the bound is the least B making this at
@@ -119,9 +125,10 @@ class NoisePlan:
     sigma_node_sq: Fraction
     bound: int
     tail_bits: int
+    honest: int  # the honest draws every release holds (m), that ρ is calibrated on
 
     def __post_init__(self) -> None:
-        _check_committee(self.n, self.t)
+        _check_honest(self.n, self.t, self.honest)
         if self.dimension < 1:
             raise ValueError(f"dimension must be at least 1, got {self.dimension}")
         if not self.sigma_node_sq > 0:
@@ -141,8 +148,9 @@ class NoisePlan:
 
     @property
     def honest_quorum(self) -> int:
-        """m = n − 2t + 2: the fewest honest draws in any aggregate a node agrees to switch."""
-        return honest_draws(self.n, self.t)
+        """m: the fewest honest draws in any release (n − 2t + 2 for a query's aggregate,
+        n − t + 1 for a release that needs every node)."""
+        return self.honest
 
     @property
     def sigma_sq(self) -> Fraction:
@@ -208,6 +216,19 @@ def honest_draws(n: int, t: int) -> int:
     return n - 2 * t + 2
 
 
+def _check_honest(n: int, t: int, honest: int) -> None:
+    """``honest`` draws are guaranteed in a release: at least those of any aggregate a node
+    agrees to switch (n − 2t + 2), at most the n − t + 1 honest nodes."""
+    least = honest_draws(n, t)
+    if isinstance(honest, bool) or not isinstance(honest, int):
+        raise ValueError(f"honest must be an integer, got {honest!r}")
+    if not least <= honest <= n - t + 1:
+        raise ValueError(
+            f"honest = {honest} draws: a committee of n = {n}, t = {t} guarantees between "
+            f"{least} (any aggregate a node switches) and {n - t + 1} (every node's share)"
+        )
+
+
 def _check_positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | Fraction):
         raise ValueError(f"{name} must be a number, got {type(value).__name__}")
@@ -227,9 +248,11 @@ def plan_noise(
     delta: float = 1e-6,
     tail_bits: int = 40,
     dimension: int = 1,
+    honest: int | None = None,
 ) -> NoisePlan:
-    """Per-node discrete Gaussian noise so that the n − 2t + 2 honest draws of any
-    aggregate a node agrees to switch give ρ-zCDP (see the module comments).
+    """Per-node discrete Gaussian noise so that the ``honest`` draws every release holds
+    give ρ-zCDP (see the module comments): by default the n − 2t + 2 of any aggregate a
+    node agrees to switch; n − t + 1 for a release unsharded from every node's share.
 
     Give exactly one target: ``rho`` (zCDP) or ``epsilon`` (converted at ``delta`` with
     :func:`eps_to_rho`). ``sensitivity_l2`` is the L2 sensitivity of the released integer
@@ -256,7 +279,8 @@ def plan_noise(
         if not target > 0:
             raise ValueError(f"epsilon={epsilon!r} is too small for delta={delta!r}")
 
-    m = honest_draws(n, t)
+    m = honest_draws(n, t) if honest is None else honest
+    _check_honest(n, t, m)
     s2 = _calibrate(sens, m, dimension, target)
     rho_bound, tau = _kls_rho(sens, m, dimension, float(s2))
     eps = rho_to_eps_delta(target, d)[0]
@@ -282,4 +306,5 @@ def plan_noise(
         sigma_node_sq=s2,
         bound=truncation_bound(s2, tail_bits),
         tail_bits=tail_bits,
+        honest=m,
     )

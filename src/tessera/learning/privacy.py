@@ -9,8 +9,9 @@ The unit of privacy is chosen by the caller through ``sensitivity`` (real units)
   ``sum_rows clip(grad_row, c)``; adding or removing one row moves the sum by ``c``.
 
 Each round's release is the discrete Gaussian mechanism with the committee's
-distributed noise, calibrated by :func:`tessera.dp.distributed.plan_noise` (only the
-honest quorum's draws are counted); rounds compose by adding ρ (BS16, Lemma 1.7).
+distributed noise, calibrated by :func:`tessera.dp.distributed.plan_noise` on the honest
+draws the round's sum holds (every node's share is needed, so n − t + 1 of them when t − 1
+nodes collude); rounds compose by adding ρ (BS16, Lemma 1.7).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def round_noise(
     """Per-node noise (integer units) for one round of a ``dimension``-parameter model.
 
     ``sensitivity`` is the L2 sensitivity of the summed update in real units (``C`` for
-    provider-level privacy, the per-row clip for row-level privacy).
+    provider-level privacy, the per-row clip for row-level privacy). The round's sum is
+    unsharded from every node's aggregate share, each with its node's noise, so ρ is
+    calibrated on the n − t + 1 honest draws it holds when t − 1 nodes collude.
     """
     if not sensitivity > 0:
         raise ValueError(f"sensitivity must be positive, got {sensitivity!r}")
@@ -91,4 +94,5 @@ def round_noise(
         delta=delta,
         tail_bits=tail_bits,
         dimension=dimension,
+        honest=n - t + 1,
     )

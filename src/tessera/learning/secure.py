@@ -11,8 +11,7 @@ aggregate shares (:func:`unshard`). Pure functions: randomness, keys and noise c
 A node learns nothing of an update from its share (any ``n - 1`` shares are uniformly
 random); a committee needs every node's share to aggregate, so each release holds every
 node's noise, at least the ``n - t + 1`` draws of the honest nodes when ``t - 1`` are
-dishonest — more than the ``n - 2t + 2`` that :func:`tessera.dp.distributed.plan_noise`
-counts.
+dishonest: what :func:`tessera.learning.privacy.round_noise` calibrates on.
 """
 
 from __future__ import annotations
