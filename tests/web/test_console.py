@@ -727,6 +727,7 @@ def test_market_trends_chart_queries_over_time_and_top_datasets(
     a_job(live, browser)
     reader = live.console.reader
     browser.get(live.url + "/#market")
+    browser.refresh()  # a page of its own: no chart left from an earlier visit
     wait_for(
         "the trends",
         lambda: browser.execute_script("return window.tessera.charts['trends-top'] != null"),

@@ -244,12 +244,15 @@ function chartSpec(chart) {
     ] };
   }
   if (chart.type === "coefficients") {
-    return { ...base, height: 40 * Math.max(2, chart.values.length), title: "coefficients: 95% confidence intervals (±1.96 SE), noise's 95% interval in grey",
-      layer: [
-        { mark: { type: "rule", color: "#bbb", strokeWidth: 8 }, encoding: { y: { field: "name", type: "nominal", sort: null, title: null }, x: { field: "noise_lo", type: "quantitative" }, x2: { field: "noise_hi" } } },
-        { mark: { type: "rule", color: "black", strokeWidth: 2 }, encoding: { y: { field: "name", type: "nominal", sort: null }, x: { field: "lo", type: "quantitative", title: "coefficient" }, x2: { field: "hi" } } },
-        { mark: { type: "point", filled: true, size: 60, color: "#c33" }, encoding: { y: { field: "name", type: "nominal", sort: null }, x: { field: "value", type: "quantitative" } } },
-      ], resolve: { scale: { x: "shared" } } };
+    // one row per coefficient, each on its own scale (an intercept beside a slope)
+    return { $schema: base.$schema, data: base.data, title: "coefficients: 95% confidence interval (±1.96 SE, black), 95% interval of the noise (grey)",
+      facet: { row: { field: "name", type: "nominal", sort: null, title: null, header: { labelAngle: 0, labelAlign: "left" } } },
+      resolve: { scale: { x: "independent" } },
+      spec: { width: 460, height: 26, layer: [
+        { mark: { type: "rule", color: "#bbb", strokeWidth: 8 }, encoding: { x: { field: "noise_lo", type: "quantitative", title: null, scale: { zero: false } }, x2: { field: "noise_hi" } } },
+        { mark: { type: "rule", color: "black", strokeWidth: 2 }, encoding: { x: { field: "lo", type: "quantitative" }, x2: { field: "hi" } } },
+        { mark: { type: "point", filled: true, size: 60, color: "#c33" }, encoding: { x: { field: "value", type: "quantitative" } } },
+      ] } };
   }
   if (chart.type === "histogram") {
     return { ...base, title: "histogram (noised counts, 95% intervals)", layer: [
@@ -499,6 +502,7 @@ async function pollBuy(jobId) {
 
 // -- market trends --------------------------------------------------------------------------------
 async function loadTrends() {
+  window.tessera.charts["trends-queries"] = window.tessera.charts["trends-top"] = null;
   try {
     const t = await api("/api/market/trends");
     window.tessera.trends = t;
@@ -565,6 +569,7 @@ async function loadTrainings() {
 
 async function showTraining(id) {
   showError("training-error", null);
+  window.tessera.charts.training = null;
   try {
     const t = await api(`/api/trainings/${encodeURIComponent(id)}`);
     window.tessera.training = t;
