@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 
-from tessera.errors import LedgerError
+from tessera.errors import ChainUnreachable
 from tessera.ledger.client import QueryId, Tx, VerdictPosted
 from tessera.node.roles import ProviderRole, VerifierRole
 
@@ -30,7 +30,8 @@ def crash_before_vote(role: VerifierRole) -> VerifierRole:
 
 def commit_fails_once(role: ProviderRole) -> ProviderRole:
     """The provider's first contribution commitment fails, as when the chain fails between
-    the provider's admission of a query and its commitment: the provider answers an error,
+    the provider's admission of a query and its commitment (``ChainUnreachable``: the
+    analyst leaves the provider out as unreachable): the provider answers an error,
     its store holds the query ``running`` with its budget spent, and the query goes on
     without it. Later commitments go through."""
     post = role.ledger.post_contribution
@@ -39,7 +40,7 @@ def commit_fails_once(role: ProviderRole) -> ProviderRole:
     def post_contribution(query_id: QueryId, digest: bytes) -> Tx:
         if not failed:
             failed.append(query_id)
-            raise LedgerError("post_contribution: the chain failed (tessera.testing.faults)")
+            raise ChainUnreachable("post_contribution: the chain failed (tessera.testing.faults)")
         return post(query_id, digest)
 
     role.ledger.post_contribution = post_contribution  # type: ignore[method-assign]
