@@ -61,6 +61,7 @@ class Scene:
     providers: list[LedgerClient]
     committee: int
     datasets: list[int]
+    stake: int  # what each node staked: the registry's minimum, at least STAKE
     setup_gas: dict[str, int] = field(default_factory=dict)
 
 
@@ -135,9 +136,10 @@ def build(
             *((p.account, "provider", point(400 + i)) for i, p in enumerate(provider_clients)),
         ],
     )
+    stake = max(STAKE, int(admin.registry.functions.min_stake().call()))
     for n in node_clients:
-        admin.mint(n.account, STAKE)
-        n.stake(STAKE)
+        admin.mint(n.account, stake)
+        n.stake(stake)
     threshold = (nodes + 1) // 2
     members = [n.account for n in node_clients]
     shares = [point(700 + i) for i in range(nodes)]
@@ -160,7 +162,16 @@ def build(
         )
         datasets.append(p.list_dataset(h(f"schema-{i}"), listing).dataset_id)
     return Scene(
-        chain, admin, analyst, verifiers, node_clients, provider_clients, committee, datasets, gas
+        chain,
+        admin,
+        analyst,
+        verifiers,
+        node_clients,
+        provider_clients,
+        committee,
+        datasets,
+        stake,
+        gas,
     )
 
 
@@ -271,32 +282,38 @@ def gas_point(nodes: int, providers: int) -> dict[str, Any]:
 
 
 def latency_point(nodes: int) -> dict[str, Any]:
-    """One COUNT query over the in-process network with ``nodes`` computing nodes."""
+    """One COUNT query over the in-process network with ``nodes`` computing nodes (three
+    providers, three verifiers): DKG first, then the query's seconds end to end."""
     import numpy as np
     import pandas as pd
 
     from tessera import DatasetPolicy, LocalNetwork
-    from tessera.analytics.local import ColumnBounds
 
     threshold = (nodes + 1) // 2
-    net = LocalNetwork(n_nodes=nodes, threshold=threshold, verifiers=3, seed=14)
+    t0 = time.perf_counter()
+    net = LocalNetwork(nodes, threshold, seed=14, verifiers=3)
     rng = np.random.default_rng(14)
-    for i in range(3):
-        df = pd.DataFrame({"age": rng.integers(18, 90, 200)})
-        net.add_provider(
-            f"p{i}",
-            {"patients": df},
-            bounds={"patients": {"age": ColumnBounds(0, 120)}},
-            policy=DatasetPolicy(budget_rho=10.0, min_cohort=5),
-        )
     try:
-        t0 = time.perf_counter()
+        for i in range(3):
+            df = pd.DataFrame({"age": rng.integers(18, 90, 200)})
+            net.add_provider(
+                f"p{i}",
+                {"patients": df},
+                bounds={"patients": {"age": (0, 120)}},
+                policies={"patients": DatasetPolicy(budget_rho=10.0, min_cohort=5)},
+            )
+        t1 = time.perf_counter()
         res = net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t1
         assert res.verified
     finally:
         net.close()
-    return {"nodes": nodes, "threshold": threshold, "query_s": round(seconds, 2)}
+    return {
+        "nodes": nodes,
+        "threshold": threshold,
+        "setup_s": round(t1 - t0, 2),
+        "query_s": round(seconds, 2),
+    }
 
 
 def _table(title: str, rows: list[dict[str, Any]]) -> str:
@@ -317,12 +334,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object per sweep")
     ap.add_argument("--quick", action="store_true", help="a small smoke configuration")
     ap.add_argument("--latency", action="store_true", help="also time queries over nodes")
+    ap.add_argument("--providers", type=int, nargs="*", help="the providers sweep's points")
+    ap.add_argument("--nodes", type=int, nargs="*", help="the nodes sweep's points")
     args = ap.parse_args(argv)
-    providers = [4, 16] if args.quick else [4, 16, 64, 256]
-    nodes = [3, 8] if args.quick else [3, 8, 16, 32, 64]
+    providers = args.providers if args.providers is not None else [4, 16, 64, 256]
+    nodes = args.nodes if args.nodes is not None else [3, 8, 16, 32, 64]
+    if args.quick:
+        providers, nodes = [4, 16], [3, 8]
+
+    def point(n: int, p: int) -> dict[str, Any]:
+        row = gas_point(n, p)
+        print(json.dumps(row, sort_keys=True), file=sys.stderr, flush=True)  # progress
+        return row
+
     sweeps: dict[str, list[dict[str, Any]]] = {
-        "providers": [gas_point(3, p) for p in providers],
-        "nodes": [gas_point(n, 4) for n in nodes],
+        "providers": [point(3, p) for p in providers],
+        "nodes": [point(n, 4) for n in nodes],
     }
     if args.latency:
         sweeps["latency"] = [latency_point(n) for n in ([3] if args.quick else [3, 8, 16, 32, 48])]

@@ -177,7 +177,7 @@ def test_a_query_with_64_nodes_and_256_providers_settles_and_every_party_withdra
         providers=256,
     )
     assert len(w.admin.committee(scene.committee).members) == 64
-    minted = 64 * bench.STAKE
+    minted = 64 * scene.stake
     supply = supply_before + minted
     analyst_before = w.analyst.balance()
     gas = bench.run_query(scene, "scale")
