@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.crypto.group import Point
-from tessera.errors import LedgerError, NotFound, PolicyViolation, ProtocolError, TesseraError
+from tessera.errors import (
+    ChainUnreachable,
+    LedgerError,
+    NotFound,
+    PolicyViolation,
+    ProtocolError,
+    TesseraError,
+)
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
 from tessera.ledger.client import VerdictPosted
 from tessera.node.roles.base import (
@@ -338,9 +345,10 @@ class VerifierRole(Recovering):
         the ledger's trail (:func:`~tessera.node.roles.base.reconcile_with_ledger`): one it
         was asked about (``waiting``) from what it kept; with ``fetch``, one it was drawn
         for but holds no record of (``fetch``) from the nodes or the other verifiers, once
-        one serves it. One the ledger has closed meanwhile (or that is past its deadline,
-        which this settles) is dropped, with the reason. Returns the queries dropped or
-        refused."""
+        one serves it, while it is open and before its deadline. One the ledger has closed
+        meanwhile is dropped, with the reason; one it was asked about that is past its
+        deadline is settled first (``expire``), one it was never asked about is left to
+        whoever settles it. Returns the queries dropped or refused."""
         closed: dict[str, str] = {}
 
         def resume(qid: bytes, state: Mapping[str, Any]) -> None:
@@ -381,11 +389,26 @@ class VerifierRole(Recovering):
             self.progress_.update(key, "closed", reason=reason)
             closed[key] = reason
 
-        wanted = ("waiting", "fetch") if fetch else ("waiting",)
-        unvoted = {
-            k: v for k, v in self.store.items("pending").items() if v.get("status") in wanted
-        }
-        reconcile_with_ledger(self.ledger, unvoted, resume, close)
+        pending = self.store.items("pending")
+        waiting = {k: v for k, v in pending.items() if v.get("status") == "waiting"}
+        reconcile_with_ledger(self.ledger, waiting, resume, close)
+        if fetch:  # drawn, never asked: voted while open, never settled by this verifier
+            for key, state in pending.items():
+                if state.get("status") != "fetch":
+                    continue
+                qid = bytes.fromhex(key)
+                try:
+                    q = self.ledger.query(qid)
+                    late = self.ledger.block_number() > q.deadline
+                except ChainUnreachable:
+                    break  # the chain is down: the next round
+                except LedgerError:
+                    continue
+                if q.status != "open":
+                    close(qid, state, q.status)
+                elif not late:
+                    resume(qid, state)
+                # past its deadline and open: whoever holds the query's work settles it
         return closed
 
     def fetch(self, query_id: bytes) -> tuple[str, Any, Any] | None:
