@@ -1,8 +1,10 @@
 """What the web console does over a running network, without HTTP: the analyst's key,
 quotes, queries run in the background with their progress, the ledger and the market.
 
-Reading views (ledger explorer, market) use a ledger client that signs nothing (the
-analyst's public address only). Acting (quote, run, rate) needs the analyst's key file
+Reading views (ledger explorer, market, providers, trends, trainings: ``views``) use a
+ledger client that signs nothing (the analyst's public address only). Acting (quote, run,
+buy, train, rate, and the re-check, whose requests to a verifier are signed) needs the
+analyst's key file
 unlocked here, with its password, the way ``open_session`` does; the private key stays in
 this process and is never part of an answer.
 """
