@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from tessera.crypto.group import SCALAR_LEN, G, H, N, Point, base_mul, generator
 from tessera.crypto.proofs import (
+    LinearClaim,
     LinearProof,
     LinearStatement,
     OrProof,
+    batch_verify_linear,
     dleq_statement,
     prove_linear,
     prove_or,
@@ -387,3 +389,77 @@ def test_native_recompute_is_the_term_by_term_one(seed: int, rows: int, cols: in
     for e, z in ((pf.e, pf.z), (rng.scalar(), tuple(rng.scalar() for _ in pf.z)), (0, (0,) * cols)):
         want = b"".join(p.encode() for p in stmt.recompute(e, z))
         assert stmt.recompute_encoded(e, z) == want
+
+
+# -- batch verification of linear proofs --------------------------------------------------
+def _claims(seed: int, count: int) -> list[LinearClaim]:
+    """Batchable proofs of random statements (G, H, identity and random bases), each under
+    its own context, one in challenge form."""
+    rng = SeededRng(seed)
+    out = []
+    for i in range(count):
+        stmt, w = _random_statement(rng, 1 + i % 3, 1 + i % 2)
+        ctx = f"claim-{i}".encode()
+        pf = prove_linear(tr(ctx), stmt, w, rng, batchable=i != 2)
+        out.append(LinearClaim(tr(ctx), stmt, pf))
+    return out
+
+
+def test_batchable_linear_proof_roundtrip_and_one_by_one() -> None:
+    rng = SeededRng(7)
+    stmt, w = _random_statement(rng, 3, 2)
+    pf = prove_linear(tr(), stmt, w, rng, batchable=True)
+    assert len(pf.commitments) == 65 * 3
+    assert LinearProof.decode(pf.encode(), 2, rows=3) == pf
+    plain = LinearProof(pf.e, pf.z)
+    assert LinearProof.decode(plain.encode(), 2, rows=3) == plain  # both forms decode
+    with pytest.raises(DecodeError):
+        LinearProof.decode(pf.encode(), 2)  # rows not given: the long form is refused
+    verify_linear(tr(), stmt, pf)
+    verify_linear(tr(), stmt, plain)
+
+
+@given(seeds)
+def test_batch_of_valid_linear_proofs_passes(seed: int) -> None:
+    assert batch_verify_linear(_claims(seed, 9)) == {}
+    assert batch_verify_linear(_claims(seed, 9), SeededRng(seed)) == {}
+
+
+@pytest.mark.parametrize("bad", [0, 5, 10])
+def test_batch_with_one_bad_linear_proof_fails_and_names_it(bad: int) -> None:
+    claims = _claims(3, 11)
+    c = claims[bad]
+    # the response changed, the challenge and carried commitments kept: the challenge still
+    # hashes right, so only the one multi-scalar multiplication can catch it
+    forged = dataclasses.replace(c.proof, z=(_bump(c.proof.z[0]), *c.proof.z[1:]))
+    claims[bad] = LinearClaim(c.transcript, c.statement, forged)
+    with pytest.raises(InvalidProof) as one:
+        verify_linear(c.transcript.copy(), c.statement, forged)
+    failures = batch_verify_linear(claims)
+    assert list(failures) == [bad]
+    assert str(failures[bad]) == str(one.value)
+
+
+def test_batch_names_every_cheater_and_carried_commitments_are_checked() -> None:
+    claims = _claims(4, 12)
+    rng = SeededRng(11)
+    # 1: a carried commitment replaced by another point (the challenge no longer hashes)
+    c1 = claims[1]
+    other = base_mul(rng.scalar())._pk.format(compressed=False)  # type: ignore[union-attr]
+    pf1 = dataclasses.replace(c1.proof, commitments=other + c1.proof.commitments[65:])
+    claims[1] = LinearClaim(c1.transcript, c1.statement, pf1)
+    # 7: a carried commitment off the curve (y changed)
+    c7 = claims[7]
+    enc = bytearray(c7.proof.commitments)
+    enc[64] ^= 1
+    pf7 = dataclasses.replace(c7.proof, commitments=bytes(enc))
+    claims[7] = LinearClaim(c7.transcript, c7.statement, pf7)
+    # 9: the wrong statement (another target)
+    c9 = claims[9]
+    st9 = LinearStatement(c9.statement.bases, (base_mul(5), *c9.statement.targets[1:]))
+    claims[9] = LinearClaim(c9.transcript, st9, c9.proof)
+    failures = batch_verify_linear(claims)
+    assert sorted(failures) == [1, 7, 9]
+    for i in (1, 7, 9):
+        with pytest.raises(InvalidProof):
+            verify_linear(claims[i].transcript.copy(), claims[i].statement, claims[i].proof)
