@@ -29,6 +29,12 @@ def test_crypto_benchmark_quick_json(tmp_path: Path) -> None:
         "dkg_7_4_s",
     ):
         assert report[key] > 0
+    kinds = [row["proof"] for row in report["sigma_verify"]]
+    assert len(kinds) == 3 and all(
+        "knowledge" in k or "release" in k or "key-switch" in k for k in kinds
+    )
+    for row in report["sigma_verify"]:
+        assert row["native_us"] > 0 and row["terms_us"] > 0 and row["batch_64_us_per_proof"] > 0
 
 
 def test_accuracy_benchmark_quick_json() -> None:
