@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
-        args.trials, args.budget_seconds = 4, 150.0
+        args.trials, args.budget_seconds = 4, 900.0
     assert medical.PROVIDERS  # the bundled sample the network serves
     report = run(args.trials, args.budget_seconds, args.seed, args.max_delay)
     print(json.dumps(report) if args.json else table(report))
