@@ -249,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     rows_dir = Path(tempfile.mkdtemp(prefix="tessera-peers-"))
     for task in TASKS:
         for i, n in enumerate(rows):
-            np.save(rows_dir / f"{task}-{i}.npy", columns(task, n, 1000 + i))
+            # MPyC's input takes one shape from every party: the shorter thirds are padded
+            # with zero rows (their leading 1 too), which add nothing to any sum
+            z = columns(task, n, 1000 + i)
+            z = np.vstack([z, np.zeros((max(rows) - n, z.shape[1]))])
+            np.save(rows_dir / f"{task}-{i}.npy", z)
     for task in TASKS:
         tess = run_tessera(net, task)
         shared = run_mpyc(rows_dir, task, "rows")

@@ -3,7 +3,7 @@
 Run by ``peers.py`` as three local processes, ``python peers_mpyc.py -M3 -I<i> --no-log
 -B <port> <rows_dir> <task> <mode>``; each party loads its own third of the rows
 (``<rows_dir>/<task>-<i>.npy``, written by ``peers.py`` from the same rows Tessera's
-providers hold), computes with the other two and
+providers hold, padded with zero rows to one length), computes with the other two and
 prints one JSON line: its party index, the seconds from its first input to the opened
 result (connection set-up excluded, as Tessera's network build is) and the result.
 
@@ -40,7 +40,7 @@ async def party(rows_dir: Path, task: str, mode: str) -> dict[str, Any]:
         # the sums in fixed point with 32 fraction bits, as integers: exact secure sums
         secint = mpc.SecInt(160)
         x = z[:, 1]
-        local = z.T @ z if task == "linreg" else np.array([len(z), x.sum(), x @ x])
+        local = z.T @ z if task == "linreg" else np.array([z[:, 0].sum(), x.sum(), x @ x])
         ints = [round(float(v) * 2**32) for v in np.ravel(local)]
         shared = mpc.input([secint(v) for v in ints], senders=senders)
         totals = [mpc.sum([s[j] for s in shared]) for j in range(len(ints))]
