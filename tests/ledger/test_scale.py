@@ -166,6 +166,8 @@ def test_a_query_with_64_nodes_and_256_providers_settles_and_every_party_withdra
 ) -> None:
     w = world
     bench = scaling()
+    # governance: a deadline past the query's 330-odd transactions (the world's is 50 blocks)
+    w.admin.set_params(5_000, w.admin.params().verifiers_per_query, 0)
     supply_before = w.admin.total_supply()
     scene = bench.build(
         w.chain,
