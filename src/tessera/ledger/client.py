@@ -104,8 +104,8 @@ MAX_QUERY_DATASETS: Final = 256
 COMMITTEE_TOO_LARGE: Final = f"committee larger than {MAX_MEMBERS} members"
 TOO_MANY_DATASETS: Final = f"query over more than {MAX_QUERY_DATASETS} datasets"
 #: Gas allowance of every transaction. The costliest, a query over 256 datasets never
-#: bought before, needs about 20M (extrapolated from 64: 5.1M), a settlement batch of 64
-#: first-time providers about 11M; a block holds 30M on the embedded chain and on
+#: bought before, needs 18.7M, a settlement batch of 64 first-time providers about
+#: 11M; a block holds 30M on the embedded chain and on
 #: Hardhat (``docs/ledger.md``, gas).
 TX_GAS: Final = 29_000_000
 QueryId = bytes | str
