@@ -310,6 +310,8 @@ class NetworkAnalyst(StatisticsApi):
         reason (a spent budget names the datasets short of it); the ledger must name the
         query as its ticket does."""
         start = time.perf_counter()
+        if receipt is not None:
+            receipt.status = "submitting"  # sent, not yet mined: the chain may hold it
         try:
             submitted = self.ledger.submit_query(
                 ticket_hash, datasets.values(), self.committee, cost, operations, kind, approve=True
@@ -360,6 +362,13 @@ class NetworkAnalyst(StatisticsApi):
                 f"Query {receipt.query_id} is on the ledger: with the chain back it stays "
                 "open until its deadline, then `tessera market expire` settles it (the work "
                 "done is paid, the rest refunded, unused privacy budget returned)."
+            )
+        elif receipt.status == "submitting":
+            fate = (
+                f"Query {receipt.query_id} was being submitted when the chain stopped "
+                "answering: it may be on the ledger. With the chain back, `tessera verify "
+                f"{receipt.query_id}` shows whether it is; if it is, it settles at its "
+                "deadline (`tessera market expire`), else nothing was spent."
             )
         else:
             fate = f"Query {receipt.query_id} was not submitted: nothing was spent."
