@@ -37,11 +37,11 @@ SHARED_SESSION = ("telemetry", "cli_ledger", "ledger", "store")
 #: collection order; they take under 20 s each.
 SLOW_FIRST = (
     "engine/test_local_network.py",  # 409
-    "ledger",  # 262 (+52 for the committee draw, measured alone)
+    "ledger",  # 262 (+52 for the committee draw, measured alone; + the 64 x 256 scale test)
+    "web/test_console.py",  # 138 (measured alone), before 7 new views (523 s loaded)
+    "network/test_crash_consistency.py",  # 137, before the verifiers' 30 s grace (365 s loaded)
     "test_benchmarks.py",  # 146
     "telemetry",  # 144
-    "web/test_console.py",  # 138 (measured alone)
-    "network/test_crash_consistency.py",  # 137
     "test_cli.py",  # 120 (the demo's training section, estimated)
     "attacks/test_query_attacks.py",  # 114
     "engine/test_training.py",  # 110 (measured alone, loaded machine)
