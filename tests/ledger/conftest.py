@@ -194,4 +194,7 @@ def world(_world_and_snapshot: _Saved) -> Iterator[World]:
     # Hardhat consumes a snapshot when it reverts to it: take a fresh one each time.
     saved.snapshot = w.chain.snapshot()
     w.admin.gas_log.clear()
+    # committees created after the snapshot are gone: their ids will be reused
+    for client in (w.admin, *w.providers, *w.nodes, w.analyst, *w.verifiers, w.outsider):
+        client.forget_committees()
     yield w

@@ -519,6 +519,12 @@ class LedgerClient:
             abi=load_artifact("governance").abi,
         )
 
+    def forget_committees(self) -> None:
+        """Drop the committees this client (and those made by :meth:`as_`) has cached. A
+        committee never changes once created, but a chain reverted to a snapshot (a test
+        chain, a reorganised one) may reuse its id for another."""
+        self._committees.clear()
+
     def as_(self, account: str) -> LedgerClient:
         """The same deployment seen by another account (shares the gas log)."""
         other = LedgerClient.__new__(LedgerClient)
