@@ -97,7 +97,8 @@ def signed_parties(chain: Chain, admin: LedgerClient) -> Callable[[], LedgerClie
     def make() -> LedgerClient:
         acct = Account.create()
         w3 = chain.w3
-        tx = w3.eth.send_transaction({"from": admin.account, "to": acct.address, "value": 10**20})
+        # 10 ETH each: a Hardhat account holds 10,000, and a 64 x 256 query has 320 parties
+        tx = w3.eth.send_transaction({"from": admin.account, "to": acct.address, "value": 10**19})
         w3.eth.wait_for_transaction_receipt(tx)
         client = LedgerClient(chain, admin.deployment, acct.address, signer=bytes(acct.key))
         client.gas_log = admin.gas_log  # one log for the whole query
