@@ -104,10 +104,14 @@ class Recovering(Role):
     def reconcile(self) -> None:
         """:meth:`recover` now, while the process lives (a chain that failed mid-query
         leaves work unfinished without a restart). Skipped if one is under way."""
+        self.unless_reconciling(lambda: self.recover("left unfinished"))
+
+    def unless_reconciling(self, step: Callable[[], object]) -> None:
+        """Run ``step`` as this role's one reconciliation; skipped if one is under way."""
         if not self._reconciling.acquire(blocking=False):
             return
         try:
-            self.recover("left unfinished")
+            step()
         finally:
             self._reconciling.release()
 

@@ -293,21 +293,11 @@ class VerifierRole(Recovering):
     def reconcile(self) -> None:
         """At each request to verify: vote first on the queries it was asked about before
         and cut short on (no fetching, no discovery: that is the background's)."""
-        if not self._reconciling.acquire(blocking=False):
-            return
-        try:
-            self.resume_pending("left unfinished", fetch=False)
-        finally:
-            self._reconciling.release()
+        self.unless_reconciling(lambda: self.resume_pending("left unfinished", fetch=False))
 
     def tick(self) -> None:
         """The background round: :meth:`recover`, unless a reconciliation is under way."""
-        if not self._reconciling.acquire(blocking=False):
-            return
-        try:
-            self.recover("left unfinished")
-        finally:
-            self._reconciling.release()
+        self.unless_reconciling(lambda: self.recover("left unfinished"))
 
     def discover(self) -> int:
         """Keep (``pending``, to be fetched) every query the market drew this verifier for
