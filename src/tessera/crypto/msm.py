@@ -17,7 +17,7 @@ a time; :data:`NATIVE` says which path is in use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tessera.crypto.group import POINT_LEN, SCALAR_LEN, G, N, P, Point
 from tessera.crypto.group import msm as _msm_by_terms
@@ -95,3 +95,20 @@ def msm_is_identity(points: Sequence[Point], scalars: Sequence[int]) -> bool:
     """Whether ``Σ kᵢ·Pᵢ`` is the identity: a batch verifier's one check, without
     decoding the sum into a point."""
     return msm_encoded([p.encode() for p in points], scalars) == _IDENTITY_ENC
+
+
+#: Below this many proofs, a failing batch's part is checked one by one, not halved again.
+ONE_BY_ONE_BELOW = 4
+
+
+def failing_part(idxs: list[int], vanishes: Callable[[list[int]], bool]) -> list[int]:
+    """The indices among ``idxs`` to check one by one after a failed batch: none if their
+    random combination ``vanishes``, else those of the halves whose own combinations do not
+    (down to a few proofs), so one cheater among many costs about two more batches and its
+    own proof, not every proof."""
+    if not idxs or vanishes(idxs):
+        return []
+    if len(idxs) < ONE_BY_ONE_BELOW:
+        return idxs
+    half = len(idxs) // 2
+    return failing_part(idxs[:half], vanishes) + failing_part(idxs[half:], vanishes)

@@ -35,7 +35,7 @@ from tessera.crypto.group import (
     point_sum,
 )
 from tessera.crypto.group import P as _P
-from tessera.crypto.msm import msm_encoded
+from tessera.crypto.msm import failing_part, msm_encoded
 from tessera.crypto.rng import Rng
 from tessera.crypto.transcript import Transcript
 from tessera.errors import DecodeError, InvalidProof
@@ -205,7 +205,6 @@ class LinearClaim:
 
 
 _BATCH = b"tessera/v1/linear-batch-weights"
-_ONE_BY_ONE_BELOW = 4
 
 
 def batch_verify_linear(
@@ -225,7 +224,9 @@ def batch_verify_linear(
     one_by_one: list[int] = []
     for idx, c in enumerate(claims):
         (batched if _challenge_from_carried(c) else one_by_one).append(idx)
-    one_by_one += _failing_part(claims, batched, rng)
+    one_by_one += failing_part(
+        batched, lambda idxs: _combination_vanishes([claims[i] for i in idxs], rng)
+    )
     failures: dict[int, InvalidProof] = {}
     for idx in sorted(one_by_one):
         c = claims[idx]
@@ -286,15 +287,6 @@ def _combination_vanishes(claims: Sequence[LinearClaim], rng: Rng | None) -> boo
         return msm_encoded(points, [terms[p] for p in points]) == bytes(POINT_LEN)
     except DecodeError:
         return False
-
-
-def _failing_part(claims: Sequence[LinearClaim], idxs: list[int], rng: Rng | None) -> list[int]:
-    if not idxs or _combination_vanishes([claims[i] for i in idxs], rng):
-        return []
-    if len(idxs) < _ONE_BY_ONE_BELOW:
-        return idxs
-    half = len(idxs) // 2
-    return _failing_part(claims, idxs[:half], rng) + _failing_part(claims, idxs[half:], rng)
 
 
 # -- named instances ------------------------------------------------------------

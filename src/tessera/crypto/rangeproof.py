@@ -53,7 +53,7 @@ from tessera.crypto.group import (
     msm,
     point_sum,
 )
-from tessera.crypto.msm import msm_encoded
+from tessera.crypto.msm import failing_part, msm_encoded
 from tessera.crypto.rng import Rng
 from tessera.crypto.transcript import Transcript
 from tessera.errors import DecodeError, InvalidProof
@@ -430,7 +430,9 @@ def batch_verify_range(
     one_by_one: list[int] = []
     for idx, c in enumerate(claims):
         (batched if c.proof.nonces and _challenge_from_nonces(c) else one_by_one).append(idx)
-    one_by_one += _failing_part(claims, batched, rng)
+    one_by_one += failing_part(
+        batched, lambda idxs: _combination_vanishes([claims[i] for i in idxs], rng)
+    )
     for idx in sorted(one_by_one):
         c = claims[idx]
         try:
@@ -438,18 +440,3 @@ def batch_verify_range(
         except InvalidProof as exc:
             failures[idx] = exc
     return failures
-
-
-_ONE_BY_ONE_BELOW = 4
-
-
-def _failing_part(claims: Sequence[RangeClaim], idxs: list[int], rng: Rng | None) -> list[int]:
-    """The indices among ``idxs`` to check one by one: none if their combination vanishes,
-    else those of the halves whose own combinations do not (down to a few proofs), so one
-    cheater among many costs about two more batches and its own proof, not every proof."""
-    if not idxs or _combination_vanishes([claims[i] for i in idxs], rng):
-        return []
-    if len(idxs) < _ONE_BY_ONE_BELOW:
-        return idxs
-    half = len(idxs) // 2
-    return _failing_part(claims, idxs[:half], rng) + _failing_part(claims, idxs[half:], rng)
