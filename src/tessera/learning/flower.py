@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from coincurve import PrivateKey
@@ -858,13 +858,15 @@ def run_loopback(
     server = Server(client_manager=SimpleClientManager(), strategy=strategy)
     grpc_server = start_grpc_server(client_manager=server.client_manager(), server_address=address)
     errors: list[BaseException] = []
+    one_at_a_time = threading.Lock()
 
     def client(app: ClientApp) -> None:
+        serialised = cast(ClientApp, _OneAtATime(app, one_at_a_time))
         try:
             start_client_internal(
                 server_address=address,
                 node_config={},
-                load_client_app_fn=lambda _a, _b, _c: app,
+                load_client_app_fn=lambda _a, _b, _c: serialised,
                 insecure=True,
                 transport="grpc-bidi",
                 max_wait_time=timeout,
@@ -884,6 +886,25 @@ def run_loopback(
     if errors:
         raise RuntimeError(f"a Flower client failed: {errors[0]!r}") from errors[0]
     return history
+
+
+class _OneAtATime:
+    """A client app that handles one message at a time across every client of the loopback.
+
+    The clients share one interpreter. CPython 3.11 before 3.11.8 keeps the AST
+    constructor's recursion depth in state shared by threads (python/cpython#106905), so
+    two clients decoding numpy arrays at once (``np.load`` parses each header with
+    ``ast.literal_eval``) can fail with ``SystemError: AST constructor recursion depth
+    mismatch``. The clients contend for the GIL anyway, so taking turns costs little.
+    """
+
+    def __init__(self, app: ClientApp, lock: threading.Lock) -> None:
+        self._app = app
+        self._lock = lock
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        with self._lock:
+            return self._app(message=message, context=context)
 
 
 def _free_port() -> int:
