@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,6 +60,7 @@ from tessera.protocol.aggregation import (
     NoiseContribution,
     VectorContribution,
     Verdict,
+    check_contribution_knowledge,
     max_noise_bias,
     switch_and_release,
     verify_noise,
@@ -338,6 +339,47 @@ class NetworkAnalyst(StatisticsApi):
                 raise
             raise down from exc
 
+    def _fetch_committed(
+        self,
+        ticket: QueryTicket,
+        nodes: Mapping[int, Peer],
+        lacking: Sequence[str],
+        accept: Callable[[str, Mapping[str, Any]], tuple[VectorContribution, str]],
+    ) -> tuple[dict[str, tuple[VectorContribution, str]], dict[str, str]]:
+        """The committed contributions of ``lacking`` as the nodes fetched them from their
+        providers (``fetch``), each checked as one received from its provider, and the
+        reason of each no node got: withheld. Every node is asked before any key switch,
+        so one that a node got is forwarded to all, and every honest node that got none
+        leaves the same providers out (and locks that, :func:`codec.aggregate_digest`)."""
+        body = {"ticket": ticket.to_json(), "providers": list(lacking)}
+        futures = {
+            i: self._pool.submit(self.transport.call, p.address, "fetch", body)
+            for i, p in nodes.items()
+        }
+        got: dict[str, tuple[VectorContribution, str]] = {}
+        reasons: dict[str, str] = {}
+        for future in futures.values():
+            try:
+                answer = future.result()
+                served = dict(answer.get("contributions") or {})
+                refused = dict(answer.get("withheld") or {})
+            except (TesseraError, TypeError, ValueError):
+                continue  # down or refused: the other nodes answer
+            for name in lacking:
+                if name in served and name not in got:
+                    try:
+                        got[name] = accept(name, {"contribution": served[name]})
+                    except (Excluded, TesseraError):
+                        continue  # a node that lies about it: another may have it
+                elif name in refused:
+                    reasons.setdefault(name, str(refused[name]))
+        withheld = {
+            name: reasons.get(name, "withheld: no node could fetch it")
+            for name in lacking
+            if name not in got
+        }
+        return got, withheld
+
     def _chain_failure(self, exc: TesseraError, receipt: LedgerReceipt) -> ChainUnreachable | None:
         """A query that failed because the chain went down, as one error that says so.
 
@@ -441,17 +483,38 @@ class NetworkAnalyst(StatisticsApi):
                 i: self._pool.submit(timed("noise", str(i), noisy(p))) for i, p in nodes.items()
             }
 
+        wait(list(contrib_f.values()))
+        committed = self.ledger.audit_trail(qid, verdicts=False).of("contribution")
+
         def contribution(name: str, answer: Mapping[str, Any]) -> tuple[VectorContribution, str]:
             raw = answer.get("contribution")  # as received: forwarded as is, never re-encoded
             try:
-                vc = codec.decode_contribution_limbs(bytes.fromhex(str(raw)))
+                encoded = bytes.fromhex(str(raw))
+                vc = codec.decode_contribution_limbs(encoded)
             except ValueError as exc:
                 raise Excluded(f"malformed contribution: {exc}") from exc
             if vc.provider != name:
                 raise Excluded("sent a contribution under another name")
+            if committed.get(str(ticket.account_of(name))) != codec.digest(
+                "contribution", qid, encoded
+            ):
+                raise Excluded("sent a contribution other than the one it committed on-chain")
+            try:
+                check_contribution_knowledge(prepared.query, vc)
+            except InvalidProof as exc:
+                raise Excluded(f"sent a contribution whose knowledge proof fails: {exc}") from exc
             return vc, str(raw)
 
         taken, excluded = gather(contrib_f, contribution)
+        # committed, but the analyst did not get it: the nodes fetch it from the provider
+        lacking = sorted(n for n in excluded if ticket.account_of(n) in committed)
+        if lacking:
+            self.on_progress(f"the nodes fetch what {len(lacking)} providers committed")
+            got, withheld = self._fetch_committed(ticket, nodes, lacking, contribution)
+            for name in got:
+                del excluded[name]
+            taken.update(got)
+            excluded.update(withheld)
         if not taken:
             raise nobody_left("no provider could contribute", excluded)
         contributions = [vc for vc, _ in taken.values()]
@@ -508,6 +571,7 @@ class NetworkAnalyst(StatisticsApi):
         record = AggregationRecord(prepared.query, self.committee_key, self.public_shares, self.t)
         record.contributions, record.noise, record.rejected_noise = contributions, noise, rejected
         record.excluded_nodes = sorted(nc.node for nc in rejected)
+        record.withheld = {n: excluded[n] for n in lacking if n in excluded}
         dlog = self._dlog()
         t_crypto = time.perf_counter()
         totals = switch_and_release(

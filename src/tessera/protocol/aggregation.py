@@ -185,6 +185,9 @@ class AggregationRecord:
     excluded_nodes: list[int] = field(default_factory=list)
     used_nodes: list[int] = field(default_factory=list)
     release: Release | None = None
+    # providers that committed a contribution and served none matching it, by name, with
+    # the reason: left out of the aggregate, as the nodes that switched it locked
+    withheld: dict[str, str] = field(default_factory=dict)
 
 
 # -- contexts ------------------------------------------------------------------------

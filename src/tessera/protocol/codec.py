@@ -13,7 +13,7 @@ naming what was wrong.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from tessera.crypto.elgamal import CIPHERTEXT_LEN, Ciphertext
@@ -268,8 +268,17 @@ def noise_digest(query_id: bytes, nc: NoiseContribution) -> bytes:
     return digest("noise", query_id, encode_noise(nc))
 
 
-def aggregate_digest(query_id: bytes, aggregate: Sequence[Ciphertext]) -> bytes:
-    return digest("aggregate", query_id, encode_ciphertexts(aggregate))
+def aggregate_digest(
+    query_id: bytes, aggregate: Sequence[Ciphertext], withheld: Iterable[str] = ()
+) -> bytes:
+    """The aggregate a node locks, with the accounts of the providers it left out for
+    withholding a contribution they committed (none: the aggregate's digest alone), so
+    that the nodes that switch one aggregate also agree on who withheld."""
+    body = encode_ciphertexts(aggregate)
+    accounts = sorted({a.lower() for a in withheld})
+    if accounts:
+        body += b"withheld" + b"".join(_framed(a.encode()) for a in accounts)
+    return digest("aggregate", query_id, body)
 
 
 def key_switch_digest(

@@ -147,6 +147,7 @@ def _record_json(rec: AggregationRecord, skip: bool = False) -> dict[str, Any]:
         "excluded_nodes": list(rec.excluded_nodes),
         "used_nodes": list(rec.used_nodes),
         "release": None if rec.release is None else codec.encode_release(rec.release).hex(),
+        "withheld": dict(sorted(rec.withheld.items())),
     }
 
 
@@ -156,6 +157,14 @@ def _ints(value: Any, where: str) -> list[int]:
     ):
         raise DecodeError(f"{where}: expected a list of integers")
     return list(value)
+
+
+def _reasons(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise DecodeError(f"{where}: expected an object of names to reasons")
+    return dict(value)
 
 
 def record_from_json(data: Any, where: str = "record") -> AggregationRecord:
@@ -182,6 +191,7 @@ def record_from_json(data: Any, where: str = "record") -> AggregationRecord:
     rec.switched = codec.decode_ciphertexts(from_hex(data.get("switched"), f"{where}.switched"))
     rec.excluded_nodes = _ints(data.get("excluded_nodes"), f"{where}.excluded_nodes")
     rec.used_nodes = _ints(data.get("used_nodes"), f"{where}.used_nodes")
+    rec.withheld = _reasons(data.get("withheld", {}), f"{where}.withheld")
     rec.release = (
         None if release is None else codec.decode_release(from_hex(release, f"{where}.release"))
     )

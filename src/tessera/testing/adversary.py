@@ -20,7 +20,7 @@ from tessera.crypto.elgamal import Ciphertext, encrypt_with
 from tessera.crypto.group import G
 from tessera.crypto.rng import SeededRng
 from tessera.crypto.threshold import KeySwitchShare
-from tessera.errors import PolicyViolation
+from tessera.errors import NotFound, PolicyViolation
 from tessera.node.roles import NodeRole
 from tessera.protocol.aggregation import AggregationQuery, NoiseContribution, SlotNoise
 from tessera.testing.faults import commit_fails_once, crash_before_vote
@@ -68,6 +68,61 @@ def refusing_provider(role: Any) -> Any:
     return role
 
 
+def garbling_provider(role: Any) -> Any:
+    """The provider contributes and commits its contribution's digest on-chain, then sends
+    the analyst other bytes (its contribution with one byte flipped), while it serves the
+    committed bytes to the nodes that fetch them: the analyst cannot tell, the nodes can."""
+    honest = role.on_contribute
+
+    def on_contribute(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        answer = dict(honest(body, sender))
+        raw = bytearray(bytes.fromhex(answer["contribution"]))
+        raw[-1] ^= 1
+        return {"contribution": raw.hex()}
+
+    role.on_contribute = on_contribute
+    return role
+
+
+def withholding_provider(role: Any) -> Any:
+    """The provider commits its contribution's digest on-chain, then sends the analyst
+    bytes that do not decode and serves the nodes nothing (each fetch is refused): it tries
+    to stop, at no cost to itself, every query it is in."""
+    honest = role.on_contribute
+
+    def on_contribute(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        honest(body, sender)  # committed on-chain
+        return {"contribution": "00" * 32}
+
+    def on_committed(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        raise NotFound("this provider serves nothing")
+
+    role.on_contribute, role.on_committed = on_contribute, on_committed
+    return role
+
+
+def strips_contribution(inner: Any, victim: str) -> TamperingTransport:
+    """A malicious analyst's transport that tells the nodes it lacks ``victim``'s
+    contribution (left out of every key switch it asks for, the nodes asked to fetch
+    nothing): it claims an honest provider withheld, to leave its data out."""
+
+    def edit(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        if path == "key_switch":
+            keep = [c for c in body["contributions"] if _author(c) != victim]
+            return {**body, "contributions": keep}
+        if path == "fetch":
+            return {**body, "providers": []}
+        return None
+
+    return TamperingTransport(inner, edit)
+
+
+def _author(contribution_hex: str) -> str:
+    from tessera.protocol import codec
+
+    return codec.decode_contribution_limbs(bytes.fromhex(contribution_hex)).provider
+
+
 class TamperingTransport:
     """A malicious analyst's transport: ``edit(path, body)`` rewrites each request it sends.
 
@@ -101,6 +156,8 @@ ADVERSARIES: dict[str, Callable[[Any], Any]] = {
     "crash-before-vote": crash_before_vote,  # a fault, not a cheat (tessera.testing.faults)
     "commit-fails-once": commit_fails_once,  # a fault too (a provider)
     "refusing-provider": refusing_provider,  # a provider
+    "garbling-provider": garbling_provider,  # a provider
+    "withholding-provider": withholding_provider,  # a provider
     "oversized-update": lambda role: _learning().oversized_trainer(role),  # a provider
 }
 

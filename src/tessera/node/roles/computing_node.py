@@ -12,7 +12,15 @@ from tessera.crypto.group import Point
 from tessera.crypto.rng import Rng, SystemRng
 from tessera.crypto.threshold import KeySwitchShare
 from tessera.dp import NoiseSampler, OpenDPSampler
-from tessera.errors import DecodeError, InvalidProof, NotFound, PolicyViolation, ProtocolError
+from tessera.errors import (
+    DecodeError,
+    InvalidProof,
+    NotFound,
+    PolicyViolation,
+    ProtocolError,
+    TesseraError,
+    TransportError,
+)
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
 from tessera.node.roles.base import Progress, admitted, open_query, provider_accounts
 from tessera.node.roles.committee import DkgMember
@@ -145,13 +153,17 @@ class NodeRole(DkgMember, TrainingMember):
 
         Before switching, the node checks that every contribution is committed on-chain by
         the account the ticket names for it, that this account owns one of the query's
-        datasets, that every contribution committed is there, and that each ciphertext
-        carries a proof that its author knows it (so none is another party's, from this
-        query or an earlier one); and that the noise comes from at least ``n − t + 1``
-        distinct committee members, its own included, each committed and proven the same
-        way, every committed noise there unless it is shown to fail its proofs. It then
-        commits the aggregate's digest and switches only if no other member committed a
-        different one (:meth:`_lock_aggregate`)."""
+        datasets, and that each ciphertext carries a proof that its author knows it (so
+        none is another party's, from this query or an earlier one). A contribution
+        committed on-chain that the analyst did not send, the node fetches from its
+        provider itself (:meth:`_obtain`); one its provider does not serve, matching its
+        digest, is left out as *withheld* (so neither can the analyst leave out an honest
+        provider, nor a provider stop the query). The noise must come from at least
+        ``n − t + 1`` distinct committee members, its own included, each committed and
+        proven the same way, every committed noise there unless it is shown to fail its
+        proofs. It then commits the aggregate's digest, with the withheld providers, and
+        switches only if no other member committed a different one
+        (:meth:`_lock_aggregate`). The answer names what it fetched and who withheld."""
         ticket = QueryTicket.from_json(body.get("ticket"))
         key = ticket.query_id.hex()
         qid = ticket.query_id
@@ -161,20 +173,32 @@ class NodeRole(DkgMember, TrainingMember):
         contributions = [codec.decode_contribution_limbs(c) for c in raw]
         noise = [codec.decode_noise_limbs(c) for c in raw_noise]
         prepared = ticket.prepare()
-        agg = aggregate(prepared.query, contributions, noise)
-        agg_digest = codec.aggregate_digest(qid, agg).hex()
         done = self.store.get("key_switch", key)
+        if done is not None:
+            fetched, withheld = dict(done.get("fetched", {})), dict(done.get("withheld", {}))
+        else:
+            q, committee = self._check_query(ticket, sender)
+            trail = self.ledger.audit_trail(qid, verdicts=False)
+            missing = self._check_contributions(
+                ticket, prepared.query, q, trail, contributions, raw
+            )
+            fetched, withheld = self._obtain(ticket, trail, missing)
+            nodes = committee.nodes
+            self._check_noise(prepared.query, trail, nodes, noise, raw_noise, raw_rejected)
+        everything = [
+            *contributions,
+            *(codec.decode_contribution_limbs(bytes.fromhex(c)) for c in fetched.values()),
+        ]
+        if not everything:
+            raise ProtocolError("an aggregate needs at least one contribution")
+        agg = aggregate(prepared.query, everything, noise)
+        accounts = [str(ticket.account_of(name)) for name in withheld]
+        agg_digest = codec.aggregate_digest(qid, agg, accounts).hex()
+        answer = {"fetched": fetched, "withheld": withheld}
         if done is not None:
             if done["aggregate"] != agg_digest:
                 raise ProtocolError("this node already switched a different aggregate")
-            return {"shares": done["shares"]}
-        q, committee = self._check_query(ticket, sender)
-        if not contributions:
-            raise ProtocolError("an aggregate needs at least one contribution")
-        trail = self.ledger.audit_trail(qid, verdicts=False)
-        self._check_contributions(ticket, prepared.query, q, trail, contributions, raw)
-        nodes = committee.nodes
-        self._check_noise(prepared.query, trail, nodes, noise, raw_noise, raw_rejected)
+            return {"shares": done["shares"], **answer}
         with self._lock:
             done = self.store.get("key_switch", key)
             if done is None:
@@ -183,11 +207,90 @@ class NodeRole(DkgMember, TrainingMember):
                 shares = self.make_shares(prepared.query, agg)
                 digest = codec.key_switch_digest(qid, agg, shares)
                 self.ledger.commit_many(qid, {"key_switch": digest})
-                done = {"aggregate": agg_digest, "shares": codec.encode_key_switch(shares).hex()}
+                done = {
+                    "aggregate": agg_digest,
+                    "shares": codec.encode_key_switch(shares).hex(),
+                    **answer,
+                }
                 self.store.put("key_switch", key, done)
             elif done["aggregate"] != agg_digest:
                 raise ProtocolError("this node already switched a different aggregate")
-        return {"shares": done["shares"]}
+        return {"shares": done["shares"], **answer}
+
+    def on_fetch(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """The analyst lacks the committed contributions of ``providers`` (it got something
+        else, or nothing): the node fetches each from its provider (:meth:`_obtain`) and
+        answers with those it got (``contributions``, by name) and why it has none of the
+        others (``withheld``). What it decides here is what it switches later, so asked
+        before the key switch, every honest node decides on the same answers from the
+        provider: one a node got, the analyst forwards to every node."""
+        ticket = QueryTicket.from_json(body.get("ticket"))
+        names = _list(body, "providers")
+        if not all(isinstance(n, str) for n in names):
+            raise DecodeError("providers: expected a list of names")
+        self._check_query(ticket, sender)
+        trail = self.ledger.audit_trail(ticket.query_id, verdicts=False)
+        committed = trail.of("contribution")
+        missing = {}
+        for name in names:
+            account = ticket.account_of(name)
+            if account is None:
+                raise PolicyViolation(f"{name!r} is not a provider of this query")
+            if account in committed:
+                missing[account] = name
+        fetched, withheld = self._obtain(ticket, trail, missing)
+        return {"contributions": fetched, "withheld": withheld}
+
+    FETCH_TIMEOUT = 20.0  # seconds a provider has to serve what it committed
+
+    def _obtain(
+        self, ticket: QueryTicket, trail: AuditTrail, missing: Mapping[str, str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """For each committed contribution the analyst lacks (``missing``: account → name),
+        the contribution as its provider serves it to this node (``committed``), or why it
+        is left out: unreachable, refused, or bytes that are not what it committed, do not
+        decode or fail their knowledge proof. Decided once per query and provider (kept in
+        the store): a provider that withheld cannot change this node's mind later."""
+        fetched: dict[str, str] = {}
+        withheld: dict[str, str] = {}
+        qid = ticket.query_id
+        for account, name in sorted(missing.items(), key=lambda item: item[1]):
+            key = f"{qid.hex()}/{account.lower()}"
+            kept = self.store.get("fetched", key)
+            if kept is None:
+                digest = trail.of("contribution")[account]
+                kept = self._fetch(ticket, name, account, digest)
+                self.store.put("fetched", key, kept)
+            if "contribution" in kept:
+                fetched[name] = kept["contribution"]
+            else:
+                withheld[name] = kept["withheld"]
+        return fetched, withheld
+
+    def _fetch(self, ticket: QueryTicket, name: str, account: str, digest: bytes) -> dict[str, str]:
+        qid = ticket.query_id
+        self.progress_.update(qid.hex(), f"fetching the contribution of {name}")
+        try:
+            answer = self.transport.call(
+                account, "committed", {"query_id": qid.hex()}, timeout=self.FETCH_TIMEOUT
+            )
+        except TransportError as exc:
+            return {"withheld": f"withheld: unreachable by node {self.index}: {exc}"}
+        except TesseraError as exc:
+            return {"withheld": f"withheld: refused node {self.index}: {type(exc).__name__}"}
+        try:
+            raw = from_hex(answer.get("contribution"), "contribution")
+            if codec.digest("contribution", qid, raw) != digest:
+                return {"withheld": "withheld: served a contribution other than the committed one"}
+            vc = codec.decode_contribution_limbs(raw)
+            if vc.provider != name:
+                return {"withheld": "withheld: committed a contribution under another name"}
+            check_contribution_knowledge(ticket.prepare().query, vc)
+        except (DecodeError, ValueError) as exc:
+            return {"withheld": f"withheld: committed bytes that do not decode: {exc}"}
+        except InvalidProof:
+            return {"withheld": "withheld: committed a contribution whose knowledge proof fails"}
+        return {"contribution": raw.hex()}
 
     def _lock_aggregate(
         self, qid: bytes, trail: AuditTrail, members: set[str], digest: bytes
@@ -213,7 +316,9 @@ class NodeRole(DkgMember, TrainingMember):
         trail: AuditTrail,
         contributions: Sequence[VectorContribution],
         raw: Sequence[bytes],
-    ) -> None:
+    ) -> dict[str, str]:
+        """The committed contributions not among ``contributions``, account → name, once
+        every one given is shown to be what its provider committed."""
         allowed = provider_accounts(self.ledger, q, self._owners)
         committed = trail.of("contribution")
         seen: set[str] = set()
@@ -229,11 +334,11 @@ class NodeRole(DkgMember, TrainingMember):
                     f"the contribution of {vc.provider} is not the one it committed"
                 )
             check_contribution_knowledge(query, vc)
-        missing = set(committed) - seen
-        if missing:
-            raise ProtocolError(
-                f"{len(missing)} committed contribution(s) left out of the aggregate"
-            )
+        names = {account: name for name, account in ticket.providers}
+        missing = {a: names[a] for a in set(committed) - seen if a in names}
+        if len(missing) < len(set(committed) - seen):  # pragma: no cover - the market's rule
+            raise ProtocolError("a contribution is committed by an account the ticket omits")
+        return missing
 
     def _check_noise(
         self,
@@ -283,7 +388,8 @@ class NodeRole(DkgMember, TrainingMember):
         ):
             raise ProtocolError("the record's header is not this query's and this committee's")
         done = self.store.get("key_switch", qid.hex())
-        agg = codec.digest("aggregate", qid, record.aggregate)
+        withheld = [str(ticket.account_of(name)) for name in (done or {}).get("withheld", {})]
+        agg = codec.aggregate_digest(qid, codec.decode_ciphertexts(record.aggregate), withheld)
         if done is None or done["aggregate"] != agg.hex():
             raise ProtocolError("the record's aggregate is not the one this node switched")
         # kept before the commitment: a verifier that was down when the analyst asked

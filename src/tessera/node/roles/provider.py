@@ -19,6 +19,7 @@ from tessera.errors import (
     BudgetExceeded,
     DecodeError,
     LedgerError,
+    NotFound,
     PolicyViolation,
     ProtocolError,
 )
@@ -274,6 +275,23 @@ class ProviderRole(Recovering):
         self.store.put("query", key, {**state, "status": "done", "response": response})
         self.progress_.update(key, "done")
         return response
+
+    def on_committed(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """What this provider committed to a query or a training round (``{"contribution"}``
+        or ``{"report"}``, as it answered the analyst), for the computing nodes of the
+        query's committee only: a node that was not given a committed contribution fetches
+        it here, checks it against the digest on-chain, and otherwise leaves this provider
+        out as withholding it. The same bytes for every node: their digest is on-chain."""
+        qid = from_hex(body.get("query_id"), "query_id")
+        if len(qid) != 32:
+            raise DecodeError("query_id: must be 32 bytes")
+        state = self.store.get("query", qid.hex())
+        if state is None or state.get("status") != "done":
+            raise NotFound(f"{self.name} committed nothing to query 0x{qid.hex()}")
+        committee = self.ledger.committee(self.ledger.query(qid).committee)
+        if sender.lower() not in {m.lower() for m in committee.members}:
+            raise PolicyViolation("only a node of the query's committee may fetch it")
+        return dict(state["response"])
 
     # -- a round of a training ------------------------------------------------------------
     def training_party(self, dataset: Dataset) -> TrainingParty:

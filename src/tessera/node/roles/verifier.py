@@ -63,7 +63,9 @@ def check_trail(
     An empty list means the record is exactly the query's: each contribution is committed
     by the account the ticket names for it, each noise and key switch by its node (a key
     switch together with the aggregate it switched), the release (if the record has one)
-    by the analyst, and every contribution and noise committed is in the record.
+    by the analyst, and every contribution and noise committed is in the record, but for
+    the contributions the record names withheld, which the aggregate the nodes locked
+    names too (:func:`~tessera.protocol.codec.aggregate_digest`).
     """
     qid = ticket.query_id
     failures: list[str] = []
@@ -84,7 +86,13 @@ def check_trail(
             f"contribution of {vc.provider}",
             codec.contribution_digest(qid, vc),
         )
-    if trail.of("contribution").keys() - seen:
+    withheld: set[str] = set()  # committed, left out: the locked aggregate names them
+    for name in record.withheld:
+        account = ticket.account_of(name)
+        if account is None or account in seen or account not in trail.of("contribution"):
+            failures.append(f"{name} is named withheld but committed no contribution left out")
+        withheld.add(account or "")
+    if trail.of("contribution").keys() - seen - withheld:
         failures.append("a contribution committed on-chain is missing from the record")
     noise_authors: set[str] = set()
     for nc in [*record.noise, *record.rejected_noise]:
@@ -99,7 +107,7 @@ def check_trail(
     if record.release is not None:
         expect("result", analyst, "result", codec.release_digest(qid, record.release))
     aggregates = set(trail.of("aggregate").values())
-    if aggregates != {codec.aggregate_digest(qid, record.aggregate)}:
+    if aggregates != {codec.aggregate_digest(qid, record.aggregate, withheld)}:
         failures.append("aggregate: not the one the switching nodes committed")
     if codec.record_digest(record) not in trail.of("proof_bundle").values():
         failures.append("proof bundle: no committee member committed it")

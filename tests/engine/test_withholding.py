@@ -1,0 +1,129 @@
+"""A provider that commits its contribution on-chain and then withholds it, and an analyst
+that claims an honest provider withheld, over the in-process network (the deployed roles).
+
+The nodes aggregate exactly what was committed, so that the analyst cannot leave out an
+honest provider; a committed contribution the analyst lacks, each node fetches from its
+provider itself (``committed``), and one that no node gets, matching its digest, is left
+out on the record, in the aggregate every switching node locked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tessera.crypto.dlog import BabyStepTable, DiscreteLog
+from tessera.errors import ProtocolError
+from tessera.node.local_network import DatasetPolicy, LocalNetwork
+from tessera.node.roles.verifier import check_query
+from tessera.protocol import codec
+from tessera.protocol.wire import record_from_json
+from tessera.testing.adversary import garbling_provider, strips_contribution, withholding_provider
+
+POLICY = DatasetPolicy(allow_exact=True, min_cohort=1, budget_rho=5.0, price_per_query=1_000)
+SQL = "SELECT COUNT(*), SUM(age) FROM patients"
+
+
+@pytest.fixture(scope="module")
+def dlog() -> DiscreteLog:
+    return DiscreteLog(BabyStepTable.build(1 << 12), max_abs=1 << 32)
+
+
+def network(dlog: DiscreteLog, seed: int) -> tuple[LocalNetwork, dict[str, pd.DataFrame]]:
+    g = np.random.default_rng(seed)
+    net = LocalNetwork(3, 2, seed=seed, dlog=dlog)
+    frames = {}
+    for i in range(3):
+        df = pd.DataFrame({"age": g.integers(18, 90, 40 + 10 * i)})
+        frames[f"p{i}"] = df
+        net.add_provider(
+            f"p{i}",
+            tables={"patients": df},
+            bounds={"patients": {"age": (0, 100)}},
+            policies={"patients": POLICY},
+        )
+    return net, frames
+
+
+def pooled(frames: dict[str, pd.DataFrame], *names: str) -> tuple[int, int]:
+    rows = pd.concat([frames[n] for n in names])
+    return len(rows), int(rows["age"].sum())
+
+
+def values(net: LocalNetwork) -> tuple[int, int]:
+    res = net.sql(SQL)
+    assert res.verified, res.verdict.failures
+    count, total = res.values.values()
+    return int(count), int(total)
+
+
+def test_a_provider_that_sends_the_analyst_other_bytes_than_it_committed_is_fetched_by_the_nodes(
+    dlog: DiscreteLog,
+) -> None:
+    net, frames = network(dlog, seed=31)
+    garbling_provider(net.providers["p1"].role)
+    res = net.sql(SQL)
+    # the nodes fetched p1's committed contribution; the query stands on all three
+    assert res.verified and res.excluded_providers == {}
+    assert res.providers == ["p0", "p1", "p2"] and res.record.withheld == {}
+    assert tuple(int(v) for v in res.values.values()) == pooled(frames, "p0", "p1", "p2")
+    assert res.ledger is not None and res.ledger.status == "passed"
+
+
+def test_a_provider_that_commits_then_serves_nothing_is_left_out_on_the_record(
+    dlog: DiscreteLog,
+) -> None:
+    net, frames = network(dlog, seed=32)
+    withholder = net.providers["p1"]
+    withholding_provider(withholder.role)
+    budget = net.ledger.admin.dataset(withholder.datasets["patients"]).budget_remaining
+    res = net.sql(SQL, epsilon=1.0)
+    # the query completes with the honest providers' data; p1 is out, with its reason
+    assert res.verified and res.ledger is not None and res.ledger.status == "passed"
+    assert res.providers == ["p0", "p2"]
+    assert set(res.excluded_providers) == {"p1"}
+    assert res.excluded_providers["p1"].startswith("withheld: refused node ")
+    assert res.record.withheld == res.excluded_providers
+    count, total = pooled(frames, "p0", "p2")
+    got_count, got_total = res.values.values()
+    assert abs(got_count - count) < 60 and abs(got_total - total) < 60 * 100
+    # on the record: every switching node locked the aggregate together with p1's account
+    qid = bytes.fromhex(res.query_id)
+    trail = net.ledger.admin.audit_trail(qid, verdicts=False)
+    assert withholder.account.address in trail.of("contribution")
+    locked = codec.aggregate_digest(qid, res.record.aggregate, [withholder.account.address])
+    assert set(trail.of("aggregate").values()) == {locked}
+    # its budget stays spent (it committed a contribution, decided on its rows)
+    assert net.ledger.admin.dataset(withholder.datasets["patients"]).budget_remaining < budget
+    # exact, the others' values are the pooled ones
+    assert values(net) == pooled(frames, "p0", "p2")
+
+
+def test_an_analyst_that_claims_an_honest_provider_withheld_gets_its_data_included(
+    dlog: DiscreteLog,
+) -> None:
+    net, frames = network(dlog, seed=33)
+    honest = net.analyst.transport
+    net.analyst.transport = strips_contribution(honest, "p1")
+    res = net.sql(SQL)
+    # every node fetched p1's contribution itself: it is in the aggregate all of them locked
+    assert res.verified and res.excluded_providers == {} and res.record.withheld == {}
+    assert tuple(int(v) for v in res.values.values()) == pooled(frames, "p0", "p1", "p2")
+    for node in net.nodes.values():
+        switched = node.store.get("key_switch", res.query_id)
+        assert switched is not None and set(switched["fetched"]) == {"p1"}
+        assert switched["withheld"] == {}
+    # nor can a record name p1 withheld: the verifier refuses it without a vote
+    net.analyst.transport = honest
+    kept = net.verifiers[0].on_record({"query_id": res.query_id}, net.ledger.analyst.address)
+    record = dict(kept["record"])
+    record["contributions"] = [
+        c
+        for c in record["contributions"]
+        if codec.decode_contribution_limbs(bytes.fromhex(c)).provider != "p1"
+    ]
+    record["withheld"] = {"p1": "withheld: the analyst says so"}
+    assert len(record_from_json(record).contributions) == 2
+    with pytest.raises(ProtocolError, match="aggregate: not the one the switching nodes"):
+        check_query(net.ledger.admin, res.ticket, record)
