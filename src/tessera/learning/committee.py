@@ -64,6 +64,7 @@ class NodeRound:
     _accepted: dict[str, Any] = field(default_factory=dict)
     _excluded: dict[str, str] = field(default_factory=dict)
     _released: bool = False
+    _subsets: set[tuple[str, ...]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.plan is not None and self.sampler is None:
@@ -176,10 +177,30 @@ class NodeRound:
         if self._released:
             raise ProtocolError(f"node {self.index}: the round was released already")
         self._released = True
+        return self._noised_sum(self.accepted())
+
+    def release_subset(self, providers: Sequence[str]) -> bytes:
+        """This node's aggregate share of a subset of the accepted reports (contribution
+        scoring, :mod:`tessera.learning.contribution`), after the round's release, with
+        fresh noise: every subset sum is a release of its own (un-noised, two subset sums
+        would give an update by subtraction), once per subset. Whoever drives it charges
+        the privacy cost to each provider in the subset."""
+        if not self._released:
+            raise ProtocolError(f"node {self.index}: a subset before the round's release")
+        subset = tuple(sorted(set(providers)))
+        if not subset:
+            raise ProtocolError(f"node {self.index}: an empty subset")
+        strangers = [p for p in subset if p not in self._accepted]
+        if strangers:
+            raise ProtocolError(f"node {self.index}: not accepted this round: {strangers}")
+        if subset in self._subsets or subset == tuple(self.accepted()):
+            raise ProtocolError(f"node {self.index}: subset {list(subset)} released already")
+        self._subsets.add(subset)
+        return self._noised_sum(subset)
+
+    def _noised_sum(self, providers: Sequence[str]) -> bytes:
         noise = None
         if self.plan is not None:
             assert self.sampler is not None
             noise = secure.draw_noise(self.plan, self.sampler, self.vdaf.LENGTH)
-        return secure.aggregate_share(
-            self.vdaf, [self._accepted[p] for p in sorted(self._accepted)], noise
-        )
+        return secure.aggregate_share(self.vdaf, [self._accepted[p] for p in providers], noise)

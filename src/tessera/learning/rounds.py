@@ -42,11 +42,20 @@ from tessera.learning.config import (
     sensitivity_of,
     vdaf_for,
 )
+from tessera.learning.contribution import (
+    ContributionSpec,
+    RoundContext,
+    Subset,
+    plan_subsets,
+    privacy_charges,
+    score_record,
+)
 from tessera.learning.fedavg import dp_fedavg_mean, fedavg_mean, server_step
 from tessera.learning.fixed_point import FixedPoint, Ints, clip_l2
 from tessera.learning.local import clipped_gradient_sum, train_locally
 from tessera.learning.models import Array, Model
 from tessera.learning.privacy import round_noise
+from tessera.protocol.contribution import SEED_SIZE, ScoreRecord
 from tessera.protocol.training import SealedReport, positions, report_digest, seal_report
 
 _T = TypeVar("_T")
@@ -136,6 +145,8 @@ class RoundRecord:
     loss: float | None = None
     score: float | None = None
     query_id: str | None = None  # the round's query on the market (hex), if it ran on one
+    #: the providers' contribution scores, if the round was scored (``contribution=``)
+    contribution: ScoreRecord | None = None
 
 
 class Observer(Protocol):
@@ -173,6 +184,13 @@ class RoundNode(Protocol):
     ) -> tuple[list[str], dict[str, str]]: ...
 
     def release(self) -> bytes: ...
+
+
+class SubsetNode(RoundNode, Protocol):
+    """A node that also releases noised sums of subsets of the round's accepted reports
+    (contribution scoring): :class:`~tessera.learning.committee.NodeRound`."""
+
+    def release_subset(self, providers: Sequence[str]) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +254,15 @@ def close_round(
     )
 
 
+def release_subsets(
+    nodes: Sequence[SubsetNode], subsets: Sequence[Subset]
+) -> dict[Subset, tuple[bytes, ...]]:
+    """After :func:`close_round`: every node's noised aggregate share of each subset of the
+    accepted reports (the round's own aggregation, restricted; each sum with fresh noise,
+    a release of its own to charge to the providers in it)."""
+    return {s: tuple(node.release_subset(s) for node in nodes) for s in subsets}
+
+
 def server_update(
     params: Array,
     total: Ints,
@@ -271,6 +298,7 @@ class RoundOutcome:
     excluded: tuple[tuple[str, str], ...]
     clipped: int | None  # updates over the clip; None where the providers keep it to themselves
     query_id: str | None = None
+    contribution: ScoreRecord | None = None
 
 
 class RoundRunner(Protocol):
@@ -348,6 +376,7 @@ def run_training(
                 loss=loss,
                 score=score,
                 query_id=outcome.query_id,
+                contribution=outcome.contribution,
             )
         )
         if observer is not None:
@@ -368,9 +397,12 @@ def train(
     validation: tuple[Array, Any] | None = None,
     init: Array | None = None,
     observer: Observer | None = None,
+    contribution: ContributionSpec | None = None,
 ) -> TrainingResult:
     """Train ``model`` over the providers' tables, every party in this process (see the
-    module docstring)."""
+    module docstring). With ``contribution``, the rounds it names also release the
+    subset sums of :mod:`tessera.learning.contribution` (each charged to the providers in
+    it) and score the providers on ``validation`` (``RoundRecord.contribution``)."""
     if not parties:
         raise ValueError("no dataset")
     providers = [p if isinstance(p, Provider) else Provider(p) for p in parties]
@@ -378,7 +410,12 @@ def train(
         raise ValueError("two providers with the same name")
     if config.budget() is not None and sampler is None:
         raise ValueError("differential privacy needs a noise sampler")
+    if contribution is not None and (validation is None or not config.secure):
+        raise ValueError("contribution scores need secure rounds and a validation set")
     runner = _InProcessRounds(model, providers, config, rng, nodes, threshold, sampler)
+    if contribution is not None:
+        assert validation is not None
+        runner.scoring = (contribution, validation, accountant)
     return run_training(
         model,
         runner,
@@ -409,6 +446,9 @@ class _InProcessRounds:
         self.max_rows = {p.name: p.dataset.max_rows for p in providers}
         self.fixed_point = fixed_point_for(config, max(self.max_rows.values()))
         self.committee: _Committee | None = None
+        self.scoring: (
+            tuple[ContributionSpec, tuple[Array, Any], PrivacyAccountant | None] | None
+        ) = None
         budget = config.budget()
         if config.secure:
             vdaf = vdaf_for(config, model.num_params, self.fixed_point, nodes)
@@ -469,7 +509,54 @@ class _InProcessRounds:
         agg = close_round(nodes, commitments, sealed, chosen, excluded)
         total = secure.unshard(vdaf, agg.shares, len(agg.accepted))
         new = server_update(params, total, agg.accepted, config, self.fixed_point, self.max_rows)
-        return RoundOutcome(new, agg.accepted, agg.excluded, clipped)
+        record = None
+        if self.scoring is not None and self.scoring[0].scores_round(round_index):
+            record = self._score(round_index, nodes, chosen, agg, params, rho)
+        return RoundOutcome(new, agg.accepted, agg.excluded, clipped, contribution=record)
+
+    def _score(
+        self,
+        round_index: int,
+        nodes: Sequence[NodeRound],
+        chosen: Sequence[str],
+        agg: Aggregated,
+        params: Array,
+        rho: float,
+    ) -> ScoreRecord:
+        """The round's subset releases, charged to the providers in them, and the scores."""
+        assert self.scoring is not None and self.committee is not None
+        spec, validation, accountant = self.scoring
+        seed = self.rng.bytes(SEED_SIZE)
+        subsets = plan_subsets(spec.method, chosen, agg.accepted, seed, spec.permutations)
+        costs = privacy_charges(subsets, rho)
+        if accountant is not None and rho:
+            if not accountant.can_charge(costs):
+                refused = sorted(n for n, c in costs.items() if accountant.remaining(n) < c)
+                raise BudgetExceeded(
+                    f"round {round_index + 1}: the contribution scores' subset releases "
+                    f"would exceed the privacy budget of {', '.join(refused)}"
+                )
+            accountant.charge(costs)
+        releases = release_subsets(nodes, subsets)
+        ctx = RoundContext(
+            self.model,
+            params,
+            self.config,
+            self.fixed_point,
+            self.committee.vdaf,
+            self.max_rows,
+            validation,
+        )
+        return score_record(
+            ctx,
+            spec.method,
+            seed,
+            spec.permutations,
+            chosen,
+            agg.accepted,
+            agg.shares,
+            releases,
+        )
 
 
 @dataclass
