@@ -35,6 +35,7 @@ from tessera.ledger.chain import Chain
 from tessera.ledger.compile import load_artifact
 from tessera.ledger.deploy import Deployment
 from tessera.ledger.draw import BeaconEntry, EpochRecord, seed_commitment
+from tessera.protocol.contribution import WEIGHT_TOTAL
 
 #: Participant roles, as the registry names them.
 Role = Literal["provider", "node", "analyst", "verifier"]
@@ -240,6 +241,12 @@ class Withdrawal:
 @dataclass(frozen=True, slots=True)
 class VerdictPosted:
     settled: bool
+    tx: Tx
+
+
+@dataclass(frozen=True, slots=True)
+class ScoresPosted:
+    applied: bool  # a majority of the drawn verifiers confirmed: the split is in the entries
     tx: Tx
 
 
@@ -1220,6 +1227,25 @@ class LedgerClient:
         if settled:
             self._settle_rest(receipt)
         return VerdictPosted(settled=settled, tx=tx)
+
+    def post_scores(self, query_id: QueryId, digest: bytes, weights: Sequence[int]) -> ScoresPosted:
+        """Drawn verifier of a training query: confirm its contribution scores (the score
+        record's digest, one integer weight per dataset in the query's order, summing to
+        :data:`WEIGHT_TOTAL` or all 0), before the verdict; at a majority the providers'
+        escrow is split by weight (``applied``: whether this confirmation did it)."""
+        weights = [int(w) for w in weights]
+        if any(w < 0 for w in weights):
+            raise ValueError("a contribution weight is negative")
+        if sum(weights) not in (0, WEIGHT_TOTAL):
+            raise ValueError(f"contribution weights sum to {sum(weights)}, not {WEIGHT_TOTAL} or 0")
+        fn = self.market.functions.post_scores(query_id_bytes(query_id), _digest(digest), weights)
+        tx, receipt = self._transact("post_scores", fn)
+        applied = self.market.events.ScoresApplied().process_receipt(receipt, errors=DISCARD)
+        return ScoresPosted(applied=bool(applied), tx=tx)
+
+    def scores_applied(self, query_id: QueryId) -> bool:
+        """Whether a training query's providers' escrow is split by confirmed scores."""
+        return bool(self._view("scored", self.market.functions.scored(query_id_bytes(query_id))))
 
     def _settle_rest(self, receipt: Any) -> None:
         """Send :meth:`settle` until every provider of the query ``receipt`` closed is

@@ -77,6 +77,7 @@ MAX_TRAIL: constant(uint256) = 513  # contributions and exclusions (one per prov
 ID_MASK: constant(uint256) = 2**32 - 1  # an entry: provider's cut << 32 | dataset id (128 bits)
 ENTRY_MASK: constant(uint256) = 2**128 - 1  # two entries to a storage word
 SETTLE_BATCH: constant(uint256) = 64  # providers credited per transaction (`settle`)
+WEIGHT_TOTAL: constant(uint256) = 10**6  # contribution weights of a training query sum to this
 REPUTATION_REWARD: constant(int256) = 1
 REPUTATION_PENALTY: constant(int256) = -10
 REPUTATION_ABSENT: constant(int256) = -1
@@ -159,6 +160,10 @@ settled_queries: public(uint256)
 provider_revenue: public(HashMap[address, uint256])
 node_revenue: public(HashMap[address, uint256])
 
+scored: public(HashMap[bytes32, bool])  # a training query's providers' cut split by scores
+score_voted: HashMap[bytes32, HashMap[address, bool]]
+score_votes: HashMap[bytes32, HashMap[bytes32, uint256]]
+
 
 event QuerySubmitted:
     query_id: indexed(bytes32)
@@ -197,6 +202,11 @@ event QueryExpired:
     query_id: indexed(bytes32)
     work_complete: bool
     paid: uint256
+    refunded: uint256
+
+event ScoresApplied:
+    query_id: indexed(bytes32)
+    digest: bytes32
     refunded: uint256
 
 event Withdrawn:
@@ -300,15 +310,9 @@ def submit_query(
     entries, node_pool, price = extcall catalog.charge(
         msg.sender, dataset_ids, privacy_cost, operations, kind
     )
-    packed: DynArray[uint256, MAX_QUERY_DATASETS // 2] = []
-    for i: uint256 in range(len(entries), bound=MAX_QUERY_DATASETS):
-        e: uint256 = entries[i]
-        if i % 2 == 0:
-            packed.append(e)
-        else:
-            packed[i // 2] = packed[i // 2] | e << 128
+    for e: uint256 in entries:
         self.is_provider[query_id][staticcall catalog.provider_of(e & ID_MASK)] = True
-    self.entries[query_id] = packed
+    self._store_entries(query_id, entries)
 
     p: Params = self.params
     self.queries[query_id] = Query(
@@ -361,6 +365,17 @@ def query(query_id: bytes32) -> Query:
 @view
 def _entry(query_id: bytes32, i: uint256) -> uint256:
     return self.entries[query_id][i // 2] >> (128 * (i % 2)) & ENTRY_MASK
+
+
+@internal
+def _store_entries(query_id: bytes32, entries: DynArray[uint256, MAX_QUERY_DATASETS]):
+    packed: DynArray[uint256, MAX_QUERY_DATASETS // 2] = []
+    for i: uint256 in range(len(entries), bound=MAX_QUERY_DATASETS):
+        if i % 2 == 0:
+            packed.append(entries[i])
+        else:
+            packed[i // 2] = packed[i // 2] | entries[i] << 128
+    self.entries[query_id] = packed
 
 
 @external
@@ -546,6 +561,57 @@ def _work_complete(query_id: bytes32) -> bool:
 def work_complete(query_id: bytes32) -> bool:
     """@notice Whether a query's work is on its trail (then its price is owed to the workers)."""
     return self._work_complete(query_id)
+
+
+# -- contribution scores (training) -------------------------------------------
+
+
+@external
+def post_scores(query_id: bytes32, digest: bytes32, weights: DynArray[uint256, MAX_QUERY_DATASETS]) -> bool:
+    """
+    @notice A verifier drawn for an open training query confirms the score
+            record `digest` it re-computed and its weights, one per dataset in
+            entry order, summing to 1e6 (or all 0). At a majority of the drawn
+            verifiers on the same digest and weights, the providers' escrow is
+            split by weight: each contributing provider's cut becomes its share
+            (none for weight 0 or no contribution), the rest goes back to the
+            analyst. Returns whether the split was applied.
+    """
+    self._check_open(query_id)
+    assert self.queries[query_id].kind == KIND_TRAINING, "not a training query"
+    assert self._draw_if_due(query_id), "verifiers are drawn from the next block"
+    assert msg.sender in self.assigned[query_id], "not a verifier of this query"
+    assert not self.scored[query_id], "scores already applied"
+    assert not self.score_voted[query_id][msg.sender], "already posted scores"
+    n: uint256 = self.queries[query_id].dataset_count
+    assert len(weights) == n, "one weight per dataset"
+    total: uint256 = 0
+    pool: uint256 = 0
+    for i: uint256 in range(n, bound=MAX_QUERY_DATASETS):
+        total += weights[i]
+        pool += self._entry(query_id, i) >> 32
+    assert total == WEIGHT_TOTAL or total == 0, "weights must sum to 1000000 or 0"
+    self.score_voted[query_id][msg.sender] = True
+    key: bytes32 = keccak256(abi_encode(digest, weights))
+    count: uint256 = self.score_votes[query_id][key] + 1
+    self.score_votes[query_id][key] = count
+    if count < self._quorum(query_id):
+        return False
+    self.scored[query_id] = True
+    entries: DynArray[uint256, MAX_QUERY_DATASETS] = []
+    paid: uint256 = 0
+    for i: uint256 in range(n, bound=MAX_QUERY_DATASETS):
+        dataset_id: uint256 = self._entry(query_id, i) & ID_MASK
+        cut: uint256 = 0
+        if self.commitments[query_id][CONTRIBUTION][staticcall catalog.provider_of(dataset_id)] != empty(bytes32):
+            cut = pool * weights[i] // WEIGHT_TOTAL
+        paid += cut
+        entries.append(cut << 32 | dataset_id)
+    self._store_entries(query_id, entries)
+    self._credit(self.queries[query_id].analyst, pool - paid)
+    self.escrowed -= pool - paid
+    log ScoresApplied(query_id=query_id, digest=digest, refunded=pool - paid)
+    return True
 
 
 # -- verdicts and settlement --------------------------------------------------
