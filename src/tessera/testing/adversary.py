@@ -103,15 +103,13 @@ def withholding_provider(role: Any) -> Any:
 
 def strips_contribution(inner: Any, victim: str) -> TamperingTransport:
     """A malicious analyst's transport that tells the nodes it lacks ``victim``'s
-    contribution (left out of every key switch it asks for, the nodes asked to fetch
-    nothing): it claims an honest provider withheld, to leave its data out."""
+    contribution (left out of every key switch it asks for, never named to be fetched):
+    it claims an honest provider withheld, to leave its data out."""
 
     def edit(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         if path == "key_switch":
             keep = [c for c in body["contributions"] if _author(c) != victim]
             return {**body, "contributions": keep}
-        if path == "fetch":
-            return {**body, "providers": []}
         return None
 
     return TamperingTransport(inner, edit)
