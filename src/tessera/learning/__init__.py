@@ -9,9 +9,12 @@ DP-FedAvg, privacy across rounds, and secure aggregation with proven clipping (P
 - :mod:`tessera.learning.privacy` — per-round distributed noise, zCDP over rounds.
 - :mod:`tessera.learning.secure` — sharding, joint verification, noised aggregate shares.
 - :mod:`tessera.learning.rounds` — whole rounds with every party in one process.
+- :mod:`tessera.learning.contribution` — providers' contribution scores from noised
+  subset sums (leave-one-out, Shapley), and their re-check.
 """
 
 from tessera.learning.config import TrainingConfig
+from tessera.learning.contribution import ContributionSpec
 from tessera.learning.fixed_point import FixedPoint, clip_l2
 from tessera.learning.local import LocalConfig, clipped_gradient_sum, train_locally
 from tessera.learning.models import (
@@ -32,6 +35,7 @@ from tessera.learning.rounds import (
 
 __all__ = [
     "MLP",
+    "ContributionSpec",
     "Dataset",
     "FixedPoint",
     "LinearRegression",
