@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
-from tessera.errors import ProtocolError
+from tessera.errors import DecodeError, NotFound, PolicyViolation, ProtocolError
 from tessera.node.local_network import DatasetPolicy, LocalNetwork
 from tessera.node.roles.verifier import check_query
 from tessera.protocol import codec
@@ -69,6 +69,19 @@ def test_a_provider_that_sends_the_analyst_other_bytes_than_it_committed_is_fetc
     assert res.providers == ["p0", "p1", "p2"] and res.record.withheld == {}
     assert tuple(int(v) for v in res.values.values()) == pooled(frames, "p0", "p1", "p2")
     assert res.ledger is not None and res.ledger.status == "passed"
+    # what a provider committed is served to the query's committee only, as committed
+    p1 = net.providers["p1"].account.address
+    body = {"query_id": res.query_id}
+    served = net.nodes[2].transport.call(p1, "committed", body)
+    qid = bytes.fromhex(res.query_id)
+    committed = net.ledger.admin.audit_trail(qid, verdicts=False).of("contribution")[p1]
+    assert codec.digest("contribution", qid, bytes.fromhex(served["contribution"])) == committed
+    with pytest.raises(PolicyViolation, match="only a node of the query's committee"):
+        net.analyst.transport.call(p1, "committed", body)
+    with pytest.raises(NotFound, match="committed nothing"):
+        net.nodes[2].transport.call(p1, "committed", {"query_id": "00" * 32})
+    with pytest.raises(DecodeError):
+        net.nodes[2].transport.call(p1, "committed", {"query_id": "xyz"})
 
 
 def test_a_provider_that_commits_then_serves_nothing_is_left_out_on_the_record(
