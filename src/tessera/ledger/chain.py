@@ -9,6 +9,7 @@ accounts (Hardhat, Anvil, a dev Geth). Everything above this module only uses
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import requests
@@ -55,6 +56,16 @@ class _SerialTesterProvider(EthereumTesterProvider):
             return super().make_request(method, params)
 
 
+@dataclass(frozen=True)
+class ChainImage:
+    """An embedded chain's state: its store's entries (content-addressed, so they add to
+    any fresh chain's) and its head block's hash."""
+
+    accounts: int
+    store: dict[bytes, bytes] = field(repr=False)
+    head: bytes
+
+
 class EmbeddedChain:
     """An in-process py-evm chain with ``accounts`` funded, unlocked accounts (thread-safe)."""
 
@@ -88,6 +99,30 @@ class EmbeddedChain:
     def mine(self, blocks: int = 1) -> None:
         with self._lock:
             self.tester.mine_blocks(blocks)
+
+    def image(self) -> ChainImage:
+        """The chain's whole state as it stands (its key-value store and head block): a
+        fresh chain restores it (:meth:`restore`) instead of replaying the transactions."""
+        with self._lock:
+            backend = self.tester.backend
+            store = backend.chain.chaindb.db.wrapped_db.kv_store
+            head = backend.take_snapshot()
+            return ChainImage(len(self._accounts), dict(store), bytes(head))
+
+    def restore(self, image: ChainImage) -> bool:
+        """Take on ``image`` if this chain is as new (at its genesis, with the image's
+        number of accounts): its genesis state is then the image's, and the image's blocks
+        follow from it. False, and nothing changed, otherwise."""
+        with self._lock:
+            backend = self.tester.backend
+            if (
+                len(self._accounts) != image.accounts
+                or backend.chain.get_canonical_head().block_number
+            ):
+                return False
+            backend.chain.chaindb.db.wrapped_db.kv_store.update(image.store)
+            backend.revert_to_snapshot(image.head)
+            return True
 
     def add_account(self, private_key: bytes, balance_wei: int = 10**21) -> str:
         """Unlock the account of a secp256k1 ``private_key`` and fund it from account 0."""
