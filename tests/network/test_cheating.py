@@ -1,7 +1,8 @@
 """Cheaters in one network of real processes: a computing node that corrupts its key-switch
 shares; a provider that refuses a query its public policy allows; one that commits its
 contribution on-chain, then sends the analyst other bytes (the nodes fetch the committed
-ones); one that commits, then serves nothing to anyone (left out on the record); and an
+ones); one that commits, then holds the analyst's request open and serves nothing to
+anyone (left out on the record); and an
 analyst that tells the nodes an honest provider withheld."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     spec = network_spec(kdf_iterations=2**10, cheating_nodes=(1,))
     roles = {p.name: p for p in spec.providers}
     roles[REFUSER].adversary = "refusing-provider"  # listed, then refuses to contribute
-    roles[WITHHOLDER].adversary = "withholding-provider"  # commits, then serves nothing
+    roles[WITHHOLDER].adversary = "stalling-provider"  # commits, holds on, serves nothing
     roles[GARBLER].adversary = "garbling-provider"  # commits, sends the analyst other bytes
     net = Network(tmp_path_factory.mktemp("cheating") / "network")
     net.up(spec)

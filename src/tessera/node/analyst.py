@@ -339,6 +339,45 @@ class NetworkAnalyst(StatisticsApi):
                 raise
             raise down from exc
 
+    #: seconds a provider whose contribution is on-chain has to answer before the nodes
+    #: are asked to fetch it (an honest one taken for late costs a fetch, not its data)
+    ANSWER_GRACE = 10.0
+
+    def _answers(
+        self, ticket: QueryTicket, futures: Mapping[str, Future[dict[str, Any]]]
+    ) -> tuple[dict[str, Future[dict[str, Any]]], dict[str, bytes]]:
+        """The providers' answers once each has come, or has committed its contribution
+        on-chain and held its answer back for :attr:`ANSWER_GRACE` seconds (then its
+        answer is a failure, and the nodes fetch what it committed); and the committed
+        contributions, by account."""
+        answers = dict(futures)
+        first_seen: dict[str, float] = {}
+        while True:
+            _, pending = wait(list(answers.values()), timeout=2.0)
+            committed = self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution")
+            if not pending:
+                return answers, committed
+            now, late = time.monotonic(), []
+            for name, future in answers.items():
+                if (
+                    not future.done()
+                    and ticket.account_of(name) in committed
+                    and now - first_seen.setdefault(name, now) >= self.ANSWER_GRACE
+                ):
+                    late.append(name)
+            if len(late) < len(pending):
+                continue  # someone is still working: its own timeout bounds it
+            for name in late:
+                failed: Future[dict[str, Any]] = Future()
+                failed.set_exception(
+                    TransportError(
+                        f"committed its contribution, then gave no answer in "
+                        f"{self.ANSWER_GRACE:g} s"
+                    )
+                )
+                answers[name] = failed
+            return answers, committed
+
     def _fetch_committed(
         self,
         ticket: QueryTicket,
@@ -483,8 +522,7 @@ class NetworkAnalyst(StatisticsApi):
                 i: self._pool.submit(timed("noise", str(i), noisy(p))) for i, p in nodes.items()
             }
 
-        wait(list(contrib_f.values()))
-        committed = self.ledger.audit_trail(qid, verdicts=False).of("contribution")
+        contrib_f, committed = self._answers(ticket, contrib_f)
 
         def contribution(name: str, answer: Mapping[str, Any]) -> tuple[VectorContribution, str]:
             raw = answer.get("contribution")  # as received: forwarded as is, never re-encoded

@@ -13,6 +13,7 @@ and ``tessera demo --cheat`` only).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -101,6 +102,21 @@ def withholding_provider(role: Any) -> Any:
     return role
 
 
+def stalling_provider(role: Any) -> Any:
+    """:func:`withholding_provider` that also holds the analyst's request open (two
+    minutes) before it answers: it tries to make the query wait on it."""
+    withholding_provider(role)
+    withheld = role.on_contribute
+
+    def on_contribute(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        answer: dict[str, Any] = withheld(body, sender)
+        time.sleep(120)
+        return answer
+
+    role.on_contribute = on_contribute
+    return role
+
+
 def strips_contribution(inner: Any, victim: str) -> TamperingTransport:
     """A malicious analyst's transport that tells the nodes it lacks ``victim``'s
     contribution (left out of every key switch it asks for, never named to be fetched):
@@ -156,6 +172,7 @@ ADVERSARIES: dict[str, Callable[[Any], Any]] = {
     "refusing-provider": refusing_provider,  # a provider
     "garbling-provider": garbling_provider,  # a provider
     "withholding-provider": withholding_provider,  # a provider
+    "stalling-provider": stalling_provider,  # a provider
     "oversized-update": lambda role: _learning().oversized_trainer(role),  # a provider
 }
 
