@@ -18,8 +18,7 @@ from tessera.crypto.rng import SeededRng
 from tessera.dp.accountant import PrivacyAccountant
 from tessera.dp.samplers import ExactSampler
 from tessera.errors import ProtocolError
-from tessera.learning import Dataset, LocalConfig, LogisticRegression, TrainingConfig, train
-from tessera.learning.committee import NodeRound
+from tessera.learning import Dataset, LocalConfig, LogisticRegression, TrainingConfig, secure, train
 from tessera.learning.config import fixed_point_for, vdaf_for
 from tessera.learning.contribution import (
     ContributionSpec,
@@ -35,6 +34,9 @@ from tessera.protocol.contribution import (
     ScoreRecord,
     weights_of,
 )
+from tessera.protocol.training import positions, report_digest
+
+from .test_committee import _agree, _sealed, _setup
 
 MODEL = LogisticRegression(30)
 CONFIG = TrainingConfig(
@@ -255,14 +257,42 @@ def test_bad_score_input_is_refused_with_a_named_reason() -> None:
         )
 
 
-def test_a_node_releases_each_subset_once_after_the_round_and_only_of_accepted_reports() -> None:
-    fixed_point = fixed_point_for(CONFIG, 100)
-    vdaf = vdaf_for(CONFIG, MODEL.num_params, fixed_point, 3)
-    node = NodeRound(1, b"\x01" * 32, vdaf, b"t" * 16, 0, None, None, SeededRng(b"r" * 32))
+def test_a_node_releases_only_the_subsets_of_its_scoring_plan() -> None:
+    """Whoever drives the round cannot ask a node for a subset outside the plan (here, one
+    provider's own sum under leave-one-out); the plan's subsets sum the right reports."""
+    res = _run("loo", HONEST, config=dataclasses.replace(CONFIG, rounds=1))
+    record = res.rounds[0].contribution
+    assert record is not None and set(record.subsets[1:]) == {
+        ("honest0", "honest1"),
+        ("honest0", "honest2"),
+        ("honest1", "honest2"),
+    }
+    plan = ContributionSpec("loo").plan(bytes(32), ("a", "b", "c"))
+    nodes, public, vdaf = _setup()
+    for n in nodes:
+        n.scoring = plan
+    values = {name: np.full(12, k + 1, dtype=np.int64) for k, name in enumerate("abc")}
+    reports = {
+        name: _sealed(vdaf, public, name, v, k) for k, (name, v) in enumerate(values.items())
+    }
+    _agree(nodes, {k: report_digest(v) for k, v in reports.items()})
+    for name, rep in reports.items():
+        shares = {n.index: n.prepare(name, rep) for n in nodes}
+        ordered = [shares[i] for i in positions(rep.nonce, [n.index for n in nodes])]
+        assert all(n.decide(name, ordered) for n in nodes)
     with pytest.raises(ProtocolError, match="a subset before the round's release"):
-        node.release_subset(["a"])
-    node.release()
-    with pytest.raises(ProtocolError, match="an empty subset"):
-        node.release_subset([])
-    with pytest.raises(ProtocolError, match=r"not accepted this round: \['a'\]"):
-        node.release_subset(["a"])
+        nodes[0].release_subset(["a", "b"])
+    assert secure.unshard(vdaf, [n.release() for n in nodes], 3).tolist() == [6] * 12
+    pair = secure.unshard(vdaf, [n.release_subset(["c", "a"]) for n in nodes], 2)
+    assert pair.tolist() == [4] * 12
+    with pytest.raises(ProtocolError, match=r"subset \['a'\] is not in the scoring plan"):
+        nodes[0].release_subset(["a"])
+    with pytest.raises(ProtocolError, match=r"subset \['a', 'c'\] released already"):
+        nodes[0].release_subset(["a", "c"])
+    with pytest.raises(ProtocolError, match=r"not accepted this round: \['z'\]"):
+        nodes[0].release_subset(["a", "z"])
+    with pytest.raises(ProtocolError, match="released already"):  # the round's own sum
+        nodes[0].release_subset(["a", "b", "c"])
+    nodes[1].scoring = None
+    with pytest.raises(ProtocolError, match="is not in the scoring plan"):
+        nodes[1].release_subset(["a", "b"])

@@ -34,6 +34,7 @@ from tessera.dp.distributed import NoisePlan
 from tessera.dp.samplers import NoiseSampler
 from tessera.errors import DecodeError, InvalidProof, ProtocolError
 from tessera.learning import secure
+from tessera.learning.contribution import ScoringPlan
 from tessera.protocol.training import (
     SEED_SIZE,
     SealedReport,
@@ -63,6 +64,8 @@ class NodeRound:
     _prepared: dict[str, tuple[int, prio3_l2.L2VerifyState, bytes]] = field(default_factory=dict)
     _accepted: dict[str, Any] = field(default_factory=dict)
     _excluded: dict[str, str] = field(default_factory=dict)
+    #: the round's contribution scoring, if any: the only subsets this node releases
+    scoring: ScoringPlan | None = None
     _released: bool = False
     _subsets: set[tuple[str, ...]] = field(default_factory=set)
 
@@ -183,8 +186,9 @@ class NodeRound:
         """This node's aggregate share of a subset of the accepted reports (contribution
         scoring, :mod:`tessera.learning.contribution`), after the round's release, with
         fresh noise: every subset sum is a release of its own (un-noised, two subset sums
-        would give an update by subtraction), once per subset. Whoever drives it charges
-        the privacy cost to each provider in the subset."""
+        would give an update by subtraction), once per subset, and only the subsets of
+        the round's :attr:`scoring` plan. Whoever drives it charges the privacy cost to
+        each provider in the subset."""
         if not self._released:
             raise ProtocolError(f"node {self.index}: a subset before the round's release")
         subset = tuple(sorted(set(providers)))
@@ -195,6 +199,10 @@ class NodeRound:
             raise ProtocolError(f"node {self.index}: not accepted this round: {strangers}")
         if subset in self._subsets or subset == tuple(self.accepted()):
             raise ProtocolError(f"node {self.index}: subset {list(subset)} released already")
+        if self.scoring is None or subset not in self.scoring.subsets(self.accepted()):
+            raise ProtocolError(
+                f"node {self.index}: subset {list(subset)} is not in the scoring plan"
+            )
         self._subsets.add(subset)
         return self._noised_sum(subset)
 

@@ -70,6 +70,9 @@ class ContributionSpec:
     def scores_round(self, round_index: int) -> bool:
         return self.rounds is None or round_index in self.rounds
 
+    def plan(self, seed: bytes, providers: Sequence[str]) -> ScoringPlan:
+        return ScoringPlan(self.method, self.permutations, seed, tuple(providers))
+
 
 def _orderings(providers: Sequence[str], seed: bytes, permutations: int) -> list[tuple[str, ...]]:
     if len(seed) != SEED_SIZE:
@@ -120,6 +123,22 @@ def plan_subsets(
         if s and s != everyone:
             seen.setdefault(s, None)
     return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringPlan:
+    """What fixes a round's subset releases before any is made: the method, its
+    permutations and seed, the round's providers. A node holding it releases only these
+    subsets (:meth:`tessera.learning.committee.NodeRound.release_subset`), so whoever drives
+    the round cannot ask for others (a single provider's sum under leave-one-out)."""
+
+    method: str
+    permutations: int
+    seed: bytes
+    providers: tuple[str, ...]
+
+    def subsets(self, accepted: Sequence[str]) -> tuple[Subset, ...]:
+        return plan_subsets(self.method, self.providers, accepted, self.seed, self.permutations)
 
 
 def privacy_charges(subsets: Sequence[Subset], rho: float) -> dict[str, float]:

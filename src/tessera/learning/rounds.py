@@ -45,8 +45,8 @@ from tessera.learning.config import (
 from tessera.learning.contribution import (
     ContributionSpec,
     RoundContext,
+    ScoringPlan,
     Subset,
-    plan_subsets,
     privacy_charges,
     score_record,
 )
@@ -480,7 +480,11 @@ class _InProcessRounds:
             return RoundOutcome(new, tuple(chosen), (), 0)
         committee = self.committee
         vdaf = committee.vdaf
-        nodes = committee.nodes(round_index)
+        plan = None
+        if self.scoring is not None and self.scoring[0].scores_round(round_index):
+            # fixed before the reports: the nodes release only its subsets
+            plan = self.scoring[0].plan(rng.bytes(SEED_SIZE), chosen)
+        nodes = committee.nodes(round_index, plan)
         commitments = open_round(nodes)
         ctx = secure.round_ctx(committee.training_id, round_index)
         sealed: dict[str, SealedReport] = {}
@@ -510,24 +514,23 @@ class _InProcessRounds:
         total = secure.unshard(vdaf, agg.shares, len(agg.accepted))
         new = server_update(params, total, agg.accepted, config, self.fixed_point, self.max_rows)
         record = None
-        if self.scoring is not None and self.scoring[0].scores_round(round_index):
-            record = self._score(round_index, nodes, chosen, agg, params, rho)
+        if plan is not None:
+            record = self._score(round_index, nodes, plan, agg, params, rho)
         return RoundOutcome(new, agg.accepted, agg.excluded, clipped, contribution=record)
 
     def _score(
         self,
         round_index: int,
         nodes: Sequence[NodeRound],
-        chosen: Sequence[str],
+        plan: ScoringPlan,
         agg: Aggregated,
         params: Array,
         rho: float,
     ) -> ScoreRecord:
         """The round's subset releases, charged to the providers in them, and the scores."""
         assert self.scoring is not None and self.committee is not None
-        spec, validation, accountant = self.scoring
-        seed = self.rng.bytes(SEED_SIZE)
-        subsets = plan_subsets(spec.method, chosen, agg.accepted, seed, spec.permutations)
+        _, validation, accountant = self.scoring
+        subsets = plan.subsets(agg.accepted)
         costs = privacy_charges(subsets, rho)
         if accountant is not None and rho:
             if not accountant.can_charge(costs):
@@ -549,10 +552,10 @@ class _InProcessRounds:
         )
         return score_record(
             ctx,
-            spec.method,
-            seed,
-            spec.permutations,
-            chosen,
+            plan.method,
+            plan.seed,
+            plan.permutations,
+            plan.providers,
             agg.accepted,
             agg.shares,
             releases,
@@ -586,7 +589,7 @@ class _Committee:
         seen: dict[int, set[bytes]] = {i: set() for i in secrets}
         return cls(vdaf, training_id, secrets, public, plan, sampler, rng, seen)
 
-    def nodes(self, round_index: int) -> list[NodeRound]:
+    def nodes(self, round_index: int, scoring: ScoringPlan | None = None) -> list[NodeRound]:
         return [
             NodeRound(
                 i,
@@ -598,6 +601,7 @@ class _Committee:
                 self.sampler,
                 self.rng,
                 seen=self.seen[i],
+                scoring=scoring,
             )
             for i in sorted(self.secrets)
         ]
