@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import requests
 from eth_abi.abi import decode as abi_decode
-from eth_tester import EthereumTester, PyEVMBackend
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse, Wei
 
 from tessera.errors import ChainUnreachable, LedgerError
+
+if TYPE_CHECKING:  # py-evm is imported by the embedded chain only: roles talk JSON-RPC
+    from eth_tester import EthereumTester
 
 DEFAULT_ACCOUNTS = 20
 #: Ether given to each pre-funded account of the embedded chain (gas money only).
@@ -72,6 +74,8 @@ class EmbeddedChain:
     def __init__(self, accounts: int = DEFAULT_ACCOUNTS) -> None:
         if accounts < 1:
             raise ValueError("an embedded chain needs at least one account")
+        from eth_tester import EthereumTester, PyEVMBackend  # seconds to import: when used
+
         state = PyEVMBackend.generate_genesis_state(
             overrides={"balance": DEFAULT_BALANCE_WEI}, num_accounts=accounts
         )
