@@ -19,7 +19,8 @@ providers and 6 nodes took 1.9 M gas (transfers to each party inside the verdict
 contracts refused more than 16 datasets or members.
 
 ``--json`` prints one JSON object per sweep; ``--quick`` runs a small smoke configuration.
-``tests/ledger/test_scale.py`` runs the 64-node, 256-provider query with the same code.
+``tests/ledger/test_scale.py`` runs the 64-node query with the same code (256 providers against
+Hardhat, 130 on the embedded chain).
 """
 
 from __future__ import annotations

@@ -32,33 +32,35 @@ TESTS = Path(__file__).parent
 #: Directories whose tests share a session-scoped fixture: one unit of work each.
 SHARED_SESSION = ("telemetry", "cli_ledger", "ledger", "store")
 
-#: Units that take longest, longest first: seconds in one serial run on the shared 2-core
-#: machine (``--junitxml``, setup and teardown included). Every other unit follows, in
-#: collection order; they take under 20 s each.
+#: Units that take longest, longest first: seconds in one clean-clone run of the suite
+#: (``--junitxml``, setup included) while two other sessions loaded the 2-core machine, so
+#: about 1.7 times an idle run. Every other unit follows, in collection order; they take
+#: under 20 s each.
 SLOW_FIRST = (
-    "engine/test_local_network.py",  # 409
-    "ledger",  # 262 (+52 for the committee draw, measured alone; + the 64 x 256 scale test)
-    "web/test_console.py",  # 138 (measured alone), before 7 new views (523 s loaded)
-    "network/test_crash_consistency.py",  # 137, before the verifiers' 30 s grace (365 s loaded)
-    "test_benchmarks.py",  # 146
-    "telemetry",  # 144
-    "test_cli.py",  # 120 (the demo's training section, estimated)
-    "attacks/test_query_attacks.py",  # 114
-    "engine/test_training.py",  # 110 (measured alone, loaded machine)
-    "network/test_training.py",  # 100 (measured alone, loaded machine)
-    "network/test_faults.py",  # 84
-    "network/test_cheating.py",  # 77
-    "network/test_differential.py",  # 74
-    "network/test_dkg_attacks.py",  # 53
-    "engine/test_ledger_wiring.py",  # 49
-    "analytics/test_dp_coverage.py",  # 40
-    "cli_ledger",  # 34
-    "network/test_network_cli.py",  # 30
-    "analytics/test_exact_tables.py",  # 29
-    "dp/test_privacy_audit.py",  # 26
-    "crypto/test_flp_batch.py",  # 26
-    "fuzz/test_decoders.py",  # 20
-    "store",  # 19
+    "ledger",  # 886, of which 388 the 64 x 256 query (now 64 x 130 on the embedded chain)
+    "engine/test_local_network.py",  # 426
+    "telemetry",  # 373
+    "network/test_faults.py",  # 332
+    "web/test_console.py",  # 323
+    "test_benchmarks.py",  # 270
+    "attacks/test_query_attacks.py",  # 222
+    "network/test_crash_consistency.py",  # 221
+    "test_cli.py",  # 202
+    "network/test_differential.py",  # 137
+    "network/test_training.py",  # 124
+    "engine/test_exact.py",  # 116
+    "network/test_cheating.py",  # 105 (before the withholding providers)
+    "learning/test_privacy_audit.py",  # 80
+    "analytics/test_dp_coverage.py",  # 78
+    "network/test_dkg_attacks.py",  # 72
+    "engine/test_ledger_wiring.py",  # 53
+    "network/test_network_cli.py",  # 53
+    "analytics/test_exact_tables.py",  # 51
+    "node/test_verifier_recovery.py",  # 45
+    "engine/test_training.py",  # 43
+    "learning/test_model_cli.py",  # 28
+    "cli_ledger",  # 20
+    "engine/test_withholding.py",  # 18
 )
 
 

@@ -1,9 +1,11 @@
 """Issue 14: pull payments, the contracts' limits (64 members, 256 datasets) with the
-reasons that name them, EIP-170, and one query with 64 nodes and 256 providers."""
+reasons that name them, EIP-170, and one query with 64 nodes and 256 providers (130 on the
+embedded chain: see ``WIDE``)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -160,8 +162,14 @@ def test_a_query_over_257_datasets_is_refused_with_the_limit_named(world: World)
 
 # -- one query with 64 nodes and 256 providers -------------------------------------------
 
+#: Providers of the wide query: the contracts' limit, 256, against a JSON-RPC chain (CI's
+#: Hardhat pass); 130 on the embedded chain of the unit suite, still three settlement
+#: batches of 64 (py-evm spends about 0.15 s a transaction: 126 parties fewer is some 200 s
+#: less of the suite). ``benchmarks/scaling.py`` runs 256 on the embedded chain.
+WIDE = 256 if os.environ.get("TESSERA_LEDGER_RPC") else 130
 
-def test_a_query_with_64_nodes_and_256_providers_settles_and_every_party_withdraws(
+
+def test_a_query_with_64_nodes_and_hundreds_of_providers_settles_and_every_party_withdraws(
     world: World,
 ) -> None:
     w = world
@@ -176,14 +184,15 @@ def test_a_query_with_64_nodes_and_256_providers_settles_and_every_party_withdra
         w.verifiers,
         bench.signed_parties(w.chain, w.admin),
         nodes=64,
-        providers=256,
+        providers=WIDE,
     )
     assert len(w.admin.committee(scene.committee).members) == 64
     minted = 64 * scene.stake
     supply = supply_before + minted
     analyst_before = w.analyst.balance()
     gas = bench.run_query(scene, "scale")
-    price = bench.PRICE * 256
+    assert len(scene.providers) == WIDE
+    price = bench.PRICE * WIDE
     # every provider and node took its share out: 70 % to the providers, 30 % to the nodes
     for p in scene.providers:
         assert p.balance() == bench.PRICE * 7_000 // 10_000 and p.owed() == 0
