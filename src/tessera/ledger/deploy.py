@@ -117,39 +117,30 @@ def deploy(
         raise ValueError("timeout_blocks must be >= 1 and the amounts non-negative")
     admin = admin or chain.accounts[0]
     artifacts = load_all()
+    params = {
+        "verifiers_per_query": verifiers_per_query,
+        "min_stake": min_stake,
+        "slash_amount": slash_amount,
+        "timeout_blocks": timeout_blocks,
+        "lock_fee": lock_fee,
+        "governance_delay": governance_delay,
+    }
     # An embedded chain as new as the one a deployment was imaged from takes on that image:
     # the same genesis accounts, the same transactions, so the same state, without the
     # seconds py-evm spends creating six contracts (every in-process network deploys).
-    image_key: tuple[Any, ...] | None = None
-    if isinstance(chain, EmbeddedChain) and chain.w3.eth.block_number == 0:
-        image_key = (
-            tuple(chain.accounts),
-            admin,
-            verifiers_per_query,
-            min_stake,
-            slash_amount,
-            timeout_blocks,
-            lock_fee,
-            governance_delay,
-            tuple(sorted((name, a.bytecode) for name, a in artifacts.items())),
-        )
-        imaged = _IMAGES.get(image_key)
-        if imaged is not None and chain.restore(imaged[0]):
-            return imaged[1]
-    deployment = _deploy_all(
-        chain,
+    if not isinstance(chain, EmbeddedChain) or chain.w3.eth.block_number != 0:
+        return _deploy_all(chain, admin, artifacts, **params)
+    image_key = (
+        tuple(chain.accounts),
         admin,
-        artifacts,
-        verifiers_per_query=verifiers_per_query,
-        min_stake=min_stake,
-        slash_amount=slash_amount,
-        timeout_blocks=timeout_blocks,
-        lock_fee=lock_fee,
-        governance_delay=governance_delay,
+        tuple(params.items()),
+        tuple(sorted((name, a.bytecode) for name, a in artifacts.items())),
     )
-    if image_key is not None:
-        assert isinstance(chain, EmbeddedChain)
-        _IMAGES[image_key] = (chain.image(), deployment)
+    imaged = _IMAGES.get(image_key)
+    if imaged is not None and chain.restore(imaged[0]):
+        return imaged[1]
+    deployment = _deploy_all(chain, admin, artifacts, **params)
+    _IMAGES[image_key] = (chain.image(), deployment)
     return deployment
 
 
