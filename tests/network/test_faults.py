@@ -52,6 +52,14 @@ def kill(network: Network, name: str) -> None:
     raise AssertionError(f"{name} did not die")
 
 
+def logs(network: Network, lines: int = 8) -> dict[str, list[str]]:
+    """The last lines of each role's log (its refusals and failures, timed)."""
+    tails = {}
+    for log in sorted((network.dir / "logs").glob("*.log")):
+        tails[log.stem] = log.read_text(errors="replace").splitlines()[-lines:]
+    return tails
+
+
 def peer(analyst: NetworkAnalyst, name: str) -> Any:
     return next(p for p in analyst.peers if p.name == name)
 
@@ -88,7 +96,7 @@ def test_command_line_over_the_network(network: Network, tmp_path: Any) -> None:
     verdict = json.loads(res.stdout.strip().splitlines()[-1])
     assert verdict["status"] == "passed" and verdict["verdicts"][0]["passed"]
     # every provider contributed; if not, the query's own account of who was left out and why
-    assert verdict["trail"]["contribution"] == 4, out.get("excluded_providers")
+    assert verdict["trail"]["contribution"] == 4, (out.get("excluded_providers"), logs(network))
     assert verdict["trail"]["result"] == 1
     # re-checked here from the verifier's copy of the record: proofs and on-chain trail
     assert verdict["rechecked_here"]["passed"] is True
@@ -200,6 +208,12 @@ def test_provider_killed_mid_query_then_restarted(
     assert res.verified and res.ledger is not None and res.ledger.status == "passed"
     assert "lab-d" in res.excluded_providers and "unreachable" in res.excluded_providers["lab-d"]
     assert "lab-d" not in res.providers and len(res.providers) == 3
+    # asked for the providers' info while it is down: left out of the next query, and said so
+    assert "lab-d" not in analyst.providers_info(refresh=True)
+    assert "could not be asked for its info" in analyst.absent["lab-d"]
+    down = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+    assert down.verified and "lab-d" not in down.providers and len(down.providers) == 3
+    assert down.excluded_providers["lab-d"].startswith("not in the query: could not be asked")
     # restarted from its own state: same key, same listing, its budget as it was
     network.restart("lab-d")
     info = analyst.providers_info(refresh=True)["lab-d"]["tables"]["patients"]

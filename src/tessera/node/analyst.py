@@ -113,6 +113,8 @@ class NetworkAnalyst(StatisticsApi):
         # each role's own instead of the sum of everything sharing the interpreter)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analyst")
         self._info: dict[str, dict[str, Any]] = {}
+        #: providers the last :meth:`providers_info` could not reach, with the reason
+        self.absent: dict[str, str] = {}
         self.on_progress: Callable[[str], None] = lambda _msg: None
 
     def close(self) -> None:
@@ -123,19 +125,39 @@ class NetworkAnalyst(StatisticsApi):
 
     # -- what the providers publish -------------------------------------------------------
     def providers_info(self, refresh: bool = False) -> dict[str, dict[str, Any]]:
-        if refresh or not self._info:
-            futures = {
-                p.name: self._pool.submit(self.transport.call, p.address, "info", {})
-                for p in self._of("provider")
-            }
-            info = {}
+        """Each provider's published info (tables, bounds, budgets), by name: asked once and
+        kept, asked again with ``refresh``. A provider that cannot be reached (asked twice)
+        is not a holder for now, and is asked again next time; it is listed, with the
+        reason, in :attr:`absent`, and every query made meanwhile reports it left out."""
+        ask = [p for p in self._of("provider") if refresh or p.name not in self._info]
+        if ask:
+            futures = {p.name: self._pool.submit(self._ask_info, p) for p in ask}
+            info = {} if refresh else dict(self._info)
+            absent = {} if refresh else dict(self.absent)
             for name, f in futures.items():
                 try:
                     info[name] = f.result()
-                except TransportError:
-                    continue  # down now: not a holder for this query
-            self._info = info
+                    absent.pop(name, None)
+                except TransportError as exc:
+                    info.pop(name, None)
+                    absent[name] = f"could not be asked for its info: {exc}"
+            self._info, self.absent = info, absent
         return self._info
+
+    #: seconds a provider has to publish its info (a cheap read): one that hangs is absent
+    INFO_TIMEOUT = 30.0
+
+    def _ask_info(self, peer: Peer) -> dict[str, Any]:
+        """A provider's info; asked once more after a failure (a dropped connection, a
+        restart under way), as asking has no effect."""
+        try:
+            answer: dict[str, Any] = self.transport.call(
+                peer.address, "info", {}, timeout=self.INFO_TIMEOUT
+            )
+        except TransportError:
+            time.sleep(0.5)
+            answer = self.transport.call(peer.address, "info", {}, timeout=self.INFO_TIMEOUT)
+        return answer
 
     def _holders(self, table: str) -> dict[str, dict[str, Any]]:
         holders = {
@@ -470,6 +492,7 @@ class NetworkAnalyst(StatisticsApi):
         prepared = ticket.prepare()
         body = {"ticket": ticket.to_json()}
         providers = {p.name: p for p in self._of("provider") if p.name in holders}
+        absent = {n: why for n, why in self.absent.items() if n not in holders}
         nodes = {p.index: p for p in self._of("node") if p.index is not None}
 
         def ask(peer: Peer, path: str, payload: Mapping[str, Any]) -> Callable[[], dict[str, Any]]:
@@ -544,6 +567,8 @@ class NetworkAnalyst(StatisticsApi):
             return vc, str(raw)
 
         taken, excluded = gather(contrib_f, contribution)
+        for name, why in absent.items():  # never asked: said, not dropped silently
+            excluded.setdefault(name, f"not in the query: {why}")
         # committed, but the analyst did not get it: the nodes fetch it from the provider
         lacking = sorted(n for n in excluded if ticket.account_of(n) in committed)
         if lacking:

@@ -9,6 +9,7 @@ key directory) and never twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -201,9 +202,13 @@ def assemble(cfg: RoleConfig) -> Assembled:
 
 
 def run(cfg: RoleConfig, on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve the role until SIGINT/SIGTERM."""
+    """Serve the role until SIGINT/SIGTERM; its refusals and failures, timed, on stderr
+    (the role's log in a launched network)."""
     from tessera.node.http import create_app, serve
 
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     a = assemble(cfg)
     if isinstance(a.role, Recovering):
         # providers and verifiers settle what the ledger closed, or what they were drawn

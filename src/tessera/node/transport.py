@@ -150,6 +150,8 @@ def serve_request(
             raise TypeError(f"handler returned a {type(result).__name__}, not a dict")
         return 200, encode_body(result)
     except TesseraError as exc:
+        # in the role's log: a refusal the caller may report only as "left out"
+        log.warning("refused %s: %s: %s", path, type(exc).__name__, exc)
         return _error_reply(exc)
     except Exception as exc:
         return internal_error(exc)
@@ -314,11 +316,17 @@ class HttpTransport:
         self.timeout = timeout
         self._peers = {to_checksum_address(a): url.rstrip("/") for a, url in peers.items()}
         # trust_env=False: peers are on loopback; a proxy from the environment must not
-        # see (or break) node-to-node traffic.
+        # see (or break) node-to-node traffic. An idle connection is dropped after 5 s, well
+        # before the servers' 30 s (serve.py): one the server is closing at the moment it
+        # is reused would lose the request. A refused connection is tried once more (a
+        # peer restarting), as nothing was sent.
         self._client = httpx.Client(
             timeout=timeout,
             trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=30.0),
+            transport=httpx.HTTPTransport(
+                retries=1,
+                limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=5.0),
+            ),
         )
 
     def add_peer(self, address: str, url: str) -> None:
