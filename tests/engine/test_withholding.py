@@ -4,7 +4,9 @@ that claims an honest provider withheld, over the in-process network (the deploy
 The nodes aggregate exactly what was committed, so that the analyst cannot leave out an
 honest provider; a committed contribution the analyst lacks, each node fetches from its
 provider itself (``committed``), and one that no node gets, matching its digest, is left
-out on the record, in the aggregate every switching node locked.
+out on the record, in the aggregate every switching node locked. The drawn verifiers'
+verdict names it withheld, and the market pays it nothing (its cut goes back to the
+analyst); a record that names an honest provider withheld is refused without a vote.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import pytest
 
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
 from tessera.errors import DecodeError, NotFound, PolicyViolation, ProtocolError
-from tessera.node.local_network import DatasetPolicy, LocalNetwork
-from tessera.node.roles.verifier import check_query
+from tessera.ledger import AuditTrail
+from tessera.node.local_network import DatasetPolicy, LocalNetwork, QueryResult
+from tessera.node.roles.verifier import bind_record, check_query, check_trail
 from tessera.protocol import codec
 from tessera.protocol.wire import record_from_json
 from tessera.testing.adversary import garbling_provider, strips_contribution, withholding_provider
@@ -49,6 +52,23 @@ def network(dlog: DiscreteLog, seed: int) -> tuple[LocalNetwork, dict[str, pd.Da
 def pooled(frames: dict[str, pd.DataFrame], *names: str) -> tuple[int, int]:
     rows = pd.concat([frames[n] for n in names])
     return len(rows), int(rows["age"].sum())
+
+
+def owed(net: LocalNetwork) -> dict[str, int]:
+    """What settlements owe each provider and the analyst (pull payments), by name."""
+    who = {name: p.account.address for name, p in net.providers.items()}
+    who["analyst"] = net.ledger.analyst.address
+    return {name: net.ledger.admin.owed(account) for name, account in who.items()}
+
+
+def cuts(net: LocalNetwork, res: QueryResult) -> dict[str, int]:
+    """Each provider's cut of the query's price, by name (the ledger's entries)."""
+    q = net.ledger.admin.query(bytes.fromhex(res.query_id))
+    name = {p.account.address: n for n, p in net.providers.items()}
+    return {
+        name[net.ledger.admin.dataset(d).provider]: cut
+        for d, cut in zip(q.dataset_ids, q.provider_cuts, strict=True)
+    }
 
 
 def values(net: LocalNetwork) -> tuple[int, int]:
@@ -91,6 +111,8 @@ def test_a_provider_that_commits_then_serves_nothing_is_left_out_on_the_record(
     withholder = net.providers["p1"]
     withholding_provider(withholder.role)
     budget = net.ledger.admin.dataset(withholder.datasets["patients"]).budget_remaining
+    reputation = net.ledger.admin.participant(withholder.account.address).reputation
+    before = owed(net)
     res = net.sql(SQL, epsilon=1.0)
     # the query completes with the honest providers' data; p1 is out, with its reason
     assert res.verified and res.ledger is not None and res.ledger.status == "passed"
@@ -109,6 +131,16 @@ def test_a_provider_that_commits_then_serves_nothing_is_left_out_on_the_record(
     assert set(trail.of("aggregate").values()) == {locked}
     # its budget stays spent (it committed a contribution, decided on its rows)
     assert net.ledger.admin.dataset(withholder.datasets["patients"]).budget_remaining < budget
+    # the verifiers named it withheld; the settlement paid p0 and p2 their cuts, p1
+    # nothing: its cut went back to the analyst (with the node pool's rounding remainder)
+    verdict = net.verifiers[0].on_verdict({"query_id": res.query_id}, net.ledger.analyst.address)
+    assert verdict["withheld"] == [withholder.account.address]
+    cut = cuts(net, res)
+    paid = {name: owed(net)[name] - before[name] for name in before}
+    q = net.ledger.admin.query(qid)
+    remainder = q.node_pool % len(net.nodes)
+    assert paid == {"p0": cut["p0"], "p1": 0, "p2": cut["p2"], "analyst": cut["p1"] + remainder}
+    assert net.ledger.admin.participant(withholder.account.address).reputation == reputation - 1
     # exact, the others' values are the pooled ones
     assert values(net) == pooled(frames, "p0", "p2")
 
@@ -140,3 +172,46 @@ def test_an_analyst_that_claims_an_honest_provider_withheld_gets_its_data_includ
     assert len(record_from_json(record).contributions) == 2
     with pytest.raises(ProtocolError, match="aggregate: not the one the switching nodes"):
         check_query(net.ledger.admin, res.ticket, record)
+    # so p1 was paid its cut like the others
+    cut = cuts(net, res)
+    assert {n: v for n, v in owed(net).items() if n != "analyst"} == cut
+
+
+def test_a_record_names_withheld_only_a_provider_that_committed_a_contribution_left_out(
+    dlog: DiscreteLog,
+) -> None:
+    """check_trail takes a withheld name only for a contribution committed on-chain and
+    not in the record: an honest provider's contribution in the record, or a provider
+    that committed nothing, named withheld, fails the record before any vote."""
+    net, _ = network(dlog, seed=34)
+    res = net.sql(SQL)
+    assert res.verified and res.record.withheld == {}
+    qid = bytes.fromhex(res.query_id)
+    q = net.ledger.admin.query(qid)
+    committee = net.ledger.admin.committee(q.committee)
+    trail = net.ledger.admin.audit_trail(qid, verdicts=False)
+    kept = net.verifiers[0].on_record({"query_id": res.query_id}, net.ledger.analyst.address)
+
+    def failures(withheld: dict[str, str], on: AuditTrail = trail) -> list[str]:
+        record = record_from_json({**kept["record"], "withheld": withheld})
+        bind_record(record, res.ticket, committee)
+        return check_trail(on, record, res.ticket, committee.nodes, q.analyst)
+
+    assert failures({}) == []  # the record as it is: the query's trail
+    named = "named withheld but committed no contribution left out"
+    # p1's contribution is in the record (and in the aggregate), yet named withheld
+    assert any(named in f for f in failures({"p1": "withheld: says the analyst"}))
+    # a name the ticket does not hold
+    assert any(named in f for f in failures({"p9": "withheld: says the analyst"}))
+    # a provider that committed nothing (its commitment taken off the trail here)
+    p1 = net.providers["p1"].account.address
+    contributions = {a: d for a, d in trail.of("contribution").items() if a != p1}
+    without = AuditTrail(qid, {**trail.commitments, "contribution": contributions}, -1)
+    record = dict(kept["record"])
+    record["contributions"] = [
+        c
+        for c in record["contributions"]
+        if codec.decode_contribution_limbs(bytes.fromhex(c)).provider != "p1"
+    ]
+    kept = {**kept, "record": record}
+    assert any(named in f for f in failures({"p1": "withheld"}, without))

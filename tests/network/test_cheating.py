@@ -2,7 +2,7 @@
 shares; a provider that refuses a query its public policy allows; one that commits its
 contribution on-chain, then sends the analyst other bytes (the nodes fetch the committed
 ones); one that commits, then holds the analyst's request open and serves nothing to
-anyone (left out on the record); and an
+anyone (left out on the record, and paid nothing at settlement); and an
 analyst that tells the nodes an honest provider withheld."""
 
 from __future__ import annotations
@@ -54,12 +54,16 @@ def test_cheating_node_is_excluded_slashed_and_the_result_stands(network: Networ
         before = {a: analyst.ledger.balance(a) for a in (cheater, *honest)}
         stake = analyst.ledger.participant(cheater).stake
         budget = budgets(analyst)
+        holders = analyst._holders("patients")
+        owed = {p: analyst.ledger.owed(str(h["address"])) for p, h in holders.items()}
         start = time.perf_counter()
         res = analyst.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
         seconds = time.perf_counter() - start
         after = budgets(analyst)
         accounts = {p: str(h["address"]) for p, h in analyst._holders("patients").items()}
         trail = analyst.ledger.audit_trail(bytes.fromhex(res.query_id), verdicts=False)
+        q = analyst.ledger.query(bytes.fromhex(res.query_id))
+        paid = {p: analyst.ledger.owed(accounts[p]) - owed[p] for p in accounts}
     finally:
         analyst.close()
         transport.close()
@@ -96,6 +100,14 @@ def test_cheating_node_is_excluded_slashed_and_the_result_stands(network: Networ
     assert analyst.ledger.owed(cheater) == 0
     for a in honest:
         assert analyst.ledger.owed(a) > 0
+    # the verdict named the withholder withheld: the settlement paid the two providers
+    # whose data is in the result their cut, and neither the withholder (it committed,
+    # then delivered nothing) nor the refuser (it committed nothing)
+    cut = {
+        p: q.provider_cuts[q.dataset_ids.index(int(h["dataset_id"]))] for p, h in holders.items()
+    }
+    assert paid == {HONEST: cut[HONEST], GARBLER: cut[GARBLER], WITHHOLDER: 0, REFUSER: 0}
+    assert cut[WITHHOLDER] > 0
 
 
 def test_an_analyst_that_claims_an_honest_provider_withheld_gets_its_data_included(

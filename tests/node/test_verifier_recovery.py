@@ -8,6 +8,7 @@ over real processes, with ``kill -9``: ``tests/network/test_faults.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,9 @@ def crash_at_vote(role: VerifierRole, error: Exception | None = None) -> None:
     """The vote fails with ``error``; by default as a crash would: nothing after it runs
     (an exception outside the error tree, which no handler of the role catches)."""
 
-    def vote(query_id: bytes, work_ok: bool, cheaters: list[str]) -> VerdictPosted:
+    def vote(
+        query_id: bytes, work_ok: bool, cheaters: list[str], withheld: Sequence[str] = ()
+    ) -> VerdictPosted:
         raise error or RuntimeError("the verifier died before its vote reached the ledger")
 
     role.vote = vote  # type: ignore[method-assign]

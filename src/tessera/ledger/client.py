@@ -187,6 +187,12 @@ def _digest(value: bytes) -> bytes:
     return bytes(value)
 
 
+def _ascending(accounts: Iterable[str]) -> list[str]:
+    """Accounts once each, ascending by address: the order the market requires of the
+    accounts a verdict names (so that equal verdicts are the same vote)."""
+    return sorted({Web3.to_checksum_address(a) for a in accounts}, key=lambda a: int(a, 16))
+
+
 # -- dataclasses ---------------------------------------------------------------
 
 
@@ -1215,13 +1221,21 @@ class LedgerClient:
         return bool(self._view("work_complete", fn))
 
     def post_verdict(
-        self, query_id: QueryId, passed: bool, cheaters: Iterable[str] = ()
+        self,
+        query_id: QueryId,
+        passed: bool,
+        cheaters: Iterable[str] = (),
+        withheld: Iterable[str] = (),
     ) -> VerdictPosted:
-        """Drawn verifier: vote a verdict; the query settles when a majority agrees. A
-        query over more than 64 datasets then credits its providers in further
-        transactions (:meth:`settle`), which this one sends."""
-        ordered = sorted({Web3.to_checksum_address(c) for c in cheaters}, key=lambda a: int(a, 16))
-        fn = self.market.functions.post_verdict(query_id_bytes(query_id), passed, ordered)
+        """Drawn verifier: vote a verdict (passed or not, the committee members proven to
+        have cheated, the providers whose committed contribution the record leaves out as
+        withheld); the query settles when a majority agrees on the same verdict, and then
+        pays no withheld provider its cut (it goes back to the analyst). A query over
+        more than 64 datasets then credits its providers in further transactions
+        (:meth:`settle`), which this one sends."""
+        fn = self.market.functions.post_verdict(
+            query_id_bytes(query_id), passed, _ascending(cheaters), _ascending(withheld)
+        )
         tx, receipt = self._transact("post_verdict", fn)
         settled = bool(self.market.events.QuerySettled().process_receipt(receipt, errors=DISCARD))
         if settled:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Sequence
 
 from tessera.errors import ChainUnreachable
 from tessera.ledger.client import QueryId, Tx, VerdictPosted
@@ -20,7 +21,9 @@ def crash_before_vote(role: VerifierRole) -> VerifierRole:
     """The verifier's process is killed (SIGKILL, as ``kill -9``) at the moment it would
     post its verdict: it has checked the record, its vote is not on the ledger."""
 
-    def vote(query_id: bytes, work_ok: bool, cheaters: list[str]) -> VerdictPosted:
+    def vote(
+        query_id: bytes, work_ok: bool, cheaters: list[str], withheld: Sequence[str] = ()
+    ) -> VerdictPosted:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable: the process is gone")  # pragma: no cover
 

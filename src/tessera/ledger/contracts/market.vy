@@ -140,6 +140,8 @@ queries: HashMap[bytes32, Query]
 entries: HashMap[bytes32, DynArray[uint256, MAX_QUERY_DATASETS // 2]]  # two entries a word
 settled_upto: HashMap[bytes32, uint256]  # entries credited so far, once the query is closed
 settle_pays: HashMap[bytes32, bool]  # whether contributing providers are paid (not on failure)
+withholder: HashMap[bytes32, HashMap[address, bool]]  # named withheld by the verdict: unpaid
+any_withheld: HashMap[bytes32, bool]  # whether it names any (if not, settlement looks none up)
 is_provider: HashMap[bytes32, HashMap[address, bool]]  # the providers of a query's datasets
 query_count: public(uint256)
 escrowed: public(uint256)
@@ -190,6 +192,7 @@ event VerdictPosted:
     verifier: indexed(address)
     passed: bool
     cheaters: DynArray[address, MAX_MEMBERS]
+    withheld: DynArray[address, MAX_QUERY_DATASETS]
 
 event QuerySettled:
     query_id: indexed(bytes32)
@@ -618,14 +621,24 @@ def post_scores(query_id: bytes32, digest: bytes32, weights: DynArray[uint256, M
 
 
 @external
-def post_verdict(query_id: bytes32, passed: bool, cheaters: DynArray[address, MAX_MEMBERS]) -> bool:
+def post_verdict(
+    query_id: bytes32,
+    passed: bool,
+    cheaters: DynArray[address, MAX_MEMBERS],
+    withheld: DynArray[address, MAX_QUERY_DATASETS] = [],
+) -> bool:
     """
     @notice A verifier drawn for the query votes a verdict before its
-            deadline: passed or not, and the committee members proven to have
-            cheated (ascending). A passing verdict needs the work to be on the
-            trail. When a majority of the drawn verifiers agree on the same
-            verdict the query settles, and a drawn verifier that voted another
-            verdict loses stake like a cheating node; returns whether it did.
+            deadline: passed or not, the committee members proven to have
+            cheated (ascending), and the providers that committed a
+            contribution the record leaves out as withheld (ascending), as the
+            locked aggregate names them. A passing verdict needs the work to be
+            on the trail. When a majority of the drawn verifiers agree on the
+            same verdict the query settles, and a drawn verifier that voted
+            another verdict loses stake like a cheating node; returns whether
+            it did. A withheld provider is paid nothing (its cut goes back to
+            the analyst, who got nothing from it), loses a little reputation,
+            keeps its stake and its budget spent (it committed).
     """
     self._check_open(query_id)
     assert self._draw_if_due(query_id), "verifiers are drawn from the next block"
@@ -637,17 +650,28 @@ def post_verdict(query_id: bytes32, passed: bool, cheaters: DynArray[address, MA
         assert convert(cheater, uint160) > convert(previous, uint160), "cheaters not ascending"
         assert staticcall registry.is_member(committee, cheater), "cheater not in committee"
         previous = cheater
+    previous = empty(address)
+    for account: address in withheld:
+        assert convert(account, uint160) > convert(previous, uint160), "withheld not ascending"
+        assert self.commitments[query_id][CONTRIBUTION][account] != empty(bytes32), "withheld committed nothing"
+        previous = account
     if passed:
         assert self._work_complete(query_id), "work not complete"
-    key: bytes32 = keccak256(abi_encode(passed, cheaters))
+    key: bytes32 = keccak256(abi_encode(passed, cheaters, withheld))
     self.vote_of[query_id][msg.sender] = key
     self.verdict_count[query_id] += 1
     count: uint256 = self.votes[query_id][key] + 1
     self.votes[query_id][key] = count
-    log VerdictPosted(query_id=query_id, verifier=msg.sender, passed=passed, cheaters=cheaters)
+    log VerdictPosted(
+        query_id=query_id, verifier=msg.sender, passed=passed, cheaters=cheaters, withheld=withheld
+    )
     if count < self._quorum(query_id):
         return False
     slashed: uint256 = self._judge_verifiers(query_id, key)
+    for account: address in withheld:
+        self.withholder[query_id][account] = True
+        self.any_withheld[query_id] = True
+        extcall registry.add_reputation(account, REPUTATION_ABSENT)
     members: DynArray[address, MAX_MEMBERS] = staticcall registry.committee_members(committee)
     if passed:
         self._pay_work(query_id, cheaters, members, slashed, True)
@@ -708,12 +732,14 @@ def _absent_verifiers(query_id: bytes32):
 @internal
 def _settle_batch(query_id: bytes32) -> (uint256, uint256):
     """The next `SETTLE_BATCH` datasets of a closed query: providers whose
-    contribution is on the trail are credited their cut (unless the query failed);
-    the others' cut is credited back to the analyst and their budget given back
-    (their data was never used). Returns (paid, refunded)."""
+    contribution is on the trail are credited their cut (unless the query failed
+    or the verdict named them withheld); the others' cut is credited back to the
+    analyst and, if they committed nothing, their budget given back (their data
+    was never used). Returns (paid, refunded)."""
     analyst: address = self.queries[query_id].analyst
     cost: uint256 = self.queries[query_id].privacy_cost
     pay: bool = self.settle_pays[query_id]
+    named_any: bool = self.any_withheld[query_id]
     start: uint256 = self.settled_upto[query_id]
     end: uint256 = min(start + SETTLE_BATCH, self.queries[query_id].dataset_count)
     paid: uint256 = 0
@@ -731,6 +757,10 @@ def _settle_batch(query_id: bytes32) -> (uint256, uint256):
         if not pay:
             refund += cut
             continue
+        if named_any:
+            if self.withholder[query_id][provider]:
+                refund += cut  # committed, delivered nothing: its budget stays spent
+                continue
         self._credit(provider, cut)
         paid += cut
         self.provider_revenue[provider] += cut

@@ -7,14 +7,16 @@ registry; every message of the record must be the one its author committed
 on-chain, and every message committed must be in the record. Only then does it
 check the proofs and vote, so a verdict is a function of the chain and of
 messages their authors signed for: anyone may ask for one, nobody can steer it.
-A node is named a cheater only for a message it committed whose proof fails.
+A node is named a cheater only for a message it committed whose proof fails; a provider
+is named withheld (and the market pays it nothing) only if it committed a contribution the
+record leaves out, as every switching node locked the aggregate.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tessera.crypto.group import Point
@@ -241,7 +243,9 @@ class VerifierRole(Recovering):
                 # killed from here on, or the chain fails: recover() votes on it later
                 self._keep_pending(key, "query", ticket.to_json(), record_json)
             verdict = verify_record(record)
-            result = self._vote_and_keep(ticket, record_json, verdict, q, nodes)
+            # check_trail took these names only as the switching nodes locked them
+            withheld = [str(ticket.account_of(name)) for name in record.withheld]
+            result = self._vote_and_keep(ticket, record_json, verdict, q, nodes, withheld)
             self.progress_.update(key, "voted", passed=result["passed"])
             return result
 
@@ -252,6 +256,7 @@ class VerifierRole(Recovering):
         verdict: Verdict,
         q: Query,
         nodes: Mapping[int, str],
+        withheld: Sequence[str] = (),
     ) -> dict[str, Any]:
         qid = ticket.query_id
         key = qid.hex()
@@ -265,7 +270,7 @@ class VerifierRole(Recovering):
             # the vote is on the providers' and nodes' work; the analyst's own release
             # cannot fail a query (the price is owed once the work is on the trail)
             try:
-                posted = self.vote(qid, verdict.work_ok, [nodes[i] for i in cheaters])
+                posted = self.vote(qid, verdict.work_ok, [nodes[i] for i in cheaters], withheld)
                 settled, tx = posted.settled, posted.tx.tx_hash
             except LedgerError as exc:
                 if exc.reason != "already voted":
@@ -273,6 +278,7 @@ class VerifierRole(Recovering):
                 # voted before a crash that came before the verdict was stored: the vote
                 # on the ledger stands
         result = verdict_json(verdict, cheaters, settled, self.ledger.query(qid).status, tx)
+        result["withheld"] = sorted(withheld)
         with self.store.transaction() as st:
             st.put("verdict", key, result)
             st.put("record", key, {"ticket": ticket.to_json(), "record": record_json})
@@ -287,9 +293,13 @@ class VerifierRole(Recovering):
             {"status": "waiting", "kind": kind, "ticket": ticket_json, "record": record_json},
         )
 
-    def vote(self, query_id: bytes, work_ok: bool, cheaters: list[str]) -> VerdictPosted:
-        """Post this verifier's verdict on the ledger (a step a test may wrap)."""
-        return self.ledger.post_verdict(query_id, work_ok, cheaters)
+    def vote(
+        self, query_id: bytes, work_ok: bool, cheaters: list[str], withheld: Sequence[str] = ()
+    ) -> VerdictPosted:
+        """Post this verifier's verdict on the ledger: the work passed or not, the nodes it
+        names cheaters, the providers' accounts it names withheld (a step a test may
+        wrap)."""
+        return self.ledger.post_verdict(query_id, work_ok, cheaters, withheld)
 
     def recover(self, why: str = "interrupted by a restart") -> dict[str, str]:
         """After a restart, and in the background (:meth:`tick`): find the open queries
