@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,7 +50,13 @@ from tessera.learning.rounds import Observer, TrainingResult
 from tessera.ledger import LedgerClient, rho_to_micro
 from tessera.ledger.client import chain_seconds
 from tessera.ledger.session import LedgerReceipt, query_kind, refusal
-from tessera.node.answers import Excluded, gather, nobody_left
+from tessera.node.answers import (
+    Excluded,
+    await_answers,
+    fetch_through_nodes,
+    gather,
+    nobody_left,
+)
 from tessera.node.api import DEFAULT_DELTA, StatisticsApi
 from tessera.node.training import NetworkRounds, TrainingQuote, train_over
 from tessera.protocol import codec
@@ -371,34 +377,15 @@ class NetworkAnalyst(StatisticsApi):
         """The providers' answers once each has come, or has committed its contribution
         on-chain and held its answer back for :attr:`ANSWER_GRACE` seconds (then its
         answer is a failure, and the nodes fetch what it committed); and the committed
-        contributions, by account."""
-        answers = dict(futures)
-        first_seen: dict[str, float] = {}
-        while True:
-            _, pending = wait(list(answers.values()), timeout=2.0)
-            committed = self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution")
-            if not pending:
-                return answers, committed
-            now, late = time.monotonic(), []
-            for name, future in answers.items():
-                if (
-                    not future.done()
-                    and ticket.account_of(name) in committed
-                    and now - first_seen.setdefault(name, now) >= self.ANSWER_GRACE
-                ):
-                    late.append(name)
-            if len(late) < len(pending):
-                continue  # someone is still working: its own timeout bounds it
-            for name in late:
-                failed: Future[dict[str, Any]] = Future()
-                failed.set_exception(
-                    TransportError(
-                        f"committed its contribution, then gave no answer in "
-                        f"{self.ANSWER_GRACE:g} s"
-                    )
-                )
-                answers[name] = failed
-            return answers, committed
+        contributions, by account (:func:`~tessera.node.answers.await_answers`, as for a
+        training round's reports)."""
+        return await_answers(
+            futures,
+            lambda: self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution"),
+            ticket.account_of,
+            self.ANSWER_GRACE,
+            "contribution",
+        )
 
     def _fetch_committed(
         self,
@@ -411,35 +398,18 @@ class NetworkAnalyst(StatisticsApi):
         providers (``fetch``), each checked as one received from its provider, and the
         reason of each no node got: withheld. Every node is asked before any key switch,
         so one that a node got is forwarded to all, and every honest node that got none
-        leaves the same providers out (and locks that, :func:`codec.aggregate_digest`)."""
-        body = {"ticket": ticket.to_json(), "providers": list(lacking)}
-        futures = {
-            i: self._pool.submit(self.transport.call, p.address, "fetch", body)
-            for i, p in nodes.items()
-        }
-        got: dict[str, tuple[VectorContribution, str]] = {}
-        reasons: dict[str, str] = {}
-        for future in futures.values():
-            try:
-                answer = future.result()
-                served = dict(answer.get("contributions") or {})
-                refused = dict(answer.get("withheld") or {})
-            except (TesseraError, TypeError, ValueError):
-                continue  # down or refused: the other nodes answer
-            for name in lacking:
-                if name in served and name not in got:
-                    try:
-                        got[name] = accept(name, {"contribution": served[name]})
-                    except (Excluded, TesseraError):
-                        continue  # a node that lies about it: another may have it
-                elif name in refused:
-                    reasons.setdefault(name, str(refused[name]))
-        withheld = {
-            name: reasons.get(name, "withheld: no node could fetch it")
-            for name in lacking
-            if name not in got
-        }
-        return got, withheld
+        leaves the same providers out (and locks that, :func:`codec.aggregate_digest`);
+        :func:`~tessera.node.answers.fetch_through_nodes`, as for a training round."""
+        return fetch_through_nodes(
+            self._pool,
+            self.transport,
+            [p.address for p in nodes.values()],
+            "fetch",
+            {"ticket": ticket.to_json()},
+            lacking,
+            "contribution",
+            accept,
+        )
 
     def _chain_failure(self, exc: TesseraError, receipt: LedgerReceipt) -> ChainUnreachable | None:
         """A query that failed because the chain went down, as one error that says so.

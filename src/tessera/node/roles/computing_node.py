@@ -18,10 +18,9 @@ from tessera.errors import (
     NotFound,
     PolicyViolation,
     ProtocolError,
-    TesseraError,
-    TransportError,
 )
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
+from tessera.node.answers import Excluded, fetch_committed
 from tessera.node.roles.base import Progress, admitted, open_query, provider_accounts
 from tessera.node.roles.committee import DkgMember
 from tessera.node.roles.training import TrainingMember
@@ -182,7 +181,7 @@ class NodeRole(DkgMember, TrainingMember):
             missing = self._check_contributions(
                 ticket, prepared.query, q, trail, contributions, raw
             )
-            fetched, withheld = self._obtain(ticket, trail, missing)
+            fetched, withheld = self._obtain_contributions(ticket, trail, missing)
             nodes = committee.nodes
             self._check_noise(prepared.query, trail, nodes, noise, raw_noise, raw_rejected)
         everything = [
@@ -238,59 +237,68 @@ class NodeRole(DkgMember, TrainingMember):
                 raise PolicyViolation(f"{name!r} is not a provider of this query")
             if account in committed:
                 missing[account] = name
-        fetched, withheld = self._obtain(ticket, trail, missing)
+        fetched, withheld = self._obtain_contributions(ticket, trail, missing)
         return {"contributions": fetched, "withheld": withheld}
 
     FETCH_TIMEOUT = 20.0  # seconds a provider has to serve what it committed
 
     def _obtain(
-        self, ticket: QueryTicket, trail: AuditTrail, missing: Mapping[str, str]
+        self,
+        query_id: bytes,
+        committed: Mapping[str, bytes],
+        missing: Mapping[str, str],
+        what: str,
+        check: Callable[[str, bytes, bytes], None],
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """For each committed contribution the analyst lacks (``missing``: account → name),
-        the contribution as its provider serves it to this node (``committed``), or why it
-        is left out: unreachable, refused, or bytes that are not what it committed, do not
-        decode or fail their knowledge proof. Decided once per query and provider (kept in
-        the store): a provider that withheld cannot change this node's mind later."""
+        """For each committed ``what`` (a query's ``"contribution"``, a training round's
+        ``"report"``) the analyst lacks (``missing``: account → name), the bytes as its
+        provider serves them to this node (``committed``), checked by ``check(name, raw,
+        digest)`` against the digest on-chain; or why it is left out: unreachable, refused,
+        or bytes that are not what it committed, do not decode or fail their proof.
+        Decided once per query and provider (kept in the store): a provider that withheld
+        cannot change this node's mind later."""
         fetched: dict[str, str] = {}
         withheld: dict[str, str] = {}
-        qid = ticket.query_id
         for account, name in sorted(missing.items(), key=lambda item: item[1]):
-            key = f"{qid.hex()}/{account.lower()}"
+            key = f"{query_id.hex()}/{account.lower()}"
             kept = self.store.get("fetched", key)
             if kept is None:
-                digest = trail.of("contribution")[account]
-                kept = self._fetch(ticket, name, account, digest)
+                digest = committed[account]
+                self.progress_.update(query_id.hex(), f"fetching the {what} of {name}")
+                kept = fetch_committed(
+                    self.transport,
+                    account,
+                    query_id,
+                    what,
+                    _bound(check, name, digest),
+                    timeout=self.FETCH_TIMEOUT,
+                    who=f"node {self.index}",
+                )
                 self.store.put("fetched", key, kept)
-            if "contribution" in kept:
-                fetched[name] = kept["contribution"]
+            if what in kept:
+                fetched[name] = kept[what]
             else:
                 withheld[name] = kept["withheld"]
         return fetched, withheld
 
-    def _fetch(self, ticket: QueryTicket, name: str, account: str, digest: bytes) -> dict[str, str]:
+    def _obtain_contributions(
+        self, ticket: QueryTicket, trail: AuditTrail, missing: Mapping[str, str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """:meth:`_obtain` of a query's committed contributions."""
         qid = ticket.query_id
-        self.progress_.update(qid.hex(), f"fetching the contribution of {name}")
-        try:
-            answer = self.transport.call(
-                account, "committed", {"query_id": qid.hex()}, timeout=self.FETCH_TIMEOUT
-            )
-        except TransportError as exc:
-            return {"withheld": f"withheld: unreachable by node {self.index}: {exc}"}
-        except TesseraError as exc:
-            return {"withheld": f"withheld: refused node {self.index}: {type(exc).__name__}"}
-        try:
-            raw = from_hex(answer.get("contribution"), "contribution")
+
+        def check(name: str, raw: bytes, digest: bytes) -> None:
             if codec.digest("contribution", qid, raw) != digest:
-                return {"withheld": "withheld: served a contribution other than the committed one"}
+                raise Excluded("served a contribution other than the committed one")
             vc = codec.decode_contribution_limbs(raw)
             if vc.provider != name:
-                return {"withheld": "withheld: committed a contribution under another name"}
-            check_contribution_knowledge(ticket.prepare().query, vc)
-        except (DecodeError, ValueError) as exc:
-            return {"withheld": f"withheld: committed bytes that do not decode: {exc}"}
-        except InvalidProof:
-            return {"withheld": "withheld: committed a contribution whose knowledge proof fails"}
-        return {"contribution": raw.hex()}
+                raise Excluded("committed a contribution under another name")
+            try:
+                check_contribution_knowledge(ticket.prepare().query, vc)
+            except InvalidProof as exc:
+                raise Excluded("committed a contribution whose knowledge proof fails") from exc
+
+        return self._obtain(qid, trail.of("contribution"), missing, "contribution", check)
 
     def _lock_aggregate(
         self, qid: bytes, trail: AuditTrail, members: set[str], digest: bytes
@@ -409,6 +417,12 @@ class NodeRole(DkgMember, TrainingMember):
         if kept is None:
             raise NotFound(f"node {self.index} holds no record for query 0x{qid.hex()}")
         return dict(kept)
+
+
+def _bound(
+    check: Callable[[str, bytes, bytes], None], name: str, digest: bytes
+) -> Callable[[bytes], None]:
+    return lambda raw: check(name, raw, digest)
 
 
 def _list(body: Mapping[str, Any], name: str) -> list[Any]:
