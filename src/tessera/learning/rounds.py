@@ -147,6 +147,9 @@ class RoundRecord:
     query_id: str | None = None  # the round's query on the market (hex), if it ran on one
     #: the providers' contribution scores, if the round was scored (``contribution=``)
     contribution: ScoreRecord | None = None
+    #: providers that committed their report and withheld it (name, reason): left out of
+    #: the round (they are in ``excluded`` too), their budget charged all the same
+    withheld: tuple[tuple[str, str], ...] = ()
 
 
 class Observer(Protocol):
@@ -162,6 +165,16 @@ class Observer(Protocol):
 class TrainingResult:
     params: Array
     rounds: tuple[RoundRecord, ...]
+
+    @property
+    def withheld(self) -> dict[str, tuple[int, ...]]:
+        """Each provider that committed a report and withheld it, with the rounds it did
+        so in (left out of them, charged for them)."""
+        out: dict[str, list[int]] = {}
+        for record in self.rounds:
+            for name, _ in record.withheld:
+                out.setdefault(name, []).append(record.index)
+        return {name: tuple(rounds) for name, rounds in sorted(out.items())}
 
 
 class RoundNode(Protocol):
@@ -299,6 +312,8 @@ class RoundOutcome:
     clipped: int | None  # updates over the clip; None where the providers keep it to themselves
     query_id: str | None = None
     contribution: ScoreRecord | None = None
+    #: committed reports no node got, with the reason (also in ``excluded``)
+    withheld: tuple[tuple[str, str], ...] = ()
 
 
 class RoundRunner(Protocol):
@@ -377,6 +392,7 @@ def run_training(
                 score=score,
                 query_id=outcome.query_id,
                 contribution=outcome.contribution,
+                withheld=outcome.withheld,
             )
         )
         if observer is not None:

@@ -11,7 +11,10 @@ the in-process :func:`~tessera.learning.rounds.train`). One round:
    dataset's budget there; a refusal (a spent budget) stops training;
 2. every node commits to its verify-key seed (``train/commit``);
 3. each provider trains on its table, and returns its sealed, proven report
-   (``train/report``) after committing its digest on-chain;
+   (``train/report``) after committing its digest on-chain; one that committed and then
+   holds its answer back ``ANSWER_GRACE`` seconds, or answers other bytes, the nodes
+   fetch from it (``train/fetch``, :mod:`tessera.node.answers`, as for a query), and one
+   no node gets is left out as *withheld*, named in the round's record and its result;
 4. :func:`~tessera.learning.rounds.close_round` drives the nodes through the joint
    verification (:class:`RemoteNode`: ``train/lock`` … ``train/release``), each node
    checking the reports against the chain;
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tessera.errors import PolicyViolation, QueryError
+from tessera.errors import PolicyViolation, ProtocolError, QueryError
 from tessera.learning import secure
 from tessera.learning.config import TrainingConfig, fixed_point_for, labels_for, scale_features
 from tessera.learning.models import Array, Model
@@ -46,8 +49,14 @@ from tessera.learning.rounds import (
 from tessera.learning.serialize import encode_model, model_spec
 from tessera.ledger import rho_to_micro
 from tessera.ledger.client import MICRO
-from tessera.node.answers import Excluded, gather, nobody_left
-from tessera.protocol.training import SealedReport
+from tessera.node.answers import (
+    Excluded,
+    await_answers,
+    fetch_through_nodes,
+    gather,
+    nobody_left,
+)
+from tessera.protocol.training import SealedReport, report_digest
 from tessera.protocol.training_round import OPERATION, RoundTranscript, TrainingTicket
 
 if TYPE_CHECKING:
@@ -64,7 +73,12 @@ class RemoteNode:
         # what the node answered, for the round's record (what a verifier re-checks)
         self.verifier_shares: dict[str, tuple[bytes | None, ...]] = {}
         self.decisions: tuple[tuple[str, ...], dict[str, str]] = ((), {})
+        self.withheld: tuple[str, ...] = ()  # the committed reports it left out, locked
         self.released = b""
+
+    @property
+    def address(self) -> str:
+        return self._peer.address
 
     def _call(self, path: str, **body: Any) -> dict[str, Any]:
         answer: dict[str, Any] = self._transport.call(
@@ -102,6 +116,7 @@ class RemoteNode:
         excluded = {str(k): str(v) for k, v in answer["excluded"].items()}
         self.verifier_shares = {n: tuple(vs) for n, vs in verifier_shares.items()}
         self.decisions = (tuple(accepted), excluded)
+        self.withheld = tuple(sorted(str(n) for n in answer.get("withheld") or {}))
         return accepted, excluded
 
     def release(self) -> bytes:
@@ -238,6 +253,14 @@ class NetworkRounds:
             for name in chosen
         }
 
+        futures, committed = await_answers(
+            futures,
+            lambda: a.ledger.audit_trail(qid, verdicts=False).of("contribution"),
+            ticket.account_of,
+            a.ANSWER_GRACE,
+            "report",
+        )
+
         def report(name: str, answer: Mapping[str, Any]) -> SealedReport:
             try:
                 sealed = SealedReport.decode(bytes.fromhex(str(answer.get("report"))))
@@ -249,13 +272,40 @@ class NetworkRounds:
                 round_index,
             ):
                 raise Excluded("sent a report for another provider, training or round")
+            if committed.get(str(ticket.account_of(name))) != report_digest(sealed):
+                raise Excluded("sent a report other than the one it committed on-chain")
             return sealed
 
         sealed, excluded = gather(futures, report)
+        # committed, but the analyst did not get it: the nodes fetch it from the provider
+        lacking = sorted(n for n in excluded if ticket.account_of(n) in committed)
+        withheld: dict[str, str] = {}
+        if lacking:
+            a.on_progress(f"round {round_index + 1}: the nodes fetch {len(lacking)} reports")
+            got, withheld = fetch_through_nodes(
+                a._pool,
+                a.transport,
+                [node.address for node in nodes],
+                "train/fetch",
+                {"ticket": body},
+                lacking,
+                "report",
+                report,
+            )
+            for name in got:
+                del excluded[name]
+            sealed.update(got)
+            excluded.update(withheld)
         if not sealed:
             raise nobody_left(f"round {round_index + 1}: no provider could report", excluded)
         a.on_progress(f"round {round_index + 1}: the nodes verify {len(sealed)} reports")
         agg = close_round(nodes, commitments, sealed, chosen, excluded, each)
+        locked = {node.withheld for node in nodes}
+        if locked != {tuple(sorted(withheld))}:
+            raise ProtocolError(
+                f"round {round_index + 1}: the nodes left out {sorted(locked)} as withheld, "
+                f"the analyst found {sorted(withheld)} withheld"
+            )
         total = secure.unshard(ticket.vdaf, agg.shares, len(agg.accepted))
         new = server_update(
             params, total, agg.accepted, self.config, self.fixed_point, self._max_rows
@@ -269,10 +319,18 @@ class NetworkRounds:
             decisions={node.index: node.decisions for node in nodes},
             released={node.index: node.released for node in nodes},
             result=result,
+            withheld=withheld,
         )
         a.on_progress(f"round {round_index + 1}: the verifiers check the round")
         self.verify(ticket, record)
-        return RoundOutcome(new, agg.accepted, agg.excluded, None, "0x" + qid.hex())
+        return RoundOutcome(
+            new,
+            agg.accepted,
+            agg.excluded,
+            None,
+            "0x" + qid.hex(),
+            withheld=tuple(sorted(withheld.items())),
+        )
 
     def verify(self, ticket: TrainingTicket, record: RoundTranscript) -> list[dict[str, Any]]:
         """Ask the verifiers drawn for the round to re-check it and vote (a majority settles

@@ -16,10 +16,11 @@ The messages between providers and nodes (sealed reports, seeds) are in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -335,13 +336,17 @@ def round_decisions(
     accepted: Sequence[str],
     excluded: Mapping[str, str],
     verifier_shares: Mapping[str, Sequence[bytes | None]],
+    withheld: Iterable[str] = (),
 ) -> dict[str, Any]:
     """What a node commits on-chain as its ``aggregate`` when it has decided a round: the
-    reports it accepted, those it refused and why, and the hash of every verifier share
-    it decided on (so the shares a verifier is shown can be checked against it)."""
+    reports it accepted, those it refused and why, the providers whose committed report
+    it left out as withheld (by name: the reasons are each node's own), and the hash of
+    every verifier share it decided on (so the shares a verifier is shown can be checked
+    against it)."""
     return {
         "accepted": sorted(accepted),
         "excluded": dict(sorted(excluded.items())),
+        "withheld": sorted(withheld),
         "verifier_shares": {
             n: [None if v is None else hashlib.sha256(v).hexdigest() for v in vs]
             for n, vs in sorted(verifier_shares.items())
@@ -359,6 +364,9 @@ class RoundTranscript:
     decisions: Mapping[int, tuple[tuple[str, ...], Mapping[str, str]]]  # node -> (acc, excl)
     released: Mapping[int, bytes]  # node -> its noised aggregate share
     result: bytes  # the encoded model the analyst committed as the round's result
+    #: providers whose committed report no node got (the analyst's reasons): left out, as
+    #: every node locked in its decisions
+    withheld: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -374,6 +382,7 @@ class RoundTranscript:
             },
             "released": {str(i): s.hex() for i, s in sorted(self.released.items())},
             "result": self.result.hex(),
+            "withheld": dict(sorted(self.withheld.items())),
         }
 
     @classmethod
@@ -408,6 +417,13 @@ class RoundTranscript:
             decisions[node] = (tuple(acc), {str(k): v for k, v in exc.items()})
         released_raw = _str_map(data.get("released"), f"{where}.released")
         released = {_node_index(k, f"{where}.released"): v for k, v in released_raw.items()}
+        withheld = data.get("withheld", {})
+        if (
+            not isinstance(withheld, dict)
+            or len(withheld) > MAX_PROVIDERS
+            or not all(isinstance(v, str) for v in withheld.values())
+        ):
+            raise DecodeError(f"{where}.withheld: expected an object of provider: reason")
         return cls(
             model=from_hex(data.get("model"), f"{where}.model"),
             reports={n: v for n, v in reports.items()},
@@ -415,6 +431,7 @@ class RoundTranscript:
             decisions=decisions,
             released=released,
             result=from_hex(data.get("result"), f"{where}.result"),
+            withheld={str(k): v for k, v in withheld.items()},
         )
 
 
@@ -451,7 +468,12 @@ def check_round(
 ) -> RoundVerdict:
     """Re-check a round from its record and its on-chain trail (``trail``: kind → author
     → digest; ``nodes``: the committee's accounts by index). Raises ``ProtocolError``
-    when the record is not the round's trail (nothing to vote on). Then:
+    when the record is not the round's trail (nothing to vote on): a report that is not
+    the committed one, a committed report neither in the record nor named withheld, a
+    node's decisions or share that are not the ones it committed. The record's
+    ``withheld`` is accepted only as every node locked it: it is part of each node's
+    committed decisions (:func:`round_decisions`), so an analyst that leaves out an honest
+    provider's report cannot make it pass. Then:
 
     * each report's proof from all nodes' verifier shares (Prio3's decision is a function
       of them; the shares are zero-knowledge): a node that accepted a report whose proof
@@ -478,9 +500,21 @@ def check_round(
         if account is None or contributions.get(account) != report_digest(rep):
             mismatch.append(f"the report of {name} is not the one its provider committed")
         reports[name] = rep
-    missing = sorted(n for n, a in accounts.items() if a in contributions and n not in reports)
+    withheld = set(record.withheld)
+    missing = sorted(
+        n
+        for n, a in accounts.items()
+        if a in contributions and n not in reports and n not in withheld
+    )
     if missing:
         mismatch.append(f"committed report(s) missing from the record: {missing}")
+    # a withheld provider committed a report, and it is not in the record; that every node
+    # left it out is in their decisions, checked below
+    for name in sorted(withheld):
+        if name in reports:
+            mismatch.append(f"{name} is both reported and withheld")
+        elif accounts.get(name) not in contributions:
+            mismatch.append(f"{name} is named withheld but committed no report")
     if set(record.verifier_shares) != set(reports):
         mismatch.append("the verifier shares do not cover exactly the reports")
     for i, account in nodes.items():
@@ -488,7 +522,7 @@ def check_round(
             mismatch.append(f"node {i}'s decisions or share are missing")
             continue
         taken, excluded = record.decisions[i]
-        decided = round_decisions(taken, excluded, record.verifier_shares)
+        decided = round_decisions(taken, excluded, record.verifier_shares, withheld)
         if trail.get("aggregate", {}).get(account) != trail_digest("aggregate", qid, decided):
             mismatch.append(f"node {i}'s decisions are not the ones it committed")
         share = record.released[i].hex()

@@ -13,6 +13,7 @@ and ``tessera demo --cheat`` only).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -117,6 +118,54 @@ def stalling_provider(role: Any) -> Any:
     return role
 
 
+def withholding_trainer(role: Any) -> Any:
+    """:func:`withholding_provider` in a training round: the provider trains, commits its
+    report's digest on-chain, then sends the analyst bytes that do not decode and serves
+    the nodes nothing (each fetch is refused): it tries to stop the round, and with it the
+    training, at no cost to itself."""
+    honest = role.on_train_report
+
+    def on_train_report(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        honest(body, sender)  # committed on-chain
+        return {"report": "00" * 32}
+
+    def on_committed(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        raise NotFound("this provider serves nothing")
+
+    role.on_train_report, role.on_committed = on_train_report, on_committed
+    return role
+
+
+def stalling_trainer(role: Any, hold: float = 120.0, until: threading.Event | None = None) -> Any:
+    """:func:`withholding_trainer` that also holds the analyst's request open (``hold``
+    seconds, or until ``until`` is set) before it answers: it tries to make the round
+    wait on it."""
+    withholding_trainer(role)
+    withheld = role.on_train_report
+
+    def on_train_report(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        answer: dict[str, Any] = withheld(body, sender)
+        (until or threading.Event()).wait(hold)
+        return answer
+
+    role.on_train_report = on_train_report
+    return role
+
+
+def strips_report(inner: Any, victim: str) -> TamperingTransport:
+    """A malicious analyst's transport that fixes a training round's reports without
+    ``victim``'s (left out of every ``train/lock``, never named to be fetched): it claims
+    an honest provider withheld its committed report, to leave its update out."""
+
+    def edit(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        if path == "train/lock":
+            digests = {n: d for n, d in body["digests"].items() if n != victim}
+            return {**body, "digests": digests}
+        return None
+
+    return TamperingTransport(inner, edit)
+
+
 def strips_contribution(inner: Any, victim: str) -> TamperingTransport:
     """A malicious analyst's transport that tells the nodes it lacks ``victim``'s
     contribution (left out of every key switch it asks for, never named to be fetched):
@@ -173,6 +222,8 @@ ADVERSARIES: dict[str, Callable[[Any], Any]] = {
     "garbling-provider": garbling_provider,  # a provider
     "withholding-provider": withholding_provider,  # a provider
     "stalling-provider": stalling_provider,  # a provider
+    "withholding-trainer": withholding_trainer,  # a provider, in training rounds
+    "stalling-trainer": stalling_trainer,  # a provider, in training rounds
     "oversized-update": lambda role: _learning().oversized_trainer(role),  # a provider
 }
 

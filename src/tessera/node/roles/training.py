@@ -5,11 +5,15 @@ The analyst relays; it cannot steer a node. Every step names the round's ticket,
 hash is an open training query on the ledger submitted by the sender, for this node's
 committee. The reports the node locks must be exactly the ones the ticket's providers
 committed on-chain (so the analyst can neither substitute a report nor leave one out),
-and the node releases its noised aggregate share once per round, after committing its
-decisions, its share and the round's transcript on the trail::
+save those whose providers withhold them from this node too, and the node releases its
+noised aggregate share once per round, after committing its decisions (the withheld
+providers among them), its share and the round's transcript on the trail::
 
     train/commit   → the commitment to this node's verify-key seed
-    train/lock     → the reports fixed (digests = the on-chain contributions); the seed
+    train/fetch    → the committed reports the analyst lacks, as their providers serve
+                     them to this node (``committed``), or why each is withheld
+    train/lock     → the reports fixed (digests = the on-chain contributions, but for
+                     those withheld from this node); the seed
     train/agree    ← every node's commitment and seed: the verify key
     train/prepare  → this node's verifier share of each report (or why it has none)
     train/decide   ← every node's verifier shares: the reports accepted, the exclusions
@@ -26,7 +30,7 @@ summed twice in one training.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tessera.crypto.rng import Rng
@@ -34,9 +38,10 @@ from tessera.dp import NoiseSampler
 from tessera.errors import DecodeError, PolicyViolation, ProtocolError
 from tessera.learning.committee import NodeRound
 from tessera.ledger import LedgerClient
+from tessera.node.answers import Excluded
 from tessera.node.roles.base import Progress, admitted, provider_accounts
 from tessera.node.store import Store
-from tessera.protocol.training import SealedReport
+from tessera.protocol.training import SealedReport, report_digest
 from tessera.protocol.training_round import (
     OPERATION,
     TrainingTicket,
@@ -65,6 +70,16 @@ class TrainingMember:
         raise NotImplementedError
 
     def key_or_fail(self) -> dict[str, Any]:  # pragma: no cover - the node role's
+        raise NotImplementedError
+
+    def _obtain(
+        self,
+        query_id: bytes,
+        committed: Mapping[str, bytes],
+        missing: Mapping[str, str],
+        what: str,
+        check: Callable[[str, bytes, bytes], None],
+    ) -> tuple[dict[str, str], dict[str, str]]:  # pragma: no cover - the node role's
         raise NotImplementedError
 
     @property
@@ -133,9 +148,53 @@ class TrainingMember:
             if account not in owners:
                 raise PolicyViolation(f"{name} owns no dataset of this round's query")
 
+    def on_train_fetch(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """The analyst lacks the committed reports of ``providers`` (it got something
+        else, or nothing): the node fetches each from its provider (``committed``) and
+        answers with those it got (``reports``, by name) and why it has none of the others
+        (``withheld``). What it decides here is what it locks (kept in its store), so asked
+        before the lock, every honest node decides on the same answers from the provider:
+        one a node got, the analyst forwards to every node."""
+        ticket, _, _ = self._training_round(body, sender)
+        names = body.get("providers")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DecodeError("providers: expected a list of names")
+        committed = self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution")
+        missing: dict[str, str] = {}
+        for name in names:
+            account = ticket.account_of(name)
+            if account is None:
+                raise PolicyViolation(f"{name!r} is not a provider of this round")
+            if account in committed:
+                missing[account] = name
+        fetched, withheld = self._obtain_reports(ticket, committed, missing)
+        return {"reports": fetched, "withheld": withheld}
+
+    def _obtain_reports(
+        self, ticket: TrainingTicket, committed: Mapping[str, bytes], missing: Mapping[str, str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The node role's ``_obtain`` of a round's committed reports (account → name)."""
+
+        def check(name: str, raw: bytes, digest: bytes) -> None:
+            sealed = SealedReport.decode(raw)
+            if report_digest(sealed) != digest:
+                raise Excluded("served a report other than the committed one")
+            if (sealed.provider, sealed.training_id, sealed.round_index) != (
+                name,
+                ticket.training_id,
+                ticket.round_index,
+            ):
+                raise Excluded("committed a report for another provider, training or round")
+
+        return self._obtain(ticket.query_id, committed, missing, "report", check)
+
     def on_train_lock(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         """Fix the round's reports: exactly the contributions the ticket's providers
-        committed on-chain. Returns this node's seed."""
+        committed on-chain, but for those withheld from this node. A committed report
+        left out, the node fetches from its provider itself (unless it did already,
+        ``train/fetch``): one it gets refuses the lock (the analyst may not leave out an
+        honest provider), one it does not is withheld, and the node's decisions, committed
+        at ``train/decide``, name it. Returns this node's seed."""
         ticket, node, memo = self._training_round(body, sender)
         raw = body.get("digests")
         if not isinstance(raw, dict):
@@ -149,10 +208,15 @@ class TrainingMember:
                 raise PolicyViolation(f"{name!r} is not a provider of this round")
             if trail.get(account) != digest:
                 raise ProtocolError(f"the report of {name} is not the one it committed")
-        left_out = sorted(n for n, a in accounts.items() if a in trail and n not in digests)
-        if left_out:
-            raise ProtocolError(f"committed report(s) left out of the round: {left_out}")
+        left_out = {a: n for n, a in accounts.items() if a in trail and n not in digests}
+        served, withheld = self._obtain_reports(ticket, trail, left_out)
+        if served:
+            raise ProtocolError(
+                f"committed report(s) left out of the round: {sorted(served)} (their "
+                f"providers serve them to node {self.index})"
+            )
         seed = node.lock(digests)
+        memo["withheld"] = dict(sorted(withheld.items()))
         memo["transcript"]["reports"] = {n: d.hex() for n, d in sorted(digests.items())}
         return {"seed": seed.hex()}
 
@@ -190,8 +254,11 @@ class TrainingMember:
             shares[str(name)] = [
                 None if v is None else from_hex(v, f"shares.{name}") for v in values
             ]
+        if "withheld" not in memo:
+            raise ProtocolError("the round's reports are not fixed yet")
+        withheld: dict[str, str] = memo["withheld"]
         accepted, excluded = node.decide_many(shares)
-        decisions = round_decisions(accepted, excluded, shares)
+        decisions = round_decisions(accepted, excluded, shares, withheld)
         memo["transcript"]["decisions"] = decisions
         qid = ticket.query_id
         mine = self.ledger.audit_trail(qid, verdicts=False).of("aggregate")
@@ -200,7 +267,7 @@ class TrainingMember:
             self.ledger.commit_many(qid, {"aggregate": digest})
         elif mine[self.ledger.account] != digest:
             raise ProtocolError("this node already committed other decisions for the round")
-        return {"accepted": accepted, "excluded": excluded}
+        return {"accepted": accepted, "excluded": excluded, "withheld": withheld}
 
     def on_train_release(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
         """The noised aggregate share, once: its digest, the noise statement and the
