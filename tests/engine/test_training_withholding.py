@@ -115,6 +115,8 @@ def test_a_provider_that_commits_its_report_then_withholds_it_is_left_out_of_the
     datasets = {name: p.datasets["cancer"] for name, p in net.providers.items()}
     spent = {name: ledger.dataset(d).budget_spent for name, d in datasets.items()}
     own = float(withholder.role.store.get("budget", "cancer") or 0.0)
+    owed = {name: ledger.owed(p.account.address) for name, p in net.providers.items()}
+    reputation = ledger.participant(withholder.account.address).reputation
     kept: list[tuple[TrainingTicket, RoundTranscript]] = []
     start = time.perf_counter()
     res = _train(net, kept)
@@ -135,8 +137,10 @@ def test_a_provider_that_commits_its_report_then_withholds_it_is_left_out_of_the
             accepted, excluded = transcript.decisions[i]
             decided = round_decisions(accepted, excluded, transcript.verifier_shares, ["h1"])
             assert trail.of("aggregate")[account] == trail_digest("aggregate", qid, decided)
-        # the drawn verifier re-checked the round, h1 withheld, and settled it
+        # the drawn verifier re-checked the round, named h1 withheld, and settled it
         assert ledger.query(qid).status == "passed"
+        verdict = net.verifiers[0].on_verdict({"query_id": qid.hex()}, net.ledger.analyst.address)
+        assert verdict["withheld"] == [withholder.account.address]
     assert res.withheld == {"h1": (0, 1)}
     # its budget stays charged, as the others': it committed a report made from its rows
     budget = CONFIG.budget()
@@ -147,6 +151,10 @@ def test_a_provider_that_commits_its_report_then_withholds_it_is_left_out_of_the
         )
     charged = float(withholder.role.store.get("budget", "cancer")) - own
     assert charged == pytest.approx(2 * budget.rho_per_round)
+    # the settlements paid h0 and h2 their cuts, h1 nothing, and took its reputation
+    paid = {name: ledger.owed(p.account.address) - owed[name] for name, p in net.providers.items()}
+    assert paid["h1"] == 0 and paid["h0"] == paid["h2"] > 0, paid
+    assert ledger.participant(withholder.account.address).reputation == reputation - 2
     # the model is the one the same network trains on the others' reports alone
     reference = _train(honest_net)
     assert [r.accepted for r in reference.rounds] == [("h0", "h2")] * 2

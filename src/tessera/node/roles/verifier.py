@@ -221,7 +221,9 @@ class VerifierRole(Recovering):
                 found.cheaters,
                 release_failures=release,
             )
-            result = self._vote_and_keep(ticket, record_json, verdict, q, committee.nodes)
+            # check_round took these names only as every node locked them in its decisions
+            withheld = [str(ticket.account_of(name)) for name in sorted(record.withheld)]
+            result = self._vote_and_keep(ticket, record_json, verdict, q, committee.nodes, withheld)
             self.progress_.update(key, "voted", passed=result["passed"])
             return result
 
