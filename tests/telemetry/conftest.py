@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,13 +10,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tessera.node.launcher import free_port as launcher_free_port
 from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
 from tessera.node.telemetry.keys import PartyKeys, aggregator_credential
 from tessera.protocol.telemetry import DpSpec, VdafSpec
+from tessera.testing.telemetry import aggregators
 
 PRECISION = 60
 #: An aligned report time a day ago: reports expire after a week, so every report time
@@ -101,20 +100,6 @@ def serve_exits(config: Path, agg_id: int) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"aggregator exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"aggregator at {url} not ready:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("telemetry")
@@ -132,25 +117,5 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         for name, (spec, dp, min_batch) in TASKS.items()
     }
     configs = {name: load_task_config(p) for name, p in paths.items()}
-    procs: list[subprocess.Popen[bytes]] = []
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    try:
-        for agg in (1, 0):
-            log = root / f"agg{agg}.log"
-            args = [sys.executable, "-m", "tessera.cli.telemetry", "serve", "--json"]
-            for p in paths.values():
-                args += ["--config", str(p)]
-            args += ["--aggregator", str(agg)]
-            with log.open("wb") as fh:
-                procs.append(subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env))
-            _wait_ready(f"http://127.0.0.1:{ports[agg]}", procs[-1], log)
+    with aggregators(list(paths.values()), ports, root) as procs:
         yield Deployment(configs, procs)
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()

@@ -134,6 +134,26 @@ def test_inputs_are_validated_with_one_clear_message_and_never_a_5xx() -> None:
             "stars",
         ),
         ("/api/unlock", {"password": ""}, 422, "password"),
+        ("/api/telemetry/collect", {"task": "ab", "start": 0, "duration": 60}, 422, "task"),
+        (
+            "/api/telemetry/collect",
+            {"task": "ab" * 32, "start": -60, "duration": 60},
+            422,
+            "start",
+        ),
+        ("/api/telemetry/collect", {"task": "ab" * 32, "start": 0, "duration": 0}, 422, "duration"),
+        (
+            "/api/telemetry/collect",
+            {"task": "ab" * 32, "start": 0, "duration": 60, "prefixes": ["012"]},
+            422,
+            "prefixes",
+        ),
+        (
+            "/api/telemetry/collect",
+            {"task": "ab" * 32, "start": 0, "duration": 60, "threshold": 0},
+            422,
+            "threshold",
+        ),
     ]
     for path, body, code, word in cases:
         r = client.post(path, json=body, headers=h)

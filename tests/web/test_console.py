@@ -812,6 +812,120 @@ def test_the_telemetry_view_says_this_network_has_no_task(
     shot(browser, artifacts, "telemetry-empty")
 
 
+def test_the_telemetry_view_collects_from_real_aggregators(
+    live: Any, browser: Any, artifacts: Path, tmp_path: Path
+) -> None:
+    """Two aggregator processes (``tessera telemetry serve``) run a Poplar1 task and a
+    noised histogram task over the ages of scikit-learn's diabetes table (442 patients).
+    A console started with both task files shows their aggregators and the leader's counts,
+    and collects from the page: the heavy hitters are the ages seen at least 12 times, and
+    the histogram on the page and in its chart is the one the collector released (asked
+    again, the leader gives the stored release). A misaligned batch is refused on the page
+    and releases nothing."""
+    from collections import Counter
+    from fractions import Fraction
+
+    from sklearn.datasets import load_diabetes
+
+    from tessera.crypto.rng import SeededRng
+    from tessera.node.launcher import free_port
+    from tessera.node.telemetry.client import TelemetryClient
+    from tessera.node.telemetry.collector import TelemetryCollector
+    from tessera.node.telemetry.config import load_task_config, write_task
+    from tessera.protocol.telemetry import BatchInterval, DpSpec, VdafSpec
+    from tessera.testing.telemetry import aggregators
+    from tessera.web.console import Console
+    from tessera.web.server import ThreadedServer
+
+    ages = [int(a) for a in load_diabetes(as_frame=True, scaled=False).frame["age"]]
+    t0 = (int(time.time()) - 86_400) // 3600 * 3600
+    ports = [free_port(), free_port()]
+    common = {"aggregator_ports": ports, "min_batch_size": 100, "time_precision": 60}
+    ages_hh = write_task(
+        tmp_path / "ages-hh", VdafSpec.of("Poplar1", bits=8), dp=DpSpec("none"), **common
+    )
+    decades = write_task(
+        tmp_path / "ages-decades",
+        VdafSpec.of("Prio3Histogram", length=10, chunk_length=4),
+        dp=DpSpec("discrete_gaussian", rho=Fraction(1, 2)),
+        **common,
+    )
+    with aggregators([ages_hh, decades], ports, tmp_path):
+        hh_cfg, dec_cfg = load_task_config(ages_hh), load_task_config(decades)
+        with TelemetryClient(hh_cfg) as client:
+            bits = [tuple(c == "1" for c in format(a, "08b")) for a in ages]
+            client.submit(bits, t0, SeededRng(31))
+        with TelemetryClient(dec_cfg) as client:
+            client.submit([min(a // 10, 9) for a in ages], t0, SeededRng(32))
+        console = Console(live.net.dir, telemetry=[ages_hh, decades])
+        server = ThreadedServer(console).start()
+        try:
+            browser.get(server.url + "/#telemetry")
+            rows = wait_for(
+                "the tasks",
+                lambda: by_id(browser, "telemetry-tasks").find_elements("css selector", "tbody tr"),
+            )
+            assert len(rows) == 2 and all("up" in r.text and "DOWN" not in r.text for r in rows)
+            assert all("accepted 442" in r.text for r in rows), [r.text for r in rows]
+            shot(browser, artifacts, "telemetry-tasks")
+
+            def collect(task: str, start: int, threshold: int | None = None) -> None:
+                wait_for("the form", lambda: by_id(browser, "telemetry-btn").is_enabled())
+                choose(browser, "telemetry-task", task)
+                typed(browser, "telemetry-start", str(start))
+                typed(browser, "telemetry-duration", "60")
+                if threshold is not None:
+                    typed(browser, "telemetry-threshold", str(threshold))
+                browser.execute_script("window.tessera.telemetryResult = null")
+                by_id(browser, "telemetry-btn").click()
+
+            # misaligned: refused with the leader's reason, and nothing is released
+            collect(dec_cfg.task_id_hex, t0 + 1)
+            error = wait_for("the refusal", lambda: visible_text(browser, "telemetry-error"))
+            assert "multiple of" in error or "align" in error, error
+            assert console.telemetry.collections == []
+            shot(browser, artifacts, "telemetry-misaligned")
+
+            collect(hh_cfg.task_id_hex, t0, threshold=12)
+            out = wait_for(
+                "the heavy hitters",
+                lambda: browser.execute_script("return window.tessera.telemetryResult"),
+                timeout=WAIT,
+            )
+            expected = {format(a, "08b"): n for a, n in Counter(ages).items() if n >= 12}
+            assert len(expected) >= 3 and out["heavy_hitters"] == expected
+            assert out["report_count"] == len(ages)
+            drawn = browser.execute_script("return window.tessera.data['telemetry']")
+            assert {d["key"]: d["count"] for d in drawn} == expected
+            shot(browser, artifacts, "telemetry-heavy-hitters")
+
+            collect(dec_cfg.task_id_hex, t0)
+            out = wait_for(
+                "the histogram",
+                lambda: browser.execute_script("return window.tessera.telemetryResult"),
+                timeout=WAIT,
+            )
+            with TelemetryCollector(dec_cfg) as collector:
+                stored = collector.collect(BatchInterval(t0, 60))
+            assert out["result"] == stored.result and out["report_count"] == len(ages) == (
+                stored.report_count
+            )
+            true_counts = [sum(1 for a in ages if min(a // 10, 9) == i) for i in range(10)]
+            assert max(abs(a - b) for a, b in zip(out["result"], true_counts, strict=True)) < 20
+            drawn = browser.execute_script("return window.tessera.data['telemetry']")
+            assert [d["count"] for d in drawn] == out["result"]
+
+            def collections() -> list[str]:
+                rows = by_id(browser, "telemetry-tasks").find_elements("css selector", "tbody tr")
+                return [r.find_elements("css selector", "td")[-1].text for r in rows]
+
+            wait_for("the collections counted", lambda: collections() == ["1", "1"])
+            shot(browser, artifacts, "telemetry-histogram")
+        finally:
+            server.stop()
+            console.close()
+
+
 def test_a_training_started_from_the_page_is_drawn_round_by_round(
     live: Any, browser: Any, artifacts: Path
 ) -> None:

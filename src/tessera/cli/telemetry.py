@@ -237,27 +237,11 @@ def collect(
         cfg = load_task_config(config)
         interval = BatchInterval(start, duration)
         with TelemetryCollector(cfg) as collector:
-            payload: dict[str, Any] = {"task": cfg.task_id_hex, "vdaf": cfg.vdaf_spec.kind}
-            if cfg.vdaf_spec.is_poplar1:
-                if prefixes is not None:
-                    counts = collector.count_prefixes(interval, prefixes.split(","))
-                    payload["counts"] = counts
-                else:
-                    if threshold is None:
-                        raise ConfigError("Poplar1 needs --threshold or --prefixes")
-                    hh = collector.heavy_hitters(interval, threshold)
-                    payload.update(
-                        report_count=hh.report_count,
-                        threshold=threshold,
-                        heavy_hitters=hh.hitters,
-                        levels=len(hh.levels),
-                    )
-            elif cfg.vdaf_spec.kind == "Prio3Statistics":
-                described = collector.describe(interval)
-                payload.update(report_count=described.count, statistics=described.to_json())
-            else:
-                res = collector.collect(interval)
-                payload.update(report_count=res.report_count, result=res.result)
+            payload = collector.release(
+                interval,
+                threshold=threshold,
+                prefixes=None if prefixes is None else prefixes.split(","),
+            )
     except ValueError as exc:
         fail(exc)
     if as_json:

@@ -57,14 +57,24 @@ def web(
             "page is scored on it after every round (loss, accuracy).",
         ),
     ] = None,
+    telemetry: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--telemetry",
+            help="A telemetry task file (tessera telemetry init) whose collector keys are on "
+            "this machine: the page shows its aggregators and collects (repeatable).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the web console (analyst, ledger explorer, market, providers, training) over a
-    running network."""
+    """Serve the web console (analyst, ledger explorer, market, providers, training,
+    telemetry) over a running network."""
     from tessera.web.console import Console
     from tessera.web.server import make_server
 
     password = read_password(password_file, confirm=False) if unlock or password_file else None
-    console = Console(state_dir, password=password, validation=validation)
+    console = Console(
+        state_dir, password=password, validation=validation, telemetry=telemetry or ()
+    )
     warn_if_exposed(host)
     server = make_server(console, host, port)
     shown = f"[{host}]" if ":" in host else host

@@ -148,6 +148,16 @@ class VerifyBody(BaseModel):
     query_id: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
 
 
+class TelemetryCollectBody(BaseModel):
+    task: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    start: int = Field(ge=0, lt=2**63)
+    duration: int = Field(gt=0, lt=2**63)
+    threshold: int | None = Field(default=None, ge=1, lt=2**63)
+    prefixes: (
+        list[Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[01]+$")]] | None
+    ) = Field(default=None, min_length=1, max_length=1_024)
+
+
 class RateBody(BaseModel):
     query_id: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
     dataset_id: int = Field(ge=0, lt=2**63)
@@ -359,6 +369,16 @@ def create_app(
     @app.get("/api/telemetry")
     def telemetry() -> dict[str, Any]:
         return views.telemetry(console)
+
+    @app.post("/api/telemetry/collect")
+    def telemetry_collect(body: TelemetryCollectBody) -> dict[str, Any]:
+        return console.telemetry.collect(
+            body.task,
+            body.start,
+            body.duration,
+            threshold=body.threshold,
+            prefixes=body.prefixes,
+        )
 
     @app.get("/api/participants")
     def participants() -> list[dict[str, Any]]:

@@ -264,7 +264,12 @@ class Console:
     """The console's state over the network in ``state_dir``."""
 
     def __init__(
-        self, state_dir: Path, *, password: str | None = None, validation: Path | None = None
+        self,
+        state_dir: Path,
+        *,
+        password: str | None = None,
+        validation: Path | None = None,
+        telemetry: Sequence[Path] = (),
     ) -> None:
         from tessera.ledger import Deployment, LedgerClient, RpcChain
         from tessera.node.config import load_peers
@@ -312,6 +317,10 @@ class Console:
                 self.validation = pd.read_csv(validation)
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"--validation {validation}: {exc}") from exc
+        from tessera.web.telemetry import TelemetryTasks
+
+        #: the telemetry tasks this console collects as their collector (``--telemetry``)
+        self.telemetry = TelemetryTasks(telemetry)
         if password is not None:
             self.unlock(password)
 

@@ -354,13 +354,6 @@ def training(console: Console, training_id: str) -> dict[str, Any]:
 
 
 def telemetry(console: Console) -> dict[str, Any]:
-    """The telemetry tasks of this network: none yet (``tessera network`` starts no
-    aggregators; ``tessera telemetry`` runs its tasks apart), said as such."""
-    return {
-        "tasks": [],
-        "message": (
-            "this network runs no telemetry task: its aggregators are started apart "
-            "(tessera telemetry init / aggregator / collect), and the console does not "
-            "read them yet"
-        ),
-    }
+    """The telemetry tasks the console was started with (``--telemetry``), each with its
+    aggregators and the leader's counts; an empty list says how to add one."""
+    return console.telemetry.overview()

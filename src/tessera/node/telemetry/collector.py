@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from tessera.crypto.poplar1 import Poplar1
-from tessera.errors import DecodeError, ProtocolError, TransportError
+from tessera.errors import ConfigError, DecodeError, ProtocolError, TransportError
 from tessera.node.telemetry import hpke
 from tessera.node.telemetry.config import TaskConfig
 from tessera.node.telemetry.keys import collector_credential
@@ -155,6 +155,64 @@ class TelemetryCollector:
             if level < vdaf.BITS - 1:
                 candidates = next_candidates(sorted(survivors))
         return HeavyHitters(threshold, count, survivors if levels else {}, levels)
+
+    def release(
+        self,
+        interval: BatchInterval,
+        *,
+        threshold: int | None = None,
+        prefixes: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """What the task releases of ``interval``, as JSON (``tessera telemetry collect`` and
+        the web console show this): Poplar1's heavy hitters at ``threshold``, or the counts
+        of ``prefixes``; Prio3Statistics' description with its intervals; otherwise the
+        (noised) aggregate. Always the task, its VDAF and the batch."""
+        cfg = self.config
+        out: dict[str, Any] = {
+            "task": cfg.task_id_hex,
+            "vdaf": cfg.vdaf_spec.kind,
+            "start": interval.start,
+            "duration": interval.duration,
+        }
+        if cfg.vdaf_spec.is_poplar1:
+            if prefixes is not None:
+                out["counts"] = self.count_prefixes(interval, prefixes)
+                return out
+            if threshold is None:
+                raise ConfigError("Poplar1 needs a threshold or prefixes")
+            hh = self.heavy_hitters(interval, threshold)
+            out.update(
+                report_count=hh.report_count,
+                threshold=threshold,
+                heavy_hitters=hh.hitters,
+                levels=len(hh.levels),
+            )
+            return out
+        if threshold is not None or prefixes is not None:
+            raise ConfigError(f"a threshold or prefixes are for Poplar1, not {cfg.vdaf_spec.kind}")
+        if cfg.vdaf_spec.kind == "Prio3Statistics":
+            described = self.describe(interval)
+            out.update(report_count=described.count, statistics=described.to_json())
+            return out
+        res = self.collect(interval)
+        out.update(report_count=res.report_count, result=res.result)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """The leader's counts for this task: reports by outcome, collections made and
+        repeated (read with the collector's credential)."""
+        cfg = self.config
+        url = f"{cfg.aggregators[0].url}/tasks/{cfg.task_id_hex}/stats"
+        try:
+            resp = self._http.get(url, headers={"authorization": f"Bearer {self._token}"})
+        except httpx.HTTPError as exc:
+            raise TransportError(f"leader at {cfg.aggregators[0].url}: {exc}") from exc
+        if resp.status_code != 200:
+            raise refusal(resp, "leader")
+        counts = resp.json().get("counts")
+        if not isinstance(counts, dict):
+            raise TransportError("the leader's stats carry no counts")
+        return {str(k): int(v) for k, v in counts.items()}
 
     def _poplar1(self) -> Poplar1:
         if not isinstance(self.vdaf, Poplar1):

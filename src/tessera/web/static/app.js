@@ -648,10 +648,65 @@ async function pollTrain(jobId) {
 async function loadTelemetry() {
   try {
     const t = await api("/api/telemetry");
-    $("telemetry-tasks").hidden = !t.tasks.length;
+    window.tessera.telemetry = t;
+    $("telemetry-tasks").hidden = $("telemetry-form").hidden = !t.tasks.length;
     $("telemetry-empty").hidden = !!t.tasks.length;
     $("telemetry-empty").textContent = t.tasks.length ? "" : t.message;
+    const counts = (k) => k.counts ? Object.entries(k.counts).sort().map(([n, c]) => `${n} ${c}`).join(", ") || "none yet" : `unread: ${k.counts_error}`;
+    $("telemetry-tasks").tBodies[0].replaceChildren(...t.tasks.map((k) => el("tr", { "data-task": k.task },
+      el("td", { title: k.task }, `${k.name} (${short(k.task)})`),
+      el("td", {}, `${k.vdaf} ${Object.entries(k.params).map(([n, v]) => `${n}=${v}`).join(" ")}`),
+      el("td", {}, k.dp), el("td", { class: "num" }, k.min_batch_size),
+      el("td", {}, k.aggregators.map((a) => `${a.url} ${a.up ? "up" : "DOWN"}`).join(", ")),
+      el("td", { class: "counts" }, counts(k)), el("td", { class: "num" }, k.collections.length))));
+    const sel = $("telemetry-task");
+    const was = sel.value;
+    sel.replaceChildren(...t.tasks.map((k) => el("option", { value: k.task }, `${k.name} · ${k.vdaf}`)));
+    if (was) sel.value = was;
+    onTelemetryTask(t.now);
   } catch (err) { $("telemetry-empty").hidden = false; $("telemetry-empty").textContent = err.message; }
+}
+
+function onTelemetryTask(now) {
+  const t = window.tessera.telemetry;
+  const k = t && t.tasks.find((x) => x.task === $("telemetry-task").value);
+  if (!k) return;
+  $("telemetry-threshold").disabled = !k.poplar1;
+  if (!$("telemetry-duration").value) $("telemetry-duration").value = 86400;
+  if (!$("telemetry-start").value && now) {
+    const d = Number($("telemetry-duration").value);
+    $("telemetry-start").value = Math.floor((now - d) / k.time_precision) * k.time_precision;
+  }
+}
+
+async function collectTelemetry(ev) {
+  ev.preventDefault();
+  showError("telemetry-error", null);
+  window.tessera.charts["telemetry"] = null;
+  const k = window.tessera.telemetry.tasks.find((x) => x.task === $("telemetry-task").value);
+  const body = { task: k.task, start: Number($("telemetry-start").value), duration: Number($("telemetry-duration").value) };
+  if (k.poplar1) body.threshold = Number($("telemetry-threshold").value);
+  $("telemetry-btn").disabled = true;
+  try {
+    const out = await api("/api/telemetry/collect", body);
+    $("telemetry-result").hidden = false;
+    $("telemetry-meta").textContent = `${out.vdaf} · batch [${out.start}, ${out.start + out.duration}) · ${out.report_count ?? "—"} reports`;
+    let rows;
+    if (out.heavy_hitters) rows = Object.entries(out.heavy_hitters);
+    else if (out.counts) rows = Object.entries(out.counts);
+    else if (out.statistics) rows = Object.entries(out.statistics).map(([n, v]) => [n, typeof v === "object" && v !== null ? JSON.stringify(v) : v]);
+    else if (Array.isArray(out.result)) rows = out.result.map((v, i) => [i, v]);
+    else rows = [["result", out.result]];
+    $("telemetry-values").tBodies[0].replaceChildren(...rows.map(([n, v]) => el("tr", {}, el("td", {}, n), el("td", { class: "num" }, fmt(v)))));
+    $("telemetry-chart").replaceChildren();
+    if (out.chart) {
+      await embed("telemetry", "#telemetry-chart", { width: 560, height: 200, title: out.chart.title,
+        mark: "bar", encoding: { x: { field: "key", type: "nominal", sort: null, title: null }, y: { field: "count", type: "quantitative" } } }, out.chart.values);
+    }
+    await loadTelemetry();
+    window.tessera.telemetryResult = out;  // drawn, and the tasks' counts read again
+  } catch (err) { showError("telemetry-error", err); }
+  finally { $("telemetry-btn").disabled = false; }
 }
 
 // -- start -------------------------------------------------------------------------------------
@@ -668,6 +723,8 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("rate-form").addEventListener("submit", rate);
   $("verify-btn").addEventListener("click", verifyQuery);
   $("buy-quote-btn").addEventListener("click", buyQuote);
+  $("telemetry-form").addEventListener("submit", collectTelemetry);
+  $("telemetry-task").addEventListener("change", () => onTelemetryTask());
   $("buy-btn").addEventListener("click", buy);
   for (const id of ["buy-sql", "buy-epsilon"]) $(id).addEventListener("input", invalidateBuy);
   $("provider-form").addEventListener("submit", showProvider);

@@ -1,0 +1,59 @@
+"""Real telemetry aggregator processes (``tessera telemetry serve``) for tests: the helpers
+first, then the leader, each serving every task file given, each logging to its own file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"aggregator exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"aggregator at {url} not ready:\n{log.read_text()}")
+
+
+@contextmanager
+def aggregators(
+    tasks: Sequence[Path], ports: Sequence[int], logs: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Serve ``tasks`` (task files sharing the aggregators on ``ports``, leader first) from
+    one process per aggregator until the block ends; ``logs/agg<i>.log`` holds each one's
+    output."""
+    procs: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        for agg in reversed(range(len(ports))):
+            log = logs / f"agg{agg}.log"
+            args = [sys.executable, "-m", "tessera.cli.telemetry", "serve", "--json"]
+            for p in tasks:
+                args += ["--config", str(p)]
+            args += ["--aggregator", str(agg)]
+            with log.open("wb") as fh:
+                procs.append(subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env))
+            _wait_ready(f"http://127.0.0.1:{ports[agg]}", procs[-1], log)
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
