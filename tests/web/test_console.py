@@ -112,6 +112,14 @@ def run_in_page(driver: Any, live: Any) -> Any:
     return job
 
 
+def block_time(reader: Any, block: int) -> str:
+    """A block's timestamp as the chain gives it, in ISO 8601 UTC."""
+    from datetime import UTC, datetime
+
+    stamp = int(reader.market.w3.eth.get_block(block)["timestamp"])
+    return datetime.fromtimestamp(stamp, tz=UTC).isoformat(timespec="seconds")
+
+
 def close(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -718,6 +726,7 @@ def test_the_provider_view_shows_budget_revenue_and_who_queried(
         listings = getattr(reader, "catalog", None) or reader.market
         raw = listings.functions.dataset(dataset).call(block_identifier=p["block"])
         assert p["budget_remaining"] == int(raw[6]) - int(raw[7]) and p["revenue"] == int(raw[14])
+        assert p["time"] == block_time(reader, p["block"])  # drawn on the time axis
     shot(browser, artifacts, "provider")
 
 
@@ -738,6 +747,11 @@ def test_market_trends_chart_queries_over_time_and_top_datasets(
     for e in ev:
         per_block[int(e["blockNumber"])] = per_block.get(int(e["blockNumber"]), 0) + 1
     assert [(p["block"], p["queries"]) for p in queries] == sorted(per_block.items())
+    assert [p["time"] for p in queries] == [block_time(reader, b) for b in sorted(per_block)]
+    axis = browser.execute_script(
+        "return window.tessera.charts['trends-queries'].scale('x').type"
+    )  # the chart's x axis is time, not block numbers
+    assert axis in ("time", "utc"), axis
     assert queries[-1]["total"] == reader.stats().submitted_queries == len(ev)
     assert [p["dataset_id"] for p in top] == reader.top_datasets(10)
     for p in top:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from web3 import Web3
@@ -38,6 +39,19 @@ class LogCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[int, list[Any]]] = {}
+        self._times: dict[int, str] = {}
+
+    def time_of(self, w3: Any, block: int) -> str:
+        """When ``block`` was mined: its timestamp, in ISO 8601 UTC (a block never changes,
+        so each is read once)."""
+        with self._lock:
+            known = self._times.get(block)
+        if known is None:
+            stamp = int(w3.eth.get_block(block)["timestamp"])
+            known = datetime.fromtimestamp(stamp, tz=UTC).isoformat(timespec="seconds")
+            with self._lock:
+                self._times[block] = known
+        return known
 
     def logs(self, contract: Any, name: str, **filters: Any) -> list[Any]:
         from eth_utils.abi import event_abi_to_log_topic
@@ -72,6 +86,10 @@ def _logs(console: Console, contract: Any, name: str, **filters: Any) -> list[An
     return console.log_cache.logs(contract, name, **filters)
 
 
+def _time(console: Console, block: int) -> str:
+    return console.log_cache.time_of(console.reader.market.w3, block)
+
+
 def submissions(console: Console) -> list[dict[str, Any]]:
     """Every query submitted to the market, in chain order: id, analyst, block, cost,
     price and the datasets it named (the market's ``query`` record of each)."""
@@ -85,6 +103,7 @@ def submissions(console: Console) -> list[dict[str, Any]]:
                 "analyst": q.analyst,
                 "analyst_name": console.name_of(q.analyst),
                 "block": int(log["blockNumber"]),
+                "time": _time(console, int(log["blockNumber"])),
                 "kind": q.kind,
                 "datasets": list(q.dataset_ids),
                 "operations": sorted(q.operations),
@@ -145,7 +164,8 @@ def providers(console: Console) -> list[dict[str, Any]]:
 
 def provider(console: Console, name: str) -> dict[str, Any]:
     """One provider: its datasets (listing and policy), each one's budget left and revenue
-    at every block a query of it was submitted or settled, and the queries of its data."""
+    at every block a query of it was submitted or settled (with the block's time), and the
+    queries of its data."""
     peer = next((p for p in console.peers if p.role == "provider" and p.name == name), None)
     if peer is None:
         names = ", ".join(sorted(p.name for p in console.peers if p.role == "provider"))
@@ -174,10 +194,24 @@ def provider(console: Console, name: str) -> dict[str, Any]:
             }
         )
         listed_block = _listed_block(console, i)
-        series = [{"block": listed_block, "budget_remaining": listing["budget_cap"], "revenue": 0}]
+        series = [
+            {
+                "block": listed_block,
+                "time": _time(console, listed_block),
+                "budget_remaining": listing["budget_cap"],
+                "revenue": 0,
+            }
+        ]
         for b in blocks:
             _spent, left, revenue = dataset_at(console, i, b)
-            series.append({"block": b, "budget_remaining": left, "revenue": revenue})
+            series.append(
+                {
+                    "block": b,
+                    "time": _time(console, b),
+                    "budget_remaining": left,
+                    "revenue": revenue,
+                }
+            )
         datasets.append({**listing, "series": series})
     return {
         "name": peer.name,
@@ -203,7 +237,9 @@ def trends(console: Console, top: int = 10) -> dict[str, Any]:
     running, series = 0, []
     for b in sorted(per_block):
         running += per_block[b]
-        series.append({"block": b, "queries": per_block[b], "total": running})
+        series.append(
+            {"block": b, "time": _time(console, b), "queries": per_block[b], "total": running}
+        )
     top_ids = console.reader.top_datasets(top)
     tops = []
     for rank, i in enumerate(top_ids, 1):

@@ -506,10 +506,11 @@ async function loadTrends() {
   try {
     const t = await api("/api/market/trends");
     window.tessera.trends = t;
-    await embed("trends-queries", "#trends-queries", { width: 560, height: 180, title: "queries submitted (running total) by block",
+    const when = { field: "time", type: "temporal", title: "time (UTC, the block's)" };
+    await embed("trends-queries", "#trends-queries", { width: 560, height: 180, title: "queries submitted (running total) over time",
       layer: [
-        { mark: { type: "bar", opacity: 0.4 }, encoding: { x: { field: "block", type: "quantitative" }, y: { field: "queries", type: "quantitative", title: "queries" } } },
-        { mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x: { field: "block", type: "quantitative" }, y: { field: "total", type: "quantitative" } } },
+        { mark: { type: "bar", opacity: 0.4 }, encoding: { x: when, y: { field: "queries", type: "quantitative", title: "queries" }, tooltip: [{ field: "block" }, { field: "time" }] } },
+        { mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x: when, y: { field: "total", type: "quantitative" } } },
       ] }, t.queries);
     await embed("trends-top", "#trends-top", { width: 560, height: 24 * Math.max(2, t.top.length), title: "top datasets (distinct paying analysts, then revenue)",
       mark: "bar", encoding: { y: { field: "label", type: "nominal", sort: null, title: null }, x: { field: "revenue", type: "quantitative" }, tooltip: [{ field: "buyers" }, { field: "queries" }] } }, t.top);
@@ -542,10 +543,10 @@ async function showProvider(ev) {
       el("td", { class: "num" }, d.min_cohort), el("td", {}, d.allow_exact ? "yes" : "no"),
       el("td", { class: "num" }, d.price_per_query), el("td", { class: "num budget" }, d.budget_remaining), el("td", { class: "num revenue" }, d.revenue))));
     const series = p.datasets.flatMap((d) => d.series.map((s) => ({ ...s, dataset: `dataset ${d.dataset_id}` })));
-    const x = { field: "block", type: "quantitative" };
-    await embed("provider-budget", "#provider-budget", { width: 560, height: 180, title: "privacy budget left (µρ) by block",
+    const x = { field: "time", type: "temporal", title: "time (UTC, the block's)" };
+    await embed("provider-budget", "#provider-budget", { width: 560, height: 180, title: "privacy budget left (µρ) over time",
       mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x, y: { field: "budget_remaining", type: "quantitative", title: "µρ left", scale: { zero: false } }, color: { field: "dataset", type: "nominal" } } }, series);
-    await embed("provider-revenue", "#provider-revenue", { width: 560, height: 180, title: "revenue (credits) by block",
+    await embed("provider-revenue", "#provider-revenue", { width: 560, height: 180, title: "revenue (credits) over time",
       mark: { type: "line", point: true, interpolate: "step-after" }, encoding: { x, y: { field: "revenue", type: "quantitative", title: "credits" }, color: { field: "dataset", type: "nominal" } } }, series);
     $("provider-queries").tBodies[0].replaceChildren(...p.queries.map((q) => el("tr", { "data-query": q.query_id },
       el("td", {}, q.block), el("td", {}, el("a", { href: "#ledger", title: q.query_id, onclick: () => openTrail(q.query_id) }, short(q.query_id))),
