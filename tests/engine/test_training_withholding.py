@@ -34,7 +34,12 @@ from tessera.protocol.training_round import (
     round_decisions,
     trail_digest,
 )
-from tessera.testing.adversary import stalling_trainer, strips_report, withholding_trainer
+from tessera.testing.adversary import (
+    garbling_trainer,
+    stalling_trainer,
+    strips_report,
+    withholding_trainer,
+)
 
 FEATURES = [f"f{i}" for i in range(10)]
 POLICY = DatasetPolicy(allow_exact=True, budget_rho=4.0, max_rows=200, price_per_training=5)
@@ -161,6 +166,30 @@ def test_a_provider_that_commits_its_report_then_withholds_it_is_left_out_of_the
     assert reference.withheld == {}
     np.testing.assert_array_equal(res.params, reference.params)
     assert not np.array_equal(res.params, LogisticRegression(10).init(np.random.default_rng(7)))
+
+
+def test_a_provider_that_sends_the_analyst_other_bytes_than_it_committed_is_fetched() -> None:
+    garbled = _network(("h0", "h1", "h2"))
+    honest = _network(("h0", "h1", "h2"))
+    try:
+        garbling_trainer(garbled.providers["h1"].role)
+        res = _train(garbled)
+        reference = _train(honest)
+    finally:
+        garbled.close()
+        honest.close()
+    # the nodes fetched h1's committed report; every round stands on all three
+    for record in res.rounds:
+        assert record.accepted == ("h0", "h1", "h2")
+        assert record.excluded == () and record.withheld == ()
+        assert garbled.ledger.admin.query(record.query_id or "").status == "passed"
+    assert res.withheld == {}
+    h1 = garbled.providers["h1"].account.address.lower()
+    for node in garbled.nodes.values():
+        kept = [v for k, v in node.store.items("fetched").items() if k.endswith(h1)]
+        assert len(kept) == 2 and all("report" in v for v in kept)
+    # the committed bytes, not the analyst's: the model of the same network, all honest
+    np.testing.assert_array_equal(res.params, reference.params)
 
 
 def test_an_analyst_that_leaves_out_an_honest_providers_report_is_refused(

@@ -118,6 +118,22 @@ def stalling_provider(role: Any) -> Any:
     return role
 
 
+def garbling_trainer(role: Any) -> Any:
+    """:func:`garbling_provider` in a training round: the provider commits its report's
+    digest on-chain, then sends the analyst other bytes (its report with one byte
+    flipped), while it serves the committed bytes to the nodes that fetch them."""
+    honest = role.on_train_report
+
+    def on_train_report(body: dict[str, Any], sender: str) -> dict[str, Any]:
+        answer = dict(honest(body, sender))
+        raw = bytearray(bytes.fromhex(answer["report"]))
+        raw[-1] ^= 1
+        return {"report": raw.hex()}
+
+    role.on_train_report = on_train_report
+    return role
+
+
 def withholding_trainer(role: Any) -> Any:
     """:func:`withholding_provider` in a training round: the provider trains, commits its
     report's digest on-chain, then sends the analyst bytes that do not decode and serves
@@ -222,6 +238,7 @@ ADVERSARIES: dict[str, Callable[[Any], Any]] = {
     "garbling-provider": garbling_provider,  # a provider
     "withholding-provider": withholding_provider,  # a provider
     "stalling-provider": stalling_provider,  # a provider
+    "garbling-trainer": garbling_trainer,  # a provider, in training rounds
     "withholding-trainer": withholding_trainer,  # a provider, in training rounds
     "stalling-trainer": stalling_trainer,  # a provider, in training rounds
     "oversized-update": lambda role: _learning().oversized_trainer(role),  # a provider
