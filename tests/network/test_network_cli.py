@@ -60,7 +60,7 @@ def test_network_up_query_status_down(tmp_path: Path, monkeypatch: pytest.Monkey
         assert len(list(Path("models").iterdir())) == 3  # the initial model and two rounds
         # bad input: a clear message and a nonzero exit, nothing run
         bad_model = runner.invoke(app, [*train[:-3], "--model", "forest", "--yes", *where])
-        assert bad_model.exit_code == 2 and "--model must be one of" in bad_model.output
+        assert bad_model.exit_code == 2 and "model must be one of" in bad_model.output
         no_bounds = [*train[:4], "age,cholesterol", *train[5:]]
         refused = runner.invoke(app, no_bounds)
         assert refused.exit_code != 0 and "cholesterol" in refused.output, refused.output

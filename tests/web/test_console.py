@@ -635,6 +635,49 @@ def test_the_market_buys_and_rates_a_dataset(live: Any, browser: Any, artifacts:
     shot(browser, artifacts, "market-buy")
 
 
+def test_a_kaplan_meier_curve_is_bought_from_one_listing_and_drawn(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    """From a listing, "Another analysis…" opens the analyst view restricted to it: a
+    Kaplan–Meier curve of that dataset alone, at its listing's price, drawn with its band
+    and equal to the Python API's result; the curve is that provider's own data's."""
+    reader = live.console.reader
+    dataset = reader.search("health")[0]
+    before = reader.dataset(dataset)
+    provider = live.console.name_of(before.provider)
+    browser.get(live.url + "/#market")
+    by_id(browser, "search-btn").click()
+    wait_for("the listing's link", lambda: _open_listing(browser, dataset))
+    wait_for("the buy form", lambda: f"dataset {dataset} " in visible_text(browser, "buy-title"))
+    by_id(browser, "buy-analyse-btn").click()
+    wait_for("the analyst view", lambda: by_id(browser, "kind").is_displayed())
+    try:
+        assert by_id(browser, "listings").get_attribute("value") == str(dataset)
+        choose(browser, "kind", "kaplan_meier")
+        typed(browser, "km-edges", EDGES)
+        typed(browser, "epsilon", "1")
+        job = run_in_page(browser, live)
+        assert job.request.datasets == (dataset,)
+        res = job.result
+        assert res.verified and list(res.providers) == [provider]
+        q = reader.query("0x" + res.query_id)
+        assert (
+            q.dataset_ids == (dataset,) and q.price == before.price_per_query == job.quote["price"]
+        )
+        curve = res.value["curve"]
+        data = browser.execute_script("return window.tessera.view.data('values')")
+        for point, c in zip(data[1:], curve, strict=True):
+            assert close(point["survival"], c["survival"]) and close(point["lo"], c["ci95_low"])
+        # that provider's patients alone: its one-year survival, within the noise
+        mine = medical.load(provider)
+        one_year = 1 - ((mine.followup_days < 365) & (mine.event == 1)).sum() / len(mine)
+        assert abs(curve[0]["survival"] - one_year) < 0.08
+        assert reader.dataset(dataset).queries == before.queries + 1
+        shot(browser, artifacts, "market-buy-kaplan-meier")
+    finally:
+        typed(browser, "listings", "")  # the next analyses ask every holder again
+
+
 def _ols(df: pd.DataFrame, y: str, x: list[str]) -> dict[str, float]:
     import numpy as np
 
@@ -992,3 +1035,60 @@ def test_a_training_started_from_the_page_is_drawn_round_by_round(
     rows = by_id(browser, "training-rounds").find_elements("css selector", "tbody tr")
     assert len(rows) == 3
     shot(browser, artifacts, "training-curve")
+
+
+def test_an_mlp_chosen_on_the_page_is_trained_and_stored_by_cid(
+    live: Any, browser: Any, artifacts: Path
+) -> None:
+    """The training form's other models: a one-round MLP (8 tanh units, 2 classes) of
+    diabetes, quoted as the Python API quotes it; the round's model on the registry is an
+    MLP of that shape, its parameters the TrainingResult's, and its loss the page's."""
+    from tessera.learning import MLP, TrainingConfig
+    from tessera.learning.serialize import decode_model
+    from tessera.ledger.model_registry import ModelRegistry
+    from tessera.node.model_store import LocalModelStore
+
+    features = ["age", "bmi", "glucose", "hba1c"]
+    browser.get(live.url + "/#training")
+    wait_for("the trainings", lambda: visible_text(browser, "trainings"))
+    choose(browser, "train-model", "mlp")
+    wait_for("the MLP's fields", lambda: by_id(browser, "train-hidden").is_displayed())
+    typed(browser, "train-hidden", "8")
+    typed(browser, "train-classes", "2")
+    typed(browser, "train-rounds", "1")
+    typed(browser, "train-epsilon", "1")
+    try:
+        by_id(browser, "train-quote-btn").click()
+        wait_for("the quote", lambda: visible_text(browser, "train-quote"))
+        config = TrainingConfig(
+            rounds=1, unit="row", clip=1.0, epsilon=1.0, server_learning_rate=12
+        )
+        q = live.console.analyst.training_quote(
+            "patients", MLP(4, 8, 2), features, "diabetes", config
+        )
+        assert int(by_id(browser, "train-price").text) == q.price
+        jobs = len(live.console.jobs)
+        wait_for("the train button", lambda: by_id(browser, "train-btn").is_enabled())
+        by_id(browser, "train-btn").click()
+        wait_for("the job", lambda: len(live.console.jobs) > jobs)
+        job = list(live.console.jobs.values())[-1]
+        wait_for("the training", lambda: job.status != "running", timeout=2 * WAIT)
+        assert job.status == "done", f"{job.error_kind}: {job.error}"
+        assert job.training.model == "mlp" and job.training.hidden == 8
+        res, tid = job.result, job.payload["training_id"]
+        wait_for("the curve", lambda: tid in visible_text(browser, "training-meta"))
+        history = ModelRegistry(live.console.reader).history(bytes.fromhex(tid[2:]))
+        assert len(history) == 2
+        model, params, meta = decode_model(
+            LocalModelStore(live.net.dir / "models").get(history[-1].cid)
+        )
+        assert isinstance(model, MLP) and (model.hidden, model.classes) == (8, 2)
+        assert params.size == 4 * 8 + 8 + 8 * 2 + 2 and meta["round"] == 1
+        assert (params == res.params).all()
+        rows = by_id(browser, "training-rounds").find_elements("css selector", "tbody tr")
+        assert len(rows) == 2
+        shot(browser, artifacts, "training-mlp")
+    finally:
+        choose(browser, "train-model", "logistic")
+        typed(browser, "train-rounds", "2")
+        typed(browser, "train-epsilon", "2")

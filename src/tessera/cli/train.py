@@ -24,26 +24,10 @@ from rich.table import Table
 from tessera.cli.errors import fail, handle_errors
 from tessera.cli.ledger import JsonOpt, emit_json
 from tessera.cli.network import DEFAULT_DIR, DirOpt
-from tessera.learning.models import Array, Model
+from tessera.learning.models import MODEL_KINDS, Array, Model, build_model
 
 _out = Console()
 _err = Console(stderr=True)
-
-MODELS = ("linear", "logistic", "softmax", "mlp")
-
-
-def build_model(kind: str, features: int, classes: int, hidden: int, l2: float) -> Model:
-    from tessera.learning import MLP, LinearRegression, LogisticRegression, SoftmaxRegression
-
-    if kind == "linear":
-        return LinearRegression(features, l2=l2)
-    if kind == "logistic":
-        return LogisticRegression(features, l2=l2)
-    if kind == "softmax":
-        return SoftmaxRegression(features, classes, l2=l2)
-    if kind == "mlp":
-        return MLP(features, hidden, classes, l2=l2)
-    raise ValueError(f"--model must be one of {', '.join(MODELS)}, not {kind!r}")
 
 
 class _Progress:
@@ -87,7 +71,7 @@ def train(
     table: Annotated[str, typer.Option(help="Table name.")],
     features: Annotated[str, typer.Option(help="Comma-separated feature columns.")],
     label: Annotated[str, typer.Option(help="The label column (class index or target).")],
-    model: Annotated[str, typer.Option(help=f"One of {', '.join(MODELS)}.")] = "logistic",
+    model: Annotated[str, typer.Option(help=f"One of {', '.join(MODEL_KINDS)}.")] = "logistic",
     classes: Annotated[int, typer.Option(min=2, help="Classes (softmax, mlp).")] = 2,
     hidden: Annotated[int, typer.Option(min=1, help="Hidden units (mlp).")] = 16,
     l2: Annotated[float, typer.Option(min=0.0, help="L2 penalty of the local loss.")] = 0.0,
@@ -143,7 +127,7 @@ def train(
             delta=delta,
             server_learning_rate=server_learning_rate,
         )
-        built = build_model(model, len(cols), classes, hidden, l2)
+        built = build_model(model, len(cols), classes=classes, hidden=hidden, l2=l2)
     except ValueError as exc:
         fail(exc)
     val = None

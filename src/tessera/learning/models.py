@@ -321,3 +321,25 @@ class MLP(Model):
     def predict(self, params: Array, x: Array) -> Any:
         self._check(params, x)
         return np.argmax(self._forward(params, x)[1], axis=1)
+
+
+#: The built-in models by name, as ``tessera train --model`` and the web console name them.
+MODEL_KINDS = ("linear", "logistic", "softmax", "mlp")
+
+
+def build_model(
+    kind: str, features: int, *, classes: int = 2, hidden: int = 16, l2: float = 0.0
+) -> Model:
+    """The built-in model ``kind`` over ``features`` inputs: a linear regression (the
+    label a target), a logistic regression (a 0/1 label), a softmax regression or an MLP
+    with one tanh hidden layer of ``hidden`` units (the label a class index below
+    ``classes``); ``l2`` is the local loss's penalty."""
+    if kind == "linear":
+        return LinearRegression(features, l2=l2)
+    if kind == "logistic":
+        return LogisticRegression(features, l2=l2)
+    if kind == "softmax":
+        return SoftmaxRegression(features, classes, l2=l2)
+    if kind == "mlp":
+        return MLP(features, hidden, classes, l2=l2)
+    raise ValueError(f"the model must be one of {', '.join(MODEL_KINDS)}, not {kind!r}")

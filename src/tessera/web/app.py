@@ -128,6 +128,9 @@ class TrainBody(BaseModel):
     rounds: int = Field(ge=1, le=20)
     epsilon: float = Field(gt=0, le=100)
     learning_rate: float = Field(default=12.0, gt=0, le=100)
+    model: Literal["linear", "logistic", "softmax", "mlp"] = "logistic"
+    classes: int = Field(default=2, ge=2, le=64)
+    hidden: int = Field(default=16, ge=1, le=256)
 
     def request(self) -> TrainRequest:
         return TrainRequest(
@@ -137,6 +140,9 @@ class TrainBody(BaseModel):
             self.rounds,
             self.epsilon,
             self.learning_rate,
+            self.model,
+            self.classes,
+            self.hidden,
         )
 
 

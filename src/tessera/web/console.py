@@ -74,8 +74,9 @@ class QueryRequest:
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """A federated logistic regression of ``label`` on ``features`` over ``table``'s
-    providers, ``rounds`` rounds of DP-FedSGD (per-row clipping) at ε in all."""
+    """A federated ``model`` (a built-in model's name, :data:`MODEL_KINDS`) of ``label``
+    on ``features`` over ``table``'s providers, ``rounds`` rounds of DP-FedSGD (per-row
+    clipping) at ε in all; ``classes`` and ``hidden`` for softmax and the MLP."""
 
     table: str
     features: tuple[str, ...]
@@ -83,12 +84,23 @@ class TrainRequest:
     rounds: int
     epsilon: float
     learning_rate: float = 12.0
+    model: str = "logistic"
+    classes: int = 2
+    hidden: int = 16
 
     def describe(self) -> str:
         return (
-            f"training: logistic regression of {self.table}.{self.label} on "
-            f"{', '.join(self.features)}, {self.rounds} rounds"
+            f"training: {MODEL_NAMES.get(self.model, self.model)} of {self.table}.{self.label} "
+            f"on {', '.join(self.features)}, {self.rounds} rounds"
         )
+
+
+MODEL_NAMES = {
+    "linear": "linear regression",
+    "logistic": "logistic regression",
+    "softmax": "softmax regression",
+    "mlp": "MLP",
+}
 
 
 @dataclass
@@ -576,7 +588,8 @@ class Console:
 
     # -- a training -------------------------------------------------------------------------
     def _training(self, request: TrainRequest) -> tuple[Any, Any, Any]:
-        from tessera.learning import LogisticRegression, TrainingConfig
+        from tessera.learning import TrainingConfig
+        from tessera.learning.models import build_model
 
         if len(set(request.features)) != len(request.features) or not request.features:
             raise QueryError("name at least one feature, each once")
@@ -590,9 +603,15 @@ class Console:
                 epsilon=request.epsilon,
                 server_learning_rate=request.learning_rate,
             )
+            model = build_model(
+                request.model,
+                len(request.features),
+                classes=request.classes,
+                hidden=request.hidden,
+            )
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
-        return LogisticRegression(len(request.features)), config, self._need_analyst()
+        return model, config, self._need_analyst()
 
     def training_quote(self, request: TrainRequest) -> dict[str, Any]:
         """A training's price and ε before it starts (``NetworkAnalyst.training_quote``)."""

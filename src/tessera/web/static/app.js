@@ -127,6 +127,8 @@ function queryBody() {
     body.edges = parts.map(Number);
     if (body.edges.some((x) => !Number.isFinite(x))) body.edges = parts; // let the server say why
   }
+  const listings = $("listings").value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (listings.length) body.datasets = listings.map((x) => (/^\d+$/.test(x) ? Number(x) : x)); // the server says why not
   return body;
 }
 
@@ -591,9 +593,20 @@ async function showTraining(id) {
 }
 
 function trainBody() {
-  return { table: $("train-table").value.trim(), label: $("train-label").value.trim(),
+  const model = $("train-model").value;
+  const body = { model, table: $("train-table").value.trim(), label: $("train-label").value.trim(),
     features: $("train-features").value.split(",").map((s) => s.trim()).filter(Boolean),
     rounds: Number($("train-rounds").value), epsilon: Number($("train-epsilon").value) };
+  if (model === "softmax" || model === "mlp") body.classes = Number($("train-classes").value);
+  if (model === "mlp") body.hidden = Number($("train-hidden").value);
+  return body;
+}
+
+function onTrainModel() {
+  const model = $("train-model").value;
+  for (const e of document.querySelectorAll(".train-classes")) e.hidden = !(model === "softmax" || model === "mlp");
+  for (const e of document.querySelectorAll(".train-hidden")) e.hidden = model !== "mlp";
+  invalidateTrain();
 }
 
 function invalidateTrain() {
@@ -714,7 +727,12 @@ async function collectTelemetry(ev) {
 window.addEventListener("DOMContentLoaded", async () => {
   $("unlock-form").addEventListener("submit", unlock);
   $("kind").addEventListener("change", onKind);
-  for (const id of ["sql", "epsilon", "hist-table", "hist-column", "hist-bins", "km-table", "km-time", "km-event", "km-edges", "reg-table", "reg-y", "reg-x"]) {
+  $("buy-analyse-btn").addEventListener("click", () => {
+    $("listings").value = String(state.buying.dataset_id);
+    invalidateQuote();
+    location.hash = "#analyst";
+  });
+  for (const id of ["sql", "epsilon", "listings", "hist-table", "hist-column", "hist-bins", "km-table", "km-time", "km-event", "km-edges", "reg-table", "reg-y", "reg-x"]) {
     $(id).addEventListener("input", invalidateQuote);
   }
   $("quote-btn").addEventListener("click", quote);
@@ -731,7 +749,8 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("provider-form").addEventListener("submit", showProvider);
   $("train-quote-btn").addEventListener("click", trainQuote);
   $("train-btn").addEventListener("click", train);
-  for (const id of ["train-table", "train-features", "train-label", "train-rounds", "train-epsilon"]) $(id).addEventListener("input", invalidateTrain);
+  for (const id of ["train-table", "train-features", "train-label", "train-rounds", "train-epsilon", "train-classes", "train-hidden"]) $(id).addEventListener("input", invalidateTrain);
+  $("train-model").addEventListener("change", onTrainModel);
   window.addEventListener("hashchange", route);
   try { await loadSession(); } catch (err) { showError("query-error", err); }
   document.body.dataset.ready = "yes";
