@@ -52,7 +52,7 @@ def ticket_for(
         rho=RHO,
         delta=1e-6,
         analyst_key=G * 12345,
-        bounds=a._bounds("patients"),
+        bounds=a.bounds("patients"),
         max_rows=max(int(holders[n]["max_rows"]) for n in names),
         n=a.n,
         t=a.t,

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from tessera.analytics.grouping import GroupKey
 from tessera.analytics.local import ColumnBounds
-from tessera.analytics.passes import run_in_passes
+from tessera.analytics.passes import run_in_passes, schedule
 from tessera.analytics.release import QueryResult, released
 from tessera.analytics.statistic import Statistic
 from tessera.crypto.dlog import DiscreteLog
@@ -91,6 +91,37 @@ class Peer:
     address: str
     url: str = ""
     index: int | None = None  # a computing node's index in the committee
+
+
+@dataclass(frozen=True)
+class DatasetQuote:
+    """One dataset a query would use: its provider, its price for the query's kind, and
+    its privacy budget left on the ledger (µρ)."""
+
+    provider: str
+    dataset_id: int
+    price: int
+    budget_remaining: int
+
+
+@dataclass(frozen=True)
+class QueryQuote:
+    """What a query would cost before anything runs: its ρ (``None``: exact) and the µρ it
+    takes of each dataset's budget, the market's kind, how many passes it runs in, and the
+    price of them all (credits); :attr:`short` names the datasets whose budget is short."""
+
+    table: str
+    rho: float | None
+    delta: float
+    cost_micro: int
+    kind: str
+    passes: int
+    price: int
+    datasets: tuple[DatasetQuote, ...]
+
+    @property
+    def short(self) -> tuple[DatasetQuote, ...]:
+        return tuple(d for d in self.datasets if d.budget_remaining < self.cost_micro)
 
 
 class NetworkAnalyst(StatisticsApi):
@@ -175,7 +206,7 @@ class NetworkAnalyst(StatisticsApi):
             raise QueryError(f"no provider holds a table named {table!r}")
         return holders
 
-    def _bounds(self, table: str) -> dict[str, ColumnBounds]:
+    def bounds(self, table: str) -> dict[str, ColumnBounds]:
         return self._agreed_bounds(self._holders(table), table)
 
     def _agreed_bounds(
@@ -187,7 +218,7 @@ class NetworkAnalyst(StatisticsApi):
                 raise PolicyViolation(f"providers disagree on the public bounds of {table!r}")
         return bounds_from_json(first["bounds"], f"{table} bounds")
 
-    def _categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
+    def categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
         sets = {tuple(h["categories"].get(column) or ()) for h in self._holders(table).values()}
         if len(sets) != 1 or not next(iter(sets)):
             raise QueryError(
@@ -276,16 +307,7 @@ class NetworkAnalyst(StatisticsApi):
         epsilon: float | None = None,
         delta: float = DEFAULT_DELTA,
     ) -> QueryResult:
-        if not stats:
-            raise QueryError("a query needs at least one statistic")
-        holders = self._holders(table)
-        bounds = self._agreed_bounds(holders, table)
-        plan_of(stats, bounds)  # refuses a statistic the bounds cannot support, before the ledger
-        rho: float | None = None
-        if epsilon is not None:
-            if epsilon <= 0 or not 0 < delta < 1:
-                raise QueryError("epsilon must be positive and delta in (0, 1)")
-            rho = float(eps_to_rho(epsilon, delta))
+        holders, bounds, rho = self._planned(table, stats, epsilon, delta)
 
         def one_pass(pass_stats: Sequence[Statistic], pass_rho: float | None) -> QueryResult:
             secret, analyst_key = keygen(self._rng)
@@ -308,6 +330,53 @@ class NetworkAnalyst(StatisticsApi):
             return self._execute(ticket, holders, secret)
 
         return run_in_passes(one_pass, stats, bounds, rho)
+
+    def _planned(
+        self, table: str, stats: Sequence[Statistic], epsilon: float | None, delta: float
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, ColumnBounds], float | None]:
+        """The holders of ``table``, their agreed bounds and the query's ρ, once the
+        statistics are known to fit the bounds: what a query is run and quoted from."""
+        if not stats:
+            raise QueryError("a query needs at least one statistic")
+        holders = self._holders(table)
+        bounds = self._agreed_bounds(holders, table)
+        plan_of(stats, bounds)  # refuses a statistic the bounds cannot support, before the ledger
+        rho: float | None = None
+        if epsilon is not None:
+            if epsilon <= 0 or not 0 < delta < 1:
+                raise QueryError("epsilon must be positive and delta in (0, 1)")
+            rho = float(eps_to_rho(epsilon, delta))
+        return holders, bounds, rho
+
+    def query_quote(
+        self,
+        table: str,
+        stats: Sequence[Statistic],
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
+    ) -> QueryQuote:
+        """What :meth:`run` of the same arguments would cost, read from the providers and
+        the ledger, nothing spent: each dataset's price and budget left, the passes, the
+        price of them all."""
+        holders, bounds, rho = self._planned(table, stats, epsilon, delta)
+        passes = len(schedule(stats, bounds, rho is not None))
+        kind = query_kind({s.kind for s in stats})
+        datasets = []
+        for name, h in sorted(holders.items()):
+            ds = self.ledger.dataset(int(h["dataset_id"]))
+            price = ds.price_per_training if kind == "training" else ds.price_per_query
+            datasets.append(DatasetQuote(name, ds.dataset_id, price, ds.budget_remaining))
+        per_pass = self.ledger.quote([d.dataset_id for d in datasets], kind)
+        return QueryQuote(
+            table=table,
+            rho=rho,
+            delta=delta,
+            cost_micro=0 if rho is None else rho_to_micro(rho),
+            kind=kind,
+            passes=passes,
+            price=per_pass * passes,
+            datasets=tuple(datasets),
+        )
 
     def _submit(
         self, ticket: QueryTicket, holders: Mapping[str, Mapping[str, Any]], receipt: LedgerReceipt

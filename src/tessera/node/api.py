@@ -16,7 +16,7 @@ from tessera.analytics.local import ColumnBounds
 from tessera.analytics.moments import Count
 from tessera.analytics.regression import LinearRegression, LogisticRegression, ModelEvaluation
 from tessera.analytics.sets import BooleanAnd, BooleanOr, SetIntersection, SetUnion
-from tessera.analytics.sql import parse_sql
+from tessera.analytics.sql import ParsedQuery, parse_sql
 from tessera.analytics.statistic import Statistic
 from tessera.analytics.survival import KaplanMeier
 from tessera.errors import QueryError
@@ -38,21 +38,36 @@ class StatisticsApi:
     ) -> QueryResult:
         raise NotImplementedError
 
-    def _bounds(self, table: str) -> dict[str, ColumnBounds]:
+    def bounds(self, table: str) -> dict[str, ColumnBounds]:
+        """The public bounds of ``table``'s columns, as every provider of it publishes them."""
         raise NotImplementedError
 
-    def _categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
+    def categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
+        """The public key set of a categorical column, as every provider publishes it."""
         raise NotImplementedError
+
+    def sql_statistics(self, query: str) -> tuple[ParsedQuery, list[Statistic]]:
+        """An SQL query parsed, and the statistics it runs (``GROUP BY a, b``: per a, then
+        per b, over the columns' public key sets)."""
+        parsed = parse_sql(query)
+        stats: list[Statistic] = list(parsed.statistics)
+        for col in reversed(parsed.group_by):
+            keys = self.categories(parsed.table, col)
+            stats = [GroupBy(s, col, keys) for s in stats]
+        return parsed, stats
+
+    def histogram_edges(self, table: str, column: str, bins: int) -> tuple[float, ...]:
+        """``bins`` equal bins over the column's public bounds."""
+        b = self.bounds(table).get(column)
+        if b is None:
+            raise QueryError(f"column {column!r} has no public bounds")
+        return tuple(equal_edges(b.lo, b.hi, bins))
 
     # -- the Python API ------------------------------------------------------------------
     def sql(
         self, query: str, epsilon: float | None = None, delta: float = DEFAULT_DELTA
     ) -> QueryResult:
-        parsed = parse_sql(query)
-        stats: list[Statistic] = list(parsed.statistics)
-        for col in reversed(parsed.group_by):  # GROUP BY a, b: per a, then per b
-            keys = self._categories(parsed.table, col)
-            stats = [GroupBy(s, col, keys) for s in stats]
+        parsed, stats = self.sql_statistics(query)
         result = self.run(parsed.table, stats, parsed.where, epsilon, delta)
         result.sql = parsed  # aliases, the wide frame, HAVING / ORDER BY / LIMIT over it
         return result
@@ -68,8 +83,8 @@ class StatisticsApi:
         delta: float = DEFAULT_DELTA,
     ) -> QueryResult:
         """Counts per pair of public keys of two categorical columns (nested dict)."""
-        inner = GroupBy(Count(), columns, self._categories(table, columns))
-        stat = GroupBy(inner, rows, self._categories(table, rows))
+        inner = GroupBy(Count(), columns, self.categories(table, columns))
+        stat = GroupBy(inner, rows, self.categories(table, rows))
         return self.run(table, [stat], where, epsilon, delta)
 
     def set_union(
@@ -179,10 +194,7 @@ class StatisticsApi:
         delta: float = DEFAULT_DELTA,
     ) -> QueryResult:
         if isinstance(bins, int):
-            b = self._bounds(table).get(column)
-            if b is None:
-                raise QueryError(f"column {column!r} has no public bounds")
-            edges = equal_edges(b.lo, b.hi, bins)
+            edges = self.histogram_edges(table, column, bins)
         else:
             edges = tuple(float(e) for e in bins)
         return self.run(table, [Histogram(column, edges)], where, epsilon, delta)

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -522,18 +522,25 @@ def _alive(pid: int) -> bool:
 
 def open_session(state_dir: Path, rng: Any = None) -> tuple[NetworkAnalyst, HttpTransport]:
     """The analyst's client for the network in ``state_dir``."""
-    from tessera.node.dlog_cache import discrete_log
-    from tessera.node.runner import connect_ledger
-
     net = Network(state_dir)
     if not net.state.get("committee") and net.state.get("committee") != 0:
         raise ConfigError(f"no running network in {state_dir} (network up)")
     identity = load_keystore(Path(net.state["analyst_keystore"]), net.password)
-    # a few seconds, not a role's 30: a user asking while the chain is down is told so
-    ledger = connect_ledger(net.state["rpc"], Path(net.state["deployment"]), identity, wait=5.0)
     peers = _load_peer_list(Path(net.state["peers"]))
+    return session_for(net.state, peers, identity, rng)
+
+
+def session_for(
+    state: Mapping[str, Any], peers: Sequence[Peer], identity: Identity, rng: Any = None
+) -> tuple[NetworkAnalyst, HttpTransport]:
+    """The analyst's session as ``identity`` over a running network (its ``state``, the
+    launcher's, and its ``peers``): the ledger client, one keep-alive transport to the
+    roles, and the :class:`NetworkAnalyst` over both."""
+    from tessera.node.dlog_cache import discrete_log
+    from tessera.node.runner import connect_ledger
+
+    # a few seconds, not a role's 30: a user asking while the chain is down is told so
+    ledger = connect_ledger(state["rpc"], Path(state["deployment"]), identity, wait=5.0)
     transport = HttpTransport(identity, {p.address: p.url for p in peers})
-    analyst = NetworkAnalyst(
-        ledger, transport, peers, int(net.state["committee"]), discrete_log, rng
-    )
+    analyst = NetworkAnalyst(ledger, transport, peers, int(state["committee"]), discrete_log, rng)
     return analyst, transport

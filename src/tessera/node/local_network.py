@@ -235,11 +235,11 @@ class LocalNetwork(StatisticsApi):
     ) -> TrainingQuote:
         return self.analyst.training_quote(table, model, features, label, config)
 
-    def _bounds(self, table: str) -> dict[str, ColumnBounds]:
-        return self.analyst._bounds(table)
+    def bounds(self, table: str) -> dict[str, ColumnBounds]:
+        return self.analyst.bounds(table)
 
-    def _categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
-        return self.analyst._categories(table, column)
+    def categories(self, table: str, column: str) -> tuple[GroupKey, ...]:
+        return self.analyst.categories(table, column)
 
     def close(self) -> None:
         self.analyst.close()

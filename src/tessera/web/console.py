@@ -120,6 +120,13 @@ class Job:
     def say(self, message: str) -> None:
         self.progress.append({"t": round(time.time() - self.started, 2), "message": message})
 
+    def fail(self, exc: BaseException) -> None:
+        """The job ends failed with ``exc``: a refusal's own message, anything else as an
+        internal error, both shown on the page."""
+        refusal = isinstance(exc, TesseraError)
+        self.error = _ANSI.sub("", str(exc)) if refusal else f"internal error: {exc}"
+        self.error_kind, self.status = type(exc).__name__, "failed"
+
     def summary(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
@@ -344,24 +351,14 @@ class Console:
     def unlock(self, password: str) -> str:
         """Decrypt the analyst's key file here and open its session; a wrong password is a
         :class:`ConfigError` and leaves the console as it was."""
-        from tessera.node.analyst import NetworkAnalyst
-        from tessera.node.dlog_cache import discrete_log
         from tessera.node.identity import load_keystore
-        from tessera.node.runner import connect_ledger
-        from tessera.node.transport import HttpTransport
+        from tessera.node.launcher import session_for
 
         identity = load_keystore(self.keystore, password)
         with self._lock:
             if self.analyst is not None:
                 return str(self.analyst.ledger.account)
-            ledger = connect_ledger(
-                self.state["rpc"], Path(self.state["deployment"]), identity, wait=5.0
-            )
-            transport = HttpTransport(identity, {p.address: p.url for p in self.peers})
-            self.analyst = NetworkAnalyst(
-                ledger, transport, self.peers, int(self.state["committee"]), discrete_log
-            )
-            self._transport = transport
+            self.analyst, self._transport = session_for(self.state, self.peers, identity)
         return identity.address
 
     def _need_analyst(self) -> Any:
@@ -380,32 +377,24 @@ class Console:
     # -- quote and run -----------------------------------------------------------------
     def _statistics(self, request: QueryRequest) -> tuple[str, list[Any], QueryRequest]:
         """The table and the statistics a request runs (the same ones ``run`` is given)."""
-        from tessera.analytics.distribution import Histogram, equal_edges
-        from tessera.analytics.grouping import GroupBy
+        from tessera.analytics.distribution import Histogram
         from tessera.analytics.regression import LinearRegression
-        from tessera.analytics.sql import parse_sql
         from tessera.analytics.survival import KaplanMeier
 
         analyst = self._analyst_for(request)
         if request.kind == "sql":
-            parsed = parse_sql(request.sql)
-            stats: list[Any] = list(parsed.statistics)
-            for col in reversed(parsed.group_by):
-                stats = [GroupBy(s, col, analyst._categories(parsed.table, col)) for s in stats]
+            parsed, stats = analyst.sql_statistics(request.sql)
             return parsed.table, stats, request
-        bounds = analyst._bounds(request.table)
+        if request.kind == "histogram":
+            edges = analyst.histogram_edges(request.table, request.column, request.bins)
+            request = replace(request, edges=edges)
+            return request.table, [Histogram(request.column, edges)], request
+        bounds = analyst.bounds(request.table)
         if request.kind == "regression":
             for c in (request.y, *request.x):
                 if c not in bounds:
                     raise QueryError(f"column {c!r} has no public bounds in {request.table!r}")
             return request.table, [LinearRegression(request.y, request.x)], request
-        if request.kind == "histogram":
-            b = bounds.get(request.column)
-            if b is None:
-                raise QueryError(f"column {request.column!r} has no public bounds")
-            edges = equal_edges(b.lo, b.hi, request.bins)
-            request = replace(request, edges=tuple(edges))
-            return request.table, [Histogram(request.column, edges)], request
         for c in (request.time_column, request.event_column):
             if c not in bounds:
                 raise QueryError(f"column {c!r} has no public bounds in {request.table!r}")
@@ -415,65 +404,48 @@ class Console:
         return request.table, [stat], request
 
     def quote(self, request: QueryRequest) -> dict[str, Any]:
-        """Price, ε, passes and each dataset's budget left, before anything runs; reads only."""
-        from tessera.analytics.passes import schedule
-        from tessera.dp import eps_to_rho
-        from tessera.ledger import rho_to_micro
-        from tessera.ledger.session import query_kind
-        from tessera.protocol.query import plan_of
-
+        """Price, ε, passes and each dataset's budget left, before anything runs
+        (``NetworkAnalyst.query_quote``); reads only."""
         analyst = self._analyst_for(request)
         table, stats, request = self._statistics(request)
-        holders = analyst._holders(table)
-        bounds = analyst._agreed_bounds(holders, table)
-        plan_of(stats, bounds)  # a statistic the bounds cannot support: refused here
-        passes = len(schedule(stats, bounds, True))
-        rho = float(eps_to_rho(request.epsilon, 1e-6))
-        cost = rho_to_micro(rho)
-        ops = {s.kind for s in stats}
-        kind = query_kind(ops)
+        q = analyst.query_quote(table, stats, request.epsilon)  # δ: the API's default
         if request.datasets:
-            held = {int(h["dataset_id"]) for h in holders.values()}
-            missing = sorted(set(request.datasets) - held)
+            missing = sorted(set(request.datasets) - {d.dataset_id for d in q.datasets})
             if missing:
                 raise QueryError(
                     f"dataset {', '.join(map(str, missing))} does not hold a table {table!r}"
                 )
-        datasets = []
-        for name, h in sorted(holders.items()):
-            ds = self.reader.dataset(int(h["dataset_id"]))
-            datasets.append(
-                {
-                    "provider": name,
-                    "dataset_id": ds.dataset_id,
-                    "price": ds.price_per_training if kind == "training" else ds.price_per_query,
-                    "budget_remaining": ds.budget_remaining,
-                    "enough": ds.budget_remaining >= cost,
-                }
-            )
-        per_pass = self.reader.quote([d["dataset_id"] for d in datasets], kind)
-        short = [d for d in datasets if not d["enough"]]
+        datasets = [
+            {
+                "provider": d.provider,
+                "dataset_id": d.dataset_id,
+                "price": d.price,
+                "budget_remaining": d.budget_remaining,
+                "enough": d not in q.short,
+            }
+            for d in q.datasets
+        ]
         return {
             "table": table,
             "query": request.describe(),
             "epsilon": request.epsilon,
-            "delta": 1e-6,
-            "rho": rho,
-            "privacy_cost_micro_rho": cost,
-            "passes": passes,
-            "kind": kind,
-            "price": per_pass * passes,
+            "delta": q.delta,
+            "rho": q.rho,
+            "privacy_cost_micro_rho": q.cost_micro,
+            "passes": q.passes,
+            "kind": q.kind,
+            "price": q.price,
             "lock_fee": self.reader.params().lock_fee,
             "datasets": datasets,
-            "over_budget": bool(short),
+            "over_budget": bool(q.short),
             "message": (
                 "over budget: "
                 + ", ".join(
-                    f"{d['provider']} (dataset {d['dataset_id']}) has {d['budget_remaining']:,} µρ "
-                    f"left, the query needs {cost:,}"
-                    for d in short
+                    f"{d.provider} (dataset {d.dataset_id}) has {d.budget_remaining:,} µρ "
+                    f"left, the query needs {q.cost_micro:,}"
+                    for d in q.short
                 )
-                if short
+                if q.short
                 else None
             ),
             "edges": list(request.edges),
@@ -514,18 +486,8 @@ class Console:
                 job.payload = self.payload(job.request, res)
                 job.status = "done"
                 job.say("released and verified" if res.verified else "released, NOT verified")
-            except TesseraError as exc:
-                job.error, job.error_kind, job.status = (
-                    _ANSI.sub("", str(exc)),
-                    type(exc).__name__,
-                    "failed",
-                )
             except Exception as exc:  # reported on the page, not a dead thread
-                job.error, job.error_kind, job.status = (
-                    f"internal error: {exc}",
-                    type(exc).__name__,
-                    "failed",
-                )
+                job.fail(exc)
             finally:
                 analyst.on_progress = lambda _m: None
 
@@ -719,18 +681,8 @@ class Console:
                 )
                 job.status = "done"
                 job.say(f"trained: {len(rounds)} rounds")
-            except TesseraError as exc:
-                job.error, job.error_kind, job.status = (
-                    _ANSI.sub("", str(exc)),
-                    type(exc).__name__,
-                    "failed",
-                )
-            except Exception as exc:
-                job.error, job.error_kind, job.status = (
-                    f"internal error: {exc}",
-                    type(exc).__name__,
-                    "failed",
-                )
+            except Exception as exc:  # reported on the page, not a dead thread
+                job.fail(exc)
             finally:
                 analyst.on_progress = lambda _m: None
 
@@ -747,10 +699,9 @@ class Console:
     def name_of(self, address: str) -> str:
         return self.names.get(Web3.to_checksum_address(address), "")
 
-    def trail(self, query_id: str) -> dict[str, Any]:
-        """A query's on-chain record: its parameters and status, every commitment (kind,
-        author, digest, block, tx) in chain order, the verdicts and the settlement."""
-        from tessera.ledger import COMMITMENT_KINDS
+    def _query_on_ledger(self, query_id: str) -> tuple[bytes, Any]:
+        """The query ``query_id`` (hex) names, as the ledger holds it: a malformed id is a
+        :class:`QueryError`, one the ledger does not know :class:`NotFound`."""
         from tessera.ledger.client import query_id_bytes
 
         try:
@@ -765,6 +716,14 @@ class Console:
             raise NotFound(f"no query {query_id} on the ledger ({exc})") from exc
         if int(q.analyst, 16) == 0:
             raise NotFound(f"no query {query_id} on the ledger")
+        return qid, q
+
+    def trail(self, query_id: str) -> dict[str, Any]:
+        """A query's on-chain record: its parameters and status, every commitment (kind,
+        author, digest, block, tx) in chain order, the verdicts and the settlement."""
+        from tessera.ledger import COMMITMENT_KINDS
+
+        qid, q = self._query_on_ledger(query_id)
         ev = self.reader.market.events
         since = max(0, q.submitted_block)
         timeline: list[dict[str, Any]] = []
@@ -831,21 +790,9 @@ class Console:
         from a verifier and checked in this process (every proof, the on-chain trail),
         next to the ledger's status and the verifiers' own verdicts."""
         from tessera.cli.network import _recheck
-        from tessera.ledger.client import query_id_bytes
 
         analyst = self._need_analyst()
-        try:
-            qid = query_id_bytes(query_id)
-        except ValueError as exc:
-            raise QueryError(f"not a query id: {exc}") from exc
-        try:
-            q = self.reader.query(qid)
-        except ChainUnreachable:
-            raise
-        except LedgerError as exc:
-            raise NotFound(f"no query {query_id} on the ledger ({exc})") from exc
-        if int(q.analyst, 16) == 0:
-            raise NotFound(f"no query {query_id} on the ledger")
+        qid, q = self._query_on_ledger(query_id)
         started = time.perf_counter()
         recheck = _recheck(analyst, self._transport, qid, q)
         passed = q.status in ("passed", "completed") and bool(recheck.get("passed"))
