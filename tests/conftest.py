@@ -46,6 +46,7 @@ SLOW_FIRST = (
     "attacks/test_query_attacks.py",  # 222
     "network/test_crash_consistency.py",  # 221
     "test_cli.py",  # 202
+    "web/test_demo_web.py",  # 89 idle: tessera demo --web, its network and aggregators
     "network/test_differential.py",  # 137
     "network/test_training.py",  # 124
     "engine/test_exact.py",  # 116

@@ -890,7 +890,7 @@ def test_the_telemetry_view_collects_from_real_aggregators(
     from tessera.node.telemetry.collector import TelemetryCollector
     from tessera.node.telemetry.config import load_task_config, write_task
     from tessera.protocol.telemetry import BatchInterval, DpSpec, VdafSpec
-    from tessera.testing.telemetry import aggregators
+    from tessera.node.telemetry.launcher import aggregators
     from tessera.web.console import Console
     from tessera.web.server import ThreadedServer
 

@@ -10,12 +10,13 @@ privacy cost and its verdict; and stops every process, also on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,47 @@ def print_report(report: dict[str, Any], out: Any) -> None:
     out.print(f"seconds: {report['seconds']}")
 
 
+@contextlib.contextmanager
+def demo_telemetry(root: Path, say: Callable[[str], None]) -> Iterator[list[Path]]:
+    """Two telemetry tasks over the demo's patients, each patient's device reporting once
+    (in the last full minute), served by two aggregator processes until the block ends:
+    the heavy hitters of their ages (Poplar1, 7 bits: an age in whole years, as the
+    tables hold it) and a noised histogram of their systolic blood pressure (Prio3Histogram,
+    12 bins of 10 mmHg from 80, discrete Gaussian noise at ρ = 1/2 per release). Yields the
+    task files, for ``tessera web --telemetry``."""
+    from fractions import Fraction
+
+    from tessera.crypto.rng import SystemRng
+    from tessera.data import medical
+    from tessera.node.launcher import free_port
+    from tessera.node.telemetry.client import TelemetryClient
+    from tessera.node.telemetry.config import load_task_config, write_task
+    from tessera.node.telemetry.launcher import aggregators
+    from tessera.protocol.telemetry import DpSpec, VdafSpec
+
+    ports = [free_port(), free_port()]
+    common: dict[str, Any] = {"aggregator_ports": ports, "min_batch_size": 100}
+    ages = write_task(root / "ages", VdafSpec.of("Poplar1", bits=7), dp=DpSpec("none"), **common)
+    sbp = write_task(
+        root / "blood-pressure",
+        VdafSpec.of("Prio3Histogram", length=12, chunk_length=4),
+        dp=DpSpec("discrete_gaussian", rho=Fraction(1, 2)),
+        **common,
+    )
+    patients = pd.concat([medical.load(p) for p in medical.PROVIDERS], ignore_index=True)
+    with aggregators([ages, sbp], ports, root):
+        when = int(time.time()) // 60 * 60 - 60
+        rng = SystemRng()
+        say(f"telemetry: {len(patients)} devices report their age and blood pressure")
+        with TelemetryClient(load_task_config(ages)) as client:
+            client.submit(
+                [tuple(c == "1" for c in f"{int(a):07b}") for a in patients.age], when, rng
+            )
+        with TelemetryClient(load_task_config(sbp)) as client:
+            client.submit([(int(v) - 80) // 10 for v in patients.sbp], when, rng)
+        yield [ages, sbp]
+
+
 def serve_web(
     state_dir: Path | None,
     *,
@@ -310,6 +352,7 @@ def serve_web(
     """``tessera demo --web``: start the demo network, serve the web console over it with
     the analyst's key unlocked (the demo made that key file and its password), until
     Ctrl-C; then stop every process."""
+    from tessera.data import medical
     from tessera.node.launcher import Network
     from tessera.web.console import Console
     from tessera.web.server import make_server
@@ -318,27 +361,39 @@ def serve_web(
         net = Network(state_dir or Path(tmp) / "network")
         try:
             net.up(network_spec(kdf_iterations, (1,) if cheat else ()), progress=say)
-            console = Console(net.dir, password=net.password)
-            server = make_server(console, host, port)
-            say(f"network files in {net.dir}")
-            say(f"Tessera console: http://{host}:{port}/ (Ctrl-C stops it and the network)")
-            try:
-                server.run()
-            finally:
-                console.close()
+            # trainings started from the page are scored on the bundled tables, pooled (as
+            # the command-line demo's training is): the demo's stand-in for the analyst's own
+            validation = net.dir / "validation.csv"
+            pooled = pd.concat([medical.load(p) for p in medical.PROVIDERS], ignore_index=True)
+            pooled.to_csv(validation, index=False)
+            with demo_telemetry(net.dir / "telemetry", say) as tasks:
+                console = Console(
+                    net.dir, password=net.password, validation=validation, telemetry=tasks
+                )
+                server = make_server(console, host, port)
+                say(f"network files in {net.dir}")
+                say(f"Tessera console: http://{host}:{port}/ (Ctrl-C stops it and the network)")
+                try:
+                    server.run()
+                finally:
+                    console.close()
         finally:
             say("stopping every process")
             net.down()
 
 
-def main(as_json: bool, cheat: bool, state_dir: Path | None, *, web: bool = False) -> int:
+def main(
+    as_json: bool, cheat: bool, state_dir: Path | None, *, web: bool = False, port: int = 8765
+) -> int:
     from rich.console import Console
 
     out = Console(stderr=as_json)
     err = Console(stderr=True)
     if web:
         try:
-            serve_web(state_dir, cheat=cheat, say=lambda m: err.print(f"[dim]·[/dim] {m}"))
+            serve_web(
+                state_dir, cheat=cheat, say=lambda m: err.print(f"[dim]·[/dim] {m}"), port=port
+            )
         except KeyboardInterrupt:
             err.print("interrupted: every process stopped")
             return 130

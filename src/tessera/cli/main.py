@@ -57,6 +57,9 @@ def demo(
     web: Annotated[
         bool, typer.Option("--web", help="Start the network, then serve the web console on it.")
     ] = False,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The console's port (with --web).")
+    ] = 8765,
 ) -> None:
     """Start a network as real processes (chain, 3 nodes after a live DKG, 4 providers, a
     verifier), run statistics, a regression, a survival curve and a market purchase, and
@@ -67,7 +70,7 @@ def demo(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    raise typer.Exit(demo_main(as_json, cheat, state_dir, web=web))
+    raise typer.Exit(demo_main(as_json, cheat, state_dir, web=web, port=port))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,5 +1,6 @@
-"""Real telemetry aggregator processes (``tessera telemetry serve``) for tests: the helpers
-first, then the leader, each serving every task file given, each logging to its own file."""
+"""Telemetry aggregators as local processes (``tessera telemetry serve``), for ``tessera
+demo --web`` and the tests: the helpers first, then the leader, each serving every task
+file given, each logging to its own file, all stopped when the block ends."""
 
 from __future__ import annotations
 
@@ -13,19 +14,21 @@ from pathlib import Path
 
 import httpx
 
+from tessera.errors import ConfigError
+
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"aggregator exited early:\n{log.read_text()}")
+            raise ConfigError(f"aggregator exited early:\n{log.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"aggregator at {url} not ready:\n{log.read_text()}")
+    raise ConfigError(f"aggregator at {url} not ready in 60 s:\n{log.read_text()[-2000:]}")
 
 
 @contextmanager
