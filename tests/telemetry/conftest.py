@@ -15,8 +15,8 @@ import pytest
 from tessera.node.launcher import free_port as launcher_free_port
 from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
 from tessera.node.telemetry.keys import PartyKeys, aggregator_credential
-from tessera.protocol.telemetry import DpSpec, VdafSpec
 from tessera.node.telemetry.launcher import aggregators
+from tessera.protocol.telemetry import DpSpec, VdafSpec
 
 PRECISION = 60
 #: An aligned report time a day ago: reports expire after a week, so every report time

@@ -845,6 +845,23 @@ def test_the_explorer_lists_verdicts_and_slashing_and_rechecks_a_query(
         s = by_qid[r.get_attribute("data-query")]
         assert int(cells[4].text) == int(s["paid"]) and int(cells[6].text) == int(s["slashed"])
     assert not slashed and "nobody slashed" in by_id(browser, "events-slashes").text
+    # the committees: the network's, as the registry holds it, its members by name
+    c = reader.committee(live.console.state["committee"])
+    row = wait_for(
+        "the committees",
+        lambda: by_id(browser, "committees").find_elements(
+            "css selector", f"tr[data-committee='{c.committee_id}']"
+        ),
+    )[0]
+    shown = browser.execute_script("return window.tessera.committees")
+    (mine,) = [x for x in shown if x["committee_id"] == c.committee_id]
+    assert mine["threshold"] == c.threshold and mine["public_key"] == "0x" + c.public_key.hex()
+    assert [m["address"] for m in mine["members"]] == list(c.members)
+    for m in mine["members"]:
+        p = reader.participant(m["address"])
+        assert (m["stake"], m["reputation"]) == (p.stake, p.reputation) and m["name"]
+        assert m["name"] in row.text
+    assert f"{c.threshold} of {len(c.members)}" in row.text and mine["origin"] == "endorsed"
     shot(browser, artifacts, "ledger-events-verify")
     # a malformed id: refused with the field named, nothing run
     typed(browser, "trail-qid", "0x12")
@@ -889,8 +906,8 @@ def test_the_telemetry_view_collects_from_real_aggregators(
     from tessera.node.telemetry.client import TelemetryClient
     from tessera.node.telemetry.collector import TelemetryCollector
     from tessera.node.telemetry.config import load_task_config, write_task
-    from tessera.protocol.telemetry import BatchInterval, DpSpec, VdafSpec
     from tessera.node.telemetry.launcher import aggregators
+    from tessera.protocol.telemetry import BatchInterval, DpSpec, VdafSpec
     from tessera.web.console import Console
     from tessera.web.server import ThreadedServer
 

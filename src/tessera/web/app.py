@@ -386,6 +386,10 @@ def create_app(
             prefixes=body.prefixes,
         )
 
+    @app.get("/api/committees")
+    def committees() -> list[dict[str, Any]]:
+        return views.committees(console)
+
     @app.get("/api/participants")
     def participants() -> list[dict[str, Any]]:
         return console.participants()

@@ -393,3 +393,51 @@ def telemetry(console: Console) -> dict[str, Any]:
     """The telemetry tasks the console was started with (``--telemetry``), each with its
     aggregators and the leader's counts; an empty list says how to add one."""
     return console.telemetry.overview()
+
+
+def committees(console: Console) -> list[dict[str, Any]]:
+    """Every committee on the registry (``CommitteeCreated``): its threshold, public key
+    and members (their names, stake and reputation now), and how it came to be: endorsed
+    by its members after their DKG, or drawn for an epoch (``EpochCommittee``, with the
+    draw's seed)."""
+    reg = console.reader.registry
+    drawn = {
+        int(log["args"]["committee_id"]): int(log["args"]["epoch"])
+        for log in _logs(console, reg, "EpochCommittee")
+    }
+    seeds = {
+        int(log["args"]["epoch"]): "0x" + bytes(log["args"]["seed"]).hex()
+        for log in _logs(console, reg, "CommitteeDrawn")
+    }
+    out = []
+    for log in _logs(console, reg, "CommitteeCreated"):
+        cid = int(log["args"]["committee_id"])
+        c = console.reader.committee(cid)
+        members = []
+        for i, address in c.nodes.items():
+            p = console.reader.participant(address)
+            members.append(
+                {
+                    "index": i,
+                    "address": address,
+                    "name": console.name_of(address),
+                    "stake": p.stake,
+                    "reputation": p.reputation,
+                }
+            )
+        epoch = drawn.get(cid)
+        out.append(
+            {
+                "committee_id": cid,
+                "threshold": c.threshold,
+                "size": len(c.members),
+                "public_key": "0x" + c.public_key.hex(),
+                "block": int(log["blockNumber"]),
+                "time": _time(console, int(log["blockNumber"])),
+                "origin": "endorsed" if epoch is None else "drawn",
+                "epoch": epoch,
+                "seed": None if epoch is None else seeds.get(epoch),
+                "members": members,
+            }
+        )
+    return out

@@ -55,7 +55,7 @@ function route() {
     $(`view-${v}`).hidden = v !== name;
     $(`nav-${v}`).classList.toggle("active", v === name);
   }
-  if (name === "ledger") { loadParticipants(); loadEvents(); }
+  if (name === "ledger") { loadParticipants(); loadEvents(); loadCommittees(); }
   if (name === "market") { search(); loadTrends(); }
   if (name === "provider") loadProviders();
   if (name === "training") loadTrainings();
@@ -361,6 +361,18 @@ async function loadEvents() {
     $("events-slashes").tBodies[0].replaceChildren(...(e.slashes.length ? e.slashes.map((s) => el("tr", {},
       el("td", {}, s.block), el("td", {}, s.name || s.account), el("td", { class: "num" }, s.amount)))
       : [el("tr", {}, el("td", { colSpan: 3 }, "nobody slashed on this chain"))]));
+  } catch (err) { showError("trail-error", err); }
+}
+
+async function loadCommittees() {
+  try {
+    const cs = await api("/api/committees");
+    window.tessera.committees = cs;
+    $("committees").tBodies[0].replaceChildren(...cs.map((c) => el("tr", { "data-committee": String(c.committee_id) },
+      el("td", {}, c.committee_id), el("td", {}, `${c.threshold} of ${c.size}`),
+      el("td", { title: c.public_key }, el("code", {}, short(c.public_key))),
+      el("td", {}, c.origin === "drawn" ? `drawn for epoch ${c.epoch} (seed ${short(c.seed)}) at ${c.time}` : `endorsed by its members after their DKG, ${c.time}`),
+      el("td", {}, c.members.map((m) => `${m.index}. ${m.name || short(m.address)} (${m.stake} · ${m.reputation})`).join(", ")))));
   } catch (err) { showError("trail-error", err); }
 }
 
