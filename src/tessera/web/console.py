@@ -722,6 +722,7 @@ class Console:
         """A query's on-chain record: its parameters and status, every commitment (kind,
         author, digest, block, tx) in chain order, the verdicts and the settlement."""
         from tessera.ledger import COMMITMENT_KINDS
+        from tessera.web.views import verdict_of
 
         qid, q = self._query_on_ledger(query_id)
         ev = self.reader.market.events
@@ -740,13 +741,7 @@ class Console:
                 }
             )
         verdicts = [
-            {
-                "verifier": Web3.to_checksum_address(log["args"]["verifier"]),
-                "name": self.name_of(log["args"]["verifier"]),
-                "passed": bool(log["args"]["passed"]),
-                "cheaters": [Web3.to_checksum_address(c) for c in log["args"]["cheaters"]],
-                "block": int(log["blockNumber"]),
-            }
+            verdict_of(self, log)
             for log in ev.VerdictPosted().get_logs(
                 from_block=since, argument_filters={"query_id": qid}
             )

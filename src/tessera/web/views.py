@@ -259,21 +259,26 @@ def trends(console: Console, top: int = 10) -> dict[str, Any]:
     return {"queries": series, "top": tops, "stats": s}
 
 
+def verdict_of(console: Console, log: Any) -> dict[str, Any]:
+    """A verifier's vote (a ``VerdictPosted`` event): pass or fail, the cheaters it named
+    (slashed at a majority) and the providers it named withheld (unpaid at a majority)."""
+    args = log["args"]
+    return {
+        "query_id": "0x" + bytes(args["query_id"]).hex(),
+        "verifier": Web3.to_checksum_address(args["verifier"]),
+        "name": console.name_of(args["verifier"]),
+        "passed": bool(args["passed"]),
+        "cheaters": [Web3.to_checksum_address(c) for c in args["cheaters"]],
+        "withheld": [Web3.to_checksum_address(c) for c in args.get("withheld", ())],
+        "block": int(log["blockNumber"]),
+    }
+
+
 def events(console: Console) -> dict[str, Any]:
     """Every verdict (``VerdictPosted``), settlement (``QuerySettled``, ``QueryExpired``),
     slashing (the registry's ``Slashed``) and reputation change on the chain."""
     market, reg = console.reader.market, console.reader.registry
-    verdicts = [
-        {
-            "query_id": "0x" + bytes(log["args"]["query_id"]).hex(),
-            "verifier": Web3.to_checksum_address(log["args"]["verifier"]),
-            "name": console.name_of(log["args"]["verifier"]),
-            "passed": bool(log["args"]["passed"]),
-            "cheaters": [Web3.to_checksum_address(c) for c in log["args"]["cheaters"]],
-            "block": int(log["blockNumber"]),
-        }
-        for log in _logs(console, market, "VerdictPosted")
-    ]
+    verdicts = [verdict_of(console, log) for log in _logs(console, market, "VerdictPosted")]
     slashes = [
         {
             "account": Web3.to_checksum_address(log["args"]["account"]),

@@ -321,7 +321,8 @@ async function loadTrail(ev) {
       el("code", { class: "digest", title: c.digest }, short(c.digest)))));
     $("trail-verdicts").replaceChildren(...(t.verdicts.length ? t.verdicts.map((v) => el("li", {},
       `block ${v.block}: ${v.name || short(v.verifier)} voted `, el("strong", {}, v.passed ? "pass" : "fail"),
-      v.cheaters.length ? ` naming ${v.cheaters.map(short).join(", ")}` : "")) : [el("li", {}, "no verdict yet")]));
+      v.cheaters.length ? ` naming ${v.cheaters.map(short).join(", ")}` : "",
+      v.withheld.length ? `; withheld (unpaid): ${v.withheld.map(short).join(", ")}` : "")) : [el("li", {}, "no verdict yet")]));
     const s = t.settlement;
     $("trail-slashing").textContent = (s ? `settled at block ${s.block}: ${s.passed ? "passed" : "failed"}, paid ${s.paid}, refunded ${s.refunded}, slashed ${s.slashed}. ` : "not settled yet. ")
       + (t.cheaters.length ? `slashed: ${t.cheaters.map((c) => c.name || c.address).join(", ")}` : "nobody slashed");
@@ -354,7 +355,8 @@ async function loadEvents() {
     const qlink = (q) => el("a", { href: "#ledger", class: "qid", title: q, onclick: () => openTrail(q) }, short(q));
     $("events-verdicts").tBodies[0].replaceChildren(...e.verdicts.map((v) => el("tr", {},
       el("td", {}, v.block), el("td", {}, qlink(v.query_id)), el("td", {}, v.name || short(v.verifier)),
-      el("td", {}, v.passed ? "pass" : "fail"), el("td", {}, v.cheaters.map(short).join(", ")))));
+      el("td", {}, v.passed ? "pass" : "fail"), el("td", {}, v.cheaters.map(short).join(", ")),
+      el("td", {}, v.withheld.map(short).join(", ")))));
     $("events-settlements").tBodies[0].replaceChildren(...e.settlements.map((s) => el("tr", { "data-query": s.query_id },
       el("td", {}, s.block), el("td", {}, qlink(s.query_id)), el("td", {}, s.event), el("td", {}, s.passed ? "yes" : "no"),
       el("td", { class: "num" }, s.paid), el("td", { class: "num" }, s.refunded), el("td", { class: "num" }, s.slashed))));
