@@ -29,12 +29,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -236,8 +235,11 @@ class LoadHarness(Harness):
 
 
 # -- telemetry -------------------------------------------------------------------------
-def start_aggregators(root: Path) -> tuple[Any, list[subprocess.Popen[bytes]]]:
+@contextlib.contextmanager
+def telemetry_task(root: Path) -> Iterator[Any]:
+    """A Prio3Count task, its two aggregators serving it until the block ends."""
     from tessera.node.telemetry.config import load_task_config, write_task
+    from tessera.node.telemetry.launcher import aggregators
     from tessera.protocol.telemetry import DpSpec, VdafSpec
 
     ports = [free_port(), free_port()]
@@ -249,24 +251,8 @@ def start_aggregators(root: Path) -> tuple[Any, list[subprocess.Popen[bytes]]]:
         time_precision=3600,
         dp=DpSpec("none"),
     )
-    procs: list[subprocess.Popen[bytes]] = []
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    for agg in (1, 0):
-        args = [sys.executable, "-m", "tessera.cli.telemetry", "serve", "--config", str(path)]
-        with (root / f"agg{agg}.log").open("wb") as fh:
-            procs.append(
-                subprocess.Popen([*args, "--aggregator", str(agg)], stdout=fh, stderr=fh, env=env)
-            )
-        url = f"http://127.0.0.1:{ports[agg]}/health"
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline or procs[-1].poll() is not None:
-                raise RuntimeError((root / f"agg{agg}.log").read_text())
-            time.sleep(0.1)
-    return load_task_config(path), procs
+    with aggregators([path], root):
+        yield load_task_config(path)
 
 
 def malformed(builder: Any, report: Any, k: int, rng: SeededRng) -> Any:
@@ -309,70 +295,63 @@ def run_telemetry(total: int, seed: str, concurrency: int = 8) -> dict[str, Any]
     n_replay = n_bad = total // 20
     n_valid = total - n_replay - n_bad
     t0 = (int(time.time()) - 86_400) // 3600 * 3600
-    with tempfile.TemporaryDirectory(prefix="tessera-load-telemetry-") as tmp:
-        config, procs = start_aggregators(Path(tmp))
-        try:
-            builder = ReportBuilder(config)
-            start = time.monotonic()
-            measurements = [rng.below(2) for _ in range(n_valid)]
-            valid = [builder.report(m, t0, rng) for m in measurements]
-            bad = [malformed(builder, builder.report(1, t0, rng), k, rng) for k in range(n_bad)]
-            shard_s = time.monotonic() - start
-            half = n_valid // 2
-            replays = [valid[rng.below(half)] for _ in range(n_replay)]
-            # first half: valid and half the malformed; second: the rest, and the replays
-            # of first-half reports (their originals are already stored)
-            items = [(r, "valid") for r in valid]
-            items += [(r, "malformed") for r in bad]
-            items += [(r, "replay") for r in replays]
-            phase1 = items[:half] + items[n_valid : n_valid + n_bad // 2]
-            phase2 = items[half:n_valid] + items[n_valid + n_bad // 2 :]
-            for phase in (phase1, phase2):
-                for i in range(len(phase) - 1, 0, -1):  # seeded Fisher-Yates
-                    j = rng.below(i + 1)
-                    phase[i], phase[j] = phase[j], phase[i]
-            outcomes: dict[str, dict[str, int]] = {k: {} for k in ("valid", "malformed", "replay")}
-            refused_requests = 0
+    with (
+        tempfile.TemporaryDirectory(prefix="tessera-load-telemetry-") as tmp,
+        telemetry_task(Path(tmp)) as config,
+    ):
+        builder = ReportBuilder(config)
+        start = time.monotonic()
+        measurements = [rng.below(2) for _ in range(n_valid)]
+        valid = [builder.report(m, t0, rng) for m in measurements]
+        bad = [malformed(builder, builder.report(1, t0, rng), k, rng) for k in range(n_bad)]
+        shard_s = time.monotonic() - start
+        half = n_valid // 2
+        replays = [valid[rng.below(half)] for _ in range(n_replay)]
+        # first half: valid and half the malformed; second: the rest, and the replays
+        # of first-half reports (their originals are already stored)
+        items = [(r, "valid") for r in valid]
+        items += [(r, "malformed") for r in bad]
+        items += [(r, "replay") for r in replays]
+        phase1 = items[:half] + items[n_valid : n_valid + n_bad // 2]
+        phase2 = items[half:n_valid] + items[n_valid + n_bad // 2 :]
+        for phase in (phase1, phase2):
+            for i in range(len(phase) - 1, 0, -1):  # seeded Fisher-Yates
+                j = rng.below(i + 1)
+                phase[i], phase[j] = phase[j], phase[i]
+        outcomes: dict[str, dict[str, int]] = {k: {} for k in ("valid", "malformed", "replay")}
+        refused_requests = 0
 
-            async def upload(batches: list[list[tuple[Any, str]]]) -> None:
-                nonlocal refused_requests
-                sem = asyncio.Semaphore(concurrency)
-                async with httpx.AsyncClient(timeout=600) as http:
+        async def upload(batches: list[list[tuple[Any, str]]]) -> None:
+            nonlocal refused_requests
+            sem = asyncio.Semaphore(concurrency)
+            async with httpx.AsyncClient(timeout=600) as http:
 
-                    async def one(batch: list[tuple[Any, str]]) -> None:
-                        nonlocal refused_requests
-                        async with sem:
-                            try:
-                                got = await upload_async(http, config, [r for r, _ in batch])
-                            except Exception:
-                                refused_requests += 1
-                                for _, kind in batch:
-                                    outcomes[kind]["request_failed"] = (
-                                        outcomes[kind].get("request_failed", 0) + 1
-                                    )
-                                return
-                        for (_, kind), o in zip(batch, got, strict=True):
-                            label = ReportStatus(o.status).name.lower()
-                            outcomes[kind][label] = outcomes[kind].get(label, 0) + 1
+                async def one(batch: list[tuple[Any, str]]) -> None:
+                    nonlocal refused_requests
+                    async with sem:
+                        try:
+                            got = await upload_async(http, config, [r for r, _ in batch])
+                        except Exception:
+                            refused_requests += 1
+                            for _, kind in batch:
+                                outcomes[kind]["request_failed"] = (
+                                    outcomes[kind].get("request_failed", 0) + 1
+                                )
+                            return
+                    for (_, kind), o in zip(batch, got, strict=True):
+                        label = ReportStatus(o.status).name.lower()
+                        outcomes[kind][label] = outcomes[kind].get(label, 0) + 1
 
-                    await asyncio.gather(*(one(b) for b in batches))
+                await asyncio.gather(*(one(b) for b in batches))
 
-            start = time.monotonic()
-            for phase in (phase1, phase2):
-                asyncio.run(upload([phase[i : i + 100] for i in range(0, len(phase), 100)]))
-            upload_s = time.monotonic() - start
-            start = time.monotonic()
-            with TelemetryCollector(config) as collector:
-                got = collector.collect(BatchInterval(t0, 3600))
-            collect_s = time.monotonic() - start
-        finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        start = time.monotonic()
+        for phase in (phase1, phase2):
+            asyncio.run(upload([phase[i : i + 100] for i in range(0, len(phase), 100)]))
+        upload_s = time.monotonic() - start
+        start = time.monotonic()
+        with TelemetryCollector(config) as collector:
+            got = collector.collect(BatchInterval(t0, 3600))
+        collect_s = time.monotonic() - start
     accepted = outcomes["valid"].get("accepted", 0)
     lost = (
         (n_valid - accepted)

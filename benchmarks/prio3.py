@@ -20,12 +20,9 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,7 @@ import httpx
 from tessera.crypto.rng import SeededRng
 from tessera.node.telemetry.client import ReportBuilder, upload_async
 from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
+from tessera.node.telemetry.launcher import aggregators
 from tessera.protocol.telemetry import DpSpec, Report, ReportStatus, VdafSpec, vdaf_ctx
 
 #: libprio-rs shard times in microseconds (the issue's reference figures).
@@ -129,50 +127,6 @@ def _free_port() -> int:
         return port
 
 
-@contextmanager
-def _aggregators(configs: Sequence[Path]) -> Iterator[None]:
-    procs: list[subprocess.Popen[bytes]] = []
-    cfg = load_task_config(configs[0])
-    try:
-        for agg in (1, 0):
-            args = [
-                sys.executable,
-                "-m",
-                "tessera.cli.telemetry",
-                "serve",
-                "--aggregator",
-                str(agg),
-            ]
-            for c in configs:
-                args += ["--config", str(c)]
-            procs.append(
-                subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
-            url = cfg.aggregators[agg].url + "/health"
-            deadline = time.monotonic() + 60
-            while True:
-                if procs[-1].poll() is not None:
-                    raise RuntimeError(f"aggregator {agg} exited")
-                try:
-                    if httpx.get(url, timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"aggregator {agg} not ready")
-                time.sleep(0.1)
-        yield
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 async def _upload(
     config: TaskConfig, reports: Sequence[Report], per_request: int, concurrency: int
 ) -> float:
@@ -222,7 +176,7 @@ def run(quick: bool, only: set[str] | None) -> dict[str, dict[str, float]]:
                 n = 20
             shard_us, prep_us = _per_report(v, n)
             results[v.name] = {"shard_us": round(shard_us, 1), "prep_us": round(prep_us, 1)}
-        with _aggregators(list(paths.values())):
+        with aggregators(list(paths.values()), Path(tmp)):
             for v in variants:
                 n = max(20, v.e2e_reports // 20) if quick else v.e2e_reports
                 if quick and v.name == "Histogram10000":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
@@ -21,6 +19,7 @@ from tessera.node.launcher import free_port as launcher_free_port
 from tessera.node.telemetry.client import TelemetryClient
 from tessera.node.telemetry.collector import TelemetryCollector
 from tessera.node.telemetry.config import TaskConfig, load_task_config, write_task
+from tessera.node.telemetry.launcher import aggregators
 from tessera.protocol.telemetry import BatchInterval, DpSpec, ReportStatus, VdafSpec
 
 PRECISION = 60
@@ -137,20 +136,6 @@ def test_an_aggregator_whose_store_is_unreachable_exits_with_a_config_error(
 # -- aggregator processes on PostgreSQL ----------------------------------------------------
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"aggregator exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"aggregator at {url} not ready:\n{log.read_text()}")
-
-
 @pytest.fixture
 def on_postgres(tmp_path: Path, postgres_server: str) -> Iterator[tuple[TaskConfig, list[str]]]:
     from .conftest import new_schema
@@ -158,32 +143,8 @@ def on_postgres(tmp_path: Path, postgres_server: str) -> Iterator[tuple[TaskConf
     dsns = [new_schema(postgres_server), new_schema(postgres_server)]
     ports = [_free_port(), _free_port()]
     cfg = load_task_config(_task(tmp_path, dsns, ports))
-    procs: list[subprocess.Popen[bytes]] = []
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    try:
-        for agg in (1, 0):
-            log = tmp_path / f"agg{agg}.log"
-            args = [*SERVE, "-c", str(cfg.path), "--aggregator", str(agg)]
-            with log.open("wb") as fh:
-                procs.append(
-                    subprocess.Popen(
-                        [*args, "--aggregator", str(agg)],
-                        stdout=fh,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                    )
-                )
-            _wait_ready(f"http://127.0.0.1:{ports[agg]}", procs[-1], log)
+    with aggregators([cfg.path], tmp_path):
         yield cfg, dsns
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def test_aggregators_with_postgresql_stores_collect_and_refuse_replays(

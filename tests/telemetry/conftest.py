@@ -117,5 +117,5 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         for name, (spec, dp, min_batch) in TASKS.items()
     }
     configs = {name: load_task_config(p) for name, p in paths.items()}
-    with aggregators(list(paths.values()), ports, root) as procs:
+    with aggregators(list(paths.values()), root) as procs:
         yield Deployment(configs, procs)

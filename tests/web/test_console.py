@@ -924,7 +924,7 @@ def test_the_telemetry_view_collects_from_real_aggregators(
         dp=DpSpec("discrete_gaussian", rho=Fraction(1, 2)),
         **common,
     )
-    with aggregators([ages_hh, decades], ports, tmp_path):
+    with aggregators([ages_hh, decades], tmp_path):
         hh_cfg, dec_cfg = load_task_config(ages_hh), load_task_config(decades)
         with TelemetryClient(hh_cfg) as client:
             bits = [tuple(c == "1" for c in format(a, "08b")) for a in ages]

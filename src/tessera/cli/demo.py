@@ -327,7 +327,7 @@ def demo_telemetry(root: Path, say: Callable[[str], None]) -> Iterator[list[Path
         **common,
     )
     patients = pd.concat([medical.load(p) for p in medical.PROVIDERS], ignore_index=True)
-    with aggregators([ages, sbp], ports, root):
+    with aggregators([ages, sbp], root):
         when = int(time.time()) // 60 * 60 - 60
         rng = SystemRng()
         say(f"telemetry: {len(patients)} devices report their age and blood pressure")

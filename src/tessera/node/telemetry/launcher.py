@@ -32,16 +32,19 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextmanager
-def aggregators(
-    tasks: Sequence[Path], ports: Sequence[int], logs: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Serve ``tasks`` (task files sharing the aggregators on ``ports``, leader first) from
-    one process per aggregator until the block ends; ``logs/agg<i>.log`` holds each one's
-    output."""
+def aggregators(tasks: Sequence[Path], logs: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Serve ``tasks`` (task files sharing one set of aggregators, whose URLs the first one
+    names, leader first) from one process per aggregator until the block ends, each ready
+    (answering ``/health``) before the next starts; ``logs/agg<i>.log`` holds each one's
+    output. A process that exits or is not ready in 60 s is a :class:`ConfigError` with
+    the end of its log."""
+    from tessera.node.telemetry.config import load_task_config
+
+    urls = [a.url for a in load_task_config(tasks[0]).aggregators]
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
-        for agg in reversed(range(len(ports))):
+        for agg in reversed(range(len(urls))):
             log = logs / f"agg{agg}.log"
             args = [sys.executable, "-m", "tessera.cli.telemetry", "serve", "--json"]
             for p in tasks:
@@ -49,7 +52,7 @@ def aggregators(
             args += ["--aggregator", str(agg)]
             with log.open("wb") as fh:
                 procs.append(subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env))
-            _wait_ready(f"http://127.0.0.1:{ports[agg]}", procs[-1], log)
+            _wait_ready(urls[agg], procs[-1], log)
         yield procs
     finally:
         for proc in procs:
