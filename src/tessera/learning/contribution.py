@@ -70,8 +70,8 @@ class ContributionSpec:
     def scores_round(self, round_index: int) -> bool:
         return self.rounds is None or round_index in self.rounds
 
-    def plan(self, seed: bytes, providers: Sequence[str]) -> ScoringPlan:
-        return ScoringPlan(self.method, self.permutations, seed, tuple(providers))
+    def plan(self, seed: bytes, providers: Sequence[str], validation: bytes = b"") -> ScoringPlan:
+        return ScoringPlan(self.method, self.permutations, seed, tuple(providers), validation)
 
 
 def _orderings(providers: Sequence[str], seed: bytes, permutations: int) -> list[tuple[str, ...]]:
@@ -136,9 +136,31 @@ class ScoringPlan:
     permutations: int
     seed: bytes
     providers: tuple[str, ...]
+    #: the digest of the validation set the scores are computed on (:func:`validation_digest`),
+    #: when it is fixed with the plan (a training ticket's): empty if not
+    validation: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ContributionError(f"unknown scoring method {self.method!r}: one of {METHODS}")
+        if self.permutations < 1:
+            raise ContributionError(f"permutations must be positive, got {self.permutations}")
+        if len(self.seed) != SEED_SIZE:
+            raise ContributionError(f"the seed must be {SEED_SIZE} bytes, got {len(self.seed)}")
+        if not self.providers or len(set(self.providers)) != len(self.providers):
+            raise ContributionError("the plan's providers must be distinct, at least one")
+        if len(self.validation) not in (0, 32):
+            raise ContributionError("the validation digest must be 32 bytes (or none)")
 
     def subsets(self, accepted: Sequence[str]) -> tuple[Subset, ...]:
         return plan_subsets(self.method, self.providers, accepted, self.seed, self.permutations)
+
+    def most_releases(self) -> int:
+        """The most subset releases any provider is in, whoever is accepted: the plan over
+        every provider (leaving some out merges subsets, it never adds one), so charging
+        each provider ``(1 + most_releases)·ρ`` before the round covers its scoring."""
+        counts = privacy_charges(self.subsets(self.providers), 1.0)
+        return int(max(counts.values(), default=0.0))
 
 
 def privacy_charges(subsets: Sequence[Subset], rho: float) -> dict[str, float]:
@@ -217,7 +239,10 @@ class RoundContext:
         new = server_update(
             self.params, total, subset, self.config, self.fixed_point, self.max_rows
         )
-        x, y = self.validation
+        # C order, float64: the loss's products then round alike wherever the set came from
+        # (a data frame's Fortran-ordered array, or the verifier's decoded JSON)
+        x = np.ascontiguousarray(self.validation[0], dtype=np.float64)
+        y = self.validation[1]
         return self.model.loss(self.params, x, y) - self.model.loss(new, x, y)
 
 

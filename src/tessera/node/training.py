@@ -36,6 +36,13 @@ import numpy as np
 from tessera.errors import PolicyViolation, ProtocolError, QueryError
 from tessera.learning import secure
 from tessera.learning.config import TrainingConfig, fixed_point_for, labels_for, scale_features
+from tessera.learning.contribution import (
+    ContributionSpec,
+    RoundContext,
+    ScoringPlan,
+    score_record,
+    validation_digest,
+)
 from tessera.learning.models import Array, Model
 from tessera.learning.rounds import (
     Observer,
@@ -43,6 +50,7 @@ from tessera.learning.rounds import (
     TrainingResult,
     close_round,
     open_round,
+    release_subsets,
     run_training,
     server_update,
 )
@@ -56,6 +64,7 @@ from tessera.node.answers import (
     gather,
     nobody_left,
 )
+from tessera.protocol.contribution import ScoreRecord
 from tessera.protocol.training import SealedReport, report_digest
 from tessera.protocol.training_round import OPERATION, RoundTranscript, TrainingTicket
 
@@ -123,6 +132,9 @@ class RemoteNode:
         self.released = bytes.fromhex(self._call("release")["share"])
         return self.released
 
+    def release_subset(self, providers: Sequence[str]) -> bytes:
+        return bytes.fromhex(self._call("release_subset", providers=list(providers))["share"])
+
 
 @dataclass(frozen=True)
 class TrainingQuote:
@@ -136,6 +148,14 @@ class TrainingQuote:
     delta: float
     rho_per_round: float
     budget_left: Mapping[str, float]  # each dataset's ρ left on the ledger
+    #: the contribution scores' subset releases: ρ charged per dataset on top of the
+    #: rounds' own, over the whole training (0 without scoring or without noise)
+    scoring_rho: float = 0.0
+
+    @property
+    def rho_total(self) -> float:
+        """ρ the training charges each dataset asked in every round, scoring included."""
+        return self.rho_per_round * self.rounds + self.scoring_rho
 
     def rounds_affordable(self) -> int:
         """Rounds every dataset can pay for if it is asked in each."""
@@ -157,6 +177,7 @@ class NetworkRounds:
         label: str,
         config: TrainingConfig,
         training_id: bytes,
+        contribution: ContributionSpec | None = None,
     ) -> None:
         if not config.secure:
             raise QueryError("training on the network is always a secure aggregation")
@@ -173,6 +194,9 @@ class NetworkRounds:
             )
         self._max_rows = {name: int(h["max_rows"]) for name, h in self.holders.items()}
         self.fixed_point = fixed_point_for(config, max(self._max_rows.values()))
+        self.contribution = contribution
+        #: the analyst's validation set, scaled: what the scores are computed on
+        self.validation: tuple[Array, Any] | None = None
 
     @property
     def max_rows(self) -> Mapping[str, int]:
@@ -183,6 +207,12 @@ class NetworkRounds:
         ledger = self.analyst.ledger
         ids = {name: int(h["dataset_id"]) for name, h in self.holders.items()}
         budget = self.config.budget()
+        rho = 0.0 if budget is None else budget.rho_per_round
+        extra = sum(
+            rho * self.scoring_plan(r, sorted(ids)).most_releases()
+            for r in range(self.config.rounds)
+            if self.contribution is not None and self.contribution.scores_round(r)
+        )
         per_round = ledger.quote(ids.values(), "training")
         left = {
             f"{name}/{self.table}": ledger.dataset(d).budget_remaining / MICRO
@@ -195,12 +225,26 @@ class NetworkRounds:
             price=per_round * self.config.rounds,
             epsilon=None if budget is None else budget.total_epsilon,
             delta=self.config.delta,
-            rho_per_round=0.0 if budget is None else budget.rho_per_round,
+            rho_per_round=rho,
             budget_left=left,
+            scoring_rho=extra,
         )
+
+    def scoring_plan(self, round_index: int, chosen: Sequence[str]) -> ScoringPlan:
+        """Round ``round_index``'s scoring plan: its seed from the training id and the round
+        (public, and fixed with the ticket before any report), the validation set's digest."""
+        assert self.contribution is not None
+        seed = hashlib.sha256(
+            b"tessera/scoring-seed/v1" + self.training_id + round_index.to_bytes(4, "big")
+        ).digest()
+        digest = b"" if self.validation is None else validation_digest(self.validation)
+        return self.contribution.plan(seed, chosen, digest)
 
     def ticket(self, round_index: int, chosen: Sequence[str], params: Array) -> TrainingTicket:
         a = self.analyst
+        scoring = None
+        if self.contribution is not None and self.contribution.scores_round(round_index):
+            scoring = self.scoring_plan(round_index, sorted(chosen))
         return TrainingTicket(
             training_id=self.training_id,
             round_index=round_index,
@@ -218,6 +262,7 @@ class NetworkRounds:
             providers=tuple(sorted((n, str(self.holders[n]["address"])) for n in chosen)),
             nonce=a._rng.randbytes(32),
             analyst=a.ledger.account,
+            scoring=scoring,
         )
 
     def run(
@@ -227,7 +272,8 @@ class NetworkRounds:
         ticket = self.ticket(round_index, chosen, params)
         qid = ticket.query_id
         datasets = {f"{n}/{self.table}": int(self.holders[n]["dataset_id"]) for n in chosen}
-        cost = rho_to_micro(rho) if rho else 0
+        # the round's release and, with a scoring plan, its subset releases
+        cost = rho_to_micro(ticket.rho) if ticket.rho else 0
         a.on_progress(f"round {round_index + 1}: submitting the round to the ledger")
         a.submit_to_ledger(ticket.ticket_hash, qid, datasets, cost, {OPERATION}, "training")
         body = ticket.to_json()
@@ -312,6 +358,10 @@ class NetworkRounds:
         )
         result = encode_model(self.model, new)
         a.ledger.post_result(qid, hashlib.sha256(result).digest())
+        scores = None
+        if ticket.scoring is not None:
+            a.on_progress(f"round {round_index + 1}: the nodes release the scores' subset sums")
+            scores = self.score(ticket, nodes, agg.shares, agg.accepted, params)
         record = RoundTranscript(
             model=bytes.fromhex(model_hex),
             reports={n: r.encode() for n, r in sealed.items()},
@@ -320,6 +370,8 @@ class NetworkRounds:
             released={node.index: node.released for node in nodes},
             result=result,
             withheld=withheld,
+            scores=scores,
+            validation=None if scores is None else self.validation,
         )
         a.on_progress(f"round {round_index + 1}: the verifiers check the round")
         self.verify(ticket, record)
@@ -329,7 +381,43 @@ class NetworkRounds:
             agg.excluded,
             None,
             "0x" + qid.hex(),
+            contribution=scores,
             withheld=tuple(sorted(withheld.items())),
+        )
+
+    def score(
+        self,
+        ticket: TrainingTicket,
+        nodes: Sequence[RemoteNode],
+        shares: Sequence[bytes],
+        accepted: Sequence[str],
+        params: Array,
+    ) -> ScoreRecord:
+        """The plan's subset sums from every node (``train/release_subset``), unsharded and
+        scored as in process (:func:`~tessera.learning.rounds.release_subsets`,
+        :func:`~tessera.learning.contribution.score_record`). The analyst posts nothing:
+        the verifiers re-check the record and confirm it on-chain."""
+        plan = ticket.scoring
+        assert plan is not None and self.validation is not None
+        releases = release_subsets(nodes, plan.subsets(accepted))
+        ctx = RoundContext(
+            self.model,
+            params,
+            self.config,
+            self.fixed_point,
+            ticket.vdaf,
+            self._max_rows,
+            self.validation,
+        )
+        return score_record(
+            ctx,
+            plan.method,
+            plan.seed,
+            plan.permutations,
+            plan.providers,
+            accepted,
+            shares,
+            releases,
         )
 
     def verify(self, ticket: TrainingTicket, record: RoundTranscript) -> list[dict[str, Any]]:
@@ -352,28 +440,30 @@ def train_over(
     observer: Observer | None = None,
     seed: int | None = None,
     training_id: bytes | None = None,
+    contribution: ContributionSpec | None = None,
 ) -> TrainingResult:
-    """Train ``model`` on ``table`` over the network (see :meth:`NetworkAnalyst.train`)."""
+    """Train ``model`` on ``table`` over the network (see :meth:`NetworkAnalyst.train`).
+    With ``contribution`` (and ``validation``), the rounds it names are scored: each
+    round's ticket fixes its :class:`~tessera.learning.contribution.ScoringPlan`, the
+    nodes release its subset sums, and the verifiers confirm the scores on-chain, the
+    market splitting the providers' pay by them. The subset releases are charged in each
+    scored round's ρ (the quote's ``scoring_rho``); a training whose budgets cannot pay
+    for all of it is refused before round 1."""
+    if contribution is not None and validation is None:
+        raise QueryError("contribution scores need a validation set")
     rng = np.random.default_rng(
         seed if seed is not None else int.from_bytes(analyst._rng.randbytes(16), "big")
     )
     rounds = NetworkRounds(
-        analyst, model, table, features, label, config, training_id or analyst._rng.randbytes(32)
+        analyst,
+        model,
+        table,
+        features,
+        label,
+        config,
+        training_id or analyst._rng.randbytes(32),
+        contribution,
     )
-    quote = rounds.quote()
-    per_round = config.providers_per_round or len(quote.providers)
-    if per_round == len(quote.providers) and quote.rounds_affordable() < config.rounds:
-        short = [
-            f"{name} has rho={left:.6g} left"
-            for name, left in quote.budget_left.items()
-            if left < quote.rho_per_round * config.rounds
-        ]
-        raise PolicyViolation(
-            f"the training needs rho={quote.rho_per_round * config.rounds:.6g} per dataset "
-            f"over {config.rounds} rounds but "
-            + "; ".join(short)
-            + f": at most {quote.rounds_affordable()} rounds fit"
-        )
     val = None
     if validation is not None:
         cols = [(float(rounds.bounds[c].lo), float(rounds.bounds[c].hi)) for c in features]
@@ -381,6 +471,24 @@ def train_over(
         lb = rounds.bounds[label]
         y, _ = labels_for(model, validation[1], (float(lb.lo), float(lb.hi)))
         val = (x, y)
+        rounds.validation = val
+    quote = rounds.quote()
+    per_round = config.providers_per_round or len(quote.providers)
+    need = quote.rho_total * (1 - 1e-9)
+    if per_round == len(quote.providers) and any(v < need for v in quote.budget_left.values()):
+        short = [
+            f"{name} has rho={left:.6g} left"
+            for name, left in quote.budget_left.items()
+            if left < need
+        ]
+        scoring = f" ({quote.scoring_rho:.6g} of it for the scores)" if quote.scoring_rho else ""
+        raise PolicyViolation(
+            f"the training needs rho={quote.rho_total:.6g} per dataset{scoring} "
+            f"over {config.rounds} rounds but "
+            + "; ".join(short)
+            + f": at most {quote.rounds_affordable()} rounds fit"
+            + (" unscored" if quote.scoring_rho else "")
+        )
     return run_training(model, rounds, config, rng, validation=val, init=init, observer=observer)
 
 

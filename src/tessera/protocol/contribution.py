@@ -20,9 +20,11 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar
 
-from tessera.errors import ProtocolError
+from tessera.errors import DecodeError, ProtocolError
+
+_T = TypeVar("_T")
 
 #: The contribution weights of a training query sum to this (``market.vy``'s ``WEIGHT_TOTAL``).
 WEIGHT_TOTAL: Final = 1_000_000
@@ -132,3 +134,94 @@ class ScoreRecord:
     def digest(self) -> bytes:
         """What the verifiers confirm on-chain with the weights."""
         return hashlib.sha256(self.canonical()).digest()
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole record, shares included (what a verifier is sent)."""
+        return {
+            "method": self.method,
+            "seed": self.seed.hex(),
+            "permutations": self.permutations,
+            "providers": list(self.providers),
+            "accepted": list(self.accepted),
+            "params": self.params_digest.hex(),
+            "validation": self.validation_digest.hex(),
+            "subsets": [list(s) for s in self.subsets],
+            "releases": [[b.hex() for b in shares] for shares in self.releases],
+            "scores": [float(s).hex() for s in self.scores],
+            "weights": list(self.weights),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "scores") -> ScoreRecord:
+        """Strictly decode :meth:`to_json`; raises :class:`~tessera.errors.DecodeError`."""
+        if not isinstance(data, dict) or set(data) != _FIELDS:
+            raise DecodeError(f"{where}: expected exactly the fields {sorted(_FIELDS)}")
+        try:
+            return cls(
+                method=_typed(data, "method", str, where),
+                seed=bytes.fromhex(_typed(data, "seed", str, where)),
+                permutations=_typed(data, "permutations", int, where),
+                providers=_names(data["providers"], f"{where}.providers"),
+                accepted=_names(data["accepted"], f"{where}.accepted"),
+                params_digest=bytes.fromhex(_typed(data, "params", str, where)),
+                validation_digest=bytes.fromhex(_typed(data, "validation", str, where)),
+                subsets=tuple(
+                    _names(s, f"{where}.subsets") for s in _typed(data, "subsets", list, where)
+                ),
+                releases=tuple(
+                    tuple(bytes.fromhex(_hex(b, f"{where}.releases")) for b in _list(r, where))
+                    for r in _typed(data, "releases", list, where)
+                ),
+                scores=tuple(
+                    float.fromhex(_hex(v, f"{where}.scores"))
+                    for v in _typed(data, "scores", list, where)
+                ),
+                weights=tuple(
+                    _int(w, f"{where}.weights") for w in _typed(data, "weights", list, where)
+                ),
+            )
+        except (ContributionError, ValueError, OverflowError) as exc:
+            raise DecodeError(f"{where}: {exc}") from exc
+
+
+_FIELDS: Final = frozenset(
+    {
+        "method", "seed", "permutations", "providers", "accepted", "params", "validation",
+        "subsets", "releases", "scores", "weights",
+    }
+)  # fmt: skip
+_MAX_ITEMS: Final = 1 << 16
+
+
+def _typed(data: dict[str, Any], key: str, kind: type[_T], where: str) -> _T:
+    value = data[key]
+    if type(value) is not kind:
+        raise DecodeError(f"{where}.{key}: expected {kind.__name__}")
+    if isinstance(value, list) and len(value) > _MAX_ITEMS:
+        raise DecodeError(f"{where}.{key}: too many items")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) > _MAX_ITEMS:
+        raise DecodeError(f"{where}: expected a list")
+    return value
+
+
+def _hex(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise DecodeError(f"{where}: expected a hex string")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if type(value) is not int:
+        raise DecodeError(f"{where}: expected an integer")
+    return value
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    items = _list(value, where)
+    if not all(isinstance(n, str) for n in items):
+        raise DecodeError(f"{where}: expected a list of names")
+    return tuple(items)

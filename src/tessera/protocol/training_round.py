@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from tessera.analytics.local import ColumnBounds
 from tessera.crypto import prio3_l2
 from tessera.crypto.prio3 import Prio3FixedPointBoundedL2VecSum
@@ -38,12 +40,14 @@ from tessera.learning.config import (
     sensitivity_of,
     vdaf_for,
 )
+from tessera.learning.contribution import ScoringPlan
 from tessera.learning.fixed_point import FixedPoint
 from tessera.learning.local import LocalConfig
 from tessera.learning.models import Model
 from tessera.learning.privacy import round_noise
 from tessera.learning.rounds import server_update
 from tessera.learning.serialize import decode_model, encode_model, model_from_spec, model_spec
+from tessera.protocol.contribution import ContributionError, ScoreRecord
 from tessera.protocol.query import (
     MAX_PROVIDERS,
     bounds_from_json,
@@ -87,6 +91,9 @@ class TrainingTicket:
     providers: tuple[tuple[str, str], ...]  # asked this round: (name, account), by name
     nonce: bytes
     analyst: str
+    #: the round's contribution scoring, fixed before any report: the only subsets the
+    #: nodes release (``train/release_subset``), charged in :attr:`rho`
+    scoring: ScoringPlan | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.training_id) <= 64:
@@ -131,6 +138,8 @@ class TrainingTicket:
             )
         if getattr(model, "features", len(self.features)) != len(self.features):
             raise QueryError("the model's features are not the ticket's")
+        if self.scoring is not None and self.scoring.providers != tuple(names):
+            raise QueryError("the scoring plan's providers are not the round's")
 
     def built_model(self) -> Model:
         try:
@@ -148,9 +157,20 @@ class TrainingTicket:
         return max(rows for _, rows in self.limits)
 
     @property
-    def rho(self) -> float | None:
+    def release_rho(self) -> float | None:
+        """ρ of one release: the round's sum, and each subset sum of its scoring."""
         budget = self.config.budget()
         return None if budget is None else budget.rho_per_round
+
+    @property
+    def rho(self) -> float | None:
+        """ρ the round charges every dataset (on the ledger and in the provider's store):
+        its own release and, with a scoring plan, as many more as the plan puts any
+        provider in (:meth:`~tessera.learning.contribution.ScoringPlan.most_releases`)."""
+        rho = self.release_rho
+        if rho is None or self.scoring is None:
+            return rho
+        return rho * (1 + self.scoring.most_releases())
 
     @property
     def delta(self) -> float:
@@ -170,8 +190,8 @@ class TrainingTicket:
 
     @cached_property
     def noise(self) -> NoisePlan | None:
-        """Each node's noise, or ``None`` without differential privacy."""
-        rho = self.rho
+        """Each node's noise for one release, or ``None`` without differential privacy."""
+        rho = self.release_rho
         if rho is None:
             return None
         return round_noise(
@@ -198,7 +218,9 @@ class TrainingTicket:
 
     def _body(self) -> dict[str, Any]:
         c = self.config
+        scoring = {} if self.scoring is None else {"scoring": _plan_to_json(self.scoring)}
         return {
+            **scoring,
             "training_id": self.training_id.hex(),
             "round": self.round_index,
             "table": self.table,
@@ -239,7 +261,7 @@ class TrainingTicket:
         known = {
             "query_id", "training_id", "round", "table", "features", "label", "bounds",
             "model", "model_digest", "config", "limits", "n", "t", "committee",
-            "providers", "nonce", "analyst",
+            "providers", "nonce", "analyst", "scoring",
         }  # fmt: skip
         data = only_fields(data, known, where)
         features = field(data, "features", list, where)
@@ -274,11 +296,43 @@ class TrainingTicket:
                 providers=providers,
                 nonce=from_hex(field(data, "nonce", str, where), f"{where}.nonce"),
                 analyst=field(data, "analyst", str, where),
+                scoring=_plan_from_json(data.get("scoring"), f"{where}.scoring"),
             )
         except (QueryError, ValueError) as exc:
             raise DecodeError(f"{where}: {exc}") from exc
         check_query_id(data, ticket.query_id, where)
         return ticket
+
+
+def _plan_to_json(plan: ScoringPlan) -> dict[str, Any]:
+    return {
+        "method": plan.method,
+        "permutations": plan.permutations,
+        "seed": plan.seed.hex(),
+        "providers": list(plan.providers),
+        "validation": plan.validation.hex(),
+    }
+
+
+def _plan_from_json(data: Any, where: str) -> ScoringPlan | None:
+    if data is None:
+        return None
+    known = {"method", "permutations", "seed", "providers", "validation"}
+    if not isinstance(data, dict) or set(data) != known:
+        raise DecodeError(f"{where}: expected exactly the fields {sorted(known)}")
+    providers = field(data, "providers", list, where)
+    if len(providers) > MAX_PROVIDERS or not all(isinstance(p, str) for p in providers):
+        raise DecodeError(f"{where}.providers: expected a list of names")
+    try:
+        return ScoringPlan(
+            method=field(data, "method", str, where),
+            permutations=field(data, "permutations", int, where),
+            seed=from_hex(field(data, "seed", str, where), f"{where}.seed"),
+            providers=tuple(providers),
+            validation=bytes.fromhex(field(data, "validation", str, where)),
+        )
+    except (ContributionError, ValueError) as exc:
+        raise DecodeError(f"{where}: {exc}") from exc
 
 
 def _config_from_json(data: Mapping[str, Any], where: str) -> TrainingConfig:
@@ -367,9 +421,36 @@ class RoundTranscript:
     #: providers whose committed report no node got (the analyst's reasons): left out, as
     #: every node locked in its decisions
     withheld: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: the round's contribution scores (a ticket with a scoring plan), and the validation
+    #: set (scaled features, labels) they were computed on, for the verifiers to re-check
+    scores: ScoreRecord | None = None
+    validation: tuple[Any, Any] | None = None
+
+    def subset_shares(self, position: int) -> list[tuple[tuple[str, ...], bytes]]:
+        """The node at ``position`` (in index order)'s share of each subset released for
+        the scores, the round's own sum (the record's first) left out."""
+        if self.scores is None:
+            return []
+        rest = zip(self.scores.subsets[1:], self.scores.releases[1:], strict=True)
+        if not self.scores.accepted:
+            rest = zip(self.scores.subsets, self.scores.releases, strict=True)
+        return [(s, shares[position]) for s, shares in rest if position < len(shares)]
 
     def to_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.scores is not None:
+            extra["scores"] = self.scores.to_json()
+        if self.validation is not None:
+            x, y = self.validation
+            extra["validation"] = {
+                "x": [[float(v) for v in row] for row in x],
+                # class indices stay integers: the verifier's loss is then the analyst's
+                "y": [int(v) for v in y]
+                if np.asarray(y).dtype.kind in "iub"
+                else [float(v) for v in y],
+            }
         return {
+            **extra,
             "model": self.model.hex(),
             "reports": {n: r.hex() for n, r in sorted(self.reports.items())},
             "verifier_shares": {
@@ -424,7 +505,12 @@ class RoundTranscript:
             or not all(isinstance(v, str) for v in withheld.values())
         ):
             raise DecodeError(f"{where}.withheld: expected an object of provider: reason")
+        scores = None
+        if data.get("scores") is not None:
+            scores = ScoreRecord.from_json(data["scores"], f"{where}.scores")
         return cls(
+            scores=scores,
+            validation=_validation_from_json(data.get("validation"), f"{where}.validation"),
             model=from_hex(data.get("model"), f"{where}.model"),
             reports={n: v for n, v in reports.items()},
             verifier_shares=shares,
@@ -433,6 +519,40 @@ class RoundTranscript:
             result=from_hex(data.get("result"), f"{where}.result"),
             withheld={str(k): v for k, v in withheld.items()},
         )
+
+
+def _validation_from_json(value: Any, where: str) -> tuple[Any, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"x", "y"}:
+        raise DecodeError(f"{where}: expected an object of x and y")
+    try:
+        x = np.asarray(value["x"], dtype=np.float64)
+        labels = value["y"]
+        integral = isinstance(labels, list) and all(type(v) is int for v in labels)
+        y = np.asarray(labels, dtype=np.int64 if integral else np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"{where}: {exc}") from exc
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or not len(y):
+        raise DecodeError(f"{where}: expected rows of features and one label each")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise DecodeError(f"{where}: values must be finite")
+    return x, y
+
+
+def release_digest(
+    query_id: bytes, share: bytes, subsets: Sequence[tuple[Sequence[str], bytes]] = ()
+) -> bytes:
+    """What a node commits as its ``key_switch`` when it releases a round: its share and,
+    with a scoring plan, the hash of its share of each subset sum, all drawn and committed
+    before any is served (``train/release_subset``)."""
+    if not subsets:
+        return trail_digest("share", query_id, share.hex())
+    body = {
+        "round": share.hex(),
+        "subsets": [[list(s), hashlib.sha256(b).hexdigest()] for s, b in subsets],
+    }
+    return trail_digest("share", query_id, body)
 
 
 def _str_map(value: Any, where: str) -> dict[str, bytes]:
@@ -525,8 +645,18 @@ def check_round(
         decided = round_decisions(taken, excluded, record.verifier_shares, withheld)
         if trail.get("aggregate", {}).get(account) != trail_digest("aggregate", qid, decided):
             mismatch.append(f"node {i}'s decisions are not the ones it committed")
-        share = record.released[i].hex()
-        if trail.get("key_switch", {}).get(account) != trail_digest("share", qid, share):
+        subsets: list[tuple[tuple[str, ...], bytes]] = []
+        if ticket.scoring is not None:
+            if record.scores is None:
+                mismatch.append("the round has a scoring plan and the record no scores")
+                continue
+            planned = ticket.scoring.subsets(taken)
+            subsets = record.subset_shares(sorted(nodes).index(i))
+            if [s for s, _ in subsets] != list(planned):
+                mismatch.append(f"the record's subsets are not node {i}'s plan")
+                continue
+        digest = release_digest(qid, record.released[i], subsets)
+        if trail.get("key_switch", {}).get(account) != digest:
             mismatch.append(f"node {i}'s share is not the one it committed")
     if mismatch:
         raise ProtocolError("the record is not this round's trail: " + "; ".join(mismatch))
@@ -567,3 +697,45 @@ def check_round(
     if not result_ok:
         failures.append("the analyst's result is not the server step of the released sum")
     return RoundVerdict(work_ok, tuple(failures), tuple(cheaters), len(valid), result_ok)
+
+
+def check_scores(
+    ticket: TrainingTicket, record: RoundTranscript, nodes: Mapping[int, str]
+) -> ScoreRecord:
+    """Re-check a round's scores (after :func:`check_round` accepted its record): the score
+    record is the ticket's plan (method, permutations, seed, providers and validation set),
+    its accepted providers are the nodes', its first sum is the round's release, and every
+    score and weight re-computes from the released subset sums
+    (:func:`~tessera.learning.contribution.check_record`). Raises
+    :class:`~tessera.protocol.contribution.ContributionError` naming what differs."""
+    from tessera.learning.contribution import RoundContext, check_record, validation_digest
+
+    plan, scores = ticket.scoring, record.scores
+    if plan is None or scores is None:
+        raise ContributionError("the round has no scoring plan or the record no scores")
+    if record.validation is None:
+        raise ContributionError("the record carries no validation set to re-check on")
+    if (scores.method, scores.permutations, scores.seed, scores.providers) != (
+        plan.method,
+        plan.permutations,
+        plan.seed,
+        plan.providers,
+    ):
+        raise ContributionError("the score record is not the ticket's scoring plan")
+    if plan.validation and validation_digest(record.validation) != plan.validation:
+        raise ContributionError("the validation set is not the one the ticket fixed")
+    accepted = {tuple(sorted(a)) for a, _ in record.decisions.values()}
+    if accepted != {tuple(sorted(scores.accepted))}:
+        raise ContributionError("the score record's accepted providers are not the nodes'")
+    model, params, _ = decode_model(record.model)
+    ctx = RoundContext(
+        model,
+        params,
+        ticket.config,
+        ticket.fixed_point,
+        ticket.vdaf,
+        ticket.max_rows_of,
+        record.validation,
+    )
+    check_record(scores, ctx, round_shares=[record.released[i] for i in sorted(nodes)])
+    return scores

@@ -19,7 +19,11 @@ providers among them), its share and the round's transcript on the trail::
     train/decide   ← every node's verifier shares: the reports accepted, the exclusions
                      (committed on-chain as the node's ``aggregate``)
     train/release  → the noised aggregate share (``key_switch``, ``noise`` and the
-                     transcript as ``proof_bundle`` committed first)
+                     transcript as ``proof_bundle`` committed first); with the ticket's
+                     scoring plan, every subset sum of the plan drawn too, its digest
+                     in the same ``key_switch``
+    train/release_subset → one of those subset sums, once, only a subset of the plan
+                     and of accepted providers, only after the round's release
 
 A round lives in the node's memory: a node restarted mid-round has lost its seed, and
 the round fails for want of its share (Prio3 needs every node); the next round is a
@@ -45,6 +49,7 @@ from tessera.protocol.training import SealedReport, report_digest
 from tessera.protocol.training_round import (
     OPERATION,
     TrainingTicket,
+    release_digest,
     round_decisions,
     trail_digest,
 )
@@ -125,6 +130,7 @@ class TrainingMember:
                     self._sampler if ticket.noise is not None else None,
                     self._rng,
                     seen=seen,
+                    scoring=ticket.scoring,
                 )
                 held = (ticket, node, {"analyst": sender.lower(), "transcript": {}})
                 if len(self._rounds) >= MAX_ROUNDS_HELD:
@@ -279,22 +285,65 @@ class TrainingMember:
             raise ProtocolError("the round's reports are not decided yet")
         with self._lock:
             share = node.release()
+            # the scoring plan's subset sums, drawn now and committed with the round's
+            # share, so that each is fixed before any is served (train/release_subset)
+            subsets = []
+            if ticket.scoring is not None:
+                subsets = [
+                    (s, node.release_subset(s)) for s in ticket.scoring.subsets(node.accepted())
+                ]
             qid = ticket.query_id
             digests: dict[str, bytes] = {
-                "key_switch": trail_digest("share", qid, share.hex()),
+                "key_switch": release_digest(qid, share, subsets),
                 "proof_bundle": trail_digest("transcript", qid, memo["transcript"]),
             }
             if ticket.noise is not None:
                 plan = ticket.noise
-                digests["noise"] = trail_digest(
-                    "noise", qid, {"node": self.index, "sigma_sq": str(plan.sigma_node_sq)}
-                )
+                statement = {"node": self.index, "sigma_sq": str(plan.sigma_node_sq)}
+                if subsets:
+                    statement["releases"] = str(1 + len(subsets))
+                digests["noise"] = trail_digest("noise", qid, statement)
             self.ledger.commit_many(qid, digests)  # type: ignore[arg-type]
             seen_key = ticket.training_id.hex()
             self.store.put("train_seen", seen_key, sorted(n.hex() for n in node.seen))
             memo["released"] = share.hex()
+            memo["subsets"] = {s: b.hex() for s, b in subsets}
+            memo["served"] = set()
             self.progress_.update(qid.hex(), "training: released")
         return {"share": memo["released"]}
+
+    def on_train_release_subset(self, body: dict[str, Any], sender: str) -> dict[str, Any]:
+        """This node's noised share of one subset sum of the round's scoring plan
+        (:meth:`~tessera.learning.committee.NodeRound.release_subset`, drawn and committed
+        at ``train/release``), once. Refused (403) for a round without a plan, before the
+        round's release, for a subset naming a provider withheld, excluded or not of the
+        round, for a subset not in the plan, and a second time."""
+        ticket, node, memo = self._training_round(body, sender)
+        names = body.get("providers")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DecodeError("providers: expected a list of names")
+        subset = tuple(sorted(set(names)))
+        if ticket.scoring is None:
+            raise PolicyViolation("this round has no scoring plan: no subset is released")
+        if "released" not in memo:
+            raise PolicyViolation("a subset sum is released only after the round's release")
+        strangers = [n for n in subset if ticket.account_of(n) is None]
+        if strangers:
+            raise PolicyViolation(f"not providers of this round: {strangers}")
+        left_out = [n for n in subset if n in memo.get("withheld", {})]
+        if left_out:
+            raise PolicyViolation(f"withheld from the round, in no sum: {left_out}")
+        excluded = [n for n in subset if n not in node.accepted()]
+        if excluded:
+            raise PolicyViolation(f"excluded from the round, in no sum: {excluded}")
+        shares: dict[tuple[str, ...], str] = memo["subsets"]
+        if subset not in shares:
+            raise PolicyViolation(f"subset {list(subset)} is not in the round's scoring plan")
+        with self._lock:
+            if subset in memo["served"]:
+                raise PolicyViolation(f"subset {list(subset)} was released already")
+            memo["served"].add(subset)
+        return {"share": shares[subset]}
 
 
 def _by_index(value: Any, where: str) -> dict[int, bytes]:

@@ -41,7 +41,12 @@ from tessera.node.store import Store
 from tessera.protocol import codec
 from tessera.protocol.aggregation import AggregationRecord, Verdict, verify_record
 from tessera.protocol.query import QueryTicket
-from tessera.protocol.training_round import RoundTranscript, TrainingTicket, check_round
+from tessera.protocol.training_round import (
+    RoundTranscript,
+    TrainingTicket,
+    check_round,
+    check_scores,
+)
 from tessera.protocol.wire import record_from_json
 
 
@@ -223,9 +228,44 @@ class VerifierRole(Recovering):
             )
             # check_round took these names only as every node locked them in its decisions
             withheld = [str(ticket.account_of(name)) for name in sorted(record.withheld)]
+            scores = None
+            if ticket.scoring is not None and q.status == "open":
+                scores = self.confirm_scores(ticket, record, q, committee.nodes)
             result = self._vote_and_keep(ticket, record_json, verdict, q, committee.nodes, withheld)
+            if scores is not None:
+                result["scores"] = scores
+                self.store.put("verdict", key, result)
             self.progress_.update(key, "voted", passed=result["passed"])
             return result
+
+    def confirm_scores(
+        self, ticket: TrainingTicket, record: RoundTranscript, q: Query, nodes: Mapping[int, str]
+    ) -> dict[str, Any]:
+        """A scored round, before the verdict: re-compute the scores from the released
+        subset sums in the record (:func:`~tessera.protocol.training_round.check_scores`)
+        and, if they match, confirm the record's digest and weights on-chain
+        (``post_scores``, one weight per dataset in the query's order); at a majority of
+        the drawn verifiers the providers are paid by weight. A record that differs is
+        refused and not confirmed: the listed cuts stand unless others confirm."""
+        try:
+            scores = check_scores(ticket, record, nodes)
+        except ProtocolError as exc:
+            return {"confirmed": False, "reason": str(exc)}
+        names = {account: name for name, account in ticket.providers}
+        weights = []
+        for d in q.dataset_ids:
+            name = names.get(self.ledger.dataset(d).provider)
+            weights.append(0 if name is None else scores.weight_of(name))
+        try:
+            posted = self.ledger.post_scores(ticket.query_id, scores.digest(), weights)
+        except LedgerError as exc:  # e.g. confirmed already, before a restart
+            return {"confirmed": False, "reason": f"the ledger refused the scores: {exc}"}
+        return {
+            "confirmed": True,
+            "digest": scores.digest().hex(),
+            "weights": weights,
+            "applied": posted.applied,
+        }
 
     def verify(self, ticket: QueryTicket, record_json: Any) -> dict[str, Any]:
         """The verdict on ``ticket``'s query, voted if this verifier was drawn for it.
