@@ -8,7 +8,9 @@ regression, 3 parties, 100,000 rows split in three.
 
   - ``local``: the providers' plaintext evaluation of their rows (DuckDB);
   - ``verify``: the verifier re-checking the whole record (its chain time excluded);
-  - ``ledger``: every party's time waiting for the chain, summed over threads;
+  - ``ledger``: every party's time waiting for the chain, summed over threads
+    (``tessera_ledger_share``: its share of the wall time; ``tessera_ledger_wall_s``:
+    the time during which at least one party waited, concurrent waits counted once);
   - ``crypto``: the rest: encryption and range proofs, the checks on arrival,
     aggregation, key switching, decryption, the in-process messaging.
 
@@ -66,6 +68,7 @@ class Clock:
     def __init__(self) -> None:
         self.total: dict[str, float] = {}
         self.chain_by_thread: dict[int, float] = {}
+        self.chain_spans: list[tuple[float, float]] = []
         self._lock = threading.Lock()
 
     def add(self, bucket: str, seconds: float) -> None:
@@ -78,6 +81,16 @@ class Clock:
 
     def thread_chain(self) -> float:
         return self.chain_by_thread.get(threading.get_ident(), 0.0)
+
+    def chain_wall(self) -> float:
+        """Seconds during which at least one party waited for the chain (the union of
+        the chain calls' spans: concurrent calls count once)."""
+        total, end = 0.0, float("-inf")
+        for start, stop in sorted(self.chain_spans):
+            if stop > end:
+                total += stop - max(start, end)
+                end = stop
+        return total
 
 
 @contextmanager
@@ -96,6 +109,7 @@ def hooks(net: LocalNetwork, clock: Clock) -> Iterator[None]:
             tid = threading.get_ident()
             with clock._lock:
                 clock.chain_by_thread[tid] = clock.chain_by_thread.get(tid, 0.0) + took
+                clock.chain_spans.append((start, start + took))
 
     def ask(self: NetworkAnalyst, *args: Any, **kwargs: Any) -> Any:
         start, chain = time.perf_counter(), clock.thread_chain()
@@ -164,6 +178,7 @@ def run_tessera(net: LocalNetwork, task: str) -> dict[str, Any]:
     return {
         "seconds": wall,
         "split": {k: split[k] for k in ("local", "crypto", "verify", "ledger")},
+        "ledger_wall": clock.chain_wall(),
         "verified": res.verified,
         "values": tessera_values(task, res),
     }
@@ -268,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             "tessera_s": tess["seconds"],
             "tessera_split_s": tess["split"],
             "tessera_verified": tess["verified"],
+            # the issue's measure: the chain's share of the query's wall time
+            "tessera_ledger_share": tess["split"]["ledger"] / tess["seconds"],
+            "tessera_ledger_wall_s": tess["ledger_wall"],
             "mpyc_s": shared["seconds"],
             "mpyc_presummed_s": pre["seconds"],
             "mpyc_wall_with_startup_s": shared["wall_with_startup"],

@@ -8,9 +8,11 @@ accounts (Hardhat, Anvil, a dev Geth). Everything above this module only uses
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import requests
 from eth_abi.abi import decode as abi_decode
@@ -20,9 +22,6 @@ from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse, Wei
 
 from tessera.errors import ChainUnreachable, LedgerError
-
-if TYPE_CHECKING:  # py-evm is imported by the embedded chain only: roles talk JSON-RPC
-    from eth_tester import EthereumTester
 
 DEFAULT_ACCOUNTS = 20
 #: Ether given to each pre-funded account of the embedded chain (gas money only).
@@ -45,17 +44,98 @@ class Chain(Protocol):
     def mine(self, blocks: int = 1) -> None: ...
 
 
+#: Requests that change nothing a view reads: served without dropping cached views.
+READ_ONLY: Final = frozenset(
+    {
+        "eth_call",
+        "eth_chainId",
+        "net_version",
+        "web3_clientVersion",
+        "eth_accounts",
+        "eth_blockNumber",
+        "eth_gasPrice",
+        "eth_maxPriorityFeePerGas",
+        "eth_feeHistory",
+        "eth_getBalance",
+        "eth_getCode",
+        "eth_getStorageAt",
+        "eth_getTransactionCount",
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
+        "eth_getTransactionByHash",
+        "eth_getTransactionReceipt",
+        "eth_getLogs",
+        "eth_estimateGas",
+    }
+)
+#: web3's default middleware the embedded chain goes without: checks of the chain id
+#: and of block fields (``validation``: a quarter of a view's time, asking ``eth_chainId``
+#: of every call), ENS names (none is used) and a gas price strategy (none is set). The
+#: chain is this process's own; ``attrdict`` and ``gas_estimate`` stay.
+LIGHT_MIDDLEWARE_DROPPED: Final = ("validation", "ens_name_to_address", "gas_price_strategy")
+#: Views kept per head block (the trail, a query, a committee, ... of one query: a few).
+VIEW_CACHE_SIZE: Final = 256
+
+
+class ViewCache:
+    """``eth_call`` answers by head block: a view re-read on an unchanged chain is answered
+    from here instead of running the EVM again (a query's roles read its trail, its record
+    on the market and its committee dozens of times between two of its blocks).
+
+    A call runs on the head block's state (eth-tester: ``latest`` is the head's header),
+    so its answer depends on the head's hash, the call and nothing else (no Tessera view
+    reads ``block.timestamp``). Any request outside :data:`READ_ONLY` (a transaction, a
+    filter, ``evm_mine``), and a snapshot's revert, drops every entry: a pending but
+    unmined transaction changes what ``pending`` reads without a new head.
+    """
+
+    def __init__(self, size: int = VIEW_CACHE_SIZE) -> None:
+        self.size = size
+        self.hits = 0
+        self._head = b""
+        self._entries: dict[str, RPCResponse] = {}
+
+    def serve(
+        self, head: bytes, method: str, params: Any, run: Callable[[], RPCResponse], space: str
+    ) -> RPCResponse:
+        """``run()``'s answer to ``method(params)`` on the chain whose head is ``head``
+        (from the cache for an ``eth_call`` already answered there). ``space`` names the
+        caller's form of params and answers (web3's provider, the JSON-RPC server), which
+        never share an entry. Call under the chain's lock."""
+        if method != "eth_call":
+            if method not in READ_ONLY:
+                self.clear()
+            return run()
+        if head != self._head:
+            self.clear()
+            self._head = head
+        key = space + repr(params)
+        cached = self._entries.get(key)
+        if cached is not None:
+            self.hits += 1
+            return cast(RPCResponse, dict(cached))
+        response = run()
+        if "error" not in response and len(self._entries) < self.size:
+            self._entries[key] = cast(RPCResponse, dict(response))
+        return response
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._head = b""
+
+
 class _SerialTesterProvider(EthereumTesterProvider):
     """eth-tester is not thread-safe: one request at a time (roles of an in-process
-    network call the chain from the analyst's worker threads)."""
+    network call the chain from the analyst's worker threads); views through the
+    chain's :class:`ViewCache`."""
 
-    def __init__(self, tester: EthereumTester, lock: threading.RLock) -> None:
-        super().__init__(tester)
-        self._lock = lock
+    def __init__(self, chain: EmbeddedChain) -> None:
+        super().__init__(chain.tester)
+        self._chain = chain
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        with self._lock:
-            return super().make_request(method, params)
+        run = functools.partial(super().make_request, method, params)
+        return self._chain.serve(method, params, run)
 
 
 @dataclass(frozen=True)
@@ -81,7 +161,10 @@ class EmbeddedChain:
         )
         self.tester = EthereumTester(PyEVMBackend(genesis_state=state))
         self._lock = threading.RLock()
-        self._w3 = Web3(_SerialTesterProvider(self.tester, self._lock))
+        self.views = ViewCache()
+        self._w3 = Web3(_SerialTesterProvider(self))
+        for name in LIGHT_MIDDLEWARE_DROPPED:
+            self._w3.middleware_onion.remove(name)
         self._accounts = [Web3.to_checksum_address(a) for a in self.tester.get_accounts()]
 
     @property
@@ -92,16 +175,28 @@ class EmbeddedChain:
     def accounts(self) -> list[str]:
         return list(self._accounts)
 
+    def serve(
+        self, method: str, params: Any, run: Callable[[], RPCResponse], space: str = "w3"
+    ) -> RPCResponse:
+        """Answer one request by ``run()`` under the chain's lock, a view from the
+        :class:`ViewCache` when the head has not moved since it was answered (the served
+        chain's requests take this path too, in their own ``space``)."""
+        with self._lock:
+            head = bytes(self.tester.backend.chain.get_canonical_head().hash)
+            return self.views.serve(head, method, params, run, space)
+
     def snapshot(self) -> int:
         with self._lock:
             return int(self.tester.take_snapshot())
 
     def revert(self, snapshot: int) -> None:
         with self._lock:
+            self.views.clear()
             self.tester.revert_to_snapshot(snapshot)
 
     def mine(self, blocks: int = 1) -> None:
         with self._lock:
+            self.views.clear()
             self.tester.mine_blocks(blocks)
 
     def image(self) -> ChainImage:
@@ -124,6 +219,7 @@ class EmbeddedChain:
                 or backend.chain.get_canonical_head().block_number
             ):
                 return False
+            self.views.clear()
             backend.chain.chaindb.db.wrapped_db.kv_store.update(image.store)
             backend.revert_to_snapshot(image.head)
             return True

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
@@ -453,6 +454,8 @@ _on_chain = threading.local()
 #: Signed sends of one account, one at a time in this process (all its clients share it).
 _ACCOUNT_LOCKS: dict[str, threading.Lock] = {}
 _ACCOUNT_LOCKS_GUARD = threading.Lock()
+#: Each chain's id, by the chain object (weakly: a chain let go is forgotten).
+_CHAIN_IDS: weakref.WeakKeyDictionary[Chain, int] = weakref.WeakKeyDictionary()
 #: How often a transaction is signed again when another sender took its nonce.
 NONCE_RETRIES: Final = 8
 _NONCE_CLASH = re.compile(
@@ -599,6 +602,7 @@ class LedgerClient:
                 tx = fn.build_transaction(
                     {
                         "from": self.account,
+                        "chainId": self._chain_id(),
                         "gas": TX_GAS,
                         "gasPrice": w3.eth.gas_price,
                         "nonce": w3.eth.get_transaction_count(self.account, "pending"),
@@ -616,6 +620,17 @@ class LedgerClient:
             f"was taken {NONCE_RETRIES} times in a row; send from one process at a time",
             reason=None,
         )
+
+    def _chain_id(self) -> int:
+        """The chain's id, asked once per chain (web3 would ask it of every transaction it
+        builds: one more round trip each)."""
+        with _ACCOUNT_LOCKS_GUARD:
+            known = _CHAIN_IDS.get(self.chain)
+        if known is None:
+            known = int(self.chain.w3.eth.chain_id)
+            with _ACCOUNT_LOCKS_GUARD:
+                _CHAIN_IDS[self.chain] = known
+        return known
 
     def _tx(self, action: str, fn: ContractFunction) -> Tx:
         return self._transact(action, fn)[0]

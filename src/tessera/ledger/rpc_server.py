@@ -39,6 +39,7 @@ back as it was. Snapshots are then refused (a revert cannot be journaled).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import math
@@ -363,7 +364,8 @@ class EmbeddedRpc:
             raise JsonRpcError(METHOD_NOT_FOUND, f"the method {method} does not exist")
         try:
             with self._lock:
-                response = self._request(RPCEndpoint(method), params)
+                run = functools.partial(self._request, RPCEndpoint(method), params)
+                response = self.chain.serve(method, params, run, space="rpc")
                 if response.get("error") is None:
                     self._record(method, params)
         except TransactionFailed as exc:
