@@ -3,13 +3,21 @@ answers as the chain's, and every role's chain calls of one query counted."""
 
 from __future__ import annotations
 
+import collections
+import threading
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from tessera.crypto.dlog import BabyStepTable, DiscreteLog
+from tessera.ledger import client as ledger_client
 from tessera.ledger.chain import EmbeddedChain
 from tessera.ledger.rpc_server import EmbeddedRpc
 from tessera.ledger.session import LedgerSession
+from tessera.node.local_network import DatasetPolicy, LocalNetwork
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +86,79 @@ def test_the_served_chain_answers_a_repeated_view_once_per_head(
     assert len(evm_calls) == 2
     # the served chain's and the in-process client's answers agree, each in its own form
     assert int(supply, 16) == session.admin.total_supply()
+
+
+@pytest.fixture
+def chain_calls(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
+    """Every ledger call of every role of the in-process network (the client's one entry
+    point), by action."""
+    counts: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+    original = ledger_client._call
+
+    def call(action: str, fn: Callable[[], Any]) -> Any:
+        with lock:
+            counts[action] += 1
+        return original(action, fn)
+
+    monkeypatch.setattr(ledger_client, "_call", call)
+    return counts
+
+
+def _network() -> LocalNetwork:
+    g = np.random.default_rng(16)
+    net = LocalNetwork(3, 2, seed=16, dlog=DiscreteLog(BabyStepTable.build(1 << 12), 1 << 32))
+    policy = DatasetPolicy(min_cohort=5, budget_rho=2.0, price_per_query=1_000)
+    for i in range(2):
+        net.add_provider(
+            f"p{i}",
+            tables={"t": pd.DataFrame({"x": g.integers(0, 100, 60)})},
+            bounds={"t": {"x": (0, 100)}},
+            policies={"t": policy},
+        )
+    return net
+
+
+def test_a_query_sends_one_transaction_per_commitment_and_a_retried_one_changes_nothing(
+    chain_calls: collections.Counter[str],
+) -> None:
+    net = _network()
+    retried: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for provider in net.providers.values():
+        role = provider.role
+        first_call = role.on_contribute
+
+        def twice(
+            body: dict[str, Any], sender: str, _first: Any = first_call, _store: Any = role.store
+        ) -> Any:
+            answer = _first(body, sender)
+            # a crash after the commitment, before the answer was kept: asked again, the
+            # provider commits again, the market refuses, and the trail shows it is the same
+            key = next(k for k, v in _store.items("query").items() if v.get("response") == answer)
+            kept = _store.get("query", key)
+            _store.put("query", key, {**kept, "status": "running", "response": None})
+            retried.append((answer, _first(body, sender)))
+            return answer
+
+        role.on_contribute = twice  # type: ignore[method-assign]
+    w3 = net.ledger.chain.w3
+    first_block = w3.eth.block_number + 1
+    chain_calls.clear()
+    res = net.sql("SELECT AVG(x) FROM t", epsilon=1.0)
+    assert res.verified
+    assert len(retried) == 2 and all(a == b for a, b in retried)
+    trail = net.ledger.admin.audit_trail(res.query_id, verdicts=False).commitments
+    kinds = {f"commit_{kind}": len(by) for kind, by in trail.items()}
+    assert kinds["commit_contribution"] == 2  # the retries changed nothing on the trail
+    # one transaction per commitment on the trail, besides the submission and the votes;
+    # each retry's commitment was sent and refused ("already committed")
+    sent = {a: n for a, n in chain_calls.items() if a.startswith(("commit", "submit", "post"))}
+    sent.pop("commit_contribution")
+    kinds.pop("commit_contribution")
+    assert sent == {**kinds, "submit_query": 1, "post_verdict": len(net.verifiers)}
+    statuses = collections.Counter(
+        int(w3.eth.get_transaction_receipt(h)["status"])
+        for n in range(first_block, w3.eth.block_number + 1)
+        for h in w3.eth.get_block(n)["transactions"]
+    )
+    assert statuses == {1: sum(sent.values()) + 2, 0: 2}

@@ -265,12 +265,8 @@ class ProviderRole(Recovering):
             self.store.put("query", key, state)  # before the chain: a retry resends the same
         vc = codec.decode_contribution(bytes.fromhex(encoded))
         digest = codec.contribution_digest(ticket.query_id, vc)
-        committed = self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution")
-        if self.ledger.account not in committed:
-            self.progress_.update(key, "committing")
-            self.ledger.post_contribution(ticket.query_id, digest)
-        elif committed[self.ledger.account] != digest:
-            raise ProtocolError("a different contribution is already committed for this query")
+        self.progress_.update(key, "committing")
+        self._commit_once(ticket.query_id, digest, "contribution", "this query")
         response = {"contribution": encoded}
         self.store.put("query", key, {**state, "status": "done", "response": response})
         self.progress_.update(key, "done")
@@ -377,16 +373,30 @@ class ProviderRole(Recovering):
             }
             self.store.put("query", key, state)  # before the chain: a retry resends the same
         digest = report_digest(SealedReport.decode(bytes.fromhex(encoded)))
-        committed = self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution")
-        if self.ledger.account not in committed:
-            self.progress_.update(key, "committing")
-            self.ledger.post_contribution(ticket.query_id, digest)
-        elif committed[self.ledger.account] != digest:
-            raise ProtocolError("a different report is already committed for this round")
+        self.progress_.update(key, "committing")
+        self._commit_once(ticket.query_id, digest, "report", "this round")
         response = {"report": encoded}
         self.store.put("query", key, {**state, "status": "done", "response": response})
         self.progress_.update(key, "done")
         return response
+
+    def _commit_once(self, qid: bytes, digest: bytes, what: str, of: str) -> None:
+        """Commit ``digest`` as this provider's contribution unless it is on the trail
+        already (a retried request). The commitment is sent first and the trail read only
+        when the market refuses it as already committed: one transaction and no view on
+        the usual path, and the same outcome as reading first on a retry (the same digest
+        is accepted, another is refused, an exclusion keeps the market's refusal)."""
+        try:
+            self.ledger.post_contribution(qid, digest)
+        except LedgerError as exc:
+            if exc.reason != "already committed":
+                raise
+            committed = self.ledger.audit_trail(qid, verdicts=False).of("contribution")
+            mine = committed.get(self.ledger.account)
+            if mine is None:
+                raise
+            if mine != digest:
+                raise ProtocolError(f"a different {what} is already committed for {of}") from exc
 
     def _node_keys(self, committee_id: int) -> dict[int, bytes]:
         """Each node's registered public key (what its shares are sealed to), by index;
