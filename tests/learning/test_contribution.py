@@ -7,6 +7,8 @@ another's rows; the verifier's re-check of a record; bad input refused by name."
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import json
 from functools import cache
 
 import numpy as np
@@ -17,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from tessera.crypto.rng import SeededRng
 from tessera.dp.accountant import PrivacyAccountant
 from tessera.dp.samplers import ExactSampler
-from tessera.errors import ProtocolError
+from tessera.errors import DecodeError, ProtocolError
 from tessera.learning import Dataset, LocalConfig, LogisticRegression, TrainingConfig, secure, train
 from tessera.learning.config import fixed_point_for, vdaf_for
 from tessera.learning.contribution import (
@@ -296,3 +298,39 @@ def test_a_node_releases_only_the_subsets_of_its_scoring_plan() -> None:
     nodes[1].scoring = None
     with pytest.raises(ProtocolError, match="is not in the scoring plan"):
         nodes[1].release_subset(["a", "b"])
+
+
+def test_a_score_record_round_trips_through_json_and_a_malformed_one_is_refused() -> None:
+    """What the analyst sends the verifiers: every share, the scores as exact hex floats."""
+    res = _run("shapley", NO_COPY, config=dataclasses.replace(CONFIG, rounds=1), permutations=3)
+    record = res.rounds[0].contribution
+    assert record is not None
+    data = json.loads(json.dumps(record.to_json()))
+    again = ScoreRecord.from_json(data)
+    assert again == record and again.digest() == record.digest()
+    for key, bad in (
+        ("weights", [1] * len(record.weights)),  # not summing to the total
+        ("scores", [0.5] * len(record.scores)),  # floats, not hex
+        ("seed", "00"),
+        ("releases", [["zz"]] * len(record.releases)),
+    ):
+        with pytest.raises(DecodeError):
+            ScoreRecord.from_json({**data, key: bad})
+    with pytest.raises(DecodeError, match="expected exactly the fields"):
+        ScoreRecord.from_json({**data, "extra": 1})
+
+
+def test_a_plans_most_releases_bound_every_providers_charge_whoever_is_accepted() -> None:
+    """The ticket charges ``(1 + most_releases)·ρ`` before the reports: for every accepted
+    set, each provider's subset releases are within it (leaving providers out merges
+    subsets, never adds one)."""
+    names = ("a", "b", "c", "d", "e")
+    for method, perms in (("loo", 1), ("shapley", 4), ("shapley", 12)):
+        plan = ContributionSpec(method, perms).plan(bytes(range(32)), names)
+        most = plan.most_releases()
+        if method == "loo":
+            assert most == len(names) - 1
+        for k in range(1, len(names) + 1):
+            for accepted in itertools.combinations(names, k):
+                charges = privacy_charges(plan.subsets(accepted), 1.0)
+                assert max(charges.values(), default=0.0) <= most
