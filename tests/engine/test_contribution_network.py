@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from tessera.errors import PolicyViolation
+from tessera.errors import PolicyViolation, QueryError
 from tessera.learning import LocalConfig, LogisticRegression, TrainingConfig
 from tessera.learning.contribution import ContributionSpec
 from tessera.node.local_network import DatasetPolicy, LocalNetwork
@@ -263,3 +263,29 @@ def test_the_quote_shows_the_scores_privacy_and_a_budget_that_cannot_pay_is_refu
         for n, p in net.providers.items()
     }
     assert after == spent  # refused before anything was charged
+
+
+def test_the_scoring_plan_is_part_of_the_tickets_hash_and_round_trips(net: LocalNetwork) -> None:
+    """The plan names the round's query on-chain: another seed, method or validation set
+    is another query; a ticket decodes with its plan, and a plan for other providers is
+    refused."""
+    rounds = NetworkRounds(
+        net.analyst, LogisticRegression(10), "cancer", FEATURES, "y", CONFIG, b"t", SPEC
+    )
+    ticket = rounds.ticket(0, NAMES, np.zeros(11))
+    assert ticket.scoring is not None
+    again = TrainingTicket.from_json(ticket.to_json())
+    assert again.scoring == ticket.scoring and again.query_id == ticket.query_id
+    plain = dataclasses.replace(ticket, scoring=None)
+    other_seed = dataclasses.replace(
+        ticket, scoring=dataclasses.replace(ticket.scoring, seed=bytes(32))
+    )
+    shapley = dataclasses.replace(
+        ticket, scoring=dataclasses.replace(ticket.scoring, method="shapley")
+    )
+    ids = {t.query_id for t in (ticket, plain, other_seed, shapley)}
+    assert len(ids) == 4
+    with pytest.raises(QueryError, match="scoring plan's providers"):
+        dataclasses.replace(
+            ticket, scoring=dataclasses.replace(ticket.scoring, providers=NAMES[:3])
+        )
