@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from tessera.cli.demo import AGES_OF
 from tessera.data import medical
 from tessera.node.launcher import free_port
 
@@ -72,14 +73,16 @@ def test_demo_web_serves_the_console_and_telemetry_then_stops_everything(
             "the tasks",
             lambda: by_id(browser, "telemetry-tasks").find_elements("css selector", "tbody tr"),
         )
+        clinic = medical.load(AGES_OF)
         assert [r.text.split(" ")[0] for r in rows] == ["ages", "blood-pressure"]
-        assert all(f"accepted {len(patients)}" in r.text for r in rows), [r.text for r in rows]
-        # the heavy hitters of the patients' ages, collected from the page (no noise)
+        assert f"accepted {len(clinic)}" in rows[0].text, rows[0].text
+        assert f"accepted {len(patients)}" in rows[1].text, rows[1].text
+        # the heavy hitters of the clinic's patients' ages, collected from the page (no noise)
         tasks = {
             t["name"]: t for t in httpx.get(url + "/api/telemetry", timeout=30).json()["tasks"]
         }
         choose(browser, "telemetry-task", tasks["ages"]["task"])
-        typed(browser, "telemetry-threshold", "80")
+        typed(browser, "telemetry-threshold", "18")
         browser.execute_script("window.tessera.telemetryResult = null")
         by_id(browser, "telemetry-btn").click()
         out = wait_for(
@@ -88,13 +91,13 @@ def test_demo_web_serves_the_console_and_telemetry_then_stops_everything(
                 browser.execute_script("return window.tessera.telemetryResult")
                 or visible_text(browser, "telemetry-error")
             ),
-            timeout=180,
+            timeout=300,
         )
         assert isinstance(out, dict), out
-        counts = Counter(int(a) for a in patients.age)
-        expected = {f"{a:07b}": n for a, n in counts.items() if n >= 80}
-        assert expected and out["heavy_hitters"] == expected
-        assert out["report_count"] == len(patients)
+        counts = Counter(int(a) for a in clinic.age)
+        expected = {f"{a:07b}": n for a, n in counts.items() if n >= 18}
+        assert len(expected) >= 3 and out["heavy_hitters"] == expected
+        assert out["report_count"] == len(clinic)
         shot(browser, artifacts, "demo-web-telemetry")
         # the analyst view is unlocked: the demo made the key and gave the console it
         browser.get(url + "/#analyst")
