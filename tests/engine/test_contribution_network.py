@@ -87,8 +87,7 @@ def _train(
 
     NetworkRounds.verify = keep  # type: ignore[method-assign]
     try:
-        return train_over(
-            net.analyst,
+        return net.analyst.train(  # the public API: NetworkAnalyst.train, over train_over
             "cancer",
             LogisticRegression(10),
             FEATURES,

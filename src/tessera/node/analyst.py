@@ -45,6 +45,7 @@ from tessera.errors import (
     TransportError,
 )
 from tessera.learning.config import TrainingConfig
+from tessera.learning.contribution import ContributionSpec
 from tessera.learning.models import Model
 from tessera.learning.rounds import Observer, TrainingResult
 from tessera.ledger import LedgerClient, rho_to_micro
@@ -262,6 +263,7 @@ class NetworkAnalyst(StatisticsApi):
         observer: Observer | None = None,
         seed: int | None = None,
         training_id: bytes | None = None,
+        contribution: ContributionSpec | None = None,
     ) -> TrainingResult:
         """Train ``model`` on ``table``'s ``features`` to predict ``label``, federated over
         its providers: each round is a training query on the ledger (priced, its ρ charged
@@ -271,7 +273,9 @@ class NetworkAnalyst(StatisticsApi):
         (raw ``(x, y)`` of the analyst's own, scored after every round). Refuses before the
         first round if a dataset's budget cannot pay for every round. ``training_id`` (32
         random bytes by default, as the model registry takes it) names the training in its
-        tickets and the model registry."""
+        tickets and the model registry. With ``contribution`` (and ``validation``) the rounds
+        it names are scored and the market pays the providers by their scores, once the
+        verifiers confirm them (:func:`~tessera.node.training.train_over`)."""
         return train_over(
             self,
             table,
@@ -284,6 +288,7 @@ class NetworkAnalyst(StatisticsApi):
             observer=observer,
             seed=seed,
             training_id=training_id,
+            contribution=contribution,
         )
 
     def training_quote(
