@@ -971,6 +971,8 @@ def test_the_telemetry_view_collects_from_real_aggregators(
             assert out["report_count"] == len(ages)
             drawn = browser.execute_script("return window.tessera.data['telemetry']")
             assert {d["key"]: d["count"] for d in drawn} == expected
+            ages_drawn = {a for a, n in Counter(ages).items() if n >= 12}
+            assert {d["label"] for d in drawn} == {f"{a:08b} = {a}" for a in ages_drawn}
             shot(browser, artifacts, "telemetry-heavy-hitters")
 
             collect(dec_cfg.task_id_hex, t0)

@@ -136,14 +136,20 @@ def chart_of_release(out: Mapping[str, Any]) -> dict[str, Any] | None:
     """Bars of a release: heavy hitters or prefix counts by string, a vector by index;
     ``None`` for a single number or a description (shown as a table)."""
     if "heavy_hitters" in out:
-        values = [{"key": k, "count": v} for k, v in sorted(out["heavy_hitters"].items())]
+        values = [_bits(k, v) for k, v in sorted(out["heavy_hitters"].items())]
         return {"type": "bars", "title": f"heavy hitters (count ≥ {out['threshold']})",
                 "values": values}  # fmt: skip
     if "counts" in out:
-        values = [{"key": k, "count": v} for k, v in sorted(out["counts"].items())]
+        values = [_bits(k, v) for k, v in sorted(out["counts"].items())]
         return {"type": "bars", "title": "prefix counts", "values": values}
     result = out.get("result")
     if isinstance(result, list):
-        values = [{"key": str(i), "count": v} for i, v in enumerate(result)]
+        values = [{"key": str(i), "label": str(i), "count": v} for i, v in enumerate(result)]
         return {"type": "bars", "title": f"{out['vdaf']} by index", "values": values}
     return None
+
+
+def _bits(key: str, count: int) -> dict[str, Any]:
+    """A Poplar1 string (bits, most significant first) and its count, labelled with the
+    integer it spells."""
+    return {"key": key, "label": f"{key} = {int(key, 2)}", "count": count}

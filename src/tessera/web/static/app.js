@@ -720,8 +720,9 @@ async function collectTelemetry(ev) {
     $("telemetry-result").hidden = false;
     $("telemetry-meta").textContent = `${out.vdaf} · batch [${out.start}, ${out.start + out.duration}) · ${out.report_count ?? "—"} reports`;
     let rows;
-    if (out.heavy_hitters) rows = Object.entries(out.heavy_hitters);
-    else if (out.counts) rows = Object.entries(out.counts);
+    const spelled = (k) => `${k} = ${parseInt(k, 2)}`;  // a Poplar1 string and the integer it spells
+    if (out.heavy_hitters) rows = Object.entries(out.heavy_hitters).map(([k, v]) => [spelled(k), v]);
+    else if (out.counts) rows = Object.entries(out.counts).map(([k, v]) => [spelled(k), v]);
     else if (out.statistics) rows = Object.entries(out.statistics).map(([n, v]) => [n, typeof v === "object" && v !== null ? JSON.stringify(v) : v]);
     else if (Array.isArray(out.result)) rows = out.result.map((v, i) => [i, v]);
     else rows = [["result", out.result]];
@@ -729,7 +730,7 @@ async function collectTelemetry(ev) {
     $("telemetry-chart").replaceChildren();
     if (out.chart) {
       await embed("telemetry", "#telemetry-chart", { width: 560, height: 200, title: out.chart.title,
-        mark: "bar", encoding: { x: { field: "key", type: "nominal", sort: null, title: null }, y: { field: "count", type: "quantitative" } } }, out.chart.values);
+        mark: "bar", encoding: { x: { field: "label", type: "nominal", sort: null, title: null }, y: { field: "count", type: "quantitative" } } }, out.chart.values);
     }
     await loadTelemetry();
     window.tessera.telemetryResult = out;  // drawn, and the tasks' counts read again
