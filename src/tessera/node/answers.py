@@ -199,6 +199,22 @@ def fetch_committed(
     return {what: raw.hex()}
 
 
+def committed_among(
+    ticket: Any, names: Sequence[str], committed: Mapping[str, bytes], what: str
+) -> dict[str, str]:
+    """The providers of ``names`` whose item is committed on-chain (``committed``, by
+    account), by account: what a node fetches when the analyst says it lacks them. A
+    name the ticket does not name is refused (``what``: "query" or "round")."""
+    missing: dict[str, str] = {}
+    for name in names:
+        account = ticket.account_of(name)
+        if account is None:
+            raise PolicyViolation(f"{name!r} is not a provider of this {what}")
+        if account in committed:
+            missing[account] = name
+    return missing
+
+
 def nobody_left(what: str, excluded: Mapping[str, str]) -> PolicyViolation:
     """The error when every provider was left out: ``what`` (``"no provider could
     contribute"``) and each one's reason."""
@@ -209,6 +225,7 @@ __all__ = [
     "Caller",
     "Excluded",
     "await_answers",
+    "committed_among",
     "fetch_committed",
     "fetch_through_nodes",
     "gather",

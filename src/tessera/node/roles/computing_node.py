@@ -20,7 +20,7 @@ from tessera.errors import (
     ProtocolError,
 )
 from tessera.ledger import AuditTrail, Committee, LedgerClient, Query
-from tessera.node.answers import Excluded, fetch_committed
+from tessera.node.answers import Excluded, committed_among, fetch_committed
 from tessera.node.roles.base import Progress, admitted, open_query, provider_accounts
 from tessera.node.roles.committee import DkgMember
 from tessera.node.roles.training import TrainingMember
@@ -229,14 +229,7 @@ class NodeRole(DkgMember, TrainingMember):
             raise DecodeError("providers: expected a list of names")
         self._check_query(ticket, sender)
         trail = self.ledger.audit_trail(ticket.query_id, verdicts=False)
-        committed = trail.of("contribution")
-        missing = {}
-        for name in names:
-            account = ticket.account_of(name)
-            if account is None:
-                raise PolicyViolation(f"{name!r} is not a provider of this query")
-            if account in committed:
-                missing[account] = name
+        missing = committed_among(ticket, names, trail.of("contribution"), "query")
         fetched, withheld = self._obtain_contributions(ticket, trail, missing)
         return {"contributions": fetched, "withheld": withheld}
 

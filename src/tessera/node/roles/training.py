@@ -42,7 +42,7 @@ from tessera.dp import NoiseSampler
 from tessera.errors import DecodeError, PolicyViolation, ProtocolError
 from tessera.learning.committee import NodeRound
 from tessera.ledger import LedgerClient
-from tessera.node.answers import Excluded
+from tessera.node.answers import Excluded, committed_among
 from tessera.node.roles.base import Progress, admitted, provider_accounts
 from tessera.node.store import Store
 from tessera.protocol.training import SealedReport, report_digest
@@ -166,13 +166,7 @@ class TrainingMember:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DecodeError("providers: expected a list of names")
         committed = self.ledger.audit_trail(ticket.query_id, verdicts=False).of("contribution")
-        missing: dict[str, str] = {}
-        for name in names:
-            account = ticket.account_of(name)
-            if account is None:
-                raise PolicyViolation(f"{name!r} is not a provider of this round")
-            if account in committed:
-                missing[account] = name
+        missing = committed_among(ticket, names, committed, "round")
         fetched, withheld = self._obtain_reports(ticket, committed, missing)
         return {"reports": fetched, "withheld": withheld}
 
