@@ -113,30 +113,9 @@ class ScoreRecord:
     def weight_of(self, provider: str) -> int:
         return self.weights[self.providers.index(provider)]
 
-    def canonical(self) -> bytes:
-        """The record's canonical JSON (the shares by digest; scores as exact hex floats)."""
-        body = {
-            "v": 1,
-            "method": self.method,
-            "seed": self.seed.hex(),
-            "permutations": self.permutations,
-            "providers": list(self.providers),
-            "accepted": list(self.accepted),
-            "params": self.params_digest.hex(),
-            "validation": self.validation_digest.hex(),
-            "subsets": [list(s) for s in self.subsets],
-            "releases": [d.hex() for d in self.release_digests],
-            "scores": [float(s).hex() for s in self.scores],
-            "weights": list(self.weights),
-        }
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-    def digest(self) -> bytes:
-        """What the verifiers confirm on-chain with the weights."""
-        return hashlib.sha256(self.canonical()).digest()
-
-    def to_json(self) -> dict[str, Any]:
-        """The whole record, shares included (what a verifier is sent)."""
+    def _fields(self, releases: list[Any]) -> dict[str, Any]:
+        """Every field as JSON (scores as exact hex floats), with ``releases`` as given:
+        the one field list both forms share."""
         return {
             "method": self.method,
             "seed": self.seed.hex(),
@@ -146,10 +125,23 @@ class ScoreRecord:
             "params": self.params_digest.hex(),
             "validation": self.validation_digest.hex(),
             "subsets": [list(s) for s in self.subsets],
-            "releases": [[b.hex() for b in shares] for shares in self.releases],
+            "releases": releases,
             "scores": [float(s).hex() for s in self.scores],
             "weights": list(self.weights),
         }
+
+    def canonical(self) -> bytes:
+        """The record's canonical JSON (the shares by digest; scores as exact hex floats)."""
+        body = {"v": 1, **self._fields([d.hex() for d in self.release_digests])}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def digest(self) -> bytes:
+        """What the verifiers confirm on-chain with the weights."""
+        return hashlib.sha256(self.canonical()).digest()
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole record, shares included (what a verifier is sent)."""
+        return self._fields([[b.hex() for b in shares] for shares in self.releases])
 
     @classmethod
     def from_json(cls, data: Any, where: str = "scores") -> ScoreRecord:
