@@ -153,6 +153,7 @@ class NetworkAnalyst(StatisticsApi):
         self._info: dict[str, dict[str, Any]] = {}
         #: providers the last :meth:`providers_info` could not reach, with the reason
         self.absent: dict[str, str] = {}
+        self._absent_at: dict[str, float] = {}  # when each was last found absent (monotonic)
         self.on_progress: Callable[[str], None] = lambda _msg: None
 
     def close(self) -> None:
@@ -165,9 +166,19 @@ class NetworkAnalyst(StatisticsApi):
     def providers_info(self, refresh: bool = False) -> dict[str, dict[str, Any]]:
         """Each provider's published info (tables, bounds, budgets), by name: asked once and
         kept, asked again with ``refresh``. A provider that cannot be reached (asked twice)
-        is not a holder for now, and is asked again next time; it is listed, with the
-        reason, in :attr:`absent`, and every query made meanwhile reports it left out."""
-        ask = [p for p in self._of("provider") if refresh or p.name not in self._info]
+        is not a holder for now, and is asked again after :attr:`ABSENT_RETRY` seconds; it
+        is listed, with the reason, in :attr:`absent`, and every query made meanwhile
+        reports it left out."""
+        now = time.monotonic()
+        ask = [
+            p
+            for p in self._of("provider")
+            if refresh
+            or (
+                p.name not in self._info
+                and now - self._absent_at.get(p.name, -self.ABSENT_RETRY) >= self.ABSENT_RETRY
+            )
+        ]
         if ask:
             futures = {p.name: self._pool.submit(self._ask_info, p) for p in ask}
             info = {} if refresh else dict(self._info)
@@ -179,11 +190,15 @@ class NetworkAnalyst(StatisticsApi):
                 except TransportError as exc:
                     info.pop(name, None)
                     absent[name] = f"could not be asked for its info: {exc}"
+                    self._absent_at[name] = time.monotonic()
             self._info, self.absent = info, absent
         return self._info
 
     #: seconds a provider has to publish its info (a cheap read): one that hangs is absent
     INFO_TIMEOUT = 30.0
+    #: seconds before an absent provider is asked again (not at every look at the holders
+    #: within one query); ``providers_info(refresh=True)`` asks every provider at once
+    ABSENT_RETRY = 10.0
 
     def _ask_info(self, peer: Peer) -> dict[str, Any]:
         """A provider's info; asked once more after a failure (a dropped connection, a
