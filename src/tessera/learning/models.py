@@ -83,6 +83,12 @@ class Model(ABC):
         ss_tot = float(np.sum((target - target.mean()) ** 2))
         return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
 
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """The JSON description of the model (its kind and shape, not its parameters):
+        what a training ticket names and a stored model's header records; the model
+        :func:`tessera.learning.serialize.model_from_spec` builds from it is this one."""
+
     def _check(self, params: Array, x: Array) -> None:
         if params.shape != (self.num_params,):
             raise ValueError(f"expected {self.num_params} parameters, got {params.shape}")
@@ -136,6 +142,9 @@ class LinearRegression(Model):
     def init(self, rng: np.random.Generator) -> Array:
         return np.zeros(self.num_params)
 
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "linear", "features": self.features, "l2": float(self.l2)}
+
     def _out(self, params: Array, x: Array) -> Array:
         w, b = self._layer.split(params)
         out: Array = (x @ w + b)[:, 0]
@@ -177,6 +186,9 @@ class LogisticRegression(Model):
 
     def init(self, rng: np.random.Generator) -> Array:
         return np.zeros(self.num_params)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "logistic", "features": self.features, "l2": float(self.l2)}
 
     def _logit(self, params: Array, x: Array) -> Array:
         w, b = self._layer.split(params)
@@ -225,6 +237,14 @@ class SoftmaxRegression(Model):
 
     def init(self, rng: np.random.Generator) -> Array:
         return np.zeros(self.num_params)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "softmax",
+            "features": self.features,
+            "classes": self.classes,
+            "l2": float(self.l2),
+        }
 
     def _probs(self, params: Array, x: Array) -> Array:
         w, b = self._layer.split(params)
@@ -279,6 +299,15 @@ class MLP(Model):
             k = layer.features * layer.outputs
             params[start : start + k] = rng.uniform(-limit, limit, size=k)
         return params
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "mlp",
+            "features": self.features,
+            "hidden": self.hidden,
+            "classes": self.classes,
+            "l2": float(self.l2),
+        }
 
     def _forward(self, params: Array, x: Array) -> tuple[Array, Array]:
         w1, b1 = self._first.split(params[: self._first.size])

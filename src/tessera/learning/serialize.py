@@ -27,30 +27,27 @@ _MAX_HEADER = 1 << 16
 
 
 def model_spec(model: Model) -> dict[str, Any]:
-    """The JSON description of a built-in model (kind and shape)."""
-    l2 = float(getattr(model, "l2", 0.0))
-    if isinstance(model, MLP):
-        spec: dict[str, Any] = {
-            "kind": "mlp",
-            "features": model.features,
-            "hidden": model.hidden,
-            "classes": model.classes,
-        }
-    elif isinstance(model, SoftmaxRegression):
-        spec = {"kind": "softmax", "features": model.features, "classes": model.classes}
-    elif isinstance(model, LogisticRegression):
-        spec = {"kind": "logistic", "features": model.features}
-    elif isinstance(model, LinearRegression):
-        spec = {"kind": "linear", "features": model.features}
-    else:
-        raise ValueError(f"not a built-in model: {type(model).__name__}")
-    return {**spec, "l2": l2}
+    """The JSON description of a model (kind and shape): :meth:`Model.spec`."""
+    return model.spec()
 
 
 def model_from_spec(spec: dict[str, Any]) -> Model:
-    """The model a :func:`model_spec` describes; ``DecodeError`` for anything else."""
+    """The model a :func:`model_spec` describes; ``DecodeError`` for anything else (a
+    ``torch`` model without the ``torch`` extra installed included)."""
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind == "torch":
+        try:
+            from tessera.learning.torch_model import TorchModel
+        except ImportError as exc:
+            raise DecodeError(
+                "model header: a torch model needs PyTorch (pip install 'tessera[torch]')"
+            ) from exc
+        try:
+            return TorchModel.from_spec(spec)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"model header: {exc}") from exc
     try:
-        kind, features, l2 = spec["kind"], int(spec["features"]), float(spec["l2"])
+        features, l2 = int(spec["features"]), float(spec["l2"])
         if kind == "mlp":
             return MLP(features, int(spec["hidden"]), int(spec["classes"]), l2=l2)
         if kind == "softmax":
