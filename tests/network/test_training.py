@@ -205,3 +205,38 @@ def test_a_scored_training_over_real_processes_pays_random_labels_nothing(
     assert gained == expected
     assert gained[liar] == gained[withholder] == 0
     assert 0 <= gained[random_labels] < gained[honest] / 5
+
+
+def test_a_pytorch_model_trains_over_real_processes_from_its_description(
+    network: tuple[Network, list[str]],
+) -> None:
+    """A torch MLP: the ticket names its layers, each provider process builds the module
+    itself from them and trains it; the liar's update is still excluded by every node, the
+    withholder still named, and the model still learns on the pooled table."""
+    from tessera.learning.torch_model import TorchModel
+
+    net, names = network
+    liar, withholder = names[LIAR], names[WITHHOLDER]
+    model = TorchModel([["linear", 4, 8], ["relu"], ["linear", 8, 2]], features=4, classes=2)
+    pooled = pd.concat([medical.load(p) for p in medical.PROVIDERS], ignore_index=True)
+    val = (pooled[FEATURES].to_numpy(), pooled["diabetes"].to_numpy())
+    config = TrainingConfig(rounds=4, unit="row", clip=1.0, epsilon=8.0, server_learning_rate=6.0)
+    analyst, transport = open_session(net.dir)
+    try:
+        res = analyst.train("patients", model, FEATURES, "diabetes", config, validation=val, seed=1)
+        ledger = analyst.ledger
+        queries = [ledger.query(r.query_id) for r in res.rounds if r.query_id is not None]
+    finally:
+        analyst.close()
+        transport.close()
+    honest = sorted(n for n in names if n not in (liar, withholder))
+    assert len(queries) == 4 and all(q.kind == "training" for q in queries)
+    for record in res.rounds:
+        assert list(record.accepted) == honest
+        assert sorted(n for n, _ in record.excluded) == sorted([liar, withholder])
+    assert res.params.shape == (model.num_params,)
+    losses = [r.loss or 0.0 for r in res.rounds]
+    print(f"torch MLP over the network: losses {losses}, score {res.rounds[-1].score}")
+    # it learns: the validation loss falls every round (full-batch DP-FedSGD steps)
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < losses[0] - 0.05, losses
