@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from tessera.cli.main import app
 from tessera.data import medical
+from tessera.learning.serialize import decode_model
+from tessera.learning.torch_model import TorchModel
 
 NETWORK = """
 [network]
@@ -61,6 +63,30 @@ def test_network_up_query_status_down(tmp_path: Path, monkeypatch: pytest.Monkey
         # bad input: a clear message and a nonzero exit, nothing run
         bad_model = runner.invoke(app, [*train[:-3], "--model", "forest", "--yes", *where])
         assert bad_model.exit_code == 2 and "model must be one of" in bad_model.output
+        # a PyTorch model (the torch extra) from its layers, stored by CID as such
+        torch_train = [
+            "train", "--table", "patients", "--features", "age,glucose", "--label", "diabetes",
+            "--unit", "row", "--epsilon", "2", "--rounds", "1", "--server-learning-rate", "6",
+            "--model", "torch", "--layers", "linear:2:4,tanh,linear:4:2",
+            "--store", "torch-models", "--yes", *where,
+        ]  # fmt: skip
+        trained = runner.invoke(app, torch_train)
+        assert trained.exit_code == 0, trained.output
+        assert [r["accepted"] for r in json.loads(trained.stdout.splitlines()[-1])["rounds"]] == [
+            ["clinic-c"]
+        ]
+        stored = [decode_model(f.read_bytes())[0] for f in Path("torch-models").iterdir()]
+        assert len(stored) == 2 and all(isinstance(m, TorchModel) for m in stored)
+        assert stored[0].spec()["layers"] == [["linear", 2, 4], ["tanh"], ["linear", 4, 2]]
+        for layers, why in (
+            ("linear:2:4,relu,linear:4:3", "not the 2 class logits"),
+            ("linear:2:x", "not an integer"),
+            ("dense:2:2", "unknown layer 'dense'"),
+        ):
+            bad = runner.invoke(app, [*torch_train[:-8], "--layers", layers, "--yes", *where])
+            assert bad.exit_code == 2 and why in bad.output, bad.output
+        no_layers = runner.invoke(app, [*torch_train[:-8], "--yes", *where])
+        assert no_layers.exit_code == 2 and "needs --layers" in no_layers.output
         no_bounds = [*train[:4], "age,cholesterol", *train[5:]]
         refused = runner.invoke(app, no_bounds)
         assert refused.exit_code != 0 and "cholesterol" in refused.output, refused.output

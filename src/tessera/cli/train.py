@@ -71,7 +71,21 @@ def train(
     table: Annotated[str, typer.Option(help="Table name.")],
     features: Annotated[str, typer.Option(help="Comma-separated feature columns.")],
     label: Annotated[str, typer.Option(help="The label column (class index or target).")],
-    model: Annotated[str, typer.Option(help=f"One of {', '.join(MODEL_KINDS)}.")] = "logistic",
+    model: Annotated[
+        str, typer.Option(help=f"One of {', '.join(MODEL_KINDS)}, or torch (with --layers).")
+    ] = "logistic",
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            help="A torch model's layers (the torch extra), comma-separated kind:arg:...: "
+            "linear:IN:OUT, conv2d:IN:OUT:KERNEL:STRIDE:PADDING, maxpool2d:K, avgpool2d:K, "
+            "flatten, unflatten:C:H:W, relu, tanh, sigmoid, gelu; the last gives --classes "
+            "logits (one value with --regression)."
+        ),
+    ] = None,
+    regression: Annotated[
+        bool, typer.Option("--regression", help="A torch model predicting the label's value.")
+    ] = False,
     classes: Annotated[int, typer.Option(min=2, help="Classes (softmax, mlp).")] = 2,
     hidden: Annotated[int, typer.Option(min=1, help="Hidden units (mlp).")] = 16,
     l2: Annotated[float, typer.Option(min=0.0, help="L2 penalty of the local loss.")] = 0.0,
@@ -127,7 +141,7 @@ def train(
             delta=delta,
             server_learning_rate=server_learning_rate,
         )
-        built = build_model(model, len(cols), classes=classes, hidden=hidden, l2=l2)
+        built = _model(model, layers, regression, len(cols), classes, hidden, l2)
     except ValueError as exc:
         fail(exc)
     val = None
@@ -203,6 +217,49 @@ def train(
         + (f"score {last.score:.4f}, " if last.score is not None else "")
         + f"ε {last.epsilon_spent:.3g}"
     )
+
+
+def _model(
+    kind: str,
+    layers: str | None,
+    regression: bool,
+    features: int,
+    classes: int,
+    hidden: int,
+    l2: float,
+) -> Model:
+    """The model ``--model`` names: a built-in one, or a torch one from ``--layers``."""
+    if kind != "torch":
+        if layers is not None or regression:
+            raise ValueError("--layers and --regression are for --model torch")
+        return build_model(kind, features, classes=classes, hidden=hidden, l2=l2)
+    if layers is None:
+        raise ValueError("--model torch needs --layers (e.g. linear:4:8,relu,linear:8:2)")
+    try:
+        from tessera.learning.torch_model import TorchModel
+    except ImportError as exc:
+        raise ValueError("--model torch needs PyTorch: pip install 'tessera[torch]'") from exc
+    return TorchModel(
+        parse_layers(layers),
+        features=features,
+        task="regression" if regression else "classification",
+        classes=None if regression else classes,
+        l2=l2,
+    )
+
+
+def parse_layers(text: str) -> list[list[str | int]]:
+    """``linear:4:8,relu,linear:8:2`` as ``[["linear", 4, 8], ["relu"], ["linear", 8, 2]]``."""
+    out: list[list[str | int]] = []
+    for i, item in enumerate(part.strip() for part in text.split(",")):
+        kind, *args = item.split(":")
+        try:
+            out.append([kind, *(int(a) for a in args)])
+        except ValueError:
+            raise ValueError(
+                f"--layers: layer {i} ({item!r}) has an argument that is not an integer"
+            ) from None
+    return out
 
 
 def _show_quote(console: Console, quote: Any) -> None:
