@@ -6,8 +6,8 @@ n nodes each verify every report, decide jointly, sum and add their noise, and t
 unshards. Every step runs here, one after the other, on this machine; ``round_s`` is the
 round's critical path when the providers and the nodes work in parallel, as deployed:
 ``max(local + proof) + max(node verification + aggregation + noise) + decisions + unshard``
-(``serial_s`` is the sum of everything). Not measured yet: the ledger (the round is not
-wired into the roles).
+(``serial_s`` is the sum of everything). Not measured here: the ledger (this is the round's
+cryptographic work; the deployed round adds a training query on the chain).
 
 Flower, same model and clients (``flower_round_s``; needs the ``flower`` extra): a Flower
 server and one Flower client per provider on loopback (Flower's gRPC transport, the
@@ -17,9 +17,13 @@ the strategy's ``configure_fit`` to the end of its ``aggregate_fit``, the second
 plaintext parameters; ``tessera`` is ``tessera.learning.flower.TesseraFedAvg`` with the
 ``TesseraMod`` client mod (proof and sealing at each client, 3 in-process nodes verify,
 noise at ε = 8 over 20 rounds; beyond 2·10^6 providers x parameters only with
-``--flower-all``: the server holds every sealed report at once). Flower's SecAgg+ is not
-measured: its workflow needs Flower's Message-API server (a SuperLink, or the Ray
-simulation engine).
+``--flower-all``: the server holds every sealed report at once).
+
+Flower's SecAgg+ (``flower_round_s``, and ``flower_ratio`` = SecAgg+ / Tessera's
+``round_s``): the same clients under Flower's ``SecAggPlusWorkflow`` with its
+``secaggplus_mod``, in Flower's simulation engine (Ray, 2 CPUs, ``flwr[simulation]``),
+3 shares and a threshold of 2 per client's key, as Flower's example configures it;
+the second of two rounds. SecAgg+ proves nothing about a client's update.
 
 Accuracy: digits split Dirichlet(0.3) over 6 providers, softmax regression: central
 training, FedAvg, secure aggregation without noise, and row-level DP at each epsilon.
@@ -165,28 +169,34 @@ def round_time(providers: int, params: int, seed: int = 0) -> dict[str, float]:
 FLOWER_TESSERA_MAX = 2_000_000
 
 
-def flower_round_time(
-    providers: int, params: int, seed: int = 0, tessera: bool = True
-) -> dict[str, float]:
-    """One Flower round at ``providers`` x ``params``: Flower's FedAvg and (``tessera``)
-    Tessera's strategy over the same clients (see the module docstring)."""
-    import logging
+def _timed(base: type) -> Any:
+    """``base`` (a Flower strategy) timing each round from ``configure_fit`` to the end of
+    ``aggregate_fit``."""
 
+    class Timed(base):  # type: ignore[misc,valid-type]
+        times: dict[int, float]
+
+        def configure_fit(self, server_round: int, *a: Any, **kw: Any) -> Any:
+            self.times = getattr(self, "times", {})
+            self.times[server_round] = time.perf_counter()
+            return super().configure_fit(server_round, *a, **kw)
+
+        def aggregate_fit(self, server_round: int, *a: Any, **kw: Any) -> Any:
+            out = super().aggregate_fit(server_round, *a, **kw)
+            self.times[server_round] = time.perf_counter() - self.times[server_round]
+            return out
+
+    return Timed
+
+
+def _flower_clients(providers: int, params: int, seed: int) -> tuple[MLP, list[Any], Any]:
+    """The model, its initial parameters, and the Flower client of provider ``i``: one
+    local epoch of SGD on its Dirichlet(0.3) part of digits (the same for every run)."""
     from flwr.client import NumPyClient
-    from flwr.clientapp import ClientApp
-    from flwr.common import NDArrays, Scalar, ndarrays_to_parameters
-    from flwr.server.strategy import FedAvg
+    from flwr.common import NDArrays, Scalar
 
-    from tessera.learning.flower import (
-        InProcessCommittee,
-        SecureAggregation,
-        TesseraFedAvg,
-        TesseraMod,
-        flatten,
-        run_loopback,
-    )
+    from tessera.learning.flower import flatten
 
-    logging.getLogger("flwr").setLevel(logging.WARNING)
     rng = np.random.default_rng(seed)
     xtr, _, ytr, _ = _digits()
     hidden = max(1, round((params - 10) / 75))
@@ -207,28 +217,37 @@ def flower_round_time(
             u = train_locally(model, start, xtr[p], ytr[p], LocalConfig(1, 0.1, 32), local)
             return [start + u], len(p), {}
 
-    def timed(base: type) -> Any:
-        class Timed(base):  # type: ignore[misc,valid-type]
-            times: dict[int, float]
+    return model, init, Client
 
-            def configure_fit(self, server_round: int, *a: Any, **kw: Any) -> Any:
-                self.times = getattr(self, "times", {})
-                self.times[server_round] = time.perf_counter()
-                return super().configure_fit(server_round, *a, **kw)
 
-            def aggregate_fit(self, server_round: int, *a: Any, **kw: Any) -> Any:
-                out = super().aggregate_fit(server_round, *a, **kw)
-                self.times[server_round] = time.perf_counter() - self.times[server_round]
-                return out
+def flower_round_time(
+    providers: int, params: int, seed: int = 0, tessera: bool = True
+) -> dict[str, float]:
+    """One Flower round at ``providers`` x ``params``: Flower's FedAvg and (``tessera``)
+    Tessera's strategy over the same clients (see the module docstring)."""
+    import logging
 
-        return Timed
+    from flwr.clientapp import ClientApp
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server.strategy import FedAvg
+
+    from tessera.learning.flower import (
+        InProcessCommittee,
+        SecureAggregation,
+        TesseraFedAvg,
+        TesseraMod,
+        run_loopback,
+    )
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    model, init, Client = _flower_clients(providers, params, seed)
 
     def app(index: int, mod: TesseraMod | None = None) -> ClientApp:
         return ClientApp(
             client_fn=lambda _ctx: Client(index).to_client(), mods=[mod] if mod else []
         )
 
-    fedavg = timed(FedAvg)(
+    fedavg = _timed(FedAvg)(
         initial_parameters=ndarrays_to_parameters(init),
         fraction_evaluate=0.0,
         min_fit_clients=providers,
@@ -239,7 +258,7 @@ def flower_round_time(
         return {"params": float(model.num_params), "fedavg_s": fedavg.times[2]}
     committee = InProcessCommittee(NODES, sampler=OpenDPSampler(), rng=SeededRng(seed))
     spec = SecureAggregation(committee.node_keys, clip=1.0)
-    strategy = timed(TesseraFedAvg)(
+    strategy = _timed(TesseraFedAvg)(
         initial_parameters=init,
         committee=committee,
         spec=spec,
@@ -259,15 +278,78 @@ def flower_round_time(
     }
 
 
-def _flower(sizes: list[tuple[int, ...]], everything: bool) -> dict[str, dict[str, float]]:
+#: Flower's SecAgg+ as its secure-aggregation example configures it: each client's key
+#: split in 3 shares, any 2 reconstruct (Tessera's side: 3 nodes, threshold 2).
+SECAGG_SHARES, SECAGG_THRESHOLD = 3, 2
+
+
+def flower_secagg_round_time(providers: int, params: int, seed: int = 0) -> float:
+    """One round of Flower's SecAgg+ workflow (``SecAggPlusWorkflow`` with the
+    ``secaggplus_mod`` at every client: key agreement, masking, share reconstruction and
+    unmasking, all Flower's code) over the same clients, in Flower's simulation engine
+    (Ray, ``flwr[simulation]``): the second of two rounds, from ``configure_fit`` to the
+    end of ``aggregate_fit``. No norm proof (SecAgg+ has none); its clipping range is the
+    client's own to honour."""
+    import logging
+
+    from flwr.client.mod import secaggplus_mod
+    from flwr.clientapp import ClientApp
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server import LegacyContext, ServerApp, ServerConfig
+    from flwr.server.strategy import FedAvg
+    from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+    from flwr.simulation import run_simulation
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    _, init, Client = _flower_clients(providers, params, seed)
+    strategy = _timed(FedAvg)(
+        initial_parameters=ndarrays_to_parameters(init),
+        fraction_evaluate=0.0,
+        min_fit_clients=providers,
+        min_available_clients=providers,
+    )
+    client_app = ClientApp(
+        client_fn=lambda ctx: Client(int(ctx.node_config["partition-id"])).to_client(),
+        mods=[secaggplus_mod],
+    )
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Any, context: Any) -> None:
+        legacy = LegacyContext(
+            context=context, config=ServerConfig(num_rounds=2), strategy=strategy
+        )
+        workflow = DefaultWorkflow(
+            fit_workflow=SecAggPlusWorkflow(SECAGG_SHARES, SECAGG_THRESHOLD, timeout=3600.0)
+        )
+        workflow(grid, legacy)
+
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=providers,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},
+        },
+    )
+    return float(strategy.times[2])
+
+
+def _flower(
+    sizes: list[tuple[int, ...]], everything: bool, secagg: bool
+) -> dict[str, dict[str, float]]:
     try:
         import flwr  # noqa: F401
     except ImportError:
         return {}
-    return {
-        f"{p}x{n}": flower_round_time(p, n, tessera=everything or p * n <= FLOWER_TESSERA_MAX)
-        for p, n in sizes
-    }
+    out = {}
+    for p, n in sizes:
+        row = flower_round_time(p, n, tessera=everything or p * n <= FLOWER_TESSERA_MAX)
+        if secagg:
+            row["secagg_s"] = flower_secagg_round_time(p, n)
+        out[f"{p}x{n}"] = row
+    return out
 
 
 def accuracy(epsilons: list[float]) -> dict[str, float]:
@@ -317,6 +399,9 @@ def main() -> None:
     parser.add_argument("--no-accuracy", action="store_true", help="round times only")
     parser.add_argument("--no-flower", action="store_true", help="skip the Flower rounds")
     parser.add_argument(
+        "--no-secagg", action="store_true", help="skip Flower's SecAgg+ rounds (Ray)"
+    )
+    parser.add_argument(
         "--flower-all",
         action="store_true",
         help=f"Tessera's Flower round beyond {FLOWER_TESSERA_MAX:,} providers x parameters too",
@@ -330,10 +415,15 @@ def main() -> None:
         sizes = [(10, 10_000), (100, 10_000), (10, 100_000), (100, 100_000)]
     round_time(2, 200)  # load the compiled kernels
     rounds = {f"{p}x{n}": round_time(p, n) for p, n in sizes}
-    flower = {} if args.no_flower else _flower(sizes, args.flower_all)
+    flower = {} if args.no_flower else _flower(sizes, args.flower_all, not args.no_secagg)
     report = {
         "round_s": {k: v["round_s"] for k, v in rounds.items()},
-        "flower_round_s": {k: v["fedavg_s"] for k, v in flower.items()},
+        # Flower's SecAgg+ workflow, the secure aggregation Tessera's round is set against
+        "flower_round_s": {k: v["secagg_s"] for k, v in flower.items() if "secagg_s" in v},
+        "flower_ratio": {
+            k: v["secagg_s"] / rounds[k]["round_s"] for k, v in flower.items() if "secagg_s" in v
+        },
+        "flower_fedavg_round_s": {k: v["fedavg_s"] for k, v in flower.items()},
         "flower_tessera_round_s": {
             k: v["tessera_s"] for k, v in flower.items() if "tessera_s" in v
         },
@@ -358,19 +448,23 @@ def main() -> None:
     for key, row in rounds.items():
         print(f"{key:>12} | " + " | ".join(f"{row[c]:>10.3f}" for c in cols))
     if flower:
-        print("Flower, one round on loopback (clients in threads of one process):")
-        print(f"{'size':>12} | {'FedAvg':>10} | {'Tessera':>10} | {'ratio':>10}")
+        print(
+            "Flower, one round: FedAvg and through Tessera on loopback (clients in threads of"
+            " one process), SecAgg+ in Flower's simulation engine; ratio = SecAgg+ / round_s:"
+        )
+        head = ("size", "FedAvg", "Tessera", "SecAgg+", "round_s", "ratio")
+        print(" | ".join(f"{h:>12}" for h in head))
         for key, row in flower.items():
-            if "tessera_s" not in row:
-                print(f"{key:>12} | {row['fedavg_s']:>10.3f} | {'(skipped)':>10} |")
-                continue
-            ratio = row["tessera_s"] / row["fedavg_s"]
-            print(
-                f"{key:>12} | {row['fedavg_s']:>10.3f} | {row['tessera_s']:>10.3f} | {ratio:>10.1f}"
-            )
+            cells = [
+                f"{row['fedavg_s']:>12.3f}",
+                f"{row['tessera_s']:>12.3f}" if "tessera_s" in row else f"{'(skipped)':>12}",
+                f"{row['secagg_s']:>12.3f}" if "secagg_s" in row else f"{'(skipped)':>12}",
+                f"{rounds[key]['round_s']:>12.3f}",
+                f"{report['flower_ratio'][key]:>12.1f}" if "secagg_s" in row else f"{'':>12}",
+            ]
+            print(f"{key:>12} | " + " | ".join(cells))
     else:
         print("Flower: not measured (--no-flower, or the flower extra is not installed)")
-    print("Flower SecAgg+: not measured (needs Flower's Message-API server)")
     print("accuracy:", json.dumps({k: round(v, 4) for k, v in report["accuracy"].items()}))
 
 

@@ -91,3 +91,28 @@ def test_load_benchmark_quick_json() -> None:
     assert sum(t["outcomes"]["malformed"].values()) == t["malformed"]
     assert "accepted" not in t["outcomes"]["malformed"]
     assert t["collected_count"] == t["valid"] and t["collected_sum"] == t["expected_sum"]
+
+
+def test_federated_benchmark_reports_tessera_beside_flower_secagg_plus() -> None:
+    """One small size, round times only: Tessera's round, Flower's FedAvg, the same clients
+    through Tessera's Flower strategy, and Flower's SecAgg+ workflow (Ray), with the ratio."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "federated.py"),
+            "--sizes",
+            "4x1000",
+            "--no-accuracy",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("round_s", "flower_round_s", "flower_fedavg_round_s", "flower_tessera_round_s"):
+        assert report[key]["4x1000"] > 0, key
+    ratio = report["flower_round_s"]["4x1000"] / report["round_s"]["4x1000"]
+    assert report["flower_ratio"]["4x1000"] == ratio
+    assert report["breakdown"]["4x1000"]["proof_s"] > 0

@@ -12,26 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
 import numpy as np
 import pytest
+from flwr.client import NumPyClient
+from flwr.clientapp import ClientApp
+from flwr.common import NDArrays, Scalar, ndarrays_to_parameters
+from flwr.server.strategy import FedAvg
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-flwr = pytest.importorskip("flwr")
-
-from flwr.client import NumPyClient  # noqa: E402
-from flwr.clientapp import ClientApp  # noqa: E402
-from flwr.common import NDArrays, Scalar, ndarrays_to_parameters  # noqa: E402
-from flwr.server.strategy import FedAvg  # noqa: E402
-
-from tessera.crypto.rng import SeededRng  # noqa: E402
-from tessera.dp.samplers import ExactSampler  # noqa: E402
-from tessera.learning import secure  # noqa: E402
-from tessera.learning.flower import (  # noqa: E402
+from tessera.crypto.rng import SeededRng
+from tessera.dp.samplers import ExactSampler
+from tessera.learning import secure
+from tessera.learning.flower import (
     SEALED_REPORT,
     InProcessCommittee,
     SecureAggregation,
@@ -40,13 +36,13 @@ from tessera.learning.flower import (  # noqa: E402
     flatten,
     run_loopback,
 )
-from tessera.learning.local import LocalConfig, train_locally  # noqa: E402
-from tessera.learning.models import Array, LogisticRegression  # noqa: E402
-from tessera.learning.partition import dirichlet_split  # noqa: E402
-from tessera.learning.rounds import Dataset, Provider  # noqa: E402
-from tessera.node.model_store import LocalModelStore, ModelLog  # noqa: E402
-from tessera.protocol.training import SealedReport  # noqa: E402
-from tessera.testing.learning import OversizedUpdate  # noqa: E402
+from tessera.learning.local import LocalConfig, train_locally
+from tessera.learning.models import Array, LogisticRegression
+from tessera.learning.partition import dirichlet_split
+from tessera.learning.rounds import Dataset, Provider
+from tessera.node.model_store import LocalModelStore, ModelLog
+from tessera.protocol.training import SealedReport
+from tessera.testing.learning import OversizedUpdate
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -469,12 +465,7 @@ def test_every_rounds_model_is_stored_by_cid(tmp_path: Any) -> None:
     assert meta["round"] == 2 and meta["parent"] == log.cids[1]
 
 
-@pytest.mark.skipif(
-    os.environ.get("TESSERA_FLOWER_SIMULATION") != "1",
-    reason="Flower's simulation engine (Ray, about a minute): TESSERA_FLOWER_SIMULATION=1",
-)
 def test_a_flower_simulation_trains_through_tessera() -> None:
-    pytest.importorskip("ray")
     from flwr.server import ServerApp, ServerAppComponents, ServerConfig
     from flwr.simulation import run_simulation
 
@@ -511,12 +502,7 @@ def test_a_flower_simulation_trains_through_tessera() -> None:
     assert _accuracy(strategy.parameters) > 0.9
 
 
-@pytest.mark.skipif(
-    os.environ.get("TESSERA_FLOWER_SIMULATION") != "1",
-    reason="Flower's simulation engine (Ray, about a minute): TESSERA_FLOWER_SIMULATION=1",
-)
 def test_a_message_api_flower_app_trains_through_tessera_in_simulation() -> None:
-    pytest.importorskip("ray")
     from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
