@@ -22,8 +22,9 @@ Besides chain == model, three properties are checked on the chain's own numbers:
   passing quorum or at its deadline) paid every contributing provider its cut and
   every honest working node its share, observed as balance changes on the chain;
 * no honest party loses stake: each staker's stake is what it deposited, less
-  only slashes it earned as a cheater named by a verdict quorum or as a drawn
-  verifier the quorum outvoted; the registry burned exactly those.
+  only slashes it earned as a cheater named by a verdict quorum, as a drawn
+  verifier the quorum outvoted, or as a committee member that timed out (asked to
+  act, it committed nothing); the registry burned exactly those.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ from .direct import Reader, send
 
 MAX_UINT = 2**256 - 1
 BPS = 10_000
-REWARD, PENALTY, ABSENT = 1, -10, -1
+REWARD, PENALTY, ABSENT, TIMEOUT = 1, -10, -1, -2
+TIMEOUT_SLASH_DIVISOR = 10  # a timeout burns a tenth of the query's node slash
 OPS = ("count", "sum", "mean", "variance", "linear_regression")
 POOR_CREDITS = 4_000  # the second analyst can afford only a few queries
 PROVIDER_CREDITS = 20_000  # provider 0 also buys (other providers' data)
@@ -128,7 +130,7 @@ class Slash:
     account: str
     amount: int
     qid: bytes
-    why: str  # "cheater" or "outvoted"
+    why: str  # "cheater", "outvoted" or "timeout"
 
 
 @dataclass
@@ -925,6 +927,18 @@ class LedgerMachine(RuleBasedStateMachine):
             self.slash(cheater, q.node_slash, qid, "cheater")
             self.rep(cheater, PENALTY)
 
+    def timeouts(self, qid: bytes) -> None:
+        """Once the aggregate is locked every member was asked to act: one that committed
+        no noise, aggregate nor key switch loses a tenth of the node slash and reputation."""
+        q = self.m.queries[qid]
+        if not q.committed("aggregate"):
+            return
+        acted = q.committed("noise") | q.committed("aggregate") | q.committed("key_switch")
+        for n in self.m.members(q):
+            if n not in acted:
+                self.slash(n, q.node_slash // TIMEOUT_SLASH_DIVISOR, qid, "timeout")
+                self.rep(n, TIMEOUT)
+
     def close(self, qid: bytes, status: str) -> None:
         m = self.m
         q = m.queries[qid]
@@ -954,6 +968,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 m.served.add((n, q.analyst))
                 self.rep(n, REWARD)
         self.slash_cheaters(qid, cheaters)
+        self.timeouts(qid)
         assert paid + refund == q.price
         self.credit(q.analyst, refund)
         m.volume += paid
@@ -1037,6 +1052,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if m.work_complete(q):  # the analyst could decrypt: the workers are paid
             self.pay_work(qid, (), by_verdict=False)
         else:
+            self.timeouts(qid)
             paid, refund = self.pay_providers(qid, True)
             refund += q.node_pool
             assert paid + refund == q.price
@@ -1269,6 +1285,12 @@ class LedgerMachine(RuleBasedStateMachine):
         slashed: Counter[str] = Counter()
         for s in m.slashes:
             q = m.queries[s.qid]
+            if s.why == "timeout":  # a member asked to act (the aggregate locked) that did not
+                acted = q.committed("noise") | q.committed("aggregate") | q.committed("key_switch")
+                assert q.status in ("passed", "completed", "expired") and q.committed("aggregate")
+                assert s.account in m.members(q) and s.account not in acted
+                slashed[s.account] += s.amount
+                continue
             assert q.status in ("passed", "failed") and q.quorum_verdict is not None
             if s.why == "cheater":
                 assert s.account in q.cheaters == q.quorum_verdict[1]

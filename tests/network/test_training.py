@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -240,3 +241,45 @@ def test_a_pytorch_model_trains_over_real_processes_from_its_description(
     # it learns: the validation loss falls every round (full-batch DP-FedSGD steps)
     assert all(b < a for a, b in itertools.pairwise(losses)), losses
     assert losses[-1] < losses[0] - 0.05, losses
+
+
+def test_tessera_train_with_contribution_scores_and_pays_by_score(
+    network: tuple[Network, list[str]], tmp_path: Any
+) -> None:
+    """``tessera train --contribution loo``: the quote shows the scores' extra privacy
+    cost, and each round's line and JSON the providers' scores and the share of the pay
+    each gets; random labels get little, the liar and the withholder nothing."""
+    from typer.testing import CliRunner
+
+    from tessera.cli.main import app
+
+    net, names = network
+    liar, random_labels = names[LIAR], names[RANDOM]
+    honest = names[0]
+    val = pd.concat([medical.load(p) for p in (honest, liar)], ignore_index=True)
+    path = tmp_path / "validation.csv"
+    val[[*FEATURES, "diabetes"]].to_csv(path, index=False)
+    common = [
+        "train", "--table", "scored", "--features", ",".join(FEATURES), "--label", "diabetes",
+        "--unit", "row", "--epsilon", "8", "--rounds", "1", "--server-learning-rate", "6",
+        "--dir", str(net.dir),
+    ]  # fmt: skip
+    runner = CliRunner()
+    no_validation = runner.invoke(app, [*common, "--contribution", "loo", "--yes"])
+    assert no_validation.exit_code == 2 and "pass --validation" in no_validation.output
+    unknown = runner.invoke(
+        app, [*common, "--contribution", "banzhaf", "--validation", str(path), "--yes"]
+    )
+    assert unknown.exit_code == 2 and "unknown scoring method 'banzhaf'" in unknown.output
+    res = runner.invoke(
+        app, [*common, "--contribution", "loo", "--validation", str(path), "--yes", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["scoring_rho"] > 0 and report["epsilon_total"] > report["epsilon"]
+    scores = report["rounds"][0]["contribution"]
+    assert sorted(scores) == sorted(names)
+    assert scores[liar]["weight"] == scores[names[WITHHOLDER]]["weight"] == 0
+    assert scores[random_labels]["weight"] < scores[honest]["weight"] / 5, scores
+    assert scores[honest]["weight"] + scores[random_labels]["weight"] == WEIGHT_TOTAL
+    assert "paid by score" in res.stderr and honest in res.stderr

@@ -25,6 +25,7 @@ from tessera.cli.errors import fail, handle_errors
 from tessera.cli.ledger import JsonOpt, emit_json
 from tessera.cli.network import DEFAULT_DIR, DirOpt
 from tessera.learning.models import MODEL_KINDS, Array, Model, build_model
+from tessera.protocol.contribution import WEIGHT_TOTAL
 
 _out = Console()
 _err = Console(stderr=True)
@@ -50,6 +51,12 @@ class _Progress:
         if record.score is not None:
             parts.append(f"score {record.score:.4f}")
         parts.append(f"ε {record.epsilon_spent:.3g}")
+        scores = _scores(record.contribution)
+        if scores is not None:
+            parts.append(
+                "paid by score: "
+                + ", ".join(f"{n} {s['weight'] / WEIGHT_TOTAL:.1%}" for n, s in scores.items())
+            )
         self.console.print("[dim]·[/dim] " + " · ".join(parts))
 
 
@@ -114,6 +121,16 @@ def train(
         Path | None,
         typer.Option(help="Keep every round's model here by CID and chain it on the registry."),
     ] = None,
+    contribution: Annotated[
+        str | None,
+        typer.Option(
+            help="Score every round's providers and pay them by score: loo (leave-one-out) "
+            "or shapley (permutation sampling); needs --validation."
+        ),
+    ] = None,
+    permutations: Annotated[
+        int, typer.Option(min=1, max=1000, help="Shapley's sampled permutations per round.")
+    ] = 8,
     seed: Annotated[int | None, typer.Option(help="Seed of the rounds' draws.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Start without asking.")] = False,
     state_dir: DirOpt = DEFAULT_DIR,
@@ -144,6 +161,16 @@ def train(
         built = _model(model, layers, regression, len(cols), classes, hidden, l2)
     except ValueError as exc:
         fail(exc)
+    scoring = None
+    if contribution is not None:
+        from tessera.learning.contribution import ContributionError, ContributionSpec
+
+        if validation is None:
+            fail(ValueError("--contribution scores by the validation gain: pass --validation"))
+        try:
+            scoring = ContributionSpec(contribution, permutations)
+        except ContributionError as exc:
+            fail(ValueError(f"--contribution: {exc}"))
     val = None
     if validation is not None:
         try:
@@ -158,11 +185,13 @@ def train(
     try:
         console = _err if as_json else _out
         analyst.on_progress = lambda m: _err.print(f"[dim]·[/dim] {m}")
-        quote = analyst.training_quote(table, built, cols, label, config)
+        training_id = os.urandom(32)
+        quote = analyst.training_quote(
+            table, built, cols, label, config, contribution=scoring, training_id=training_id
+        )
         _show_quote(console, quote)
         if not yes and not typer.confirm("Start the training?", default=False, err=True):
             raise typer.Exit(0)
-        training_id = os.urandom(32)
         observer: Any = _Progress(_err)
         if store is not None:
             from tessera.ledger.model_registry import ModelRegistry
@@ -185,6 +214,7 @@ def train(
             observer=observer,
             seed=seed,
             training_id=training_id,
+            contribution=scoring,
         )
     finally:
         analyst.close()
@@ -203,11 +233,14 @@ def train(
                         "loss": r.loss,
                         "score": r.score,
                         "epsilon": r.epsilon_spent,
+                        "contribution": _scores(r.contribution),
                     }
                     for r in res.rounds
                 ],
                 "price": quote.price,
                 "epsilon": quote.epsilon,
+                "epsilon_total": quote.epsilon_total,
+                "scoring_rho": quote.scoring_rho,
             }
         )
         return
@@ -262,6 +295,17 @@ def parse_layers(text: str) -> list[list[str | int]]:
     return out
 
 
+def _scores(record: Any) -> dict[str, dict[str, float]] | None:
+    """A round's contribution scores by provider: the score and the weight its pay is
+    split by (of :data:`WEIGHT_TOTAL`); ``None`` for a round not scored."""
+    if record is None:
+        return None
+    return {
+        name: {"score": float(record.score_of(name)), "weight": int(record.weight_of(name))}
+        for name in record.providers
+    }
+
+
 def _show_quote(console: Console, quote: Any) -> None:
     t = Table(title="training quote", show_header=False)
     t.add_row("rounds", str(quote.rounds))
@@ -269,6 +313,12 @@ def _show_quote(console: Console, quote: Any) -> None:
     t.add_row("price", f"{quote.price} credits ({quote.price_per_round} per round, at most)")
     eps = "none (exact)" if quote.epsilon is None else f"{quote.epsilon:.4g} at δ={quote.delta:g}"
     t.add_row("privacy", eps)
+    if quote.scoring_rho and quote.epsilon_total is not None:
+        t.add_row(
+            "privacy with scoring",
+            f"{quote.epsilon_total:.4g} at δ={quote.delta:g} "
+            f"(the scores' subset sums add ρ={quote.scoring_rho:.6g} per dataset)",
+        )
     for name, left in sorted(quote.budget_left.items()):
         t.add_row(f"budget left: {name}", f"ρ={left:.6g}")
     console.print(t)

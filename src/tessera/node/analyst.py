@@ -313,10 +313,19 @@ class NetworkAnalyst(StatisticsApi):
         features: Sequence[str],
         label: str,
         config: TrainingConfig | None = None,
+        *,
+        contribution: ContributionSpec | None = None,
+        training_id: bytes = b"quote",
     ) -> TrainingQuote:
-        """Price, ε and each dataset's budget left, before a training starts."""
+        """Price, ε and each dataset's budget left, before a training starts; with
+        ``contribution``, the scores' subset releases' ρ too (``scoring_rho``, and
+        ``epsilon_total`` the whole training's ε with them): exact for the training of
+        ``training_id`` (Shapley's sampled coalitions follow it)."""
         config = config or TrainingConfig()
-        return NetworkRounds(self, model, table, features, label, config, b"quote").quote()
+        rounds = NetworkRounds(
+            self, model, table, features, label, config, training_id, contribution
+        )
+        return rounds.quote()
 
     # -- one query ------------------------------------------------------------------------
     def run(

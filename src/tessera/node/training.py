@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tessera.dp.accountant import rho_to_eps_delta
 from tessera.errors import PolicyViolation, ProtocolError, QueryError
 from tessera.learning import secure
 from tessera.learning.config import TrainingConfig, fixed_point_for, labels_for, scale_features
@@ -156,6 +157,14 @@ class TrainingQuote:
     def rho_total(self) -> float:
         """ρ the training charges each dataset asked in every round, scoring included."""
         return self.rho_per_round * self.rounds + self.scoring_rho
+
+    @property
+    def epsilon_total(self) -> float | None:
+        """ε at ``delta`` of :attr:`rho_total`: the whole training's, scoring included
+        (``None``: no noise)."""
+        if self.epsilon is None:
+            return None
+        return rho_to_eps_delta(self.rho_total, self.delta)[0]
 
     def rounds_affordable(self) -> int:
         """Rounds every dataset can pay for if it is asked in each."""

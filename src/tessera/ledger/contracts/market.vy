@@ -81,6 +81,8 @@ WEIGHT_TOTAL: constant(uint256) = 10**6  # contribution weights of a training qu
 REPUTATION_REWARD: constant(int256) = 1
 REPUTATION_PENALTY: constant(int256) = -10
 REPUTATION_ABSENT: constant(int256) = -1
+REPUTATION_TIMEOUT: constant(int256) = -2  # a committee member that did not act
+TIMEOUT_SLASH_DIVISOR: constant(uint256) = 10  # a timeout burns a tenth of the query's node slash
 
 # query kinds
 KIND_QUERY: constant(uint8) = 0
@@ -804,6 +806,28 @@ def _slash_cheaters(query_id: bytes32, cheaters: DynArray[address, MAX_MEMBERS])
 
 
 @internal
+def _timeouts(query_id: bytes32, members: DynArray[address, MAX_MEMBERS]) -> uint256:
+    """Once the aggregate is locked, every member was asked to act (the analyst
+    asks all of them for noise and for the key switch): one that committed no
+    noise, aggregate nor key switch before the query closed timed out. It loses
+    REPUTATION_TIMEOUT and a tenth of the query's node slash. Returns the stake
+    burned."""
+    if len(self.committers[query_id][AGGREGATE]) == 0:
+        return 0  # nobody was asked for a key switch: no member is blamed
+    burned: uint256 = 0
+    penalty: uint256 = self.queries[query_id].node_slash // TIMEOUT_SLASH_DIVISOR
+    for member: address in members:
+        if (
+            self.commitments[query_id][NOISE][member] == empty(bytes32)
+            and self.commitments[query_id][AGGREGATE][member] == empty(bytes32)
+            and self.commitments[query_id][KEY_SWITCH][member] == empty(bytes32)
+        ):
+            burned += extcall registry.slash(member, penalty)
+            extcall registry.add_reputation(member, REPUTATION_TIMEOUT)
+    return burned
+
+
+@internal
 def _close(query_id: bytes32, status: uint8, members: DynArray[address, MAX_MEMBERS]):
     """The node pool leaves escrow now; the providers' cuts as they are credited."""
     self.escrowed -= self.queries[query_id].node_pool
@@ -822,7 +846,8 @@ def _pay_work(
 ):
     """The work is done: pay it. Providers that contributed get their cut; the
     node pool is split equally among the members that committed noise or a key
-    switch and are not named cheaters (the remainder back to the analyst)."""
+    switch and are not named cheaters (the remainder back to the analyst); a
+    member that committed nothing timed out (`_timeouts`)."""
     analyst: address = self.queries[query_id].analyst
     pool: uint256 = self.queries[query_id].node_pool
     paid: uint256 = 0
@@ -850,6 +875,7 @@ def _pay_work(
                 self.served[member][analyst] = True
                 extcall registry.add_reputation(member, REPUTATION_REWARD)
     slashed: uint256 = self._slash_cheaters(query_id, cheaters) + slashed_verifiers
+    slashed += self._timeouts(query_id, members)
     self._credit(analyst, refund)
     self.total_volume += paid
     self.settled_queries += 1
@@ -897,7 +923,9 @@ def expire(query_id: bytes32):
             keep the result and take the price back). Otherwise providers
             that contributed are still paid their cut (their data was used),
             the rest of the price is refunded, and the budget of datasets
-            that never contributed is given back.
+            that never contributed is given back. Either way, once the
+            aggregate is locked a committee member that committed nothing
+            timed out: it loses reputation and a tenth of the node slash.
     """
     assert self.queries[query_id].status == OPEN, "query not open"
     assert block.number > self.queries[query_id].deadline, "query not timed out"
@@ -908,6 +936,7 @@ def expire(query_id: bytes32):
     if self._work_complete(query_id):
         self._pay_work(query_id, [], members, 0, False)
         return
+    self._timeouts(query_id, members)
     pool: uint256 = self.queries[query_id].node_pool
     self._credit(self.queries[query_id].analyst, pool)
     self.settle_pays[query_id] = True  # contributors are paid: their data was used
