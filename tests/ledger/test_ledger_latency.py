@@ -4,8 +4,10 @@ answers as the chain's, and every role's chain calls of one query counted."""
 from __future__ import annotations
 
 import collections
+import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tessera.crypto.dlog import BabyStepTable, DiscreteLog
+from tessera.errors import LedgerError
 from tessera.ledger import client as ledger_client
 from tessera.ledger.chain import EmbeddedChain
 from tessera.ledger.rpc_server import EmbeddedRpc
@@ -162,3 +165,69 @@ def test_a_query_sends_one_transaction_per_commitment_and_a_retried_one_changes_
         for h in w3.eth.get_block(n)["transactions"]
     )
     assert statuses == {1: sum(sent.values()) + 2, 0: 2}
+
+
+CONTRACTS = Path(ledger_client.__file__).parent / "contracts"
+
+
+def _functions(source: str) -> dict[str, tuple[str, str]]:
+    """Each function of a Vyper source: its decorators and its body."""
+    found = {}
+    for m in re.finditer(r"((?:^@\w+(?:\(.*\))?\n)+)def (\w+)\(", source, re.M):
+        end = re.search(
+            r"^(?:@|def |event |struct |interface |flag |\w+: )", source[m.end() :], re.M
+        )
+        body = source[m.end() : m.end() + end.start()] if end else source[m.end() :]
+        found[m.group(2)] = (m.group(1), body)
+    return found
+
+
+def _reads_sender(funcs: dict[str, tuple[str, str]], name: str, seen: set[str]) -> bool:
+    """Whether ``name`` reads msg.sender (or tx.origin), itself or in an internal it calls."""
+    _, body = funcs[name]
+    if "msg.sender" in body or "tx.origin" in body:
+        return True
+    called = set(re.findall(r"self\.(\w+)\(", body)) & funcs.keys()
+    return any(_reads_sender(funcs, c, seen | {c}) for c in called - seen)
+
+
+def test_no_view_of_the_contracts_reads_its_sender() -> None:
+    """Every view is sent from one account whoever asks (shared cache entries): that
+    holds only while no external view reads msg.sender, itself or through an internal."""
+    checked = 0
+    for path in sorted(CONTRACTS.glob("*.vy")):
+        funcs = _functions(path.read_text())
+
+        for name, (decorators, _) in funcs.items():
+            if "@view" in decorators and "@external" in decorators:
+                checked += 1
+                assert not _reads_sender(funcs, name, {name}), (
+                    f"{path.name}: {name} reads msg.sender"
+                )
+    assert checked >= 20  # the parser found the views (public getters read no sender)
+
+
+def test_views_from_every_role_share_one_evm_run_per_head(
+    session: LedgerSession, evm_calls: list[Any]
+) -> None:
+    admin, analyst = session.admin, session.analyst.client
+    assert admin.params() == analyst.params() == session.verifiers[0].client.params()
+    assert analyst.balance() == admin.balance(analyst.account)
+    assert len(evm_calls) == 2  # params once, balanceOf once, for every asker
+
+
+def test_the_view_codec_answers_as_web3_does(session: LedgerSession) -> None:
+    admin = session.admin
+    for fn in (
+        admin.market.functions.params(),
+        admin.registry.functions.pool(),
+        admin.catalog.functions.dataset_count(),
+        admin.token.functions.balanceOf(session.analyst.address),
+    ):
+        assert admin._view("v", fn) == fn.call({"from": admin.account})
+    mine = admin.registry.functions.committee(0)
+    with pytest.raises(LedgerError) as exc:
+        admin._view("committee", mine)
+    with pytest.raises(Exception) as direct:
+        mine.call()
+    assert exc.value.reason == ledger_client.revert_reason(direct.value)

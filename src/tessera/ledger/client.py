@@ -24,8 +24,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.abi import collapse_if_tuple
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -490,6 +493,54 @@ def _call(action: str, fn: Callable[[], _T]) -> _T:
         _on_chain.seconds = chain_seconds() + time.perf_counter() - start
 
 
+@dataclass(frozen=True, slots=True)
+class ViewCodec:
+    """One view's calldata and answer, encoded and decoded by eth-abi from its ABI entry
+    (web3's contract layer normalised every argument and answer through a dozen mapping
+    passes: a fifth of a view's time on the embedded chain)."""
+
+    selector: bytes
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    output_abi: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, abi: Mapping[str, Any]) -> ViewCodec:
+        return _view_codec(json.dumps(abi, sort_keys=True))
+
+    def calldata(self, args: Sequence[Any]) -> str:
+        return "0x" + (self.selector + abi_encode(self.inputs, args)).hex()
+
+    def answer(self, raw: bytes) -> Any:
+        """The decoded answer as web3 gives it: addresses checksummed, one output as
+        itself, several as a list."""
+        values = abi_decode(self.outputs, raw)
+        out = [_checksummed(v, a) for v, a in zip(values, self.output_abi, strict=True)]
+        return out[0] if len(out) == 1 else out
+
+
+@functools.cache
+def _view_codec(abi_json: str) -> ViewCodec:
+    abi = json.loads(abi_json)
+    inputs = tuple(collapse_if_tuple(a) for a in abi["inputs"])
+    selector = bytes(Web3.keccak(text=f"{abi['name']}({','.join(inputs)})"))[:4]
+    outputs = tuple(collapse_if_tuple(a) for a in abi["outputs"])
+    return ViewCodec(selector, inputs, outputs, tuple(abi["outputs"]))
+
+
+def _checksummed(value: Any, abi: Mapping[str, Any]) -> Any:
+    kind = str(abi["type"])
+    if kind.endswith("]"):
+        inner = {**abi, "type": kind[: kind.rindex("[")]}
+        return [_checksummed(v, inner) for v in value]
+    if kind == "address":
+        return Web3.to_checksum_address(value)
+    if kind == "tuple":
+        parts = abi["components"]
+        return tuple(_checksummed(v, c) for v, c in zip(value, parts, strict=True))
+    return value
+
+
 # -- the client -----------------------------------------------------------------
 
 
@@ -636,7 +687,17 @@ class LedgerClient:
         return self._transact(action, fn)[0]
 
     def _view(self, action: str, fn: ContractFunction) -> Any:
-        return _call(action, lambda: fn.call({"from": self.account}))
+        """Run a view at the head, from the deployment's admin whoever asks: no view of
+        the contracts reads ``msg.sender`` (tests/ledger/test_ledger_latency.py checks it),
+        so every role's read of the same view at the same head is one entry of the
+        embedded chain's :class:`~tessera.ledger.chain.ViewCache`."""
+        codec = ViewCodec.of(fn.abi)
+        call = {"from": self.deployment.admin, "to": fn.address, "data": codec.calldata(fn.args)}
+
+        def run() -> Any:
+            return codec.answer(bytes(self.chain.w3.eth.call(call, "latest")))  # type: ignore[arg-type]
+
+        return _call(action, run)
 
     def block_number(self) -> int:
         """The chain's head block; :class:`~tessera.errors.ChainUnreachable` if it is down."""
