@@ -41,8 +41,9 @@ LIAR, RANDOM, WITHHOLDER = 1, 2, 3
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Network, list[str]]]:
-    """The demo network; every provider also holds "scored", its patients again, but for
-    the random-label provider, whose diabetes column there is drawn at random."""
+    """The demo network; every provider also holds "scored" and "scored_cli", its patients
+    again, but for the random-label provider, whose diabetes column there is drawn at
+    random."""
     tmp = tmp_path_factory.mktemp("training")
     spec = network_spec(kdf_iterations=2**10)
     spec.providers[LIAR].adversary = "oversized-update"
@@ -56,6 +57,8 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Network,
             rows.to_csv(path, index=False)
             table["source"] = str(path)
         p.tables["scored"] = table
+        # the command line's scored training has a budget of its own
+        p.tables["scored_cli"] = copy.deepcopy(table)
     net = Network(tmp / "network")
     net.up(spec)
     try:
@@ -260,7 +263,7 @@ def test_tessera_train_with_contribution_scores_and_pays_by_score(
     path = tmp_path / "validation.csv"
     val[[*FEATURES, "diabetes"]].to_csv(path, index=False)
     common = [
-        "train", "--table", "scored", "--features", ",".join(FEATURES), "--label", "diabetes",
+        "train", "--table", "scored_cli", "--features", ",".join(FEATURES), "--label", "diabetes",
         "--unit", "row", "--epsilon", "8", "--rounds", "1", "--server-learning-rate", "6",
         "--dir", str(net.dir),
     ]  # fmt: skip

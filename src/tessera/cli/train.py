@@ -163,7 +163,8 @@ def train(
         fail(exc)
     scoring = None
     if contribution is not None:
-        from tessera.learning.contribution import ContributionError, ContributionSpec
+        from tessera.learning.contribution import ContributionSpec
+        from tessera.protocol.contribution import ContributionError
 
         if validation is None:
             fail(ValueError("--contribution scores by the validation gain: pass --validation"))
