@@ -9,10 +9,14 @@ withdraws** what the settlement credited it (pull payments). Sweeps:
 
 * ``providers``: ``P`` in 4, 16, 64, 256 with ``N = 3``;
 * ``nodes``: ``N`` in 3, 8, 16, 32, 64 with ``P = 4``;
-* ``latency`` (``--latency``): a whole query's seconds over the in-process network
-  (``tessera.LocalNetwork``: DKG, encryption, proofs, verification) with ``N`` in 3 to 48.
+* ``latency_nodes``, ``latency_providers``, ``latency_rows`` (``--latency``): a query's
+  latency and verification time over the in-process network (``tessera.LocalNetwork``:
+  DKG, encryption, every proof made and checked) against ``N`` in 3 to 48 (3 providers),
+  against ``P`` in 4 to 256 (3 nodes), and against rows per provider in 10³ to 10⁶;
+* ``reshare`` (``--reshare``): one rotation of the committee's key by proactive
+  resharing against ``n`` in 3 to 48, per party and step.
 
-For each point: gas of ``submit_query``, of the settling verdict (``settle``), of one
+For each gas point: gas of ``submit_query``, of the settling verdict (``settle``), of one
 ``withdraw``, of the whole query (every transaction from submission to the last
 withdrawal), and the settlement's gas per paid party. Before pull payments, settling 12
 providers and 6 nodes took 1.9 M gas (transfers to each party inside the verdict), and the
@@ -283,9 +287,13 @@ def gas_point(nodes: int, providers: int) -> dict[str, Any]:
     }
 
 
-def latency_point(nodes: int) -> dict[str, Any]:
-    """One COUNT query over the in-process network with ``nodes`` computing nodes (three
-    providers, three verifiers): DKG first, then the query's seconds end to end."""
+def latency_point(nodes: int, providers: int = 3, rows: int = 200) -> dict[str, Any]:
+    """One ``COUNT(*), AVG(age)`` query at ε = 1 over the in-process network
+    (``tessera.LocalNetwork``: every proof made and checked, three verifiers) with
+    ``nodes`` computing nodes (threshold ``⌈nodes/2⌉``) and ``providers`` providers of
+    ``rows`` rows each: DKG and registration first (``setup_s``), then the query's
+    critical path (``latency_s``: the slowest party of each stage, as Drynx reports it),
+    one verifier's check of every proof (``verify_s``) and the whole call (``wall_s``)."""
     import numpy as np
     import pandas as pd
 
@@ -296,8 +304,8 @@ def latency_point(nodes: int) -> dict[str, Any]:
     net = LocalNetwork(nodes, threshold, seed=14, verifiers=3)
     rng = np.random.default_rng(14)
     try:
-        for i in range(3):
-            df = pd.DataFrame({"age": rng.integers(18, 90, 200)})
+        for i in range(providers):
+            df = pd.DataFrame({"age": rng.integers(18, 90, rows)})
             net.add_provider(
                 f"p{i}",
                 {"patients": df},
@@ -305,16 +313,87 @@ def latency_point(nodes: int) -> dict[str, Any]:
                 policies={"patients": DatasetPolicy(budget_rho=10.0, min_cohort=5)},
             )
         t1 = time.perf_counter()
-        res = net.sql("SELECT COUNT(*) FROM patients", epsilon=1.0)
+        res = net.sql("SELECT COUNT(*), AVG(age) FROM patients", epsilon=1.0)
         seconds = time.perf_counter() - t1
-        assert res.verified
+        assert res.verified, res.verdict
     finally:
         net.close()
     return {
         "nodes": nodes,
         "threshold": threshold,
+        "providers": providers,
+        "rows": rows,
         "setup_s": round(t1 - t0, 2),
-        "query_s": round(seconds, 2),
+        "latency_s": round(res.seconds["latency"], 3),
+        "verify_s": round(res.seconds["verify"], 3),
+        "wall_s": round(seconds, 3),
+    }
+
+
+def reshare_point(n: int) -> dict[str, Any]:
+    """One rotation by proactive resharing (``tessera.crypto.reshare``) from a committee
+    of ``n`` (threshold ``⌈n/2⌉``) to ``n`` new members with the same threshold, under
+    the same public key; every party's work in this one process, timed per step:
+    ``deal_s`` one old member's dealing (its polynomial, Feldman commitments, ``n``
+    sealed values), ``complain_s`` one new member's check of every dealing (opening its
+    sealed value from each and checking it against the dealer's commitments),
+    ``finish_s`` one new member's share and the new public shares,
+    ``audit_s`` anyone's re-check of the rotation from its broadcast
+    (:func:`~tessera.crypto.reshare.reshare_outputs`), ``total_s`` the whole rotation,
+    every party one after the other. The key is checked to be unchanged."""
+    from tessera.crypto.dkg import run_dkg
+    from tessera.crypto.dkg_messages import public_key_of
+    from tessera.crypto.reshare import (
+        IncomingMember,
+        OutgoingMember,
+        ReshareSession,
+        reshare_outputs,
+    )
+    from tessera.crypto.rng import SeededRng
+
+    t = (n + 1) // 2
+    results, _ = run_dkg(n, t, SeededRng(f"scaling/reshare/dkg/{n}"))
+    first = results[1]
+    keys = SeededRng(f"scaling/reshare/keys/{n}")
+    old_keys = [keys.scalar().to_bytes(32, "big") for _ in range(n)]
+    new_keys = [keys.scalar().to_bytes(32, "big") for _ in range(n)]
+    session = ReshareSession(
+        tuple(public_key_of(k) for k in old_keys),
+        t,
+        first.public_key,
+        tuple(first.public_shares[i] for i in sorted(results)),
+        tuple(public_key_of(k) for k in new_keys),
+        t,
+        hashlib.sha256(b"scaling/reshare/nonce" + n.to_bytes(2, "big")).digest(),
+    )
+    outgoing = [
+        OutgoingMember(
+            session, i, results[i].secret_share, old_keys[i - 1], SeededRng(f"deal/{n}/{i}")
+        )
+        for i in range(1, n + 1)
+    ]
+    incoming = [IncomingMember(session, j, new_keys[j - 1]) for j in range(1, n + 1)]
+    t0 = time.perf_counter()
+    dealings = [m.deal() for m in outgoing]
+    t1 = time.perf_counter()
+    complaints = [m.complain(dealings) for m in incoming]
+    answers = [a for m in outgoing if (a := m.answer(complaints)) is not None]
+    t2 = time.perf_counter()
+    finished = [m.finish(dealings, complaints, answers) for m in incoming]
+    t3 = time.perf_counter()
+    for m in outgoing:
+        m.erase()
+    audit = reshare_outputs(session, dealings, complaints, answers)
+    t4 = time.perf_counter()
+    assert audit.cheaters == () and all(r.public_key == first.public_key for r in finished)
+    return {
+        "n": n,
+        "threshold": t,
+        "deal_s": round((t1 - t0) / n, 4),
+        "complain_s": round((t2 - t1) / n, 4),
+        "finish_s": round((t3 - t2) / n, 4),
+        "audit_s": round(t4 - t3, 4),
+        "total_s": round(t3 - t0, 3),
     }
 
 
@@ -335,7 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="one JSON object per sweep")
     ap.add_argument("--quick", action="store_true", help="a small smoke configuration")
-    ap.add_argument("--latency", action="store_true", help="also time queries over nodes")
+    ap.add_argument(
+        "--latency",
+        action="store_true",
+        help="also time queries against nodes, providers and rows per provider",
+    )
+    ap.add_argument("--reshare", action="store_true", help="also time one resharing against n")
     ap.add_argument("--providers", type=int, nargs="*", help="the providers sweep's points")
     ap.add_argument("--nodes", type=int, nargs="*", help="the nodes sweep's points")
     args = ap.parse_args(argv)
@@ -354,7 +438,24 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": [point(n, 4) for n in nodes],
     }
     if args.latency:
-        sweeps["latency"] = [latency_point(n) for n in ([3] if args.quick else [3, 8, 16, 32, 48])]
+        quick = args.quick
+
+        def timed(row: dict[str, Any]) -> dict[str, Any]:
+            print(json.dumps(row, sort_keys=True), file=sys.stderr, flush=True)  # progress
+            return row
+
+        sweeps["latency_nodes"] = [
+            timed(latency_point(n)) for n in ([3] if quick else [3, 8, 16, 32, 48])
+        ]
+        sweeps["latency_providers"] = [
+            timed(latency_point(3, p)) for p in ([4] if quick else [4, 16, 64, 256])
+        ]
+        sweeps["latency_rows"] = [
+            timed(latency_point(3, 3, r))
+            for r in ([1_000] if quick else [1_000, 10_000, 100_000, 1_000_000])
+        ]
+    if args.reshare:
+        sweeps["reshare"] = [reshare_point(n) for n in ([3] if args.quick else [3, 8, 16, 32, 48])]
     for name, rows in sweeps.items():
         if args.json:
             print(json.dumps({"sweep": name, "points": rows}, sort_keys=True))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,3 +118,27 @@ def test_federated_benchmark_reports_tessera_beside_flower_secagg_plus() -> None
     ratio = report["flower_round_s"]["4x1000"] / report["round_s"]["4x1000"]
     assert report["flower_ratio"]["4x1000"] == ratio
     assert report["breakdown"]["4x1000"]["proof_s"] > 0
+
+
+def _scaling() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "tessera_benchmark_scaling_sweeps", ROOT / "benchmarks" / "scaling.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_reshare_point_rotates_under_the_same_key_and_times_each_step() -> None:
+    row = _scaling().reshare_point(5)  # asserts the key unchanged and no cheater itself
+    assert (row["n"], row["threshold"]) == (5, 3)
+    for key in ("deal_s", "complain_s", "finish_s", "audit_s", "total_s"):
+        assert row[key] > 0, row
+
+
+def test_scaling_latency_point_reports_latency_and_verification() -> None:
+    row = _scaling().latency_point(3, providers=2, rows=500)
+    assert (row["nodes"], row["providers"], row["rows"]) == (3, 2, 500)
+    assert 0 < row["latency_s"] <= row["wall_s"] and row["verify_s"] > 0, row
