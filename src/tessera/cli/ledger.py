@@ -204,7 +204,13 @@ def deploy_command(
     min_stake: Annotated[
         int, typer.Option(help="Credits a computing node or verifier must stake.")
     ] = 1_000,
-    slash_amount: Annotated[int, typer.Option(help="Credits a proven cheater loses.")] = 1_000,
+    slash_amount: Annotated[
+        int,
+        typer.Option(
+            help="Credits a proven cheater loses; a committee member that timed out "
+            "(no work committed once the aggregate was locked) loses a tenth of it."
+        ),
+    ] = 1_000,
     timeout_blocks: Annotated[
         int, typer.Option(help="Blocks a query has for its work and verdicts (its deadline).")
     ] = 1_000,
