@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -95,6 +97,10 @@ def test_load_benchmark_quick_json() -> None:
     assert t["collected_count"] == t["valid"] and t["collected_sum"] == t["expected_sum"]
 
 
+# On the worker that runs tests/learning/test_flower.py, after it: two Ray clusters
+# started at once on one machine (its simulation tests and this one's SecAgg+ round)
+# left this one hanging until its timeout.
+@pytest.mark.xdist_group("learning/test_flower.py")
 def test_federated_benchmark_reports_tessera_beside_flower_secagg_plus() -> None:
     """One small size, round times only: Tessera's round, Flower's FedAvg, the same clients
     through Tessera's Flower strategy, and Flower's SecAgg+ workflow (Ray), with the ratio."""
