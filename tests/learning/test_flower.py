@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from tessera.crypto.rng import SeededRng
 from tessera.dp.samplers import ExactSampler
 from tessera.learning import secure
+from tessera.learning.config import fixed_point_for
 from tessera.learning.flower import (
     SEALED_REPORT,
     InProcessCommittee,
@@ -39,7 +40,7 @@ from tessera.learning.flower import (
 from tessera.learning.local import LocalConfig, train_locally
 from tessera.learning.models import Array, LogisticRegression
 from tessera.learning.partition import dirichlet_split
-from tessera.learning.rounds import Dataset, Provider
+from tessera.learning.rounds import Dataset, Provider, server_update
 from tessera.node.model_store import LocalModelStore, ModelLog
 from tessera.protocol.training import SealedReport
 from tessera.testing.learning import OversizedUpdate
@@ -350,6 +351,11 @@ def test_inconsistent_configurations_are_refused_before_training() -> None:
         _strategy(committee, spec, observer=Capture())
     with pytest.raises(ValueError, match="two nodes"):
         SecureAggregation({1: committee.node_keys[1]})
+    # the network's TrainingConfig checks the same parameters
+    with pytest.raises(ValueError, match="bits must be in"):
+        SecureAggregation(committee.node_keys, bits=40)
+    with pytest.raises(ValueError, match="server_learning_rate"):
+        _strategy(committee, spec, server_learning_rate=0.0)
     with pytest.raises(RuntimeError, match=r"client failed: .*no Tessera training"):
         # a mod behind a server that is not Tessera's: the client fails rather than
         # send its parameters in the clear
@@ -449,6 +455,18 @@ def test_noise_is_added_and_training_stops_when_the_budget_would_be_exceeded(
     print(f"noise: per-coordinate std {np.std(noise):.0f} units, planned {planned:.0f}")
     assert 0.7 < float(np.std(noise)) / planned < 1.35
     assert not np.allclose(capture.params[1], secure_run["params"][1])
+    # the step is the network's (the rule its verifiers re-derive): server_update of the
+    # round's noised sum, every client at the public maximum of rows
+    fp = spec.fixed_point
+    total = np.round(strategy.released[1] * fp.scale).astype(np.int64)
+    accepted = strategy.records[0].accepted
+    config = spec.config(strategy.server_learning_rate)
+    assert config.weighted and config.unit == "provider"
+    assert fp == fixed_point_for(config, MAX_ROWS)
+    expected = server_update(
+        capture.params[0], total, accepted, config, fp, {n: MAX_ROWS for n in accepted}
+    )
+    np.testing.assert_allclose(capture.params[1], expected, rtol=0, atol=1e-12)
 
 
 def test_every_rounds_model_is_stored_by_cid(tmp_path: Any) -> None:

@@ -82,11 +82,11 @@ from tessera.dp.samplers import NoiseSampler
 from tessera.errors import DecodeError, ProtocolError
 from tessera.learning import secure
 from tessera.learning.committee import NodeRound
-from tessera.learning.fedavg import server_step
+from tessera.learning.config import TrainingConfig, fixed_point_for, payload_length
 from tessera.learning.fixed_point import FixedPoint, clip_l2
 from tessera.learning.models import Array, Model
 from tessera.learning.privacy import TrainingBudget, round_noise
-from tessera.learning.rounds import Observer, RoundRecord
+from tessera.learning.rounds import Observer, RoundRecord, server_update
 from tessera.protocol.training import (
     SealedReport,
     positions,
@@ -130,19 +130,34 @@ class SecureAggregation:
             raise ValueError(f"clip must be positive, got {self.clip!r}")
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError("max_rows must be positive")
+        self.config()  # the network's checks of the same parameters (bits)
 
     @property
     def weighted(self) -> bool:
         return self.max_rows is not None
 
+    def config(self, server_learning_rate: float = 1.0) -> TrainingConfig:
+        """The same aggregation as the network's :class:`TrainingConfig`: provider-level,
+        weighted exactly when ``max_rows`` is set. The fixed point, the payload's length
+        and the server step are derived from it by the network's own functions
+        (``fixed_point_for``, ``payload_length``, ``server_update``), so a Flower training
+        and a ``tessera train`` one quantise, prove and step by one rule."""
+        return TrainingConfig(
+            unit="provider",
+            weighted=self.weighted,
+            clip=self.clip,
+            bits=self.bits,
+            server_learning_rate=server_learning_rate,
+        )
+
     @property
     def fixed_point(self) -> FixedPoint:
-        # weighted: |(a·u, a·C)| <= √2·a·C <= √2·C
-        return FixedPoint(self.clip * (math.sqrt(2.0) if self.weighted else 1.0), self.bits)
+        # weighted: |(a·u, a·C)| <= √2·a·C <= √2·C; the provider unit ignores max_rows
+        return fixed_point_for(self.config(), self.max_rows or 1)
 
     def length(self, num_params: int) -> int:
         """Entries of the proven vector for a model of ``num_params`` parameters."""
-        return num_params + (1 if self.weighted else 0)
+        return payload_length(self.config(), num_params)
 
     def vdaf(self, num_params: int) -> Prio3FixedPointBoundedL2VecSum:
         return _vdaf(self.length(num_params), self.fixed_point, len(self.node_keys))
@@ -490,6 +505,7 @@ class TesseraFedAvg(Strategy):
             raise ValueError("an observer needs the model that describes the parameters")
         if epsilon is not None and getattr(committee, "sampler", True) is None:
             raise ValueError("differential privacy needs the committee's noise sampler")
+        spec.config(server_learning_rate)  # refused here, not at the first round's step
         self.committee = committee
         self.spec = spec
         self.threshold = threshold
@@ -626,16 +642,18 @@ class TesseraFedAvg(Strategy):
         fp = self.spec.fixed_point
         if outcome.accepted:
             total = secure.unshard(self.vdaf, outcome.shares, len(outcome.accepted))
-            real = fp.decode(total)
-            self.released[server_round] = real
-            if self.spec.max_rows is not None:
-                # the noised total weight, kept away from zero: one row of the largest
-                # table is the least weight a round can hold
-                weight = max(real[-1] / self.spec.clip, 1.0 / self.spec.max_rows)
-                step = real[:-1] / weight
-            else:
-                step = real / len(outcome.accepted)
-            self._state.params = server_step(self._state.params, step, self.server_learning_rate)
+            self.released[server_round] = fp.decode(total)
+            # the network's step (the one its verifiers re-derive), every client at the
+            # public maximum of rows
+            rows = {n: self.spec.max_rows or 1 for n in outcome.accepted}
+            self._state.params = server_update(
+                self._state.params,
+                total,
+                outcome.accepted,
+                self.spec.config(self.server_learning_rate),
+                fp,
+                rows,
+            )
         rho = self.budget.rho_per_round if self.budget is not None else 0.0
         done = len(self._state.records) + 1
         eps = self.budget.epsilon_after(done) if self.budget is not None else 0.0
