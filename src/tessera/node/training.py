@@ -21,6 +21,11 @@ the in-process :func:`~tessera.learning.rounds.train`). One round:
 5. the analyst adds the noised shares, takes the server step
    (:func:`~tessera.learning.rounds.server_update`), and commits the new model's
    digest as the round's result.
+
+A round is :meth:`NetworkRounds.open` (steps 1–2), the reports (3), then
+:meth:`NetworkRounds.close` (the reports against the chain, the fetch, 4–5 and the
+verifiers' vote), so a committee that gets its reports some other way (a Flower strategy's
+clients, each a provider committing on-chain) drives the same round and not a copy.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +180,21 @@ class TrainingQuote:
         return min(self.rounds, math.floor(least / self.rho_per_round * (1 + 1e-9)))
 
 
+@dataclass(frozen=True)
+class OpenedRound:
+    """A round on the ledger whose nodes have committed to their seeds: what
+    :meth:`NetworkRounds.close` needs (``body``: the ticket's JSON, as every role gets it;
+    ``model``: the encoded model whose digest the ticket names)."""
+
+    ticket: TrainingTicket
+    body: dict[str, Any]
+    nodes: list[RemoteNode]
+    commitments: Mapping[int, bytes]
+    params: Array
+    model: bytes
+    chosen: tuple[str, ...]
+
+
 class NetworkRounds:
     """The rounds of one training, run by the network's roles (see the module docstring)."""
 
@@ -277,37 +298,62 @@ class NetworkRounds:
     def run(
         self, round_index: int, chosen: Sequence[str], params: Array, rho: float
     ) -> RoundOutcome:
+        """One round: :meth:`open`, the chosen providers' ``train/report``, :meth:`close`."""
         a = self.analyst
-        ticket = self.ticket(round_index, chosen, params)
-        qid = ticket.query_id
-        datasets = {f"{n}/{self.table}": int(self.holders[n]["dataset_id"]) for n in chosen}
-        # the round's release and, with a scoring plan, its subset releases
-        cost = rho_to_micro(ticket.rho) if ticket.rho else 0
-        a.on_progress(f"round {round_index + 1}: submitting the round to the ledger")
-        a.submit_to_ledger(ticket.ticket_hash, qid, datasets, cost, {OPERATION}, "training")
-        body = ticket.to_json()
-        nodes = [
-            RemoteNode(a.transport, p, body)
-            for p in sorted(a._of("node"), key=lambda p: p.index or 0)
-        ]
-
-        def each(step: Callable[[Any], Any], targets: Sequence[Any]) -> list[Any]:
-            return list(a._pool.map(step, targets))
-
-        commitments = open_round(nodes, each)
+        opened = self.open(round_index, chosen, params)
         a.on_progress(f"round {round_index + 1}: training at {len(chosen)} providers")
-        model_hex = encode_model(self.model, params).hex()
         providers = {p.name: p for p in a._of("provider")}
         futures = {
             name: a._pool.submit(
                 a.transport.call,
                 providers[name].address,
                 "train/report",
-                {"ticket": body, "model": model_hex},
+                {"ticket": opened.body, "model": opened.model.hex()},
             )
             for name in chosen
         }
+        return self.close(opened, futures)
 
+    def open(self, round_index: int, chosen: Sequence[str], params: Array) -> OpenedRound:
+        """The round's ticket submitted on the ledger as a training query (escrow, each
+        dataset's budget charged; a refusal is the ledger's ``PolicyViolation``) and every
+        node's commitment to its verify-key seed (``train/commit``). Whoever produces the
+        reports then (the provider roles, or another client that commits its report's digest
+        on-chain for this query), :meth:`close` finishes the round."""
+        a = self.analyst
+        ticket = self.ticket(round_index, chosen, params)
+        datasets = {f"{n}/{self.table}": int(self.holders[n]["dataset_id"]) for n in chosen}
+        # the round's release and, with a scoring plan, its subset releases
+        cost = rho_to_micro(ticket.rho) if ticket.rho else 0
+        a.on_progress(f"round {round_index + 1}: submitting the round to the ledger")
+        a.submit_to_ledger(
+            ticket.ticket_hash, ticket.query_id, datasets, cost, {OPERATION}, "training"
+        )
+        body = ticket.to_json()
+        nodes = [
+            RemoteNode(a.transport, p, body)
+            for p in sorted(a._of("node"), key=lambda p: p.index or 0)
+        ]
+        commitments = open_round(nodes, self._each)
+        model = encode_model(self.model, params)
+        return OpenedRound(ticket, body, nodes, commitments, params, model, tuple(chosen))
+
+    def _each(self, step: Callable[[Any], Any], targets: Sequence[Any]) -> list[Any]:
+        return list(self.analyst._pool.map(step, targets))
+
+    def close(
+        self, opened: OpenedRound, futures: Mapping[str, Future[dict[str, Any]]]
+    ) -> RoundOutcome:
+        """The round from the providers' answers (``{"report": hex}`` by provider, as
+        futures): each taken only if it is the report its provider committed on-chain for
+        the round's query; one committed but lacking the nodes fetch (``train/fetch``), one
+        no node gets is left out as withheld; the nodes' joint verification and release
+        (:func:`~tessera.learning.rounds.close_round`), the server step, the result's
+        digest on the ledger, and the drawn verifiers' vote on the round's transcript."""
+        a = self.analyst
+        ticket, nodes, params = opened.ticket, opened.nodes, opened.params
+        round_index, qid = ticket.round_index, ticket.query_id
+        chosen = opened.chosen
         futures, committed = await_answers(
             futures,
             lambda: a.ledger.audit_trail(qid, verdicts=False).of("contribution"),
@@ -342,7 +388,7 @@ class NetworkRounds:
                 a.transport,
                 [node.address for node in nodes],
                 "train/fetch",
-                {"ticket": body},
+                {"ticket": opened.body},
                 lacking,
                 "report",
                 report,
@@ -354,7 +400,7 @@ class NetworkRounds:
         if not sealed:
             raise nobody_left(f"round {round_index + 1}: no provider could report", excluded)
         a.on_progress(f"round {round_index + 1}: the nodes verify {len(sealed)} reports")
-        agg = close_round(nodes, commitments, sealed, chosen, excluded, each)
+        agg = close_round(nodes, opened.commitments, sealed, chosen, excluded, self._each)
         locked = {node.withheld for node in nodes}
         if locked != {tuple(sorted(withheld))}:
             raise ProtocolError(
@@ -372,7 +418,7 @@ class NetworkRounds:
             a.on_progress(f"round {round_index + 1}: the nodes release the scores' subset sums")
             scores = self.score(ticket, nodes, agg.shares, agg.accepted, params)
         record = RoundTranscript(
-            model=bytes.fromhex(model_hex),
+            model=opened.model,
             reports={n: r.encode() for n, r in sealed.items()},
             verifier_shares=nodes[0].verifier_shares,
             decisions={node.index: node.decisions for node in nodes},
@@ -501,4 +547,4 @@ def train_over(
     return run_training(model, rounds, config, rng, validation=val, init=init, observer=observer)
 
 
-__all__ = ["NetworkRounds", "RemoteNode", "TrainingQuote", "train_over"]
+__all__ = ["NetworkRounds", "OpenedRound", "RemoteNode", "TrainingQuote", "train_over"]
