@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -349,6 +350,7 @@ def _flower(
         if secagg:
             row["secagg_s"] = flower_secagg_round_time(p, n)
         out[f"{p}x{n}"] = row
+        print(f"flower {p}x{n}: {json.dumps(row)}", file=sys.stderr, flush=True)  # progress
     return out
 
 
@@ -414,7 +416,10 @@ def main() -> None:
     else:
         sizes = [(10, 10_000), (100, 10_000), (10, 100_000), (100, 100_000)]
     round_time(2, 200)  # load the compiled kernels
-    rounds = {f"{p}x{n}": round_time(p, n) for p, n in sizes}
+    rounds = {}
+    for p, n in sizes:
+        rounds[f"{p}x{n}"] = round_time(p, n)
+        print(f"tessera {p}x{n}: {json.dumps(rounds[f'{p}x{n}'])}", file=sys.stderr, flush=True)
     flower = {} if args.no_flower else _flower(sizes, args.flower_all, not args.no_secagg)
     report = {
         "round_s": {k: v["round_s"] for k, v in rounds.items()},
