@@ -331,7 +331,7 @@ def flower_secagg_round_time(providers: int, params: int, seed: int = 0) -> floa
         num_supernodes=providers,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": 2, "include_dashboard": False},
+            "init_args": {"address": "local", "num_cpus": 2, "include_dashboard": False},
         },
     )
     return float(strategy.times[2])

@@ -97,9 +97,11 @@ def test_load_benchmark_quick_json() -> None:
     assert t["collected_count"] == t["valid"] and t["collected_sum"] == t["expected_sum"]
 
 
-# On the worker that runs tests/learning/test_flower.py, after it: two Ray clusters
-# started at once on one machine (its simulation tests and this one's SecAgg+ round)
-# left this one hanging until its timeout.
+# On the worker that runs tests/learning/test_flower.py, after it. A Ray cluster started
+# without an address joins the machine's latest one (/tmp/ray/ray_current_cluster): this
+# test's SecAgg+ round joined the cluster of that file's simulations, busy or left
+# running, and hung until its timeout; every run_simulation now starts its own
+# (address "local").
 @pytest.mark.xdist_group("learning/test_flower.py")
 def test_federated_benchmark_reports_tessera_beside_flower_secagg_plus() -> None:
     """One small size, round times only: Tessera's round, Flower's FedAvg, the same clients

@@ -506,7 +506,7 @@ def test_a_flower_simulation_trains_through_tessera() -> None:
         num_supernodes=CLIENTS,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": 2, "include_dashboard": False},
+            "init_args": {"address": "local", "num_cpus": 2, "include_dashboard": False},
         },
     )
     assert [r.accepted for r in strategy.records] == [
@@ -565,7 +565,7 @@ def test_a_message_api_flower_app_trains_through_tessera_in_simulation() -> None
         num_supernodes=CLIENTS,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": 2, "include_dashboard": False},
+            "init_args": {"address": "local", "num_cpus": 2, "include_dashboard": False},
         },
     )
     records = strategy.tessera.records
