@@ -33,9 +33,16 @@ def truth() -> pd.DataFrame:
 
 # -- helpers ------------------------------------------------------------------------------
 def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
+    """``check()`` once it is truthy; an element the page re-rendered while it was read
+    (stale) counts as not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        got = check()
+        try:
+            got = check()
+        except StaleElementReferenceException:
+            got = None
         if got:
             return got
         if time.monotonic() > deadline:
@@ -1085,7 +1092,8 @@ def test_an_mlp_chosen_on_the_page_is_trained_and_stored_by_cid(
         q = live.console.analyst.training_quote(
             "patients", MLP(4, 8, 2), features, "diabetes", config
         )
-        assert int(by_id(browser, "train-price").text) == q.price
+        price = wait_for("the price", lambda: by_id(browser, "train-price").text)
+        assert int(price) == q.price
         jobs = len(live.console.jobs)
         wait_for("the train button", lambda: by_id(browser, "train-btn").is_enabled())
         by_id(browser, "train-btn").click()
